@@ -1,0 +1,107 @@
+//! The `strata` binary as a user runs it.
+
+use std::process::{Command, Output};
+
+fn strata(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .env_remove("STRATA_FORMAT")
+        .output()
+        .expect("the strata binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn query_prints_paris_london_distance_as_a_table() {
+    let output = strata(&[
+        "query",
+        "SELECT geo_distance_km(48.8566, 2.3522, 51.5074, -0.1278) AS km",
+    ]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("| km"), "{text}");
+    // 343.556 km by the haversine formula with R = 6371.0088 km (checked with Python's math module).
+    assert!(text.contains("343.55"), "{text}");
+}
+
+#[test]
+fn query_prints_csv_and_json() {
+    let sql = "SELECT * FROM (VALUES (1, 'rust'), (2, NULL)) AS t(id, skill) ORDER BY id";
+    let csv = strata(&["query", "--format", "csv", sql]);
+    assert!(csv.status.success(), "stderr: {}", stderr(&csv));
+    assert_eq!(stdout(&csv), "id,skill\n1,rust\n2,\n");
+
+    let json = strata(&["query", "--format", "json", sql]);
+    assert!(json.status.success(), "stderr: {}", stderr(&json));
+    assert_eq!(
+        stdout(&json).trim(),
+        r#"[{"id":1,"skill":"rust"},{"id":2,"skill":null}]"#
+    );
+}
+
+#[test]
+fn query_with_wrong_argument_types_names_the_signature_and_fails() {
+    let output = strata(&["query", "SELECT skill_match(1, 2)"]);
+    assert!(!output.status.success());
+    assert!(stdout(&output).is_empty());
+    let text = stderr(&output);
+    assert!(
+        text.contains("skill_match(have LIST<VARCHAR>, want LIST<VARCHAR>)")
+            && text.contains("have must be a list of strings, got Int64"),
+        "{text}"
+    );
+}
+
+#[test]
+fn query_reports_broken_sql_unknown_tables_and_runtime_errors() {
+    for (sql, expected) in [
+        ("SELEC 1", "SELEC"),
+        ("SELECT * FROM enriched.jobs", "enriched.jobs"),
+        (
+            "SELECT geo_distance_km(91, 0, 0, 0)",
+            "lat1 = 91 is outside [-90, 90]",
+        ),
+    ] {
+        let output = strata(&["query", sql]);
+        assert!(!output.status.success(), "{sql} should fail");
+        let text = stderr(&output);
+        assert!(
+            text.starts_with("Error: ") && text.contains(expected),
+            "{sql}: {text}"
+        );
+    }
+}
+
+#[test]
+fn query_rejects_an_unknown_format() {
+    let output = strata(&["query", "--format", "xml", "SELECT 1"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("invalid value 'xml'"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn csv_of_a_nested_result_fails_clearly() {
+    let output = strata(&[
+        "query",
+        "--format",
+        "csv",
+        "SELECT tokenize('a b') AS tokens",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("cannot format results as csv"),
+        "{}",
+        stderr(&output)
+    );
+}
