@@ -105,3 +105,38 @@ fn csv_of_a_nested_result_fails_clearly() {
         stderr(&output)
     );
 }
+
+#[test]
+fn query_reads_sql_from_a_file() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/rank_candidates.sql"
+    );
+    let output = strata(&["query", "--format", "csv", "--file", file]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    let text = stdout(&output);
+    let names: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').next().unwrap())
+        .collect();
+    assert_eq!(names, ["ana", "chen", "bo"], "{text}");
+}
+
+#[test]
+fn query_with_a_missing_file_names_it() {
+    let output = strata(&["query", "--file", "/nonexistent/rank.sql"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("cannot read SQL file /nonexistent/rank.sql"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn query_needs_sql_or_a_file() {
+    let output = strata(&["query"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("required"), "{}", stderr(&output));
+}

@@ -1,5 +1,6 @@
 //! Strata's integration tests, in one binary because every test binary links DataFusion.
 
+mod check;
 mod cli;
 mod slt;
 mod top_k;

@@ -6,6 +6,12 @@ use datafusion::error::DataFusionError;
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// The pipeline has problems; each is rendered with its file, line and column.
+    #[error("{rendered}{count} problem(s) found; nothing was run")]
+    Invalid { rendered: String, count: usize },
+    /// The pipeline could not be read or planned.
+    #[error(transparent)]
+    Pipeline(strata_sql::Error),
     /// The engine rejected or failed the SQL; its message is shown as is.
     #[error("{0}")]
     Query(#[from] DataFusionError),
@@ -15,7 +21,35 @@ pub enum CliError {
         format: &'static str,
         source: ArrowError,
     },
+    /// The SQL file given with `--file` could not be read.
+    #[error("cannot read SQL file {}: {source}", path.display())]
+    ReadSql {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// Results could not be written out (for example a closed pipe).
     #[error("cannot write results: {0}")]
     Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// Wraps a pipeline error, rendering its diagnostics against the pipeline's files.
+    pub fn pipeline(error: strata_sql::Error, sources: &strata_sql::language::Sources) -> Self {
+        match error {
+            strata_sql::Error::Invalid(problems) => CliError::Invalid {
+                rendered: problems
+                    .iter()
+                    .map(|problem| format!("{}\n", problem.render(sources)))
+                    .collect(),
+                count: problems.len(),
+            },
+            other => CliError::Pipeline(other),
+        }
+    }
+}
+
+impl From<strata_sql::Error> for CliError {
+    fn from(error: strata_sql::Error) -> Self {
+        CliError::Pipeline(error)
+    }
 }

@@ -1,5 +1,6 @@
 //! `strata`: the command line for Strata pipelines and ad-hoc queries.
 
+mod check;
 mod error;
 mod query;
 
@@ -8,6 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use crate::check::CheckArgs;
+use crate::error::CliError;
 use crate::query::QueryArgs;
 
 /// Strata: layered SQL pipelines on DataFusion and Ballista.
@@ -22,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run one SQL statement on an embedded engine with every Strata function registered.
     Query(QueryArgs),
+    /// Parse, resolve and plan a pipeline without running anything.
+    Check(CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,10 +48,15 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Query(args) => query::run(args, &mut std::io::stdout().lock()).await,
+            Command::Check(args) => check::run(args, &mut std::io::stdout().lock()).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error @ CliError::Invalid { .. }) => {
+            eprint!("{error}\n");
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("Error: {error}");
             ExitCode::FAILURE

@@ -1,6 +1,7 @@
 //! `strata query`: one SQL statement on an embedded DataFusion context.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use arrow::csv::WriterBuilder as CsvWriterBuilder;
 use arrow::json::{ArrayWriter, WriterBuilder as JsonWriterBuilder};
@@ -15,7 +16,11 @@ use crate::error::CliError;
 #[derive(Args)]
 pub struct QueryArgs {
     /// The SQL statement to run.
-    pub sql: String,
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub sql: Option<String>,
+    /// Read the SQL statement from this file instead.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, env = "STRATA_FORMAT")]
     pub format: OutputFormat,
@@ -31,9 +36,19 @@ pub enum OutputFormat {
 
 /// Plans and runs the statement, then prints every result row.
 pub async fn run(args: QueryArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let sql = match (args.sql, &args.file) {
+        (Some(sql), _) => sql,
+        (None, Some(path)) => {
+            std::fs::read_to_string(path).map_err(|source| CliError::ReadSql {
+                path: path.clone(),
+                source,
+            })?
+        }
+        (None, None) => unreachable!("clap requires SQL or --file"),
+    };
     let ctx = SessionContext::new();
     strata_udfs::register_all(&ctx);
-    let batches = ctx.sql(&args.sql).await?.collect().await?;
+    let batches = ctx.sql(&sql).await?.collect().await?;
     write_batches(&batches, args.format, out)
 }
 
