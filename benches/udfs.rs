@@ -309,9 +309,13 @@ async fn scalar(ctx: &SessionContext, sql: &str) -> f64 {
 fn bench(c: &mut Criterion) {
     let runtime = Runtime::new().expect("tokio runtime");
     let ctx = context();
+    // STRATA_BENCH_ONLY=top_k,skill_match runs just those pairs.
     let only = std::env::var("STRATA_BENCH_ONLY").ok();
     for pair in PAIRS {
-        if only.as_deref().is_some_and(|name| name != pair.name) {
+        if only
+            .as_deref()
+            .is_some_and(|names| !names.split(',').any(|name| name == pair.name))
+        {
             continue;
         }
         if let Some(sql) = pair.sql {

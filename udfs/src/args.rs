@@ -240,40 +240,38 @@ impl<'a> StringLists<'a> {
 }
 
 /// Lower-cases and trims a value, borrowing when it is already normalised.
+#[inline]
 pub(crate) fn normalize(value: &str) -> Cow<'_, str> {
+    let bytes = value.as_bytes();
+    // One pass decides the common case: clean lower-case ASCII needs no copy.
+    let clean = bytes
+        .iter()
+        .all(|&byte| byte.is_ascii() && !byte.is_ascii_uppercase())
+        && !bytes.first().is_some_and(u8::is_ascii_whitespace)
+        && !bytes.last().is_some_and(u8::is_ascii_whitespace);
+    if clean {
+        return Cow::Borrowed(value);
+    }
     let trimmed = value.trim();
     if trimmed.is_ascii() {
-        if trimmed.bytes().any(|byte| byte.is_ascii_uppercase()) {
-            Cow::Owned(trimmed.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(trimmed)
-        }
+        Cow::Owned(trimmed.to_ascii_lowercase())
     } else {
         Cow::Owned(trimmed.to_lowercase())
     }
 }
 
-/// Sorts and de-duplicates a small set held in a vector (cheaper than hashing for skill lists).
-pub(crate) fn sort_dedup<T: Ord>(values: &mut Vec<T>) {
-    values.sort_unstable();
-    values.dedup();
+/// Adds a value to a small set held in a vector; for skill lists a scan beats hashing and sorting.
+#[inline]
+pub(crate) fn insert_distinct<T: PartialEq>(set: &mut Vec<T>, value: T) {
+    if !set.contains(&value) {
+        set.push(value);
+    }
 }
 
-/// Counts the values two sorted, de-duplicated slices share.
-pub(crate) fn intersection_len<T: Ord>(left: &[T], right: &[T]) -> usize {
-    let (mut i, mut j, mut shared) = (0, 0, 0);
-    while i < left.len() && j < right.len() {
-        match left[i].cmp(&right[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                shared += 1;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    shared
+/// Counts the members of `set` that also occur in `values`.
+#[inline]
+pub(crate) fn shared_count<T: PartialEq>(set: &[T], values: &[T]) -> usize {
+    set.iter().filter(|member| values.contains(member)).count()
 }
 
 /// Wraps a finished output array as the function result.

@@ -7,9 +7,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::args::{
-    Arg, Strings, array_result, check_arity, coerce_float, coerce_string, sort_dedup,
-};
+use crate::args::{Arg, Strings, array_result, check_arity, coerce_float, coerce_string};
 use crate::tokens::for_each_token;
 
 const SIGNATURE: &str =
@@ -105,7 +103,8 @@ impl ScalarUDFImpl for Bm25 {
                 if let Some(query) = queries.get(query_row) {
                     for_each_token(query, &mut buffer, |token| terms.push(token.to_owned()));
                 }
-                sort_dedup(&mut terms);
+                terms.sort_unstable();
+                terms.dedup();
                 terms_from_row = Some(query_row);
             }
 

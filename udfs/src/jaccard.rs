@@ -8,7 +8,7 @@ use datafusion::logical_expr::{
 };
 
 use crate::args::{
-    Arg, StringLists, array_result, check_arity, coerce_string_list, intersection_len, sort_dedup,
+    Arg, StringLists, array_result, check_arity, coerce_string_list, insert_distinct, shared_count,
 };
 
 const SIGNATURE: &str = "jaccard(a LIST<VARCHAR>, b LIST<VARCHAR>) -> DOUBLE";
@@ -67,12 +67,13 @@ impl ScalarUDFImpl for Jaccard {
                 continue;
             }
             left_set.clear();
-            left_set.extend(left.row(args[0].row(row)));
-            sort_dedup(&mut left_set);
+            left.row(args[0].row(row))
+                .for_each(|value| insert_distinct(&mut left_set, value));
             right_set.clear();
-            right_set.extend(right.row(args[1].row(row)));
-            sort_dedup(&mut right_set);
-            let shared = intersection_len(&left_set, &right_set);
+            right
+                .row(args[1].row(row))
+                .for_each(|value| insert_distinct(&mut right_set, value));
+            let shared = shared_count(&left_set, &right_set);
             let union = left_set.len() + right_set.len() - shared;
             out.append_value(if union == 0 {
                 0.0

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Builder};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Float64Builder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
     DataType, DurationNanosecondType, IntervalMonthDayNano, IntervalMonthDayNanoType, IntervalUnit,
@@ -86,6 +86,33 @@ impl ScalarUDFImpl for RecencyDecay {
             ts.as_primitive::<TimestampNanosecondType>().values(),
             now.as_primitive::<TimestampNanosecondType>().values(),
         );
+        if ts.null_count() == 0
+            && now.null_count() == 0
+            && args[2].is_scalar()
+            && !args[2].is_null(0)
+        {
+            // The usual call: one literal half-life, no NULL timestamps.
+            let half_life = half_life[0];
+            if half_life <= 0 {
+                return exec_err!(
+                    "recency_decay: half_life must be positive, got {}",
+                    describe_nanos(half_life)
+                );
+            }
+            let per_nano = 1.0 / half_life as f64;
+            let weights: Vec<f64> = (0..rows)
+                .map(|row| {
+                    let age = i128::from(now_values[args[1].row(row)])
+                        - i128::from(ts_values[args[0].row(row)]);
+                    if age <= 0 {
+                        1.0
+                    } else {
+                        (-(age as f64) * per_nano).exp2()
+                    }
+                })
+                .collect();
+            return array_result(Float64Array::from(weights));
+        }
         let mut out = Float64Builder::with_capacity(rows);
         for row in 0..rows {
             let (ts_row, now_row, half_row) =

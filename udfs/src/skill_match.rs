@@ -8,8 +8,8 @@ use datafusion::logical_expr::{
 };
 
 use crate::args::{
-    Arg, StringLists, array_result, check_arity, coerce_string_list, intersection_len, normalize,
-    sort_dedup,
+    Arg, StringLists, array_result, check_arity, coerce_string_list, insert_distinct, normalize,
+    shared_count,
 };
 
 const SIGNATURE: &str = "skill_match(have LIST<VARCHAR>, want LIST<VARCHAR>) -> DOUBLE";
@@ -73,14 +73,15 @@ impl ScalarUDFImpl for SkillMatch {
             }
             let wanted = if args[1].is_scalar() {
                 cached_want.get_or_insert_with(|| {
-                    let mut set: Vec<_> = want.row(0).map(normalize).collect();
-                    sort_dedup(&mut set);
+                    let mut set = Vec::new();
+                    want.row(0)
+                        .for_each(|skill| insert_distinct(&mut set, normalize(skill)));
                     set
                 })
             } else {
                 want_set.clear();
-                want_set.extend(want.row(row).map(normalize));
-                sort_dedup(&mut want_set);
+                want.row(row)
+                    .for_each(|skill| insert_distinct(&mut want_set, normalize(skill)));
                 &want_set
             };
             if wanted.is_empty() {
@@ -89,8 +90,7 @@ impl ScalarUDFImpl for SkillMatch {
             }
             have_set.clear();
             have_set.extend(have.row(args[0].row(row)).map(normalize));
-            sort_dedup(&mut have_set);
-            out.append_value(intersection_len(&have_set, wanted) as f64 / wanted.len() as f64);
+            out.append_value(shared_count(wanted, &have_set) as f64 / wanted.len() as f64);
         }
         array_result(out.finish())
     }

@@ -21,12 +21,17 @@ pub(crate) fn for_each_token(text: &str, buffer: &mut String, mut emit: impl FnM
     }
 }
 
-fn lower<'a>(token: &str, buffer: &'a mut String) -> &'a str {
-    buffer.clear();
+/// The token in lower case, borrowed as is when it already is (no copy for clean text).
+fn lower<'a>(token: &'a str, buffer: &'a mut String) -> &'a str {
     if token.is_ascii() {
+        if !token.bytes().any(|byte| byte.is_ascii_uppercase()) {
+            return token;
+        }
+        buffer.clear();
         buffer.push_str(token);
         buffer.make_ascii_lowercase();
     } else {
+        buffer.clear();
         buffer.push_str(&token.to_lowercase());
     }
     buffer

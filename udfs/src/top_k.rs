@@ -5,14 +5,16 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, ListArray, StructArray, new_empty_array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray, StructArray, new_empty_array,
 };
-use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
-use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
+};
 use datafusion::physical_expr::expressions::Literal;
 
 use crate::args::{check_arity, coerce_float, signature_error};
@@ -95,27 +97,44 @@ impl AggregateUDFImpl for TopK {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let k = match args
-            .exprs
-            .get(2)
-            .and_then(|expr| expr.downcast_ref::<Literal>())
-            .map(Literal::value)
-        {
-            Some(ScalarValue::Int64(Some(k))) if *k > 0 => *k as usize,
-            Some(other) => {
-                return plan_err!("{SIGNATURE}: k must be a positive integer, got {other}");
-            }
-            None => {
-                return plan_err!("{SIGNATURE}: k must be a literal, not a column or expression");
-            }
-        };
-        let item_type = args.expr_fields[0].data_type().clone();
+        let (k, item_type) = k_and_item_type(&args)?;
         Ok(Box::new(TopKAccumulator {
             k,
-            heap: BinaryHeap::with_capacity(k.min(1024)),
+            heap: BinaryHeap::new(),
             item_type,
         }))
     }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        let (k, item_type) = k_and_item_type(&args)?;
+        Ok(Box::new(TopKGroups {
+            k,
+            heaps: Vec::new(),
+            item_type,
+        }))
+    }
+}
+
+/// Reads `k` (a positive integer literal) and the item type from an aggregate call.
+fn k_and_item_type(args: &AccumulatorArgs) -> Result<(usize, DataType)> {
+    let k = match args
+        .exprs
+        .get(2)
+        .and_then(|expr| expr.downcast_ref::<Literal>())
+        .map(Literal::value)
+    {
+        Some(ScalarValue::Int64(Some(k))) if *k > 0 => *k as usize,
+        Some(other) => return plan_err!("{SIGNATURE}: k must be a positive integer, got {other}"),
+        None => return plan_err!("{SIGNATURE}: k must be a literal, not a column or expression"),
+    };
+    Ok((k, args.expr_fields[0].data_type().clone()))
 }
 
 /// One kept item; ordered so that the worst entry is the greatest and sits on top of the heap.
@@ -149,7 +168,127 @@ impl PartialEq for Entry {
 
 impl Eq for Entry {}
 
-/// Bounded heap of the best `k` entries; its state is the same list it evaluates to.
+/// The rows of a batch that can rank: item and score present, score not NaN.
+struct Candidates<'a> {
+    items: &'a ArrayRef,
+    scores: &'a Float64Array,
+    /// Whether any row may be NULL, so clean batches skip the per-row checks.
+    nullable: bool,
+}
+
+impl<'a> Candidates<'a> {
+    fn new(items: &'a ArrayRef, scores: &'a ArrayRef) -> Self {
+        let scores = scores.as_primitive::<Float64Type>();
+        Self {
+            items,
+            scores,
+            nullable: items.null_count() > 0 || scores.null_count() > 0,
+        }
+    }
+
+    /// Offers one row to a group's heap; the item is only materialised if it gets in.
+    #[inline]
+    fn offer(&self, heap: &mut BinaryHeap<Entry>, k: usize, row: usize) -> Result<()> {
+        if self.nullable && (self.scores.is_null(row) || self.items.is_null(row)) {
+            return Ok(());
+        }
+        let score = self.scores.value(row);
+        if score.is_nan() {
+            return Ok(());
+        }
+        if heap.len() < k {
+            let item = ScalarValue::try_from_array(self.items, row)?;
+            heap.push(Entry { score, item });
+            return Ok(());
+        }
+        let Some(mut worst) = heap.peek_mut() else {
+            return Ok(());
+        };
+        let replace = match score.total_cmp(&worst.score) {
+            Ordering::Less => None,
+            Ordering::Greater => Some(ScalarValue::try_from_array(self.items, row)?),
+            Ordering::Equal => {
+                let item = ScalarValue::try_from_array(self.items, row)?;
+                (item.partial_cmp(&worst.item) == Some(Ordering::Less)).then_some(item)
+            }
+        };
+        if let Some(item) = replace {
+            *worst = Entry { score, item };
+        }
+        Ok(())
+    }
+}
+
+/// The partial states of a batch, as lists of (item, score) entries.
+fn state_lists(states: &ArrayRef) -> Result<&ListArray> {
+    match states.as_list_opt::<i32>() {
+        Some(lists) => Ok(lists),
+        None => exec_err!("top_k: unexpected state type {}", states.data_type()),
+    }
+}
+
+/// Offers every entry of one partial state (one list) to a heap.
+fn merge_state(
+    heap: &mut BinaryHeap<Entry>,
+    k: usize,
+    lists: &ListArray,
+    row: usize,
+) -> Result<()> {
+    if lists.is_null(row) {
+        return Ok(());
+    }
+    let entries = lists.value(row);
+    let entries = entries.as_struct();
+    let candidates = Candidates::new(entries.column(0), entries.column(1));
+    for entry in 0..entries.len() {
+        candidates.offer(heap, k, entry)?;
+    }
+    Ok(())
+}
+
+/// One result list per heap, best first; an empty heap gives NULL.
+fn heaps_to_lists<'h>(
+    heaps: impl IntoIterator<Item = &'h BinaryHeap<Entry>>,
+    item_type: &DataType,
+) -> Result<ListArray> {
+    let mut items = Vec::new();
+    let mut scores = Vec::new();
+    let mut lengths = Vec::new();
+    let mut valid = Vec::new();
+    for heap in heaps {
+        let mut entries: Vec<&Entry> = heap.iter().collect();
+        entries.sort();
+        lengths.push(entries.len());
+        valid.push(!entries.is_empty());
+        for entry in entries {
+            items.push(entry.item.clone());
+            scores.push(entry.score);
+        }
+    }
+    let items = if items.is_empty() {
+        new_empty_array(item_type)
+    } else {
+        ScalarValue::iter_to_array(items)?
+    };
+    let scores: ArrayRef = Arc::new(Float64Array::from(scores));
+    let entries = StructArray::try_new(entry_fields(item_type), vec![items, scores], None)?;
+    Ok(ListArray::try_new(
+        entry_field(item_type),
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(entries),
+        Some(NullBuffer::from(valid)),
+    )?)
+}
+
+fn heap_size(heap: &BinaryHeap<Entry>) -> usize {
+    heap.capacity() * size_of::<Entry>()
+        + heap
+            .iter()
+            .map(|entry| entry.item.size() - size_of::<ScalarValue>())
+            .sum::<usize>()
+}
+
+/// `top_k` over one group (no GROUP BY, windows).
 #[derive(Debug)]
 struct TopKAccumulator {
     k: usize,
@@ -157,103 +296,123 @@ struct TopKAccumulator {
     item_type: DataType,
 }
 
-impl TopKAccumulator {
-    /// Offers every row of an (items, scores) pair; an item is only materialised if it gets in.
-    fn offer(&mut self, items: &ArrayRef, scores: &ArrayRef) -> Result<()> {
-        let scores = scores.as_primitive::<Float64Type>();
-        for row in 0..scores.len() {
-            if scores.is_null(row) || items.is_null(row) {
-                continue;
-            }
-            let score = scores.value(row);
-            if score.is_nan() {
-                continue;
-            }
-            if self.heap.len() < self.k {
-                let item = ScalarValue::try_from_array(items, row)?;
-                self.heap.push(Entry { score, item });
-                continue;
-            }
-            let Some(mut worst) = self.heap.peek_mut() else {
-                continue;
-            };
-            let replace = match score.total_cmp(&worst.score) {
-                Ordering::Less => None,
-                Ordering::Greater => Some(ScalarValue::try_from_array(items, row)?),
-                Ordering::Equal => {
-                    let item = ScalarValue::try_from_array(items, row)?;
-                    (item.partial_cmp(&worst.item) == Some(Ordering::Less)).then_some(item)
-                }
-            };
-            if let Some(item) = replace {
-                *worst = Entry { score, item };
-            }
+impl Accumulator for TopKAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let candidates = Candidates::new(&values[0], &values[1]);
+        for row in 0..values[1].len() {
+            candidates.offer(&mut self.heap, self.k, row)?;
         }
         Ok(())
     }
 
-    /// The kept entries, best first, as a one-row list.
-    fn to_list(&self) -> Result<ScalarValue> {
-        let mut entries: Vec<&Entry> = self.heap.iter().collect();
-        entries.sort();
-        let items = if entries.is_empty() {
-            new_empty_array(&self.item_type)
-        } else {
-            ScalarValue::iter_to_array(entries.iter().map(|entry| entry.item.clone()))?
-        };
-        let scores: ArrayRef = Arc::new(Float64Array::from_iter_values(
-            entries.iter().map(|entry| entry.score),
-        ));
-        let entries_array =
-            StructArray::try_new(entry_fields(&self.item_type), vec![items, scores], None)?;
-        let list = ListArray::try_new(
-            entry_field(&self.item_type),
-            OffsetBuffer::from_lengths([entries_array.len()]),
-            Arc::new(entries_array),
-            None,
-        )?;
-        Ok(ScalarValue::List(Arc::new(list)))
-    }
-}
-
-impl Accumulator for TopKAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.offer(&values[0], &values[1])
-    }
-
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let Some(lists) = states[0].as_list_opt::<i32>() else {
-            return exec_err!("top_k: unexpected state type {}", states[0].data_type());
-        };
+        let lists = state_lists(&states[0])?;
         for row in 0..lists.len() {
-            if lists.is_null(row) {
-                continue;
-            }
-            let entries = lists.value(row);
-            let entries = entries.as_struct();
-            self.offer(entries.column(0), entries.column(1))?;
+            merge_state(&mut self.heap, self.k, lists, row)?;
         }
         Ok(())
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![self.to_list()?])
+        Ok(vec![self.evaluate()?])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        if self.heap.is_empty() {
-            return ScalarValue::try_from(&DataType::List(entry_field(&self.item_type)));
+        let list = heaps_to_lists([&self.heap], &self.item_type)?;
+        Ok(ScalarValue::List(Arc::new(list)))
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self) + heap_size(&self.heap)
+    }
+}
+
+/// `top_k` for every group of a GROUP BY at once, one heap per group.
+struct TopKGroups {
+    k: usize,
+    heaps: Vec<BinaryHeap<Entry>>,
+    item_type: DataType,
+}
+
+impl TopKGroups {
+    fn included(filter: Option<&BooleanArray>, row: usize) -> bool {
+        filter.is_none_or(|filter| filter.is_valid(row) && filter.value(row))
+    }
+}
+
+impl GroupsAccumulator for TopKGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.heaps.resize_with(total_num_groups, BinaryHeap::new);
+        let candidates = Candidates::new(&values[0], &values[1]);
+        for (row, &group) in group_indices.iter().enumerate() {
+            if Self::included(opt_filter, row) {
+                candidates.offer(&mut self.heaps[group], self.k, row)?;
+            }
         }
-        self.to_list()
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.heaps.resize_with(total_num_groups, BinaryHeap::new);
+        let lists = state_lists(&values[0])?;
+        for (row, &group) in group_indices.iter().enumerate() {
+            merge_state(&mut self.heaps[group], self.k, lists, row)?;
+        }
+        Ok(())
+    }
+
+    /// Each input row as its own one-entry state, without copying (used when partial aggregation is skipped).
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let (items, scores) = (&values[0], values[1].as_primitive::<Float64Type>());
+        let kept: Vec<bool> = (0..scores.len())
+            .map(|row| {
+                Self::included(opt_filter, row)
+                    && items.is_valid(row)
+                    && scores.is_valid(row)
+                    && !scores.value(row).is_nan()
+            })
+            .collect();
+        let entries = StructArray::try_new(
+            entry_fields(&self.item_type),
+            vec![Arc::clone(items), Arc::clone(&values[1])],
+            None,
+        )?;
+        let lists = ListArray::try_new(
+            entry_field(&self.item_type),
+            OffsetBuffer::from_lengths(kept.iter().map(|&keep| usize::from(keep))),
+            Arc::new(entries),
+            Some(NullBuffer::from(kept)),
+        )?;
+        Ok(vec![Arc::new(lists)])
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let heaps = emit_to.take_needed(&mut self.heaps);
+        Ok(Arc::new(heaps_to_lists(&heaps, &self.item_type)?))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(emit_to)?])
     }
 
     fn size(&self) -> usize {
         size_of_val(self)
-            + self.heap.capacity() * size_of::<Entry>()
-            + self
-                .heap
-                .iter()
-                .map(|entry| entry.item.size() - size_of::<ScalarValue>())
-                .sum::<usize>()
+            + self.heaps.capacity() * size_of::<BinaryHeap<Entry>>()
+            + self.heaps.iter().map(heap_size).sum::<usize>()
     }
 }
