@@ -2,5 +2,6 @@
 
 mod check;
 mod cli;
+mod example;
 mod slt;
 mod top_k;

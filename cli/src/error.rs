@@ -21,6 +21,9 @@ pub enum CliError {
         format: &'static str,
         source: ArrowError,
     },
+    /// Synthetic data could not be generated.
+    #[error(transparent)]
+    Generate(#[from] strata_gen::GenError),
     /// The SQL file given with `--file` could not be read.
     #[error("cannot read SQL file {}: {source}", path.display())]
     ReadSql {

@@ -2,6 +2,7 @@
 
 mod check;
 mod error;
+mod generate;
 mod query;
 
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::check::CheckArgs;
 use crate::error::CliError;
+use crate::generate::GenArgs;
 use crate::query::QueryArgs;
 
 /// Strata: layered SQL pipelines on DataFusion and Ballista.
@@ -27,6 +29,8 @@ enum Command {
     Query(QueryArgs),
     /// Parse, resolve and plan a pipeline without running anything.
     Check(CheckArgs),
+    /// Write deterministic synthetic recruitment landing data.
+    Gen(GenArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Query(args) => query::run(args, &mut std::io::stdout().lock()).await,
             Command::Check(args) => check::run(args, &mut std::io::stdout().lock()).await,
+            Command::Gen(args) => generate::run(args, &mut std::io::stdout().lock()),
         }
     });
     match result {

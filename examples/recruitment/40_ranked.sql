@@ -1,0 +1,32 @@
+-- Ranked: the point of it all. Scores use Strata's native functions:
+--   45% skills, 20% recent activity, 15% distance, 10% title, 10% recruiter keywords.
+
+CREATE TABLE ranked.candidates_per_job AS
+SELECT job_id, candidate_id, score, pos FROM (
+  SELECT job_id, candidate_id, score,
+         row_number() OVER (PARTITION BY job_id ORDER BY score DESC, candidate_id) AS pos
+  FROM (
+    SELECT j.job_id, c.candidate_id,
+             0.45 * coalesce(skill_match(c.skills, j.required_skills), 0)
+           + 0.20 * recency_decay(c.last_active, TIMESTAMP '2026-11-21 00:00:00', INTERVAL '30 days')
+           + 0.15 * (1 - least(geo_distance_km(c.lat, c.lon, j.lat, j.lon) / 50, 1))
+           + 0.10 * jaro_winkler(lower(c.title), lower(j.title))
+           + 0.10 * least(coalesce(bm25(array_to_string(c.skills, ' ') || ' ' || c.title, k.keywords, 8.0), 0) / 3, 1)
+             AS score
+    FROM enriched.jobs j
+    JOIN enriched.candidates c ON c.city = j.city AND c.is_current
+    LEFT JOIN enriched.job_keywords k ON k.job_id = j.job_id
+    WHERE j.status = 'open'))
+WHERE pos <= 50;
+
+-- The reverse view: the 20 best open jobs for each candidate, one list per candidate.
+CREATE TABLE ranked.jobs_per_candidate AS
+SELECT candidate_id, top_k(job_id, score, 20) AS best_jobs
+FROM (
+  SELECT c.candidate_id, j.job_id,
+           0.6 * coalesce(skill_match(c.skills, j.required_skills), 0)
+         + 0.4 * (1 - least(geo_distance_km(c.lat, c.lon, j.lat, j.lon) / 50, 1)) AS score
+  FROM enriched.candidates c
+  JOIN enriched.jobs j ON j.city = c.city AND j.status = 'open'
+  WHERE c.is_current)
+GROUP BY candidate_id;

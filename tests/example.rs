@@ -1,0 +1,157 @@
+//! The recruitment example: generated landing data, and the pipeline that reads it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn strata(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .output()
+        .expect("the strata binary runs")
+}
+
+fn workdir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/recruitment")
+}
+
+/// Every file under a directory with its bytes, keyed by relative path.
+fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut found = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let key = path.strip_prefix(root).unwrap().display().to_string();
+                found.insert(key, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    found
+}
+
+fn generate(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["gen", "--scale", "0.002", "--out", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    strata(&args)
+}
+
+#[test]
+fn gen_is_deterministic_and_documents_its_bad_data() {
+    let (first, second) = (workdir("gen-a"), workdir("gen-b"));
+    for dir in [&first, &second] {
+        let output = generate(dir, &[]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let (a, b) = (files(&first), files(&second));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    assert!(a == b, "the same seed must give the same bytes");
+    for expected in [
+        "landing/jobs/jobs-0000.parquet",
+        "landing/candidates/candidates-0000.csv.gz",
+        "landing/candidates/candidates-updates-0000.csv.gz",
+        "landing/searches/searches-0000.ndjson",
+        "landing/events/events-2026-11-07.csv.gz",
+        "landing/events/events-2026-11-20.csv.gz",
+        "landing/events/events-2026-11-21-partial.csv.gz",
+        "landing/manifest.json",
+    ] {
+        assert!(
+            a.contains_key(expected),
+            "missing {expected}: {:?}",
+            a.keys()
+        );
+    }
+    let manifest = String::from_utf8(a["landing/manifest.json"].clone()).unwrap();
+    assert!(manifest.contains("\"events\": 2000,"), "{manifest}");
+    assert!(
+        manifest
+            .contains("\"malformed_files\": [\"landing/events/events-2026-11-21-partial.csv.gz\"]"),
+        "{manifest}"
+    );
+
+    let other_seed = workdir("gen-c");
+    assert!(generate(&other_seed, &["--seed", "7"]).status.success());
+    assert_ne!(
+        files(&other_seed)["landing/events/events-2026-11-07.csv.gz"],
+        a["landing/events/events-2026-11-07.csv.gz"]
+    );
+}
+
+#[test]
+fn gen_without_bad_data_writes_no_malformed_file() {
+    let dir = workdir("gen-clean");
+    let output = generate(&dir, &["--no-bad-data"]);
+    assert!(output.status.success());
+    let written = files(&dir);
+    assert!(!written.keys().any(|name| name.contains("partial")));
+    let manifest = String::from_utf8(written["landing/manifest.json"].clone()).unwrap();
+    assert!(
+        manifest.contains("\"events_missing_job\": 0,"),
+        "{manifest}"
+    );
+    assert!(manifest.contains("\"malformed_files\": []"), "{manifest}");
+}
+
+#[test]
+fn gen_rejects_bad_options() {
+    let dir = workdir("gen-bad");
+    let output = strata(&["gen", "--scale", "0", "--out", dir.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("scale must be a positive number"));
+
+    let output = strata(&[
+        "gen",
+        "--scale",
+        "0.001",
+        "--out",
+        "/proc/strata-cannot-write-here",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("cannot write /proc/strata-cannot-write-here")
+    );
+}
+
+#[test]
+fn the_example_pipeline_checks_against_generated_data() {
+    let dir = workdir("example-check");
+    assert!(generate(&dir, &[]).status.success());
+    let output = strata(&[
+        "check",
+        example().to_str().unwrap(),
+        "--warehouse",
+        dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("ok: 15 tables in 4 file(s)"), "{stdout}");
+    let order: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let position = |name: &str| order.iter().position(|t| *t == name).unwrap();
+    assert!(position("raw.events") < position("enriched.events"));
+    assert!(position("enriched.events") < position("enriched.job_events_daily"));
+    assert!(position("enriched.candidates") < position("ranked.candidates_per_job"));
+    assert!(position("enriched.job_keywords") < position("ranked.candidates_per_job"));
+}
