@@ -63,7 +63,7 @@ fn gen_is_deterministic_and_documents_its_bad_data() {
         "landing/jobs/jobs-0000.parquet",
         "landing/candidates/candidates-0000.csv.gz",
         "landing/candidates/candidates-updates-0000.csv.gz",
-        "landing/searches/searches-0000.ndjson",
+        "landing/searches/searches-0000.json",
         "landing/events/events-2026-11-07.csv.gz",
         "landing/events/events-2026-11-20.csv.gz",
         "landing/events/events-2026-11-21-partial.csv.gz",

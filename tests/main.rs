@@ -3,5 +3,6 @@
 mod check;
 mod cli;
 mod example;
+mod run;
 mod slt;
 mod top_k;

@@ -21,6 +21,9 @@ pub enum CliError {
         format: &'static str,
         source: ArrowError,
     },
+    /// The run finished, but some tables failed or were skipped.
+    #[error("the run failed:\n  {0}")]
+    RunFailed(String),
     /// Synthetic data could not be generated.
     #[error(transparent)]
     Generate(#[from] strata_gen::GenError),

@@ -4,6 +4,7 @@ mod check;
 mod error;
 mod generate;
 mod query;
+mod run;
 
 use std::process::ExitCode;
 
@@ -14,6 +15,7 @@ use crate::check::CheckArgs;
 use crate::error::CliError;
 use crate::generate::GenArgs;
 use crate::query::QueryArgs;
+use crate::run::RunArgs;
 
 /// Strata: layered SQL pipelines on DataFusion and Ballista.
 #[derive(Parser)]
@@ -31,6 +33,8 @@ enum Command {
     Check(CheckArgs),
     /// Write deterministic synthetic recruitment landing data.
     Gen(GenArgs),
+    /// Build a pipeline's tables on this machine.
+    Run(RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
             Command::Query(args) => query::run(args, &mut std::io::stdout().lock()).await,
             Command::Check(args) => check::run(args, &mut std::io::stdout().lock()).await,
             Command::Gen(args) => generate::run(args, &mut std::io::stdout().lock()),
+            Command::Run(args) => run::run(args, &mut std::io::stdout().lock()).await,
         }
     });
     match result {

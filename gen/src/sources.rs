@@ -271,7 +271,7 @@ fn write_searches(
     manifest: &mut Manifest,
 ) -> Result<(), GenError> {
     let mut rng = Rng::new(options.seed, 3);
-    let path = landing.join("searches/searches-0000.ndjson");
+    let path = landing.join("searches/searches-0000.json");
     std::fs::create_dir_all(landing.join("searches"))
         .map_err(|source| GenError::io(&path, source))?;
     let file = File::create(&path).map_err(|source| GenError::io(&path, source))?;

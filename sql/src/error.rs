@@ -24,6 +24,9 @@ pub enum Error {
     /// The pipeline has problems a person must fix; each names its place in the source.
     #[error("{} problem(s) in the pipeline", .0.len())]
     Invalid(Vec<Diagnostic>),
+    /// A file Strata keeps (a commit log, a run report) could not be understood.
+    #[error("cannot read {}: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
     /// The engine failed outside of any one statement.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),

@@ -7,6 +7,8 @@ pub mod error;
 pub mod graph;
 pub mod language;
 pub mod plan;
+pub mod run;
+pub mod storage;
 pub mod warehouse;
 
 pub use error::{Error, Result};

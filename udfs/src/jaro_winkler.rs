@@ -125,14 +125,18 @@ impl Scratch {
 
         let mut matches = 0usize;
         for (i, ch) in a.iter().enumerate() {
-            let end = (i + window + 1).min(b.len());
-            for j in i.saturating_sub(window)..end {
-                if !self.b_matched[j] && b[j] == *ch {
-                    self.a_matched[i] = true;
-                    self.b_matched[j] = true;
-                    matches += 1;
-                    break;
-                }
+            let (start, end) = (i.saturating_sub(window), (i + window + 1).min(b.len()));
+            if start >= end {
+                break;
+            }
+            let found = b[start..end]
+                .iter()
+                .zip(&self.b_matched[start..end])
+                .position(|(other, taken)| !taken && other == ch);
+            if let Some(offset) = found {
+                self.a_matched[i] = true;
+                self.b_matched[start + offset] = true;
+                matches += 1;
             }
         }
         if matches == 0 {

@@ -1,0 +1,139 @@
+//! `strata run`: build a pipeline's tables on an embedded engine.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use datafusion::prelude::SessionContext;
+use strata_sql::graph::Graph;
+use strata_sql::language::{Sources, parse};
+use strata_sql::plan::plan_pipeline;
+use strata_sql::run::{RunEvent, RunOptions, RunReport, TableStatus, run_pipeline};
+use strata_sql::warehouse::Warehouse;
+
+use crate::error::CliError;
+
+/// Arguments of `strata run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Pipeline files, or directories of `.sql` files.
+    #[arg(required = true, value_name = "PIPELINE")]
+    pub pipeline: Vec<PathBuf>,
+    /// Warehouse root: landing data is read from it and tables are written under it.
+    #[arg(long, env = "STRATA_WAREHOUSE")]
+    pub warehouse: PathBuf,
+    /// Build only these tables (comma-separated) and the tables they read.
+    #[arg(long, value_delimiter = ',', value_name = "TABLES")]
+    pub select: Vec<String>,
+    /// Rebuild from every landing file instead of only new ones.
+    #[arg(long)]
+    pub full_refresh: bool,
+}
+
+/// Checks, plans and runs the pipeline, then prints the summary; fails if any table failed.
+pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let sources = Sources::load(&args.pipeline)?;
+    let warehouse = Warehouse::local(&args.warehouse);
+    let options = RunOptions {
+        select: args.select.clone(),
+        full_refresh: args.full_refresh,
+    };
+    let report = async {
+        let pipeline = parse(&sources)?;
+        let graph = Graph::resolve(&pipeline, &sources)?;
+        let ctx = SessionContext::new();
+        strata_udfs::register_all(&ctx);
+        plan_pipeline(&pipeline, &graph, &warehouse, &ctx).await?;
+        run_pipeline(&pipeline, &graph, &warehouse, &ctx, &options, &progress).await
+    }
+    .await
+    .map_err(|error| CliError::pipeline(error, &sources))?;
+
+    print_summary(&report, out)?;
+    let history = warehouse
+        .root()
+        .join("_strata/runs")
+        .join(format!("{}.json", report.run_id));
+    writeln!(out, "report: {}", history.display())?;
+    if report.succeeded() {
+        Ok(())
+    } else {
+        let failed: Vec<String> = report
+            .tables
+            .iter()
+            .filter(|table| matches!(table.status, TableStatus::Failed | TableStatus::Skipped))
+            .map(|table| {
+                format!(
+                    "{}: {}",
+                    table.table,
+                    table.error.clone().unwrap_or_default()
+                )
+            })
+            .collect();
+        Err(CliError::RunFailed(failed.join("\n  ")))
+    }
+}
+
+/// One line on standard error as each table starts and ends.
+fn progress(event: RunEvent<'_>) {
+    match event {
+        RunEvent::Started(table) => eprintln!("  building {table} …"),
+        RunEvent::Finished(report) => eprintln!(
+            "  {} {} ({}, {} rows written in {:.1}s)",
+            match report.status {
+                TableStatus::Built | TableStatus::UpToDate | TableStatus::Source => "done",
+                TableStatus::Failed => "FAILED",
+                TableStatus::Skipped => "skipped",
+            },
+            report.table,
+            format!("{:?}", report.status).to_lowercase(),
+            report.rows_written,
+            report.duration_ms as f64 / 1000.0
+        ),
+    }
+}
+
+fn print_summary(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<28} {:<9} {:<10} {:>10} {:>10} {:>8} {:>11} {:>6} {:>12} {:>8}",
+        "table",
+        "layer",
+        "status",
+        "read",
+        "written",
+        "dropped",
+        "quarantined",
+        "files",
+        "bytes",
+        "seconds"
+    )?;
+    for table in &report.tables {
+        writeln!(
+            out,
+            "{:<28} {:<9} {:<10} {:>10} {:>10} {:>8} {:>11} {:>6} {:>12} {:>8.2}",
+            table.table,
+            table.layer,
+            format!("{:?}", table.status).to_lowercase(),
+            table.rows_read,
+            table.rows_written,
+            table.rows_dropped,
+            table.rows_quarantined,
+            table.files,
+            table.bytes,
+            table.duration_ms as f64 / 1000.0
+        )?;
+        for rejected in &table.rejected_files {
+            writeln!(out, "    rejected {}: {}", rejected.path, rejected.reason)?;
+        }
+        if let Some(error) = &table.error {
+            writeln!(out, "    error: {error}")?;
+        }
+    }
+    writeln!(
+        out,
+        "run {} took {:.1}s",
+        report.run_id,
+        report.duration_ms as f64 / 1000.0
+    )
+}

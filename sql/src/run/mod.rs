@@ -1,0 +1,194 @@
+//! Running a pipeline: tables in build order, independent ones concurrently, every
+//! outcome in a run report that is also kept in the warehouse's run history.
+
+pub mod raw;
+pub mod report;
+
+use std::collections::BTreeSet;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use datafusion::prelude::SessionContext;
+use futures::future::join_all;
+
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+use crate::language::{Diagnostic, Layer, Pipeline, Statement, TableName, did_you_mean};
+use crate::warehouse::Warehouse;
+
+pub use report::{RejectedFile, RunReport, TableReport, TableStatus};
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Only these tables and what they read (`--select`); all tables when empty.
+    pub select: Vec<String>,
+    /// Rebuild from all landing files instead of only new ones.
+    pub full_refresh: bool,
+}
+
+/// Progress, as tables start and finish.
+pub enum RunEvent<'a> {
+    Started(&'a TableName),
+    Finished(&'a TableReport),
+}
+
+/// Builds the selected tables of a planned pipeline and saves the run report.
+pub async fn run_pipeline(
+    pipeline: &Pipeline,
+    graph: &Graph,
+    warehouse: &Warehouse,
+    ctx: &SessionContext,
+    options: &RunOptions,
+    on_event: &(dyn Fn(RunEvent<'_>) + Sync),
+) -> Result<RunReport> {
+    let selected = select(pipeline, graph, &options.select)?;
+    let started_at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |age| age.as_millis() as u64);
+    let run_id = format!("run-{started_at_ms}-{}", std::process::id());
+    let clock = Instant::now();
+
+    let mut reports: Vec<Option<TableReport>> = vec![None; pipeline.statements.len()];
+    loop {
+        let ready: Vec<usize> = selected
+            .iter()
+            .copied()
+            .filter(|&node| reports[node].is_none())
+            .filter(|&node| graph.upstream(node).iter().all(|up| reports[*up].is_some()))
+            .collect();
+        if ready.is_empty() {
+            break;
+        }
+        let builds = ready.iter().map(|&node| {
+            let upstream_failure = graph.upstream(node).iter().find_map(|&up| {
+                reports[up]
+                    .as_ref()
+                    .filter(|report| {
+                        matches!(report.status, TableStatus::Failed | TableStatus::Skipped)
+                    })
+                    .map(|report| report.table.clone())
+            });
+            build_table(
+                pipeline,
+                graph,
+                node,
+                warehouse,
+                ctx,
+                &run_id,
+                options,
+                upstream_failure,
+                on_event,
+            )
+        });
+        for (node, report) in ready.iter().zip(join_all(builds).await) {
+            reports[*node] = Some(report);
+        }
+    }
+
+    let report = RunReport {
+        run_id,
+        started_at_ms,
+        duration_ms: clock.elapsed().as_millis() as u64,
+        tables: graph
+            .order()
+            .into_iter()
+            .filter_map(|node| reports[node].take())
+            .collect(),
+    };
+    report.save(warehouse)?;
+    Ok(report)
+}
+
+/// The selected nodes and their upstreams; unknown names are errors with suggestions.
+fn select(pipeline: &Pipeline, graph: &Graph, names: &[String]) -> Result<BTreeSet<usize>> {
+    if names.is_empty() {
+        return Ok((0..pipeline.statements.len()).collect());
+    }
+    let all: Vec<String> = pipeline
+        .statements
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect();
+    let mut nodes = Vec::new();
+    let mut problems = Vec::new();
+    for name in names {
+        match all
+            .iter()
+            .position(|known| known.eq_ignore_ascii_case(name.trim()))
+        {
+            Some(node) => nodes.push(node),
+            None => {
+                let hint = did_you_mean(name, all.iter().map(String::as_str))
+                    .map(|candidate| format!(" — did you mean {candidate}?"))
+                    .unwrap_or_default();
+                problems.push(Diagnostic::error(
+                    format!("--select: unknown table {name}{hint}"),
+                    None,
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(graph.with_upstreams(&nodes))
+    } else {
+        Err(Error::Invalid(problems))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn build_table(
+    pipeline: &Pipeline,
+    graph: &Graph,
+    node: usize,
+    warehouse: &Warehouse,
+    ctx: &SessionContext,
+    run_id: &str,
+    options: &RunOptions,
+    upstream_failure: Option<String>,
+    on_event: &(dyn Fn(RunEvent<'_>) + Sync),
+) -> TableReport {
+    let statement = &pipeline.statements[node];
+    let name = statement.name();
+    let layer = name.layer.to_string();
+    if let Statement::Source(_) = statement {
+        return TableReport::new(name.to_string(), layer, TableStatus::Source);
+    }
+    if let Some(failed) = upstream_failure {
+        let mut report = TableReport::new(name.to_string(), layer, TableStatus::Skipped);
+        report.error = Some(format!("not built because {failed} failed"));
+        on_event(RunEvent::Finished(&report));
+        return report;
+    }
+    on_event(RunEvent::Started(name));
+    let clock = Instant::now();
+    let outcome = match statement {
+        Statement::Table(table) if name.layer == Layer::Raw => {
+            let source =
+                graph
+                    .upstream(node)
+                    .iter()
+                    .find_map(|&up| match &pipeline.statements[up] {
+                        Statement::Source(source) => Some(source),
+                        Statement::Table(_) => None,
+                    });
+            match source {
+                Some(source) => {
+                    raw::build(table, source, warehouse, ctx, run_id, options.full_refresh).await
+                }
+                None => Err(format!("raw table {name} must read a landing table")),
+            }
+        }
+        _ => Err(format!(
+            "building {} tables (Delta Lake publishing) is not implemented yet; use --select to build raw tables",
+            name.layer
+        )),
+    };
+    let mut report = outcome.unwrap_or_else(|error| {
+        let mut report = TableReport::new(name.to_string(), layer, TableStatus::Failed);
+        report.error = Some(error);
+        report
+    });
+    report.duration_ms = clock.elapsed().as_millis() as u64;
+    on_event(RunEvent::Finished(&report));
+    report
+}

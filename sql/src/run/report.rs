@@ -1,0 +1,99 @@
+//! What a run did, table by table: shown after a run and kept in the run history.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::warehouse::Warehouse;
+
+/// How a table's build ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableStatus {
+    /// New data was committed.
+    Built,
+    /// Nothing new to do (for raw tables: no new landing files).
+    UpToDate,
+    /// A landing source: read in place, nothing to build.
+    Source,
+    /// The build failed and committed nothing.
+    Failed,
+    /// Not built because a table it reads failed.
+    Skipped,
+}
+
+/// A landing file that could not be read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedFile {
+    pub path: String,
+    pub reason: String,
+}
+
+/// One table's line in the run summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableReport {
+    pub table: String,
+    pub layer: String,
+    pub status: TableStatus,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub rows_dropped: u64,
+    pub rows_quarantined: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+    pub rejected_files: Vec<RejectedFile>,
+}
+
+impl TableReport {
+    /// An empty report for a table, filled in as the build goes.
+    pub fn new(table: String, layer: String, status: TableStatus) -> Self {
+        Self {
+            table,
+            layer,
+            status,
+            rows_read: 0,
+            rows_written: 0,
+            rows_dropped: 0,
+            rows_quarantined: 0,
+            files: 0,
+            bytes: 0,
+            duration_ms: 0,
+            error: None,
+            rejected_files: Vec::new(),
+        }
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub started_at_ms: u64,
+    pub duration_ms: u64,
+    pub tables: Vec<TableReport>,
+}
+
+impl RunReport {
+    /// Whether every table built, was up to date, or is a source.
+    pub fn succeeded(&self) -> bool {
+        self.tables
+            .iter()
+            .all(|table| !matches!(table.status, TableStatus::Failed | TableStatus::Skipped))
+    }
+
+    /// Saves the report as `<warehouse>/_strata/runs/<run_id>.json`.
+    pub fn save(&self, warehouse: &Warehouse) -> Result<PathBuf> {
+        let dir = warehouse.root().join("_strata").join("runs");
+        std::fs::create_dir_all(&dir).map_err(|source| Error::io(&dir, source))?;
+        let path = dir.join(format!("{}.json", self.run_id));
+        let text = serde_json::to_string_pretty(self).map_err(|error| Error::Corrupt {
+            path: path.clone(),
+            reason: error.to_string(),
+        })?;
+        std::fs::write(&path, text).map_err(|source| Error::io(&path, source))?;
+        Ok(path)
+    }
+}

@@ -1,0 +1,10 @@
+//! Where built tables live: the raw zone's Avro files and the commit log that makes
+//! each raw build all-or-nothing.
+
+pub mod avro_sink;
+pub mod commit_log;
+pub mod landing_files;
+
+pub use avro_sink::{AvroFileSink, FileSink, WrittenFile, storage_schema};
+pub use commit_log::{Commit, CommitLog, SourceFile};
+pub use landing_files::list_files;

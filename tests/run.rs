@@ -1,0 +1,235 @@
+//! `strata run` on the recruitment example's raw layer, read back with Python's
+//! `fastavro` (installed by `scripts/test`), an Avro reader independent of Strata.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const RAW_TABLES: &str = "raw.events,raw.candidates,raw.jobs,raw.searches";
+
+fn strata(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .output()
+        .expect("the strata binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn example() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/recruitment")
+        .display()
+        .to_string()
+}
+
+/// A warehouse with freshly generated landing data.
+fn warehouse(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let output = strata(&["gen", "--scale", "0.002", "--out", dir.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    dir
+}
+
+fn manifest_count(dir: &Path, key: &str) -> u64 {
+    let manifest = std::fs::read_to_string(dir.join("landing/manifest.json")).unwrap();
+    let line = manifest
+        .lines()
+        .find(|line| line.trim_start().starts_with(&format!("\"{key}\"")))
+        .unwrap_or_else(|| panic!("{key} in {manifest}"));
+    line.split(':')
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches(',')
+        .parse()
+        .unwrap()
+}
+
+/// Rows in every Avro file under a directory, counted by fastavro.
+fn fastavro_rows(dir: &Path) -> u64 {
+    let script = r#"
+import sys, glob, fastavro
+total = 0
+for path in glob.glob(sys.argv[1] + '/**/*.avro', recursive=True):
+    with open(path, 'rb') as f:
+        total += sum(1 for _ in fastavro.reader(f))
+print(total)
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, dir.to_str().unwrap()])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "fastavro failed: {}",
+        text(&output.stderr)
+    );
+    text(&output.stdout).trim().parse().unwrap()
+}
+
+fn summary_line<'a>(stdout: &'a str, table: &str) -> Vec<&'a str> {
+    stdout
+        .lines()
+        .find(|line| line.starts_with(&format!("{table} ")))
+        .unwrap_or_else(|| panic!("no line for {table} in\n{stdout}"))
+        .split_whitespace()
+        .collect()
+}
+
+#[test]
+fn raw_tables_ingest_each_landing_file_once_and_reject_the_malformed_one() {
+    let dir = warehouse("run-raw");
+    let wh = dir.to_str().unwrap();
+    let output = strata(&["run", &example(), "--warehouse", wh, "--select", RAW_TABLES]);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&output.stderr)
+    );
+
+    // Every accepted landing row reached the raw zone, as fastavro reads it.
+    let events = manifest_count(&dir, "events");
+    let candidates = manifest_count(&dir, "candidates") + manifest_count(&dir, "candidate_updates");
+    assert_eq!(fastavro_rows(&dir.join("raw/events")), events);
+    assert_eq!(fastavro_rows(&dir.join("raw/candidates")), candidates);
+    assert_eq!(
+        fastavro_rows(&dir.join("raw/jobs")),
+        manifest_count(&dir, "jobs")
+    );
+    assert_eq!(
+        fastavro_rows(&dir.join("raw/searches")),
+        manifest_count(&dir, "searches")
+    );
+
+    // The summary says the same; the cut-off delivery is named with its reason.
+    let line = summary_line(&stdout, "raw.events");
+    assert_eq!(
+        &line[1..5],
+        &["raw", "built", &events.to_string(), &events.to_string()],
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rejected ") && stdout.contains("events-2026-11-21-partial.csv.gz"),
+        "{stdout}"
+    );
+    // Hive-style partitions by ingest date, and no partial files from the rejected delivery.
+    let partitions: Vec<String> = std::fs::read_dir(dir.join("raw/events"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('_'))
+        .collect();
+    assert!(
+        partitions
+            .iter()
+            .all(|name| name.starts_with("ingest_date=")),
+        "{partitions:?}"
+    );
+    let avro_files = std::fs::read_dir(dir.join("raw/events").join(&partitions[0]))
+        .unwrap()
+        .count();
+    assert_eq!(avro_files, 14, "one Avro file per accepted landing file");
+
+    // The run report is kept in the warehouse's history.
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("_strata/runs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let report = std::fs::read_to_string(&runs[0]).unwrap();
+    assert!(
+        report.contains("\"rejected_files\"") && report.contains("partial.csv.gz"),
+        "{report}"
+    );
+
+    // A second run finds no new landing files and writes nothing.
+    let again = strata(&["run", &example(), "--warehouse", wh, "--select", RAW_TABLES]);
+    let stdout = text(&again.stdout);
+    assert!(again.status.success(), "{stdout}");
+    let line = summary_line(&stdout, "raw.events");
+    assert_eq!(
+        line[2], "uptodate",
+        "only the malformed file is retried: {stdout}"
+    );
+    assert_eq!(line[4], "0", "{stdout}");
+    assert!(
+        stdout.contains("partial.csv.gz"),
+        "the retried file is rejected again: {stdout}"
+    );
+    assert_eq!(summary_line(&stdout, "raw.jobs")[2], "uptodate", "{stdout}");
+    assert_eq!(fastavro_rows(&dir.join("raw/events")), events);
+}
+
+#[test]
+fn full_refresh_replaces_the_raw_table_instead_of_duplicating_it() {
+    let dir = warehouse("run-refresh");
+    let wh = dir.to_str().unwrap();
+    for extra in [&[][..], &["--full-refresh"][..]] {
+        let mut args = vec!["run", &example(), "--warehouse", wh, "--select", "raw.jobs"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let output = strata(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(output.status.success(), "{}", text(&output.stdout));
+    }
+    let log = std::fs::read_dir(dir.join("raw/jobs/_strata_log"))
+        .unwrap()
+        .count();
+    assert_eq!(log, 2, "two commits");
+    let last = std::fs::read_to_string(dir.join("raw/jobs/_strata_log/00000000000000000001.json"))
+        .unwrap();
+    assert!(last.contains("\"reset\": true"), "{last}");
+}
+
+#[test]
+fn run_errors_are_clear() {
+    let dir = warehouse("run-errors");
+    let wh = dir.to_str().unwrap();
+
+    let output = strata(&[
+        "run",
+        &example(),
+        "--warehouse",
+        wh,
+        "--select",
+        "raw.event",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr)
+            .contains("--select: unknown table raw.event — did you mean raw.events?"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let output = strata(&["run", "/nonexistent/pipeline", "--warehouse", wh]);
+    assert!(!output.status.success());
+    assert!(text(&output.stderr).contains("cannot read /nonexistent/pipeline"));
+
+    // Tables that cannot be built yet fail by name, and their downstream tables are skipped.
+    let output = strata(&[
+        "run",
+        &example(),
+        "--warehouse",
+        wh,
+        "--select",
+        "enriched.job_events_daily",
+    ]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("the run failed") && stderr.contains("enriched.events"),
+        "{stderr}"
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(summary_line(&stdout, "raw.events")[2], "built", "{stdout}");
+    assert_eq!(
+        summary_line(&stdout, "enriched.job_events_daily")[2],
+        "skipped",
+        "{stdout}"
+    );
+}
