@@ -3,6 +3,7 @@
 mod check;
 mod cli;
 mod example;
+mod publish;
 mod run;
 mod slt;
 mod top_k;

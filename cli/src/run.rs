@@ -43,8 +43,11 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
         let graph = Graph::resolve(&pipeline, &sources)?;
         let ctx = SessionContext::new();
         strata_udfs::register_all(&ctx);
-        plan_pipeline(&pipeline, &graph, &warehouse, &ctx).await?;
-        run_pipeline(&pipeline, &graph, &warehouse, &ctx, &options, &progress).await
+        let planned = plan_pipeline(&pipeline, &graph, &warehouse, &ctx).await?;
+        run_pipeline(
+            &pipeline, &graph, &planned, &warehouse, &ctx, &options, &progress,
+        )
+        .await
     }
     .await
     .map_err(|error| CliError::pipeline(error, &sources))?;

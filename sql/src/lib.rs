@@ -4,6 +4,7 @@
 //! so one pipeline behaves the same on a laptop and on a cluster.
 
 pub mod error;
+pub mod expectations;
 pub mod graph;
 pub mod language;
 pub mod plan;

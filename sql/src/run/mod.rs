@@ -1,6 +1,7 @@
 //! Running a pipeline: tables in build order, independent ones concurrently, every
 //! outcome in a run report that is also kept in the warehouse's run history.
 
+pub mod publish;
 pub mod raw;
 pub mod report;
 
@@ -13,6 +14,8 @@ use futures::future::join_all;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::language::{Diagnostic, Layer, Pipeline, Statement, TableName, did_you_mean};
+use crate::plan::PlannedTable;
+use crate::storage::raw_table;
 use crate::warehouse::Warehouse;
 
 pub use report::{RejectedFile, RunReport, TableReport, TableStatus};
@@ -36,6 +39,7 @@ pub enum RunEvent<'a> {
 pub async fn run_pipeline(
     pipeline: &Pipeline,
     graph: &Graph,
+    planned: &[PlannedTable],
     warehouse: &Warehouse,
     ctx: &SessionContext,
     options: &RunOptions,
@@ -68,10 +72,15 @@ pub async fn run_pipeline(
                     })
                     .map(|report| report.table.clone())
             });
+            let schema = planned
+                .iter()
+                .find(|table| table.node == node)
+                .map(|table| &table.schema);
             build_table(
                 pipeline,
                 graph,
                 node,
+                schema,
                 warehouse,
                 ctx,
                 &run_id,
@@ -140,6 +149,7 @@ async fn build_table(
     pipeline: &Pipeline,
     graph: &Graph,
     node: usize,
+    planned_schema: Option<&datafusion::arrow::datatypes::SchemaRef>,
     warehouse: &Warehouse,
     ctx: &SessionContext,
     run_id: &str,
@@ -171,17 +181,29 @@ async fn build_table(
                         Statement::Source(source) => Some(source),
                         Statement::Table(_) => None,
                     });
-            match source {
-                Some(source) => {
-                    raw::build(table, source, warehouse, ctx, run_id, options.full_refresh).await
+            match (source, planned_schema) {
+                (Some(source), Some(schema)) => {
+                    let built =
+                        raw::build(table, source, warehouse, ctx, run_id, options.full_refresh)
+                            .await;
+                    // Downstream tables read exactly the committed files.
+                    let registered = raw_table::register(
+                        ctx,
+                        &name.to_string(),
+                        &warehouse.table_path(name),
+                        schema,
+                    )
+                    .await
+                    .map_err(|error| format!("registering {name}: {error}"));
+                    built.and_then(|report| registered.map(|()| report))
                 }
-                None => Err(format!("raw table {name} must read a landing table")),
+                _ => Err(format!("raw table {name} must read a landing table")),
             }
         }
-        _ => Err(format!(
-            "building {} tables (Delta Lake publishing) is not implemented yet; use --select to build raw tables",
-            name.layer
-        )),
+        Statement::Table(table) => {
+            publish::build(table, warehouse, ctx, run_id, options.full_refresh).await
+        }
+        Statement::Source(_) => Err(format!("{name} is a landing source")),
     };
     let mut report = outcome.unwrap_or_else(|error| {
         let mut report = TableReport::new(name.to_string(), layer, TableStatus::Failed);

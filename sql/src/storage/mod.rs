@@ -3,7 +3,9 @@
 
 pub mod avro_sink;
 pub mod commit_log;
+pub mod delta_publish;
 pub mod landing_files;
+pub mod raw_table;
 
 pub use avro_sink::{AvroFileSink, FileSink, WrittenFile, storage_schema};
 pub use commit_log::{Commit, CommitLog, SourceFile};

@@ -1,0 +1,209 @@
+//! The whole recruitment example, embedded, read back with the Python `deltalake`
+//! package (installed by `scripts/test`): expectations, quarantine, SCD2, one Delta
+//! version per build, and a failing build that leaves the last version readable.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn strata(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .output()
+        .expect("the strata binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn fresh(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn manifest_count(dir: &Path, key: &str) -> i64 {
+    let manifest = std::fs::read_to_string(dir.join("landing/manifest.json")).unwrap();
+    let line = manifest
+        .lines()
+        .find(|line| line.trim_start().starts_with(&format!("\"{key}\"")))
+        .unwrap();
+    line.split(':')
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches(',')
+        .parse()
+        .unwrap()
+}
+
+/// Runs a Python snippet with `warehouse` as its first argument; returns its stdout lines.
+///
+/// The snippet ends with `os._exit(0)`: the `deltalake` wheel can abort while the
+/// interpreter tears down its thread pools ("terminate called without an active
+/// exception") after all output is written, which would fail a correct check.
+fn python(script: &str, warehouse: &Path) -> Vec<String> {
+    let script = format!("{script}\nimport os, sys\nsys.stdout.flush()\nos._exit(0)\n");
+    let output = Command::new("python3")
+        .args(["-c", &script, warehouse.to_str().unwrap()])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "python failed: {}",
+        text(&output.stderr)
+    );
+    text(&output.stdout).lines().map(str::to_owned).collect()
+}
+
+const READ_EXAMPLE: &str = r#"
+import sys
+from deltalake import DeltaTable
+wh = sys.argv[1]
+def table(path):
+    return DeltaTable(f"{wh}/{path}")
+events = table("enriched/events")
+quarantine = table("enriched/events__quarantine").to_pyarrow_table()
+violations = {v for row in quarantine.column("_violations").to_pylist() for v in row}
+candidates = table("enriched/candidates").to_pyarrow_table().to_pylist()
+current = [row["candidate_id"] for row in candidates if row["is_current"]]
+print("events_rows", events.to_pyarrow_table().num_rows)
+print("events_version", events.version())
+print("quarantined", quarantine.num_rows)
+print("violations", ",".join(sorted(violations)))
+print("current_unique", len(current) == len(set(current)))
+print("keys_covered", len(set(current)) == len({row["candidate_id"] for row in candidates}))
+print("history_rows", len(candidates))
+print("ranked_rows", table("ranked/candidates_per_job").to_pyarrow_table().num_rows)
+print("ranked_max_pos", max(table("ranked/candidates_per_job").to_pyarrow_table().column("pos").to_pylist()))
+print("daily_clicks", sum(table("enriched/job_events_daily").to_pyarrow_table().column("clicks").to_pylist()))
+"#;
+
+fn values(lines: &[String]) -> std::collections::HashMap<String, String> {
+    lines
+        .iter()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_recruitment_example_publishes_delta_tables_with_expectations_applied() {
+    let dir = fresh("publish-example");
+    let wh = dir.to_str().unwrap();
+    assert!(
+        strata(&["gen", "--scale", "0.002", "--out", wh])
+            .status
+            .success()
+    );
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/recruitment");
+    let run = strata(&["run", example.to_str().unwrap(), "--warehouse", wh]);
+    let stdout = text(&run.stdout);
+    assert!(
+        run.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&run.stderr)
+    );
+
+    let found = values(&python(READ_EXAMPLE, &dir));
+    let events = manifest_count(&dir, "events");
+    let missing_job = manifest_count(&dir, "events_missing_job");
+    let too_old = manifest_count(&dir, "events_too_old");
+    // Rows in = written + dropped + quarantined, and the quarantine holds exactly the injected rows.
+    assert_eq!(
+        found["events_rows"],
+        (events - missing_job - too_old).to_string(),
+        "{found:?}\n{stdout}"
+    );
+    assert_eq!(found["quarantined"], missing_job.to_string(), "{found:?}");
+    assert_eq!(found["violations"], "known_job");
+    assert_eq!(found["events_version"], "0", "one Delta version per build");
+    assert_eq!(
+        found["current_unique"], "True",
+        "SCD2 keeps one current row per key"
+    );
+    assert_eq!(found["keys_covered"], "True");
+    assert!(
+        found["ranked_rows"].parse::<i64>().unwrap() > 0,
+        "{found:?}"
+    );
+    assert!(found["ranked_max_pos"].parse::<i64>().unwrap() <= 50);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("enriched.events "))
+        .unwrap();
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cells[3], events.to_string(), "rows read: {line}");
+    assert_eq!(cells[5], too_old.to_string(), "rows dropped: {line}");
+    assert_eq!(
+        cells[6],
+        missing_job.to_string(),
+        "rows quarantined: {line}"
+    );
+
+    // A second run ingests nothing new, and each enriched build is one more version.
+    let again = strata(&["run", example.to_str().unwrap(), "--warehouse", wh]);
+    assert!(again.status.success(), "{}", text(&again.stdout));
+    let found_again = values(&python(READ_EXAMPLE, &dir));
+    assert_eq!(found_again["events_version"], "1");
+    assert_eq!(found_again["events_rows"], found["events_rows"]);
+    assert_eq!(
+        found_again["history_rows"], found["history_rows"],
+        "no duplicate history"
+    );
+}
+
+#[test]
+fn a_failing_expectation_commits_nothing_and_keeps_the_last_version() {
+    let dir = fresh("publish-fail");
+    let landing = dir.join("landing/scores");
+    std::fs::create_dir_all(&landing).unwrap();
+    std::fs::write(landing.join("a.csv"), "id,score\n1,0.5\n2,0.9\n").unwrap();
+    let pipeline = dir.join("pipeline.sql");
+    std::fs::write(
+        &pipeline,
+        "CREATE EXTERNAL TABLE landing.scores (id BIGINT, score DOUBLE) STORED AS CSV LOCATION 'landing/scores/' OPTIONS ('format.has_header' 'true');\n\
+         CREATE TABLE raw.scores AS SELECT * FROM landing.scores;\n\
+         CREATE TABLE enriched.scores (CONSTRAINT in_range EXPECT (score BETWEEN 0 AND 1) ON VIOLATION FAIL) AS SELECT id, score FROM raw.scores;\n\
+         CREATE TABLE ranked.best AS SELECT id FROM enriched.scores ORDER BY score DESC LIMIT 1;\n\
+         CREATE TABLE enriched.other AS SELECT count(*) AS n FROM raw.scores;\n",
+    )
+    .unwrap();
+    let wh = dir.to_str().unwrap();
+    let first = strata(&["run", pipeline.to_str().unwrap(), "--warehouse", wh]);
+    assert!(first.status.success(), "{}", text(&first.stdout));
+
+    std::fs::write(landing.join("b.csv"), "id,score\n3,7.5\n").unwrap();
+    let second = strata(&["run", pipeline.to_str().unwrap(), "--warehouse", wh]);
+    assert!(!second.status.success());
+    let (stdout, stderr) = (text(&second.stdout), text(&second.stderr));
+    assert!(
+        stderr.contains("enriched.scores")
+            && stderr.contains("expectation in_range failed on 1 row(s)"),
+        "{stderr}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ranked.best ") && l.contains("skipped")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("enriched.other ") && l.contains("built")),
+        "others go on: {stdout}"
+    );
+
+    let script = r#"
+import sys
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1] + "/enriched/scores")
+print(t.version(), t.to_pyarrow_table().num_rows)
+"#;
+    assert_eq!(
+        python(script, &dir),
+        ["0 2"],
+        "the last good version stays published"
+    );
+}
