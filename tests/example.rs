@@ -155,3 +155,40 @@ fn the_example_pipeline_checks_against_generated_data() {
     assert!(position("enriched.candidates") < position("ranked.candidates_per_job"));
     assert!(position("enriched.job_keywords") < position("ranked.candidates_per_job"));
 }
+
+#[test]
+fn demo_generates_runs_and_shows_the_best_candidates() {
+    let dir = workdir("demo");
+    let wh = dir.to_str().unwrap();
+    let output = strata(&["demo", "--scale", "0.002", "--warehouse", wh]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("1/3 generating") && stdout.contains("3/3 the best candidates"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| job_id | job") && stdout.contains("| candidate"),
+        "{stdout}"
+    );
+    assert!(dir.join("pipeline/40_ranked.sql").exists());
+
+    // A second demo reuses the data and adds no raw rows.
+    let again = strata(&["demo", "--scale", "0.002", "--warehouse", wh]);
+    let stdout = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(again.status.success(), "{stdout}");
+    assert!(stdout.contains("1/3 reusing the data"), "{stdout}");
+    let raw_events = stdout
+        .lines()
+        .find(|line| line.starts_with("raw.events "))
+        .unwrap();
+    assert_eq!(
+        raw_events.split_whitespace().nth(4),
+        Some("0"),
+        "{raw_events}"
+    );
+}

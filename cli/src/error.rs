@@ -27,6 +27,12 @@ pub enum CliError {
     /// Synthetic data could not be generated.
     #[error(transparent)]
     Generate(#[from] strata_gen::GenError),
+    /// A file the command writes could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// The SQL file given with `--file` could not be read.
     #[error("cannot read SQL file {}: {source}", path.display())]
     ReadSql {

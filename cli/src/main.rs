@@ -1,6 +1,7 @@
 //! `strata`: the command line for Strata pipelines and ad-hoc queries.
 
 mod check;
+mod demo;
 mod error;
 mod generate;
 mod query;
@@ -12,10 +13,15 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::check::CheckArgs;
+use crate::demo::DemoArgs;
 use crate::error::CliError;
 use crate::generate::GenArgs;
 use crate::query::QueryArgs;
 use crate::run::RunArgs;
+
+/// Warnings and errors only; delta-kernel logs "No files in log segment" at ERROR
+/// whenever a Delta table's first version is written, which is a normal event here.
+const DEFAULT_LOG_FILTER: &str = "warn,buoyant_kernel::snapshot::builder=off";
 
 /// Strata: layered SQL pipelines on DataFusion and Ballista.
 #[derive(Parser)]
@@ -35,12 +41,15 @@ enum Command {
     Gen(GenArgs),
     /// Build a pipeline's tables on this machine.
     Run(RunArgs),
+    /// Generate data, run the recruitment example and show the best candidates.
+    Demo(DemoArgs),
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+            EnvFilter::try_from_env("STRATA_LOG")
+                .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -59,6 +68,7 @@ fn main() -> ExitCode {
             Command::Check(args) => check::run(args, &mut std::io::stdout().lock()).await,
             Command::Gen(args) => generate::run(args, &mut std::io::stdout().lock()),
             Command::Run(args) => run::run(args, &mut std::io::stdout().lock()).await,
+            Command::Demo(args) => demo::run(args, &mut std::io::stdout().lock()).await,
         }
     });
     match result {

@@ -1,0 +1,142 @@
+//! `strata demo`: generate data, run the recruitment example embedded, and show the
+//! best candidates for a few jobs. The example's SQL is built into the binary.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use arrow::util::pretty::pretty_format_batches;
+use clap::Args;
+use datafusion::prelude::SessionContext;
+use strata_gen::Options;
+use strata_sql::language::{Layer, TableName};
+use strata_sql::storage::delta_publish;
+use strata_sql::warehouse::Warehouse;
+
+use crate::error::CliError;
+use crate::run::RunArgs;
+
+/// The recruitment example, one file per layer.
+const PIPELINE: [(&str, &str); 4] = [
+    (
+        "10_landing.sql",
+        include_str!("../../examples/recruitment/10_landing.sql"),
+    ),
+    (
+        "20_raw.sql",
+        include_str!("../../examples/recruitment/20_raw.sql"),
+    ),
+    (
+        "30_enriched.sql",
+        include_str!("../../examples/recruitment/30_enriched.sql"),
+    ),
+    (
+        "40_ranked.sql",
+        include_str!("../../examples/recruitment/40_ranked.sql"),
+    ),
+];
+
+/// Arguments of `strata demo`.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Size of the generated data: 1 is about one million tracking events.
+    #[arg(long, default_value_t = 0.1)]
+    pub scale: f64,
+    /// Where to put the data, the pipeline and the tables.
+    #[arg(long, default_value = "strata-demo")]
+    pub warehouse: PathBuf,
+}
+
+/// Runs the demo end to end.
+pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let pipeline_dir = args.warehouse.join("pipeline");
+    std::fs::create_dir_all(&pipeline_dir).map_err(|source| CliError::Write {
+        path: pipeline_dir.clone(),
+        source,
+    })?;
+    for (name, text) in PIPELINE {
+        let path = pipeline_dir.join(name);
+        std::fs::write(&path, text).map_err(|source| CliError::Write { path, source })?;
+    }
+    if !args.warehouse.join("landing/manifest.json").exists() {
+        writeln!(
+            out,
+            "1/3 generating recruitment data (scale {}) …",
+            args.scale
+        )?;
+        strata_gen::generate(&Options {
+            out: args.warehouse.clone(),
+            scale: args.scale,
+            seed: 42,
+            bad_data: true,
+        })?;
+    } else {
+        writeln!(
+            out,
+            "1/3 reusing the data in {}",
+            args.warehouse.join("landing").display()
+        )?;
+    }
+    writeln!(
+        out,
+        "2/3 running the pipeline in {} …",
+        pipeline_dir.display()
+    )?;
+    let run = crate::run::run(
+        RunArgs {
+            pipeline: vec![pipeline_dir],
+            warehouse: args.warehouse.clone(),
+            select: Vec::new(),
+            full_refresh: false,
+        },
+        out,
+    )
+    .await;
+    run?;
+    writeln!(out, "3/3 the best candidates for three open jobs:")?;
+    let best = best_candidates(&args.warehouse).await?;
+    writeln!(out, "{best}")?;
+    writeln!(
+        out,
+        "tables are under {}; run `strata check {}` to see the pipeline",
+        args.warehouse.display(),
+        args.warehouse.join("pipeline").display()
+    )?;
+    Ok(())
+}
+
+async fn best_candidates(warehouse: &Path) -> Result<String, CliError> {
+    let warehouse = Warehouse::local(warehouse);
+    let ctx = SessionContext::new();
+    strata_sql::plan::register_layers(&ctx)?;
+    for (layer, name) in [
+        (Layer::Enriched, "jobs"),
+        (Layer::Enriched, "candidates"),
+        (Layer::Ranked, "candidates_per_job"),
+    ] {
+        let table = TableName {
+            layer,
+            name: name.to_owned(),
+        };
+        let delta = delta_publish::open(&warehouse.table_path(&table))
+            .await
+            .map_err(|error| {
+                CliError::Query(datafusion::error::DataFusionError::External(Box::new(
+                    error,
+                )))
+            })?;
+        delta_publish::register(&ctx, &table.to_string(), &delta).await?;
+    }
+    let sql = "SELECT j.job_id, j.title AS job, j.city, r.pos, c.name AS candidate, c.title, round(r.score, 3) AS score \
+               FROM ranked.candidates_per_job r \
+               JOIN enriched.jobs j ON j.job_id = r.job_id \
+               JOIN enriched.candidates c ON c.candidate_id = r.candidate_id AND c.is_current \
+               WHERE r.pos <= 3 AND r.job_id IN (SELECT DISTINCT job_id FROM ranked.candidates_per_job ORDER BY job_id LIMIT 3) \
+               ORDER BY j.job_id, r.pos";
+    let batches = ctx.sql(sql).await?.collect().await?;
+    pretty_format_batches(&batches)
+        .map(|table| table.to_string())
+        .map_err(|source| CliError::Format {
+            format: "table",
+            source,
+        })
+}
