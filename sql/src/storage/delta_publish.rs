@@ -8,7 +8,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake_core::protocol::SaveMode;
-use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError, ensure_table_uri};
+use deltalake_core::{DeltaTable, DeltaTableError, ensure_table_uri};
 
 /// Opens the Delta table at a directory, or an empty handle if none exists yet.
 pub async fn open(dir: &Path) -> Result<DeltaTable, DeltaTableError> {
