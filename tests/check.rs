@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::workdir;
+
 fn check_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/check")
 }
@@ -107,7 +109,7 @@ fn several_problems_are_reported_in_one_run() {
 
 #[test]
 fn a_pipeline_can_span_a_directory_of_files() {
-    let dir = tempdir("check-dir");
+    let dir = created(workdir("check-dir"));
     std::fs::write(
         dir.join("10_sources.sql"),
         format!(
@@ -136,16 +138,13 @@ fn missing_and_empty_pipeline_paths_are_clear_errors() {
         "{stderr}"
     );
 
-    let empty = tempdir("check-empty");
+    let empty = created(workdir("check-empty"));
     let (ok, _, stderr) = strata_check(&[&empty]);
     assert!(!ok);
     assert!(stderr.contains("no .sql files in"), "{stderr}");
 }
 
-/// A fresh directory under the target dir, so tests leave nothing elsewhere.
-fn tempdir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
+fn created(dir: PathBuf) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -1,22 +1,6 @@
 //! The `strata` binary as a user runs it.
 
-use std::process::{Command, Output};
-
-fn strata(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .env_remove("STRATA_FORMAT")
-        .output()
-        .expect("the strata binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use crate::support::{stderr, stdout, strata};
 
 #[test]
 fn query_prints_paris_london_distance_as_a_table() {

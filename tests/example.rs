@@ -1,25 +1,10 @@
 //! The recruitment example: generated landing data, and the pipeline that reads it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn strata(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .output()
-        .expect("the strata binary runs")
-}
-
-fn workdir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/recruitment")
-}
+use crate::support::{example, strata, workdir};
 
 /// Every file under a directory with its bytes, keyed by relative path.
 fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -131,12 +116,7 @@ fn gen_rejects_bad_options() {
 fn the_example_pipeline_checks_against_generated_data() {
     let dir = workdir("example-check");
     assert!(generate(&dir, &[]).status.success());
-    let output = strata(&[
-        "check",
-        example().to_str().unwrap(),
-        "--warehouse",
-        dir.to_str().unwrap(),
-    ]);
+    let output = strata(&["check", &example(), "--warehouse", dir.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

@@ -6,4 +6,5 @@ mod example;
 mod publish;
 mod run;
 mod slt;
+mod support;
 mod top_k;

@@ -2,40 +2,10 @@
 //! package (installed by `scripts/test`): expectations, quarantine, SCD2, one Delta
 //! version per build, and a failing build that leaves the last version readable.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
-fn strata(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .output()
-        .expect("the strata binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn fresh(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn manifest_count(dir: &Path, key: &str) -> i64 {
-    let manifest = std::fs::read_to_string(dir.join("landing/manifest.json")).unwrap();
-    let line = manifest
-        .lines()
-        .find(|line| line.trim_start().starts_with(&format!("\"{key}\"")))
-        .unwrap();
-    line.split(':')
-        .nth(1)
-        .unwrap()
-        .trim()
-        .trim_end_matches(',')
-        .parse()
-        .unwrap()
-}
+use crate::support::{example, manifest_count, stderr, stdout, strata, workdir};
 
 /// Runs a Python snippet with `warehouse` as its first argument; returns its stdout lines.
 ///
@@ -51,9 +21,9 @@ fn python(script: &str, warehouse: &Path) -> Vec<String> {
     assert!(
         output.status.success(),
         "python failed: {}",
-        text(&output.stderr)
+        stderr(&output)
     );
-    text(&output.stdout).lines().map(str::to_owned).collect()
+    stdout(&output).lines().map(str::to_owned).collect()
 }
 
 const READ_EXAMPLE: &str = r#"
@@ -89,20 +59,20 @@ fn values(lines: &[String]) -> std::collections::HashMap<String, String> {
 
 #[test]
 fn the_recruitment_example_publishes_delta_tables_with_expectations_applied() {
-    let dir = fresh("publish-example");
+    let dir = workdir("publish-example");
     let wh = dir.to_str().unwrap();
     assert!(
         strata(&["gen", "--scale", "0.002", "--out", wh])
             .status
             .success()
     );
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/recruitment");
-    let run = strata(&["run", example.to_str().unwrap(), "--warehouse", wh]);
-    let stdout = text(&run.stdout);
+    let example = example();
+    let run = strata(&["run", &example, "--warehouse", wh]);
+    let stdout = stdout(&run);
     assert!(
         run.status.success(),
         "stdout:\n{stdout}\nstderr:\n{}",
-        text(&run.stderr)
+        stderr(&run)
     );
 
     let found = values(&python(READ_EXAMPLE, &dir));
@@ -142,8 +112,8 @@ fn the_recruitment_example_publishes_delta_tables_with_expectations_applied() {
     );
 
     // A second run ingests nothing new, and each enriched build is one more version.
-    let again = strata(&["run", example.to_str().unwrap(), "--warehouse", wh]);
-    assert!(again.status.success(), "{}", text(&again.stdout));
+    let again = strata(&["run", &example, "--warehouse", wh]);
+    assert!(again.status.success(), "{}", crate::support::stdout(&again));
     let found_again = values(&python(READ_EXAMPLE, &dir));
     assert_eq!(found_again["events_version"], "1");
     assert_eq!(found_again["events_rows"], found["events_rows"]);
@@ -155,7 +125,7 @@ fn the_recruitment_example_publishes_delta_tables_with_expectations_applied() {
 
 #[test]
 fn a_failing_expectation_commits_nothing_and_keeps_the_last_version() {
-    let dir = fresh("publish-fail");
+    let dir = workdir("publish-fail");
     let landing = dir.join("landing/scores");
     std::fs::create_dir_all(&landing).unwrap();
     std::fs::write(landing.join("a.csv"), "id,score\n1,0.5\n2,0.9\n").unwrap();
@@ -171,12 +141,12 @@ fn a_failing_expectation_commits_nothing_and_keeps_the_last_version() {
     .unwrap();
     let wh = dir.to_str().unwrap();
     let first = strata(&["run", pipeline.to_str().unwrap(), "--warehouse", wh]);
-    assert!(first.status.success(), "{}", text(&first.stdout));
+    assert!(first.status.success(), "{}", stdout(&first));
 
     std::fs::write(landing.join("b.csv"), "id,score\n3,7.5\n").unwrap();
     let second = strata(&["run", pipeline.to_str().unwrap(), "--warehouse", wh]);
     assert!(!second.status.success());
-    let (stdout, stderr) = (text(&second.stdout), text(&second.stderr));
+    let (stdout, stderr) = (stdout(&second), stderr(&second));
     assert!(
         stderr.contains("enriched.scores")
             && stderr.contains("expectation in_range failed on 1 row(s)"),
@@ -206,4 +176,36 @@ print(t.version(), t.to_pyarrow_table().num_rows)
         ["0 2"],
         "the last good version stays published"
     );
+}
+
+#[test]
+fn a_null_predicate_passes_like_a_sql_check_constraint() {
+    let dir = workdir("publish-null");
+    let landing = dir.join("landing/scores");
+    std::fs::create_dir_all(&landing).unwrap();
+    std::fs::write(landing.join("a.csv"), "id,score\n1,0.5\n2,\n3,4.0\n").unwrap();
+    let pipeline = dir.join("pipeline.sql");
+    std::fs::write(
+        &pipeline,
+        "CREATE EXTERNAL TABLE landing.scores (id BIGINT, score DOUBLE) STORED AS CSV LOCATION 'landing/scores/' OPTIONS ('format.has_header' 'true');\n\
+         CREATE TABLE raw.scores AS SELECT * FROM landing.scores;\n\
+         CREATE TABLE enriched.scores (CONSTRAINT in_range EXPECT (score BETWEEN 0 AND 1) ON VIOLATION QUARANTINE) AS SELECT id, score FROM raw.scores;\n",
+    )
+    .unwrap();
+    let output = strata(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--warehouse",
+        dir.to_str().unwrap(),
+    ]);
+    let stdout = stdout(&output);
+    assert!(output.status.success(), "{stdout}");
+    let line: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with("enriched.scores "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // Read 3: the NULL score is kept, only 4.0 is quarantined.
+    assert_eq!(&line[3..7], &["3", "2", "0", "1"], "{stdout}");
 }

@@ -2,50 +2,18 @@
 //! `fastavro` (installed by `scripts/test`), an Avro reader independent of Strata.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use crate::support::{example, manifest_count, stderr, stdout, strata, workdir};
 
 const RAW_TABLES: &str = "raw.events,raw.candidates,raw.jobs,raw.searches";
 
-fn strata(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .output()
-        .expect("the strata binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn example() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/recruitment")
-        .display()
-        .to_string()
-}
-
 /// A warehouse with freshly generated landing data.
 fn warehouse(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = workdir(name);
     let output = strata(&["gen", "--scale", "0.002", "--out", dir.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(output.status.success(), "{}", stderr(&output));
     dir
-}
-
-fn manifest_count(dir: &Path, key: &str) -> u64 {
-    let manifest = std::fs::read_to_string(dir.join("landing/manifest.json")).unwrap();
-    let line = manifest
-        .lines()
-        .find(|line| line.trim_start().starts_with(&format!("\"{key}\"")))
-        .unwrap_or_else(|| panic!("{key} in {manifest}"));
-    line.split(':')
-        .nth(1)
-        .unwrap()
-        .trim()
-        .trim_end_matches(',')
-        .parse()
-        .unwrap()
 }
 
 /// Rows in every Avro file under a directory, counted by fastavro.
@@ -65,9 +33,9 @@ print(total)
     assert!(
         output.status.success(),
         "fastavro failed: {}",
-        text(&output.stderr)
+        stderr(&output)
     );
-    text(&output.stdout).trim().parse().unwrap()
+    stdout(&output).trim().parse().unwrap()
 }
 
 fn summary_line<'a>(stdout: &'a str, table: &str) -> Vec<&'a str> {
@@ -84,11 +52,11 @@ fn raw_tables_ingest_each_landing_file_once_and_reject_the_malformed_one() {
     let dir = warehouse("run-raw");
     let wh = dir.to_str().unwrap();
     let output = strata(&["run", &example(), "--warehouse", wh, "--select", RAW_TABLES]);
-    let stdout = text(&output.stdout);
+    let stdout = stdout(&output);
     assert!(
         output.status.success(),
         "stdout:\n{stdout}\nstderr:\n{}",
-        text(&output.stderr)
+        stderr(&output)
     );
 
     // Every accepted landing row reached the raw zone, as fastavro reads it.
@@ -147,7 +115,7 @@ fn raw_tables_ingest_each_landing_file_once_and_reject_the_malformed_one() {
 
     // A second run finds no new landing files and writes nothing.
     let again = strata(&["run", &example(), "--warehouse", wh, "--select", RAW_TABLES]);
-    let stdout = text(&again.stdout);
+    let stdout = crate::support::stdout(&again);
     assert!(again.status.success(), "{stdout}");
     let line = summary_line(&stdout, "raw.events");
     assert_eq!(
@@ -174,7 +142,7 @@ fn full_refresh_replaces_the_raw_table_instead_of_duplicating_it() {
             .collect::<Vec<_>>();
         args.extend(extra.iter().map(|s| s.to_string()));
         let output = strata(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(output.status.success(), "{}", text(&output.stdout));
+        assert!(output.status.success(), "{}", stdout(&output));
     }
     let log = std::fs::read_dir(dir.join("raw/jobs/_strata_log"))
         .unwrap()
@@ -200,15 +168,14 @@ fn run_errors_are_clear() {
     ]);
     assert!(!output.status.success());
     assert!(
-        text(&output.stderr)
-            .contains("--select: unknown table raw.event — did you mean raw.events?"),
+        stderr(&output).contains("--select: unknown table raw.event — did you mean raw.events?"),
         "{}",
-        text(&output.stderr)
+        stderr(&output)
     );
 
     let output = strata(&["run", "/nonexistent/pipeline", "--warehouse", wh]);
     assert!(!output.status.success());
-    assert!(text(&output.stderr).contains("cannot read /nonexistent/pipeline"));
+    assert!(stderr(&output).contains("cannot read /nonexistent/pipeline"));
 
     // --select builds the named table and what it reads, nothing else.
     let output = strata(&[
@@ -219,12 +186,8 @@ fn run_errors_are_clear() {
         "--select",
         "enriched.job_events_daily",
     ]);
-    let stdout = text(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        text(&output.stderr)
-    );
+    let stdout = stdout(&output);
+    assert!(output.status.success(), "{stdout}\n{}", stderr(&output));
     assert_eq!(summary_line(&stdout, "raw.events")[2], "built", "{stdout}");
     assert_eq!(
         summary_line(&stdout, "enriched.events")[2],

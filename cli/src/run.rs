@@ -53,11 +53,7 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
     .map_err(|error| CliError::pipeline(error, &sources))?;
 
     print_summary(&report, out)?;
-    let history = warehouse
-        .root()
-        .join("_strata/runs")
-        .join(format!("{}.json", report.run_id));
-    writeln!(out, "report: {}", history.display())?;
+    writeln!(out, "report: {}", report.history_path(&warehouse).display())?;
     if report.succeeded() {
         Ok(())
     } else {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, ListBuilder, RecordBatch, StringArray, StringBuilder,
 };
-use datafusion::arrow::compute::{and, filter_record_batch, not, or_kleene};
+use datafusion::arrow::compute::{and, filter_record_batch, not, or_kleene, prep_null_mask_filter};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::error::{DataFusionError, Result};
@@ -66,11 +66,6 @@ impl Checker {
         })
     }
 
-    /// The schema of the table's quarantine.
-    pub fn quarantine_schema(&self) -> &SchemaRef {
-        &self.quarantine_schema
-    }
-
     /// Sorts one batch's rows; a broken `FAIL` expectation is an error naming it and the row count.
     ///
     /// A predicate that is NULL passes, as in SQL `CHECK` constraints. A row breaking
@@ -91,9 +86,13 @@ impl Checker {
                 )));
             };
             // NULL passes: violated only where the predicate is false.
-            let violated = BooleanArray::from_iter(
-                (0..rows).map(|row| Some(passed.is_valid(row) && !passed.value(row))),
-            );
+            let negated = not(passed)?;
+            // The kernel needs a null buffer; without one the negation is already the mask.
+            let violated = if negated.null_count() > 0 {
+                prep_null_mask_filter(&negated)
+            } else {
+                negated
+            };
             let count = violated.true_count();
             if count > 0 && expectation.on_violation == OnViolation::Fail {
                 return Err(DataFusionError::Execution(format!(

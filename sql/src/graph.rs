@@ -9,7 +9,6 @@ use crate::language::{Diagnostic, Layer, Pipeline, Sources, Statement, TableName
 #[derive(Debug)]
 pub struct Graph {
     upstream: Vec<Vec<usize>>,
-    index: HashMap<TableName, usize>,
 }
 
 impl Graph {
@@ -90,7 +89,7 @@ impl Graph {
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }
-        let graph = Graph { upstream, index };
+        let graph = Graph { upstream };
         if let Some(cycle) = graph.find_cycle() {
             let names: Vec<String> = cycle
                 .iter()
@@ -110,11 +109,6 @@ impl Graph {
     /// The statements a statement reads directly.
     pub fn upstream(&self, node: usize) -> &[usize] {
         &self.upstream[node]
-    }
-
-    /// The statement that declares a table.
-    pub fn node(&self, name: &TableName) -> Option<usize> {
-        self.index.get(name).copied()
     }
 
     /// Every node after all of its upstreams; ties keep declaration order, so runs are repeatable.
@@ -143,24 +137,6 @@ impl Graph {
             }
         }
         selected
-    }
-
-    /// Every node that reads, transitively, from a node (what a failure stops).
-    pub fn downstream_of(&self, node: usize) -> BTreeSet<usize> {
-        let mut found = BTreeSet::new();
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for (candidate, ups) in self.upstream.iter().enumerate() {
-                if !found.contains(&candidate)
-                    && ups.iter().any(|up| *up == node || found.contains(up))
-                {
-                    found.insert(candidate);
-                    changed = true;
-                }
-            }
-        }
-        found
     }
 
     /// A cycle as a path that starts and ends at the same node, if there is one.

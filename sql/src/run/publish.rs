@@ -12,7 +12,7 @@ use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use futures::StreamExt;
 
 use crate::expectations::{Checker, Split};
-use crate::language::{TableDef, WriteMode};
+use crate::language::{TableDef, TableName, WriteMode};
 use crate::run::report::{TableReport, TableStatus};
 use crate::storage::avro_sink::{storage_schema, to_storage};
 use crate::storage::delta_publish;
@@ -90,7 +90,7 @@ pub async fn build(
             delta_publish::write(target, kept, true, &table.partitioned_by, &name).await
         }
         WriteMode::Scd2 { key, sequence_by } => {
-            let history = scd2_history(ctx, kept, &schema, key, sequence_by)
+            let history = scd2_history(ctx, &table.name, kept, &schema, key, sequence_by)
                 .await
                 .map_err(|e| fail("deriving SCD2 history", &e))?;
             report.rows_written = history.iter().map(|b| b.num_rows() as u64).sum();
@@ -133,12 +133,14 @@ pub async fn build(
 /// and published in one commit; unchanged re-deliveries add no version.
 async fn scd2_history(
     ctx: &SessionContext,
+    table: &TableName,
     rows: Vec<RecordBatch>,
     schema: &SchemaRef,
     key: &[String],
     sequence_by: &str,
 ) -> datafusion::error::Result<Vec<RecordBatch>> {
-    let input = format!("__scd2_input_{}", std::process::id());
+    // Named after the table: SCD2 tables of one build wave run concurrently on one session.
+    let input = format!("__scd2_{}_{}", table.layer, table.name);
     let provider = datafusion::datasource::MemTable::try_new(Arc::clone(schema), vec![rows])?;
     ctx.register_table(input.as_str(), Arc::new(provider))?;
     let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));

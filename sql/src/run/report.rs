@@ -84,11 +84,21 @@ impl RunReport {
             .all(|table| !matches!(table.status, TableStatus::Failed | TableStatus::Skipped))
     }
 
+    /// Where the report is kept in the warehouse's run history.
+    pub fn history_path(&self, warehouse: &Warehouse) -> PathBuf {
+        warehouse
+            .root()
+            .join("_strata")
+            .join("runs")
+            .join(format!("{}.json", self.run_id))
+    }
+
     /// Saves the report as `<warehouse>/_strata/runs/<run_id>.json`.
     pub fn save(&self, warehouse: &Warehouse) -> Result<PathBuf> {
-        let dir = warehouse.root().join("_strata").join("runs");
-        std::fs::create_dir_all(&dir).map_err(|source| Error::io(&dir, source))?;
-        let path = dir.join(format!("{}.json", self.run_id));
+        let path = self.history_path(warehouse);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| Error::io(dir, source))?;
+        }
         let text = serde_json::to_string_pretty(self).map_err(|error| Error::Corrupt {
             path: path.clone(),
             reason: error.to_string(),

@@ -1,0 +1,55 @@
+//! What the integration tests share: running `strata` as a user would, and scratch space.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs the `strata` binary, unaffected by any `STRATA_*` settings of the caller.
+pub fn strata(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .env_remove("STRATA_FORMAT")
+        .env_remove("STRATA_WAREHOUSE")
+        .output()
+        .expect("the strata binary runs")
+}
+
+/// A command's standard output as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A command's standard error as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A path under the target directory that does not exist yet, so each test starts clean.
+pub fn workdir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The recruitment example pipeline directory.
+pub fn example() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/recruitment")
+        .display()
+        .to_string()
+}
+
+/// A count from the `landing/manifest.json` that `strata gen` writes.
+pub fn manifest_count(dir: &Path, key: &str) -> u64 {
+    let manifest = std::fs::read_to_string(dir.join("landing/manifest.json")).unwrap();
+    let line = manifest
+        .lines()
+        .find(|line| line.trim_start().starts_with(&format!("\"{key}\"")))
+        .unwrap_or_else(|| panic!("{key} in {manifest}"));
+    line.split(':')
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches(',')
+        .parse()
+        .unwrap()
+}
