@@ -2,7 +2,7 @@
 //! package (installed by `scripts/test`): expectations, quarantine, SCD2, one Delta
 //! version per build, and a failing build that leaves the last version readable.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::{example, manifest_count, stderr, stdout, strata, workdir};
@@ -125,20 +125,14 @@ fn the_recruitment_example_publishes_delta_tables_with_expectations_applied() {
 
 #[test]
 fn a_failing_expectation_commits_nothing_and_keeps_the_last_version() {
-    let dir = workdir("publish-fail");
-    let landing = dir.join("landing/scores");
-    std::fs::create_dir_all(&landing).unwrap();
-    std::fs::write(landing.join("a.csv"), "id,score\n1,0.5\n2,0.9\n").unwrap();
-    let pipeline = dir.join("pipeline.sql");
-    std::fs::write(
-        &pipeline,
-        "CREATE EXTERNAL TABLE landing.scores (id BIGINT, score DOUBLE) STORED AS CSV LOCATION 'landing/scores/' OPTIONS ('format.has_header' 'true');\n\
-         CREATE TABLE raw.scores AS SELECT * FROM landing.scores;\n\
-         CREATE TABLE enriched.scores (CONSTRAINT in_range EXPECT (score BETWEEN 0 AND 1) ON VIOLATION FAIL) AS SELECT id, score FROM raw.scores;\n\
-         CREATE TABLE ranked.best AS SELECT id FROM enriched.scores ORDER BY score DESC LIMIT 1;\n\
+    let (dir, pipeline) = scores_pipeline(
+        "publish-fail",
+        "id,score\n1,0.5\n2,0.9\n",
+        "ON VIOLATION FAIL",
+        "CREATE TABLE ranked.best AS SELECT id FROM enriched.scores ORDER BY score DESC LIMIT 1;\n\
          CREATE TABLE enriched.other AS SELECT count(*) AS n FROM raw.scores;\n",
-    )
-    .unwrap();
+    );
+    let landing = dir.join("landing/scores");
     let wh = dir.to_str().unwrap();
     let first = strata(&["run", pipeline.to_str().unwrap(), "--warehouse", wh]);
     assert!(first.status.success(), "{}", stdout(&first));
@@ -180,18 +174,12 @@ print(t.version(), t.to_pyarrow_table().num_rows)
 
 #[test]
 fn a_null_predicate_passes_like_a_sql_check_constraint() {
-    let dir = workdir("publish-null");
-    let landing = dir.join("landing/scores");
-    std::fs::create_dir_all(&landing).unwrap();
-    std::fs::write(landing.join("a.csv"), "id,score\n1,0.5\n2,\n3,4.0\n").unwrap();
-    let pipeline = dir.join("pipeline.sql");
-    std::fs::write(
-        &pipeline,
-        "CREATE EXTERNAL TABLE landing.scores (id BIGINT, score DOUBLE) STORED AS CSV LOCATION 'landing/scores/' OPTIONS ('format.has_header' 'true');\n\
-         CREATE TABLE raw.scores AS SELECT * FROM landing.scores;\n\
-         CREATE TABLE enriched.scores (CONSTRAINT in_range EXPECT (score BETWEEN 0 AND 1) ON VIOLATION QUARANTINE) AS SELECT id, score FROM raw.scores;\n",
-    )
-    .unwrap();
+    let (dir, pipeline) = scores_pipeline(
+        "publish-null",
+        "id,score\n1,0.5\n2,\n3,4.0\n",
+        "ON VIOLATION QUARANTINE",
+        "",
+    );
     let output = strata(&[
         "run",
         pipeline.to_str().unwrap(),
@@ -208,4 +196,24 @@ fn a_null_predicate_passes_like_a_sql_check_constraint() {
         .collect();
     // Read 3: the NULL score is kept, only 4.0 is quarantined.
     assert_eq!(&line[3..7], &["3", "2", "0", "1"], "{stdout}");
+}
+
+/// A one-file landing table of scores, a raw table, and `enriched.scores` guarded by
+/// `score BETWEEN 0 AND 1` with the given violation clause, plus any `extra` tables.
+fn scores_pipeline(name: &str, csv: &str, on_violation: &str, extra: &str) -> (PathBuf, PathBuf) {
+    let dir = workdir(name);
+    let landing = dir.join("landing/scores");
+    std::fs::create_dir_all(&landing).unwrap();
+    std::fs::write(landing.join("a.csv"), csv).unwrap();
+    let pipeline = dir.join("pipeline.sql");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "CREATE EXTERNAL TABLE landing.scores (id BIGINT, score DOUBLE) STORED AS CSV LOCATION 'landing/scores/' OPTIONS ('format.has_header' 'true');\n\
+             CREATE TABLE raw.scores AS SELECT * FROM landing.scores;\n\
+             CREATE TABLE enriched.scores (CONSTRAINT in_range EXPECT (score BETWEEN 0 AND 1) {on_violation}) AS SELECT id, score FROM raw.scores;\n{extra}"
+        ),
+    )
+    .unwrap();
+    (dir, pipeline)
 }
