@@ -172,3 +172,16 @@ fn demo_generates_runs_and_shows_the_best_candidates() {
         "{raw_events}"
     );
 }
+
+#[test]
+fn demo_with_a_bad_scale_fails_clearly_and_writes_no_tables() {
+    let dir = workdir("demo-bad");
+    let output = strata(&["demo", "--scale", "0", "--warehouse", dir.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("scale must be a positive number, got 0"),
+        "{stderr}"
+    );
+    assert!(!dir.join("raw").exists() && !dir.join("enriched").exists());
+}
