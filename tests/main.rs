@@ -3,6 +3,7 @@
 mod check;
 mod cli;
 mod example;
+mod flight;
 mod publish;
 mod run;
 mod slt;

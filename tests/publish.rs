@@ -3,27 +3,16 @@
 //! version per build, and a failing build that leaves the last version readable.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::support::{example, manifest_count, stderr, stdout, strata, workdir};
 
 /// Runs a Python snippet with `warehouse` as its first argument; returns its stdout lines.
-///
-/// The snippet ends with `os._exit(0)`: the `deltalake` wheel can abort while the
-/// interpreter tears down its thread pools ("terminate called without an active
-/// exception") after all output is written, which would fail a correct check.
 fn python(script: &str, warehouse: &Path) -> Vec<String> {
     let script = format!("{script}\nimport os, sys\nsys.stdout.flush()\nos._exit(0)\n");
-    let output = Command::new("python3")
-        .args(["-c", &script, warehouse.to_str().unwrap()])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "python failed: {}",
-        stderr(&output)
-    );
-    stdout(&output).lines().map(str::to_owned).collect()
+    crate::support::python(&["-c", &script, warehouse.to_str().unwrap()])
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 const READ_EXAMPLE: &str = r#"
@@ -216,4 +205,91 @@ fn scores_pipeline(name: &str, csv: &str, on_violation: &str, extra: &str) -> (P
     )
     .unwrap();
     (dir, pipeline)
+}
+
+/// A landing table of people moving between cities, its raw table, and an SCD2 history.
+fn moves_pipeline(name: &str, csv: &str) -> (PathBuf, PathBuf) {
+    let dir = workdir(name);
+    let landing = dir.join("landing/moves");
+    std::fs::create_dir_all(&landing).unwrap();
+    std::fs::write(landing.join("a.csv"), csv).unwrap();
+    let pipeline = dir.join("pipeline.sql");
+    std::fs::write(
+        &pipeline,
+        "CREATE EXTERNAL TABLE landing.moves (id BIGINT, city VARCHAR, at TIMESTAMP) STORED AS CSV LOCATION 'landing/moves/' OPTIONS ('format.has_header' 'true');\n\
+         CREATE TABLE raw.moves AS SELECT * FROM landing.moves;\n\
+         CREATE TABLE enriched.people WRITE SCD2 KEY (id) SEQUENCE BY at AS SELECT id, city, at FROM raw.moves;\n",
+    )
+    .unwrap();
+    (dir, pipeline)
+}
+
+const READ_PEOPLE: &str = r#"
+import sys
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1] + "/enriched/people")
+print("version", t.version())
+print("operation", t.history(1)[0]["operation"])
+rows = sorted(t.to_pyarrow_table().to_pylist(), key=lambda r: (r["id"], r["valid_from"]))
+for r in rows:
+    print("row", r["id"], r["city"], r["valid_to"] is None, r["is_current"])
+"#;
+
+#[test]
+fn scd2_merges_a_new_change_into_the_history_as_one_delta_merge() {
+    let (dir, pipeline) = moves_pipeline(
+        "publish-scd2",
+        "id,city,at\n1,Paris,2026-01-01T00:00:00\n2,Lyon,2026-01-01T00:00:00\n",
+    );
+    let (pipeline, wh) = (pipeline.to_str().unwrap(), dir.to_str().unwrap());
+    let first = strata(&["run", pipeline, "--warehouse", wh]);
+    assert!(first.status.success(), "{}", stderr(&first));
+
+    // Person 1 moves; person 2 is delivered again unchanged.
+    std::fs::write(
+        dir.join("landing/moves/b.csv"),
+        "id,city,at\n1,Geneva,2026-03-01T00:00:00\n2,Lyon,2026-01-01T00:00:00\n",
+    )
+    .unwrap();
+    let second = strata(&["run", pipeline, "--warehouse", wh]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(
+        python(READ_PEOPLE, &dir),
+        [
+            "version 1",
+            "operation MERGE",
+            "row 1 Paris False False",
+            "row 1 Geneva True True",
+            "row 2 Lyon True True",
+        ]
+    );
+
+    // Nothing new: no new Delta version.
+    let third = strata(&["run", pipeline, "--warehouse", wh]);
+    assert!(third.status.success(), "{}", stderr(&third));
+    assert_eq!(python(READ_PEOPLE, &dir)[0], "version 1");
+}
+
+#[test]
+fn scd2_refuses_two_changes_of_one_key_at_the_same_sequence_value() {
+    let (dir, pipeline) = moves_pipeline(
+        "publish-scd2-ambiguous",
+        "id,city,at\n1,Paris,2026-01-01T00:00:00\n1,Rome,2026-01-01T00:00:00\n2,Lyon,\n",
+    );
+    let run = strata(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--warehouse",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    let stderr = stderr(&run);
+    assert!(
+        stderr.contains("enriched.people")
+            && stderr.contains(
+                "2 changes have a NULL at or share it with another change of the same key (id)"
+            ),
+        "{stderr}"
+    );
+    assert!(!dir.join("enriched/people/_delta_log").exists());
 }

@@ -53,3 +53,29 @@ pub fn manifest_count(dir: &Path, key: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// Runs `python3` with `args` and returns its stdout, failing the test if it fails.
+///
+/// Scripts end with `os._exit(0)`: the `deltalake` and ADBC wheels can abort while the
+/// interpreter tears down their thread pools ("terminate called without an active
+/// exception") after all output is written, which would fail a correct check.
+pub fn python(args: &[&str]) -> String {
+    let output = Command::new("python3")
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "python failed: {}\n{}",
+        stderr(&output),
+        stdout(&output)
+    );
+    stdout(&output)
+}
+
+/// Runs a Python script file with `args`; see [`python`].
+pub fn python_file(script: &Path, args: &[&str]) -> String {
+    let mut all = vec![script.to_str().unwrap()];
+    all.extend_from_slice(args);
+    python(&all)
+}

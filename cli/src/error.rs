@@ -39,6 +39,15 @@ pub enum CliError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// The Flight SQL server could not start or stopped with an error.
+    #[error(transparent)]
+    Serve(#[from] strata_flightsql::Error),
+    /// The warehouse's tables could not be listed.
+    #[error("cannot read the warehouse {}: {source}", path.display())]
+    Warehouse {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// Results could not be written out (for example a closed pipe).
     #[error("cannot write results: {0}")]
     Output(#[from] std::io::Error),

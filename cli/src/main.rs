@@ -6,6 +6,7 @@ mod error;
 mod generate;
 mod query;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,7 @@ use crate::error::CliError;
 use crate::generate::GenArgs;
 use crate::query::QueryArgs;
 use crate::run::RunArgs;
+use crate::serve::ServeArgs;
 
 /// Warnings and errors only; delta-kernel logs "No files in log segment" at ERROR
 /// whenever a Delta table's first version is written, which is a normal event here.
@@ -43,6 +45,8 @@ enum Command {
     Run(RunArgs),
     /// Generate data, run the recruitment example and show the best candidates.
     Demo(DemoArgs),
+    /// Serve a warehouse's published tables over Arrow Flight SQL (read-only).
+    Serve(ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
             Command::Gen(args) => generate::run(args, &mut std::io::stdout().lock()),
             Command::Run(args) => run::run(args, &mut std::io::stdout().lock()).await,
             Command::Demo(args) => demo::run(args, &mut std::io::stdout().lock()).await,
+            Command::Serve(args) => serve::run(args, &mut std::io::stdout()).await,
         }
     });
     match result {

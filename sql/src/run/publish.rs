@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::error::DataFusionError;
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -94,7 +95,30 @@ pub async fn build(
                 .await
                 .map_err(|e| fail("deriving SCD2 history", &e))?;
             report.rows_written = history.iter().map(|b| b.num_rows() as u64).sum();
-            delta_publish::write(target, history, true, &table.partitioned_by, &name).await
+            if delta_publish::exists(&target) && !full_refresh {
+                let columns: Vec<String> = history
+                    .first()
+                    .map(|batch| {
+                        batch
+                            .schema()
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let on: Vec<String> = key
+                    .iter()
+                    .cloned()
+                    .chain(["valid_from".to_owned()])
+                    .collect();
+                let source = ctx
+                    .read_batches(history)
+                    .map_err(|e| fail("preparing the merge", &e))?;
+                delta_publish::merge(target, source, &on, &columns).await
+            } else {
+                delta_publish::write(target, history, true, &table.partitioned_by, &name).await
+            }
         }
     }
     .map_err(|e| fail("publishing the Delta table", &e))?;
@@ -129,8 +153,10 @@ pub async fn build(
 
 /// SCD type 2 from every version of every key: a row per change, with the span it was current.
 ///
-/// The raw zone keeps every delivery, so the full history is re-derived on each build
-/// and published in one commit; unchanged re-deliveries add no version.
+/// The raw zone keeps every delivery, so the history is derived from all of them and
+/// merged into the table on `(key, valid_from)`: a new version closes the current row
+/// and inserts itself, and unchanged re-deliveries change nothing. Each change must have
+/// its own sequence value, or which version is current would be a guess.
 async fn scd2_history(
     ctx: &SessionContext,
     table: &TableName,
@@ -175,12 +201,31 @@ async fn scd2_history(
     let window = format!("OVER (PARTITION BY {partition} ORDER BY {sequence})");
     let sql = format!(
         "SELECT {columns}, {sequence} AS valid_from, lead({sequence}) {window} AS valid_to, \
-                lead({sequence}) {window} IS NULL AS is_current \
+                lead({sequence}) {window} IS NULL AS is_current, \
+                {sequence} IS NULL OR lead({sequence}) {window} = {sequence} AS __ambiguous \
          FROM (SELECT *, lag(__fingerprint) {window} AS __previous \
                FROM (SELECT *, {fingerprint} AS __fingerprint FROM {input})) \
          WHERE __previous IS NULL OR __previous <> __fingerprint"
     );
     let result = ctx.sql(&sql).await?.collect().await;
     ctx.deregister_table(input.as_str())?;
-    result
+    let history = result?;
+    let ambiguous: usize = history
+        .iter()
+        .map(|batch| {
+            let flags = batch.column(batch.num_columns() - 1);
+            flags.as_boolean().true_count()
+        })
+        .sum();
+    if ambiguous > 0 {
+        return Err(DataFusionError::Execution(format!(
+            "{ambiguous} changes have a NULL {sequence_by} or share it with another change of \
+             the same key ({}); each change needs its own sequence value",
+            key.join(", ")
+        )));
+    }
+    history
+        .iter()
+        .map(|batch| Ok(batch.project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())?))
+        .collect()
 }

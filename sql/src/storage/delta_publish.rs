@@ -5,10 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::catalog::TableProvider;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::error::DataFusionError;
 use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake_core::protocol::SaveMode;
-use deltalake_core::{DeltaTable, DeltaTableError, ensure_table_uri};
+use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError, ensure_table_uri};
 
 /// Opens the Delta table at a directory, or an empty handle if none exists yet.
 pub async fn open(dir: &Path) -> Result<DeltaTable, DeltaTableError> {
@@ -45,23 +46,35 @@ pub async fn write(
     builder.await
 }
 
-/// Upserts `source` on the key columns as one commit: matched rows are replaced, others inserted.
+/// Upserts `source` matched on the `on` columns as one commit: changed rows are updated,
+/// new ones inserted, and a source that changes nothing commits nothing.
 pub async fn merge(
     table: DeltaTable,
     source: DataFrame,
-    key: &[String],
+    on: &[String],
     columns: &[String],
 ) -> Result<DeltaTable, DeltaTableError> {
-    let predicate = key
+    let predicate = on
         .iter()
-        .map(|column| format!("target.{column} = source.{column}"))
+        .map(|column| format!("(target.{column} IS NOT DISTINCT FROM source.{column})"))
         .collect::<Vec<_>>()
         .join(" AND ");
+    let changed = columns
+        .iter()
+        .filter(|column| !on.contains(column))
+        .map(|column| format!("(target.{column} IS DISTINCT FROM source.{column})"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
     let (table, _metrics) = table
         .merge(source, predicate)
         .with_source_alias("source")
         .with_target_alias("target")
         .when_matched_update(|update| {
+            let update = if changed.is_empty() {
+                update.predicate("false")
+            } else {
+                update.predicate(changed.as_str())
+            };
             columns.iter().fold(update, |update, column| {
                 update.update(column.as_str(), format!("source.{column}"))
             })
@@ -81,15 +94,40 @@ pub async fn register(
     name: &str,
     table: &DeltaTable,
 ) -> datafusion::error::Result<()> {
-    table
-        .update_datafusion_session(&ctx.state())
-        .map_err(|error| datafusion::error::DataFusionError::External(Box::new(error)))?;
-    let provider: Arc<dyn TableProvider> = table
-        .table_provider()
-        .await
-        .map_err(|error| datafusion::error::DataFusionError::External(Box::new(error)))?;
+    let provider = table_provider(table, &ctx.state()).await?;
     // Planning registered an empty stand-in with the same schema; the real table replaces it.
     ctx.deregister_table(name)?;
     ctx.register_table(name, provider)?;
     Ok(())
+}
+
+/// Opens the Delta table in `dir` at its current version, or at `version`, for reading.
+pub async fn provider(
+    dir: &Path,
+    version: Option<u64>,
+    session: &dyn Session,
+) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+    let external = |error: DeltaTableError| DataFusionError::External(Box::new(error));
+    let url = ensure_table_uri(dir.display().to_string()).map_err(external)?;
+    let mut builder = DeltaTableBuilder::from_url(url).map_err(external)?;
+    if let Some(version) = version {
+        builder = builder.with_version(version);
+    }
+    let table = builder.load().await.map_err(|error| match error {
+        DeltaTableError::InvalidVersion(version) => {
+            DataFusionError::Plan(format!("{} has no version {version}", dir.display()))
+        }
+        other => external(other),
+    })?;
+    table_provider(&table, session).await
+}
+
+async fn table_provider(
+    table: &DeltaTable,
+    session: &dyn Session,
+) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+    let external = |error: DeltaTableError| DataFusionError::External(Box::new(error));
+    table.update_datafusion_session(session).map_err(external)?;
+    let provider = table.table_provider().await?;
+    Ok(provider)
 }

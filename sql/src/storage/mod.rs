@@ -1,7 +1,8 @@
 //! Where built tables live: the raw zone's Avro files and the commit log that makes
-//! each raw build all-or-nothing.
+//! each raw build all-or-nothing, the Delta tables, and the catalog of what is published.
 
 pub mod avro_sink;
+pub mod catalog;
 pub mod commit_log;
 pub mod delta_publish;
 pub mod landing_files;

@@ -1,0 +1,109 @@
+//! `strata serve`: the warehouse's published tables over Arrow Flight SQL.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use strata_flightsql::{FlightSqlServer, ServerConfig, TlsFiles};
+use strata_sql::storage::catalog::published_tables;
+use strata_sql::warehouse::Warehouse;
+
+use crate::error::CliError;
+
+/// Arguments of `strata serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Warehouse root whose published tables are served.
+    #[arg(long, env = "STRATA_WAREHOUSE")]
+    pub warehouse: PathBuf,
+    /// Address to listen on; port 0 picks a free port and prints it.
+    #[arg(long, default_value = "127.0.0.1:50051", env = "STRATA_FLIGHT_LISTEN")]
+    pub listen: SocketAddr,
+    /// TOML file with `[[users]]`, `token_ttl_seconds`, `show_quarantine` and `[tls]`.
+    #[arg(long, value_name = "PATH", env = "STRATA_FLIGHT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Users as `name:password,…`; added to those of the config file.
+    #[arg(
+        long,
+        env = "STRATA_FLIGHT_USERS",
+        hide_env_values = true,
+        value_name = "USERS"
+    )]
+    pub users: Option<String>,
+    /// PEM certificate for TLS (with --tls-key).
+    #[arg(long, requires = "tls_key", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS (with --tls-cert).
+    #[arg(long, requires = "tls_cert", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// Also show `<table>__quarantine` tables.
+    #[arg(long)]
+    pub show_quarantine: bool,
+    /// Serve a non-loopback address without credentials.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// Binds, says where, and serves until Ctrl-C or SIGTERM.
+pub async fn run(args: ServeArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let mut config = match &args.config {
+        Some(path) => ServerConfig::from_file(path)?,
+        None => ServerConfig::default(),
+    };
+    if let Some(users) = &args.users {
+        config = config.with_users_from_env(users)?;
+    }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(TlsFiles { cert, key });
+    }
+    config.show_quarantine |= args.show_quarantine;
+    config.insecure = args.insecure;
+    let users = config.users.len();
+
+    let warehouse = Warehouse::local(&args.warehouse);
+    let tables = published_tables(&warehouse).map_err(|source| CliError::Warehouse {
+        path: args.warehouse.clone(),
+        source,
+    })?;
+    let server = FlightSqlServer::bind(warehouse, args.listen, config).await?;
+    let scheme = if server.uses_tls() {
+        "grpc+tls"
+    } else {
+        "grpc"
+    };
+    writeln!(
+        out,
+        "serving Flight SQL on {scheme}://{} ({} published tables in {}; {})",
+        server.local_addr(),
+        tables.len(),
+        args.warehouse.display(),
+        match users {
+            0 => "no credentials needed".to_owned(),
+            n => format!("{n} user(s)"),
+        }
+    )?;
+    out.flush()?;
+    server.serve(shutdown_signal()).await?;
+    writeln!(out, "stopped")?;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM, so a service manager can stop the server cleanly.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => return interrupt.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.unwrap_or(());
+}

@@ -1,0 +1,102 @@
+//! Strata's read-only Arrow Flight SQL service: data scientists query the published
+//! tables of a warehouse from ADBC, JDBC or pyarrow, each query on one snapshot.
+
+mod auth;
+mod config;
+mod endpoint;
+mod error;
+mod handle;
+mod metadata;
+mod query;
+mod service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use strata_sql::warehouse::Warehouse;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+pub use config::{ServerConfig, TlsFiles, User};
+pub use error::{Error, Result};
+pub use query::{CATALOG, DEFAULT_SCHEMA};
+
+use crate::auth::Authenticator;
+use crate::endpoint::Endpoint;
+use crate::query::Planner;
+use crate::service::StrataFlightSql;
+
+/// A Flight SQL server bound to its address, ready to serve.
+pub struct FlightSqlServer {
+    listener: tokio::net::TcpListener,
+    local_addr: SocketAddr,
+    endpoint: Endpoint,
+    tls: Option<ServerTlsConfig>,
+}
+
+impl FlightSqlServer {
+    /// Checks the configuration and binds `addr` (port 0 picks a free port).
+    pub async fn bind(
+        warehouse: Warehouse,
+        addr: SocketAddr,
+        config: ServerConfig,
+    ) -> Result<Self> {
+        if config.users.is_empty() && !addr.ip().is_loopback() && !config.insecure {
+            return Err(Error::Unauthenticated { addr });
+        }
+        let tls = config.tls.as_ref().map(load_tls).transpose()?;
+        let auth = Arc::new(Authenticator::new(config.users.clone(), config.token_ttl));
+        let planner = Planner::new(warehouse, config.show_quarantine);
+        let service =
+            StrataFlightSql::new(planner, auth).map_err(|status| Error::Tls(status.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            local_addr,
+            endpoint: Endpoint::new(service),
+            tls,
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Whether clients must connect with TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        let mut builder = Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        builder
+            .add_service(FlightServiceServer::new(self.endpoint))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+fn load_tls(files: &TlsFiles) -> Result<ServerTlsConfig> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let identity = Identity::from_pem(read(&files.cert)?, read(&files.key)?);
+    Ok(ServerTlsConfig::new().identity(identity))
+}

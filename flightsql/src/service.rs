@@ -1,0 +1,498 @@
+//! The Flight SQL commands, answered from the planner: queries stream from `DoGet`,
+//! metadata comes from the warehouse's published tables, and anything that would
+//! change state is refused.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
+    CommandStatementIngest, CommandStatementQuery, CommandStatementUpdate,
+    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
+};
+use arrow_flight::{
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
+    SchemaAsIpc, Ticket, decode::FlightRecordBatchStream,
+};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::ipc::writer::IpcWriteOptions;
+use futures::{Stream, StreamExt, TryStreamExt, stream};
+use prost::Message;
+use strata_sql::storage::avro_sink::to_storage;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::{AUTHORIZATION, Authenticator, Caller};
+use crate::handle::QueryHandle;
+use crate::metadata;
+use crate::query::{CATALOG, Planner, SCHEMAS, planning};
+
+type DoGetStream = <StrataFlightSql as FlightService>::DoGetStream;
+
+/// The table type of every published table.
+const TABLE_TYPE: &str = "TABLE";
+
+/// Strata's Flight SQL service over one warehouse.
+pub struct StrataFlightSql {
+    planner: Planner,
+    auth: Arc<Authenticator>,
+    sql_info: SqlInfoData,
+    xdbc_types: XdbcTypeInfoData,
+}
+
+impl StrataFlightSql {
+    pub fn new(planner: Planner, auth: Arc<Authenticator>) -> Result<Self, Status> {
+        let state = datafusion::prelude::SessionContext::new().state();
+        let sql_info = metadata::sql_info(&state).map_err(|e| Status::internal(e.to_string()))?;
+        let xdbc_types = metadata::xdbc_types().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Self {
+            planner,
+            auth,
+            sql_info,
+            xdbc_types,
+        })
+    }
+
+    pub fn authenticator(&self) -> &Arc<Authenticator> {
+        &self.auth
+    }
+
+    /// Plans a query to describe its result; the ticket carries the query, not the rows.
+    async fn query_info(
+        &self,
+        handle: QueryHandle,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let planned = self
+            .planner
+            .plan(&handle.sql, handle.parameter_values()?)
+            .await?;
+        let ticket = TicketStatementQuery {
+            statement_handle: handle.to_bytes(),
+        };
+        info(
+            &planned.schema(),
+            ticket.as_any().encode_to_vec(),
+            descriptor,
+        )
+    }
+
+    /// Plans the query again and streams its result.
+    async fn query_stream(
+        &self,
+        handle: QueryHandle,
+        caller: Caller,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let started = Instant::now();
+        let planned = self
+            .planner
+            .plan(&handle.sql, handle.parameter_values()?)
+            .await?;
+        let schema = planned.schema();
+        let frame = planned
+            .ctx
+            .execute_logical_plan(planned.plan)
+            .await
+            .map_err(planning)?;
+        let batches = frame.execute_stream().await.map_err(planning)?;
+        tracing::info!(
+            user = %caller,
+            sql = handle.sql,
+            planned_ms = started.elapsed().as_millis() as u64,
+            "query"
+        );
+        let target = Arc::clone(&schema);
+        let batches = batches.map(move |batch| {
+            batch
+                .and_then(|batch| to_storage(&batch, &target))
+                .map_err(|error| FlightError::Tonic(Box::new(planning(error))))
+        });
+        Ok(encode(schema, batches))
+    }
+}
+
+/// A `FlightInfo` with one endpoint on this server (no location, so clients need not
+/// reach any other host).
+fn info(
+    schema: &Schema,
+    ticket: Vec<u8>,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|error| Status::internal(error.to_string()))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+/// The `FlightInfo` of a metadata command, whose ticket is the command itself.
+fn command_info(
+    schema: &Schema,
+    command: &impl ProstMessageExt,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    info(
+        schema,
+        command.as_any().encode_to_vec(),
+        request.into_inner(),
+    )
+}
+
+fn encode(
+    schema: Arc<Schema>,
+    batches: impl Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
+) -> Response<DoGetStream> {
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(batches)
+        .map_err(Status::from);
+    Response::new(Box::pin(stream))
+}
+
+fn one_batch(batch: RecordBatch) -> Response<DoGetStream> {
+    encode(batch.schema(), stream::iter([Ok(batch)]))
+}
+
+fn arrow_status(error: impl std::fmt::Display) -> Status {
+    Status::internal(error.to_string())
+}
+
+fn read_only(what: &str) -> Status {
+    Status::permission_denied(format!(
+        "the Strata Flight SQL endpoint is read-only: {what} is refused; \
+         tables change only through pipeline runs"
+    ))
+}
+
+fn caller<T>(request: &Request<T>) -> Caller {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or(Caller::Anonymous)
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for StrataFlightSql {
+    type FlightService = StrataFlightSql;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
+        let (caller, token) = self.auth.handshake(request.metadata())?;
+        tracing::info!(user = %caller, "handshake");
+        let payload = token.clone().unwrap_or_default().into_bytes();
+        let reply = HandshakeResponse {
+            protocol_version: 0,
+            payload: payload.into(),
+        };
+        let mut response: Response<
+            Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>,
+        > = Response::new(Box::pin(stream::iter([Ok(reply)])));
+        if let Some(token) = token {
+            let value = MetadataValue::try_from(format!("Bearer {token}"))
+                .map_err(|_| Status::internal("token is not a header value"))?;
+            response.metadata_mut().insert(AUTHORIZATION, value);
+        }
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.query_info(QueryHandle::new(query.query), request.into_inner())
+            .await
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let handle = QueryHandle::decode_from(&query.prepared_statement_handle)?;
+        self.query_info(handle, request.into_inner()).await
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let handle = QueryHandle::decode_from(&ticket.statement_handle)?;
+        self.query_stream(handle, caller(&request)).await
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let handle = QueryHandle::decode_from(&query.prepared_statement_handle)?;
+        self.query_stream(handle, caller(&request)).await
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        _request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let planned = self.planner.plan(&query.query, None).await?;
+        let options = IpcWriteOptions::default();
+        let schema_bytes = |schema: &Schema| -> Result<bytes::Bytes, Status> {
+            let IpcMessage(bytes) = SchemaAsIpc::new(schema, &options)
+                .try_into()
+                .map_err(arrow_status)?;
+            Ok(bytes)
+        };
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: QueryHandle::new(query.query).to_bytes(),
+            dataset_schema: schema_bytes(&planned.schema())?,
+            parameter_schema: schema_bytes(&planned.parameter_schema()?)?,
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        _request: Request<arrow_flight::Action>,
+    ) -> Result<(), Status> {
+        // Handles hold everything; there is nothing to release.
+        Ok(())
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let handle = QueryHandle::decode_from(&query.prepared_statement_handle)?;
+        // The peeked first message carries the schema, so keep it in the stream.
+        let flight_data = request.into_inner().map_err(FlightError::from);
+        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(flight_data)
+            .try_collect()
+            .await
+            .map_err(|error| Status::invalid_argument(format!("parameters: {error}")))?;
+        let batch = match batches.as_slice() {
+            [batch] => batch.clone(),
+            _ => datafusion::arrow::compute::concat_batches(
+                &batches
+                    .first()
+                    .map(RecordBatch::schema)
+                    .ok_or_else(|| Status::invalid_argument("no parameters were sent"))?,
+                &batches,
+            )
+            .map_err(arrow_status)?,
+        };
+        let bound = handle.bind(&batch)?;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(bound.to_bytes()),
+        })
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        _command: CommandStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Err(read_only("an update statement"))
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        _command: CommandPreparedStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Err(read_only("a prepared update"))
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        _command: CommandStatementIngest,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Err(read_only("bulk ingestion"))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        command_info(&schema, &query, request)
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        builder.append(CATALOG);
+        Ok(one_batch(builder.build().map_err(arrow_status)?))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        command_info(&schema, &query, request)
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        for layer in SCHEMAS {
+            builder.append(CATALOG, layer.as_str());
+        }
+        Ok(one_batch(builder.build().map_err(arrow_status)?))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        command_info(&schema, &query, request)
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        let include_schema = builder.include_schema();
+        for table in self.planner.tables()? {
+            let schema = if include_schema {
+                self.planner.table_schema(&table).await?
+            } else {
+                Arc::new(Schema::empty())
+            };
+            builder
+                .append(
+                    CATALOG,
+                    table.layer.as_str(),
+                    &table.name,
+                    TABLE_TYPE,
+                    &schema,
+                )
+                .map_err(arrow_status)?;
+        }
+        Ok(one_batch(builder.build().map_err(arrow_status)?))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        command_info(&schema, &query, request)
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        builder.append(TABLE_TYPE);
+        Ok(one_batch(builder.build().map_err(arrow_status)?))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&self.sql_info).schema();
+        command_info(&schema, &query, request)
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let batch = query
+            .into_builder(&self.sql_info)
+            .build()
+            .map_err(arrow_status)?;
+        Ok(one_batch(batch))
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = metadata::primary_keys().schema();
+        command_info(&schema, &query, request)
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        _query: CommandGetPrimaryKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        Ok(one_batch(metadata::primary_keys()))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = self.xdbc_types.schema();
+        command_info(&schema, &query, request)
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let batch = self
+            .xdbc_types
+            .record_batch(query.data_type)
+            .map_err(arrow_status)?;
+        Ok(one_batch(batch))
+    }
+
+    async fn do_get_fallback(
+        &self,
+        _request: Request<Ticket>,
+        message: Any,
+    ) -> Result<Response<DoGetStream>, Status> {
+        Err(Status::unimplemented(format!(
+            "Strata does not serve {}",
+            message.type_url
+        )))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
