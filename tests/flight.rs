@@ -162,3 +162,312 @@ fn the_adbc_driver_queries_the_published_tables() {
         "{found}"
     );
 }
+
+mod rust_client {
+    //! The same scenarios with arrow-rs's `FlightSqlServiceClient`.
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+    use arrow_flight::sql::{
+        CommandGetDbSchemas, CommandGetTables, CommandStatementQuery, ProstMessageExt, SqlInfo,
+    };
+    use arrow_flight::{FlightDescriptor, FlightInfo};
+    use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Int64Type};
+    use futures::TryStreamExt;
+    use prost::Message;
+    use tonic::transport::Channel;
+
+    use super::{PASSWORD, Server, USER, example_warehouse};
+    use crate::support::{stderr, strata, workdir};
+
+    type Client = FlightSqlServiceClient<Channel>;
+
+    async fn connect(addr: &str) -> Client {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("the server accepts connections");
+        FlightSqlServiceClient::new(channel)
+    }
+
+    async fn fetch(client: &mut Client, info: FlightInfo) -> Vec<RecordBatch> {
+        let mut batches = Vec::new();
+        for endpoint in info.endpoint {
+            assert!(
+                endpoint.location.is_empty(),
+                "results come from this server"
+            );
+            let stream = client.do_get(endpoint.ticket.unwrap()).await.unwrap();
+            batches.extend(stream.try_collect::<Vec<_>>().await.unwrap());
+        }
+        batches
+    }
+
+    async fn query(client: &mut Client, sql: &str) -> Vec<RecordBatch> {
+        let info = client.execute(sql.to_owned(), None).await.unwrap();
+        fetch(client, info).await
+    }
+
+    fn rows(batches: &[RecordBatch]) -> usize {
+        batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    fn first_i64(batches: &[RecordBatch], column: &str) -> i64 {
+        let batch = batches.iter().find(|b| b.num_rows() > 0).unwrap();
+        batch
+            .column_by_name(column)
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .value(0)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Runtime::new().unwrap()
+    }
+
+    #[test]
+    fn the_rust_flight_sql_client_runs_the_same_scenarios() {
+        let server = Server::start(
+            example_warehouse(),
+            &["--users", &format!("{USER}:{PASSWORD}")],
+        );
+        runtime().block_on(async {
+            let mut client = connect(&server.addr).await;
+            let refused = client
+                .execute("SELECT 1".to_owned(), None)
+                .await
+                .unwrap_err();
+            assert!(
+                refused.to_string().contains("no authorization header"),
+                "{refused}"
+            );
+            let wrong = client.handshake(USER, "nope").await.unwrap_err();
+            assert!(
+                wrong.to_string().contains("wrong username or password"),
+                "{wrong}"
+            );
+            client.handshake(USER, PASSWORD).await.unwrap();
+
+            let top = query(
+                &mut client,
+                "SELECT job_id, pos FROM ranked.candidates_per_job ORDER BY job_id, pos LIMIT 5",
+            )
+            .await;
+            assert_eq!(rows(&top), 5);
+            let job = first_i64(&top, "job_id");
+
+            let mut prepared = client
+                .prepare(
+                    "SELECT count(*) AS n FROM ranked.candidates_per_job WHERE job_id = ?"
+                        .to_owned(),
+                    None,
+                )
+                .await
+                .unwrap();
+            assert_eq!(prepared.dataset_schema().unwrap().field(0).name(), "n");
+            assert_eq!(
+                prepared.parameter_schema().unwrap().field(0).data_type(),
+                &DataType::Int64
+            );
+            let parameters = RecordBatch::try_from_iter([(
+                "$1",
+                Arc::new(Int64Array::from(vec![job])) as Arc<dyn Array>,
+            )])
+            .unwrap();
+            prepared.set_parameters(parameters).unwrap();
+            let info = prepared.execute().await.unwrap();
+            let bound = fetch(&mut client, info).await;
+            let literal = query(
+                &mut client,
+                &format!(
+                    "SELECT count(*) AS n FROM ranked.candidates_per_job WHERE job_id = {job}"
+                ),
+            )
+            .await;
+            assert_eq!(first_i64(&bound, "n"), first_i64(&literal, "n"));
+            prepared.close().await.unwrap();
+
+            let info = client.get_catalogs().await.unwrap();
+            assert_eq!(rows(&fetch(&mut client, info).await), 1);
+            let info = client
+                .get_db_schemas(CommandGetDbSchemas {
+                    catalog: None,
+                    db_schema_filter_pattern: Some("r%".to_owned()),
+                })
+                .await
+                .unwrap();
+            let schemas = fetch(&mut client, info).await;
+            let names: Vec<String> = schemas
+                .iter()
+                .flat_map(|b| {
+                    b.column(1)
+                        .as_string::<i32>()
+                        .iter()
+                        .map(|v| v.unwrap().to_owned())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            assert_eq!(names, ["ranked", "raw"]);
+            let info = client
+                .get_tables(CommandGetTables {
+                    catalog: Some("strata".to_owned()),
+                    db_schema_filter_pattern: Some("ranked".to_owned()),
+                    table_name_filter_pattern: Some("candidates%".to_owned()),
+                    table_types: vec![],
+                    include_schema: true,
+                })
+                .await
+                .unwrap();
+            let tables = fetch(&mut client, info).await;
+            assert_eq!(rows(&tables), 1);
+            assert!(tables[0].column_by_name("table_schema").is_some());
+            let info = client.get_table_types().await.unwrap();
+            assert_eq!(rows(&fetch(&mut client, info).await), 1);
+            let info = client
+                .get_sql_info(vec![
+                    SqlInfo::FlightSqlServerName,
+                    SqlInfo::FlightSqlServerReadOnly,
+                ])
+                .await
+                .unwrap();
+            assert_eq!(rows(&fetch(&mut client, info).await), 2);
+            let info = client
+                .get_primary_keys(arrow_flight::sql::CommandGetPrimaryKeys {
+                    catalog: None,
+                    db_schema: Some("ranked".to_owned()),
+                    table: "candidates_per_job".to_owned(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(rows(&fetch(&mut client, info).await), 0);
+            let info = client
+                .get_xdbc_type_info(arrow_flight::sql::CommandGetXdbcTypeInfo { data_type: None })
+                .await
+                .unwrap();
+            assert!(rows(&fetch(&mut client, info).await) > 5);
+
+            // GetSchema and PollFlightInfo, which arrow-rs's server trait leaves out.
+            let command = CommandStatementQuery {
+                query: "SELECT job_id FROM ranked.candidates_per_job".to_owned(),
+                transaction_id: None,
+            };
+            let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
+            let bearer = format!("Bearer {}", client.token().unwrap());
+            let mut request = tonic::Request::new(descriptor.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.parse().unwrap());
+            let schema = client
+                .inner_mut()
+                .get_schema(request)
+                .await
+                .unwrap()
+                .into_inner();
+            let schema = datafusion::arrow::datatypes::Schema::try_from(&schema).unwrap();
+            assert_eq!(schema.field(0).name(), "job_id");
+            let mut request = tonic::Request::new(descriptor);
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.parse().unwrap());
+            let poll = client
+                .inner_mut()
+                .poll_flight_info(request)
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(poll.progress, Some(1.0));
+            assert!(poll.info.is_some());
+
+            let drop = client
+                .execute("DROP TABLE ranked.candidates_per_job".to_owned(), None)
+                .await
+                .unwrap_err();
+            assert!(drop.to_string().contains("read-only"), "{drop}");
+            let update = client
+                .execute_update("DELETE FROM enriched.jobs".to_owned(), None)
+                .await
+                .unwrap_err();
+            assert!(update.to_string().contains("read-only"), "{update}");
+            let missing = client
+                .execute(
+                    "SELECT * FROM enriched.events VERSION AS OF 99".to_owned(),
+                    None,
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                missing.to_string().contains("has no version 99"),
+                "{missing}"
+            );
+        });
+    }
+
+    #[test]
+    fn a_query_during_a_commit_reads_one_whole_version() {
+        const ROWS: usize = 20_000;
+        let dir = workdir("flight-snapshot");
+        let landing = dir.join("landing/nums");
+        std::fs::create_dir_all(&landing).unwrap();
+        let deliver = |tag: usize| {
+            let body: String = (0..ROWS).map(|n| format!("{n},{tag}\n")).collect();
+            std::fs::write(landing.join(format!("{tag}.csv")), format!("n,tag\n{body}")).unwrap();
+        };
+        let pipeline = dir.join("pipeline.sql");
+        std::fs::write(
+            &pipeline,
+            "CREATE EXTERNAL TABLE landing.nums (n BIGINT, tag BIGINT) STORED AS CSV LOCATION 'landing/nums/' OPTIONS ('format.has_header' 'true');\n\
+             CREATE TABLE raw.nums AS SELECT * FROM landing.nums;\n\
+             CREATE TABLE enriched.nums AS SELECT n, tag FROM raw.nums;\n",
+        )
+        .unwrap();
+        let run = || {
+            let output = strata(&[
+                "run",
+                pipeline.to_str().unwrap(),
+                "--warehouse",
+                dir.to_str().unwrap(),
+            ]);
+            assert!(output.status.success(), "{}", stderr(&output));
+        };
+        deliver(1);
+        run();
+
+        let server = Server::start(&dir, &[]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let stop = Arc::clone(&stop);
+            let addr = server.addr.clone();
+            std::thread::spawn(move || {
+                runtime().block_on(async move {
+                    let mut client = connect(&addr).await;
+                    let mut seen = Vec::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        let batches = query(&mut client, "SELECT count(*) AS c, count(DISTINCT tag) AS t, max(tag) AS m FROM enriched.nums").await;
+                        seen.push((first_i64(&batches, "c"), first_i64(&batches, "t"), first_i64(&batches, "m")));
+                    }
+                    seen
+                })
+            })
+        };
+        for tag in 2..=4 {
+            deliver(tag);
+            run();
+        }
+        stop.store(true, Ordering::SeqCst);
+        let seen = reader.join().unwrap();
+        for &(count, tags, max) in &seen {
+            assert_eq!(count, tags * ROWS as i64, "a whole version: {seen:?}");
+            assert_eq!(max, tags, "a whole version: {seen:?}");
+        }
+        let versions: std::collections::BTreeSet<i64> =
+            seen.iter().map(|(_, tags, _)| *tags).collect();
+        assert!(
+            versions.len() >= 2,
+            "queries ran across commits: {versions:?}"
+        );
+    }
+}

@@ -88,6 +88,16 @@ pub async fn open(
             .ok_or_else(|| {
                 DataFusionError::Plan(format!("{}.{} has no data files", table.layer, table.name))
             }),
-        (_, version) => delta_publish::provider(&table.dir, version, session).await,
+        (_, Some(version)) => {
+            let latest = delta_publish::latest_version(&table.dir).await?;
+            if version > latest {
+                return Err(DataFusionError::Plan(format!(
+                    "{}.{} has no version {version}; its versions are 0 to {latest}",
+                    table.layer, table.name
+                )));
+            }
+            delta_publish::provider(&table.dir, Some(version), session).await
+        }
+        (_, None) => delta_publish::provider(&table.dir, None, session).await,
     }
 }

@@ -113,13 +113,22 @@ pub async fn provider(
     if let Some(version) = version {
         builder = builder.with_version(version);
     }
-    let table = builder.load().await.map_err(|error| match error {
-        DeltaTableError::InvalidVersion(version) => {
-            DataFusionError::Plan(format!("{} has no version {version}", dir.display()))
-        }
-        other => external(other),
-    })?;
+    let table = builder.load().await.map_err(external)?;
     table_provider(&table, session).await
+}
+
+/// The newest version of the Delta table in `dir`.
+pub async fn latest_version(dir: &Path) -> datafusion::error::Result<u64> {
+    let external = |error: DeltaTableError| DataFusionError::External(Box::new(error));
+    let url = ensure_table_uri(dir.display().to_string()).map_err(external)?;
+    let table = DeltaTableBuilder::from_url(url)
+        .map_err(external)?
+        .load()
+        .await
+        .map_err(external)?;
+    table
+        .version()
+        .ok_or_else(|| DataFusionError::Plan(format!("{} has no commits", dir.display())))
 }
 
 async fn table_provider(
