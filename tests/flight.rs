@@ -1,12 +1,13 @@
-//! `strata serve` against real Flight SQL clients: the Python ADBC driver (installed by
-//! `scripts/test`) over the recruitment example's warehouse.
+//! `strata serve` against real Flight SQL clients over the recruitment example's
+//! warehouse: the Python ADBC driver (installed by `scripts/test`) and arrow-rs's
+//! `FlightSqlServiceClient`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::support::{example, python_file, stderr, strata, workdir};
+use crate::support::{example, manifest_count, python_file, stderr, strata, workdir};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-for-tests";
@@ -15,6 +16,7 @@ const PASSWORD: &str = "s3cret-for-tests";
 pub struct Server {
     child: Child,
     pub addr: String,
+    uri: String,
 }
 
 impl Server {
@@ -39,16 +41,17 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let addr = line
+        let uri = line
             .split_whitespace()
-            .find_map(|word| word.strip_prefix("grpc://"))
+            .find(|word| word.starts_with("grpc"))
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_owned();
-        Server { child, addr }
+        let addr = uri.split_once("://").unwrap().1.to_owned();
+        Server { child, addr, uri }
     }
 
     pub fn uri(&self) -> String {
-        format!("grpc://{}", self.addr)
+        self.uri.clone()
     }
 }
 
@@ -470,4 +473,98 @@ mod rust_client {
             "queries ran across commits: {versions:?}"
         );
     }
+}
+
+#[test]
+fn the_readme_python_example_works_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let section = &readme[readme.find("## Query from Python").expect("the section")..];
+    let start = section.find("```python\n").expect("a Python block") + "```python\n".len();
+    let snippet = &section[start..start + section[start..].find("```").unwrap()];
+    let server = Server::start(example_warehouse(), &["--users", "analyst:change-me"]);
+    let snippet = snippet.replace("grpc://127.0.0.1:50051", &server.uri());
+    let output = crate::support::python(&["-c", &snippet]);
+    assert!(output.contains("candidate_id: string"), "{output}");
+    assert!(output.contains("pos: [[1,2,3"), "{output}");
+}
+
+#[test]
+fn tls_and_a_config_file_serve_the_adbc_driver() {
+    let dir = workdir("flight-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .current_dir(&dir)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", stderr(&made));
+    std::fs::write(
+        dir.join("serve.toml"),
+        "show_quarantine = true\n[[users]]\nname = \"bob\"\npassword = \"tls-secret\"\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n",
+    )
+    .unwrap();
+    let config = dir.join("serve.toml");
+    let server = Server::start(example_warehouse(), &["--config", config.to_str().unwrap()]);
+    // Each of the example's two runs quarantined the same rows, under its own run id.
+    assert!(server.uri().starts_with("grpc+tls://"), "{}", server.uri());
+    let script = r#"
+import sys
+import adbc_driver_flightsql.dbapi as flightsql
+uri, cert = sys.argv[1], open(sys.argv[2]).read()
+with flightsql.connect(uri, db_kwargs={"username": "bob", "password": "tls-secret",
+        "adbc.flight.sql.client_option.tls_root_certs": cert}, autocommit=True) as conn:
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(DISTINCT event_id) AS n FROM enriched.events__quarantine")
+        print("quarantined", cur.fetch_arrow_table().column("n")[0].as_py())
+"#;
+    let uri = server.uri();
+    let cert = dir.join("cert.pem");
+    let output = crate::support::python(&["-c", script, &uri, cert.to_str().unwrap()]);
+    let quarantined: u64 = output
+        .trim()
+        .strip_prefix("quarantined ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        quarantined,
+        manifest_count(example_warehouse(), "events_missing_job")
+    );
+}
+
+#[test]
+fn serving_without_users_is_refused_beyond_loopback() {
+    let output = strata(&[
+        "serve",
+        "--warehouse",
+        example_warehouse().to_str().unwrap(),
+        "--listen",
+        "0.0.0.0:0",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("refusing to serve 0.0.0.0:0 without credentials"),
+        "{}",
+        stderr(&output)
+    );
+    let bad = strata(&["serve", "--warehouse", ".", "--users", "nopassword"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("expected name:password pairs"),
+        "{}",
+        stderr(&bad)
+    );
 }

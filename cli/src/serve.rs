@@ -60,12 +60,17 @@ pub async fn run(args: ServeArgs, out: &mut impl Write) -> Result<(), CliError> 
     config.show_quarantine |= args.show_quarantine;
     config.insecure = args.insecure;
     let users = config.users.len();
+    let show_quarantine = config.show_quarantine;
 
     let warehouse = Warehouse::local(&args.warehouse);
     let tables = published_tables(&warehouse).map_err(|source| CliError::Warehouse {
         path: args.warehouse.clone(),
         source,
     })?;
+    let visible = tables
+        .iter()
+        .filter(|table| show_quarantine || !table.is_quarantine())
+        .count();
     let server = FlightSqlServer::bind(warehouse, args.listen, config).await?;
     let scheme = if server.uses_tls() {
         "grpc+tls"
@@ -76,7 +81,7 @@ pub async fn run(args: ServeArgs, out: &mut impl Write) -> Result<(), CliError> 
         out,
         "serving Flight SQL on {scheme}://{} ({} published tables in {}; {})",
         server.local_addr(),
-        tables.len(),
+        visible,
         args.warehouse.display(),
         match users {
             0 => "no credentials needed".to_owned(),

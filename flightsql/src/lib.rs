@@ -91,6 +91,9 @@ impl FlightSqlServer {
 }
 
 fn load_tls(files: &TlsFiles) -> Result<ServerTlsConfig> {
+    // rustls cannot choose between the two crypto providers the dependency graph enables;
+    // an error only means a provider is already installed.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_owned(),
