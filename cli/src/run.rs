@@ -1,7 +1,10 @@
 //! `strata run`: build a pipeline's tables on an embedded engine.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use datafusion::prelude::SessionContext;
@@ -38,6 +41,7 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
         select: args.select.clone(),
         full_refresh: args.full_refresh,
     };
+    let progress = Progress::default();
     let report = async {
         let pipeline = parse(&sources)?;
         let graph = Graph::resolve(&pipeline, &sources)?;
@@ -45,7 +49,13 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
         strata_udfs::register_all(&ctx);
         let planned = plan_pipeline(&pipeline, &graph, &warehouse, &ctx).await?;
         run_pipeline(
-            &pipeline, &graph, &planned, &warehouse, &ctx, &options, &progress,
+            &pipeline,
+            &graph,
+            &planned,
+            &warehouse,
+            &ctx,
+            &options,
+            &|event| progress.event(event),
         )
         .await
     }
@@ -74,21 +84,51 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
 }
 
 /// One line on standard error as each table starts and ends.
-fn progress(event: RunEvent<'_>) {
-    match event {
-        RunEvent::Started(table) => eprintln!("  building {table} …"),
-        RunEvent::Finished(report) => eprintln!(
-            "  {} {} ({}, {} rows written in {:.1}s)",
-            match report.status {
-                TableStatus::Built | TableStatus::UpToDate | TableStatus::Source => "done",
-                TableStatus::Failed => "FAILED",
-                TableStatus::Skipped => "skipped",
-            },
-            report.table,
-            format!("{:?}", report.status).to_lowercase(),
-            report.rows_written,
-            report.duration_ms as f64 / 1000.0
-        ),
+/// Prints table starts and ends, and every few seconds how far a long build has read.
+#[derive(Default)]
+struct Progress {
+    last_said: Mutex<HashMap<String, Instant>>,
+}
+
+/// How often a building table reports its rows read.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+impl Progress {
+    fn event(&self, event: RunEvent<'_>) {
+        match event {
+            RunEvent::Started(table) => {
+                self.said(&table.to_string());
+                eprintln!("  building {table} …");
+            }
+            RunEvent::Progress { table, rows_read } => {
+                let name = table.to_string();
+                let mut last_said = self.last_said.lock().unwrap_or_else(|e| e.into_inner());
+                let due = last_said
+                    .get(&name)
+                    .is_none_or(|said| said.elapsed() >= PROGRESS_EVERY);
+                if due {
+                    last_said.insert(name, Instant::now());
+                    eprintln!("  … {table}: {rows_read} rows read");
+                }
+            }
+            RunEvent::Finished(report) => eprintln!(
+                "  {} {} ({}, {} rows written in {:.1}s)",
+                match report.status {
+                    TableStatus::Built | TableStatus::UpToDate | TableStatus::Source => "done",
+                    TableStatus::Failed => "FAILED",
+                    TableStatus::Skipped => "skipped",
+                },
+                report.table,
+                format!("{:?}", report.status).to_lowercase(),
+                report.rows_written,
+                report.duration_ms as f64 / 1000.0
+            ),
+        }
+    }
+
+    fn said(&self, table: &str) {
+        let mut last_said = self.last_said.lock().unwrap_or_else(|e| e.into_inner());
+        last_said.insert(table.to_owned(), Instant::now());
     }
 }
 

@@ -32,6 +32,11 @@ pub struct RunOptions {
 /// Progress, as tables start and finish.
 pub enum RunEvent<'a> {
     Started(&'a TableName),
+    /// Rows read so far by a table still building; sent after every batch or file.
+    Progress {
+        table: &'a TableName,
+        rows_read: u64,
+    },
     Finished(&'a TableReport),
 }
 
@@ -183,9 +188,22 @@ async fn build_table(
                     });
             match (source, planned_schema) {
                 (Some(source), Some(schema)) => {
-                    let built =
-                        raw::build(table, source, warehouse, ctx, run_id, options.full_refresh)
-                            .await;
+                    let on_rows = |rows_read| {
+                        on_event(RunEvent::Progress {
+                            table: name,
+                            rows_read,
+                        })
+                    };
+                    let built = raw::build(
+                        table,
+                        source,
+                        warehouse,
+                        ctx,
+                        run_id,
+                        options.full_refresh,
+                        &on_rows,
+                    )
+                    .await;
                     // Downstream tables read exactly the committed files.
                     let registered = raw_table::register(
                         ctx,
@@ -201,7 +219,21 @@ async fn build_table(
             }
         }
         Statement::Table(table) => {
-            publish::build(table, warehouse, ctx, run_id, options.full_refresh).await
+            let on_rows = |rows_read| {
+                on_event(RunEvent::Progress {
+                    table: name,
+                    rows_read,
+                })
+            };
+            publish::build(
+                table,
+                warehouse,
+                ctx,
+                run_id,
+                options.full_refresh,
+                &on_rows,
+            )
+            .await
         }
         Statement::Source(_) => Err(format!("{name} is a landing source")),
     };

@@ -26,6 +26,7 @@ pub async fn build(
     ctx: &SessionContext,
     run_id: &str,
     full_refresh: bool,
+    on_rows: &(dyn Fn(u64) + Sync),
 ) -> Result<TableReport, String> {
     let fail = |stage: &str, error: &dyn std::fmt::Display| format!("{stage}: {error}");
     let mut report = TableReport::new(
@@ -59,6 +60,7 @@ pub async fn build(
             .and_then(|batch| to_storage(&batch, &schema))
             .map_err(|e| fail("running the query", &e))?;
         report.rows_read += batch.num_rows() as u64;
+        on_rows(report.rows_read);
         checker
             .split(&batch, &mut split)
             .map_err(|e| e.strip_backtrace())?;

@@ -30,6 +30,7 @@ pub async fn build(
     ctx: &SessionContext,
     run_id: &str,
     full_refresh: bool,
+    on_rows: &(dyn Fn(u64) + Sync),
 ) -> Result<TableReport, String> {
     let mut report = TableReport::new(
         table.name.to_string(),
@@ -61,6 +62,7 @@ pub async fn build(
         match ingest_file(table, source, &file, &table_dir, &prefix, ctx).await {
             Ok((rows_read, files)) => {
                 report.rows_read += rows_read;
+                on_rows(report.rows_read);
                 report.rows_written += files.iter().map(|f| f.rows).sum::<u64>();
                 written.extend(files);
                 committed_sources.push(file);
