@@ -395,6 +395,13 @@ mod rust_client {
                 .await
                 .unwrap_err();
             assert!(update.to_string().contains("read-only"), "{update}");
+            let cte = query(
+                &mut client,
+                "WITH firsts AS (SELECT * FROM ranked.candidates_per_job VERSION AS OF 0 AS c WHERE c.pos = 1) \
+                 SELECT count(*) AS n FROM firsts",
+            )
+            .await;
+            assert!(first_i64(&cte, "n") > 0, "CTEs and aliases after VERSION AS OF");
             let missing = client
                 .execute(
                     "SELECT * FROM enriched.events VERSION AS OF 99".to_owned(),
