@@ -169,8 +169,8 @@ fn the_adbc_driver_queries_the_published_tables() {
 mod rust_client {
     //! The same scenarios with arrow-rs's `FlightSqlServiceClient`.
 
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Barrier};
 
     use arrow_flight::sql::client::FlightSqlServiceClient;
     use arrow_flight::sql::{
@@ -183,8 +183,7 @@ mod rust_client {
     use prost::Message;
     use tonic::transport::Channel;
 
-    use super::{PASSWORD, Server, USER, example_warehouse};
-    use crate::support::{stderr, strata, workdir};
+    use super::{Deliveries, PASSWORD, Server, USER, example_warehouse};
 
     type Client = FlightSqlServiceClient<Channel>;
 
@@ -418,14 +417,58 @@ mod rust_client {
 
     #[test]
     fn a_query_during_a_commit_reads_one_whole_version() {
-        const ROWS: usize = 20_000;
-        let dir = workdir("flight-snapshot");
-        let landing = dir.join("landing/nums");
-        std::fs::create_dir_all(&landing).unwrap();
-        let deliver = |tag: usize| {
-            let body: String = (0..ROWS).map(|n| format!("{n},{tag}\n")).collect();
-            std::fs::write(landing.join(format!("{tag}.csv")), format!("n,tag\n{body}")).unwrap();
+        let deliveries = Deliveries::new("flight-snapshot-rust");
+        let server = Server::start(&deliveries.dir, &[]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(Barrier::new(2));
+        let reader = {
+            let (stop, answered) = (Arc::clone(&stop), Arc::clone(&answered));
+            let addr = server.addr.clone();
+            std::thread::spawn(move || {
+                runtime().block_on(async move {
+                    let mut client = connect(&addr).await;
+                    let mut seen = Vec::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        let batches = query(&mut client, super::VERSION_QUERY).await;
+                        seen.push([
+                            first_i64(&batches, "c"),
+                            first_i64(&batches, "t"),
+                            first_i64(&batches, "m"),
+                        ]);
+                        if seen.len() == 1 {
+                            answered.wait();
+                        }
+                    }
+                    seen
+                })
+            })
         };
+        // The reader has connected and answered once before the commits begin.
+        answered.wait();
+        deliveries.deliver_more();
+        stop.store(true, Ordering::SeqCst);
+        super::assert_whole_versions(&reader.join().unwrap());
+    }
+}
+
+/// Rows per delivery of the snapshot tests.
+const DELIVERY_ROWS: i64 = 20_000;
+
+/// Counts what a reader sees of `enriched.nums`: rows, deliveries and the newest delivery.
+const VERSION_QUERY: &str =
+    "SELECT count(*) AS c, count(DISTINCT tag) AS t, max(tag) AS m FROM enriched.nums";
+
+/// A warehouse whose `enriched.nums` is rebuilt by each run from every delivery so far.
+struct Deliveries {
+    dir: PathBuf,
+    pipeline: PathBuf,
+}
+
+impl Deliveries {
+    /// Writes the pipeline and builds the first delivery.
+    fn new(name: &str) -> Self {
+        let dir = workdir(name);
+        std::fs::create_dir_all(dir.join("landing/nums")).unwrap();
         let pipeline = dir.join("pipeline.sql");
         std::fs::write(
             &pipeline,
@@ -434,52 +477,90 @@ mod rust_client {
              CREATE TABLE enriched.nums AS SELECT n, tag FROM raw.nums;\n",
         )
         .unwrap();
-        let run = || {
-            let output = strata(&[
-                "run",
-                pipeline.to_str().unwrap(),
-                "--warehouse",
-                dir.to_str().unwrap(),
-            ]);
-            assert!(output.status.success(), "{}", stderr(&output));
-        };
-        deliver(1);
-        run();
-
-        let server = Server::start(&dir, &[]);
-        let stop = Arc::new(AtomicBool::new(false));
-        let reader = {
-            let stop = Arc::clone(&stop);
-            let addr = server.addr.clone();
-            std::thread::spawn(move || {
-                runtime().block_on(async move {
-                    let mut client = connect(&addr).await;
-                    let mut seen = Vec::new();
-                    while !stop.load(Ordering::SeqCst) {
-                        let batches = query(&mut client, "SELECT count(*) AS c, count(DISTINCT tag) AS t, max(tag) AS m FROM enriched.nums").await;
-                        seen.push((first_i64(&batches, "c"), first_i64(&batches, "t"), first_i64(&batches, "m")));
-                    }
-                    seen
-                })
-            })
-        };
-        for tag in 2..=4 {
-            deliver(tag);
-            run();
-        }
-        stop.store(true, Ordering::SeqCst);
-        let seen = reader.join().unwrap();
-        for &(count, tags, max) in &seen {
-            assert_eq!(count, tags * ROWS as i64, "a whole version: {seen:?}");
-            assert_eq!(max, tags, "a whole version: {seen:?}");
-        }
-        let versions: std::collections::BTreeSet<i64> =
-            seen.iter().map(|(_, tags, _)| *tags).collect();
-        assert!(
-            versions.len() >= 2,
-            "queries ran across commits: {versions:?}"
-        );
+        let deliveries = Deliveries { dir, pipeline };
+        deliveries.deliver_and_run(1);
+        deliveries
     }
+
+    fn deliver_and_run(&self, tag: i64) {
+        let body: String = (0..DELIVERY_ROWS).map(|n| format!("{n},{tag}\n")).collect();
+        let file = self.dir.join(format!("landing/nums/{tag}.csv"));
+        std::fs::write(file, format!("n,tag\n{body}")).unwrap();
+        let output = strata(&[
+            "run",
+            self.pipeline.to_str().unwrap(),
+            "--warehouse",
+            self.dir.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+
+    /// Three more deliveries, each committed as a new version by its own run.
+    fn deliver_more(&self) {
+        for tag in 2..=4 {
+            self.deliver_and_run(tag);
+        }
+    }
+}
+
+/// Every observation is one whole version, and the readers saw more than one.
+fn assert_whole_versions(seen: &[[i64; 3]]) {
+    for &[count, deliveries, newest] in seen {
+        assert_eq!(
+            count,
+            deliveries * DELIVERY_ROWS,
+            "a whole version: {seen:?}"
+        );
+        assert_eq!(newest, deliveries, "a whole version: {seen:?}");
+    }
+    let versions: std::collections::BTreeSet<i64> = seen.iter().map(|row| row[1]).collect();
+    assert!(
+        versions.len() >= 2,
+        "queries ran across commits: {versions:?}"
+    );
+}
+
+#[test]
+fn an_adbc_query_during_a_commit_reads_one_whole_version() {
+    let deliveries = Deliveries::new("flight-snapshot-adbc");
+    let server = Server::start(&deliveries.dir, &[]);
+    let stop = deliveries.dir.join("stop");
+    let script = format!(
+        r#"
+import os, sys
+import adbc_driver_flightsql.dbapi as flightsql
+with flightsql.connect(sys.argv[1], autocommit=True) as conn:
+    with conn.cursor() as cur:
+        while True:
+            last = os.path.exists(sys.argv[2])
+            cur.execute("{VERSION_QUERY}")
+            row = cur.fetch_arrow_table().to_pylist()[0]
+            print(row["c"], row["t"], row["m"], flush=True)
+            if last:
+                break
+os._exit(0)
+"#
+    );
+    let mut reader = Command::new("python3")
+        .args(["-c", &script, &server.uri(), stop.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut lines = BufReader::new(reader.stdout.take().unwrap()).lines();
+    // The reader has connected and answered once before the commits begin.
+    let mut seen_lines = vec![lines.next().expect("a first answer").unwrap()];
+    deliveries.deliver_more();
+    std::fs::write(&stop, "").unwrap();
+    seen_lines.extend(lines.map(Result::unwrap));
+    assert!(reader.wait().unwrap().success());
+    let seen: Vec<[i64; 3]> = seen_lines
+        .iter()
+        .map(|line| {
+            let numbers: Vec<i64> = line.split(' ').map(|n| n.parse().unwrap()).collect();
+            [numbers[0], numbers[1], numbers[2]]
+        })
+        .collect();
+    assert_whole_versions(&seen);
 }
 
 #[test]
