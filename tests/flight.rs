@@ -656,3 +656,45 @@ fn serving_without_users_is_refused_beyond_loopback() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn serve_refuses_a_missing_warehouse_and_a_broken_config_file() {
+    let dir = workdir("flight-bad-settings");
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("no-such-warehouse");
+    let output = strata(&["serve", "--warehouse", missing.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("no warehouse at"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Each broken config fails with its path and what is wrong, before anything is served.
+    let with_config = |config: &Path| {
+        let output = strata(&[
+            "serve",
+            "--warehouse",
+            example_warehouse().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        assert!(!output.status.success());
+        stderr(&output)
+    };
+    let config = dir.join("serve.toml");
+    std::fs::write(&config, "[[users]]\nname = \"bob\"\npasword = \"typo\"\n").unwrap();
+    let message = with_config(&config);
+    assert!(
+        message.contains("serve.toml") && message.contains("pasword"),
+        "{message}"
+    );
+    std::fs::write(&config, "[[users]]\nname = \"bob\"\npassword = \"\"\n").unwrap();
+    let message = with_config(&config);
+    assert!(
+        message.contains("user bob has an empty password"),
+        "{message}"
+    );
+    let message = with_config(&dir.join("absent.toml"));
+    assert!(message.contains("absent.toml"), "{message}");
+}

@@ -52,7 +52,7 @@ pub async fn run(args: ServeArgs, out: &mut impl Write) -> Result<(), CliError> 
         None => ServerConfig::default(),
     };
     if let Some(users) = &args.users {
-        config = config.with_users_from_env(users)?;
+        config = config.with_users(users)?;
     }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = Some(TlsFiles { cert, key });
@@ -67,11 +67,11 @@ pub async fn run(args: ServeArgs, out: &mut impl Write) -> Result<(), CliError> 
         path: args.warehouse.clone(),
         source,
     })?;
+    let server = FlightSqlServer::bind(warehouse, args.listen, config).await?;
     let visible = tables
         .iter()
         .filter(|table| show_quarantine || !table.is_quarantine())
         .count();
-    let server = FlightSqlServer::bind(warehouse, args.listen, config).await?;
     let scheme = if server.uses_tls() {
         "grpc+tls"
     } else {

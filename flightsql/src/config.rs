@@ -14,6 +14,7 @@ const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(12 * 60 * 60);
 
 /// One user who may connect with a username and password.
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct User {
     pub name: String,
     pub password: String,
@@ -30,6 +31,7 @@ impl fmt::Debug for User {
 
 /// A certificate and key, both PEM, for serving over TLS.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -104,16 +106,14 @@ impl ServerConfig {
         })
     }
 
-    /// Adds users from `STRATA_FLIGHT_USERS`, written `name:password,name:password`.
-    pub fn with_users_from_env(mut self, value: &str) -> Result<Self> {
+    /// Adds users written `name:password,name:password` (`--users`, `STRATA_FLIGHT_USERS`).
+    pub fn with_users(mut self, value: &str) -> Result<Self> {
         for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (name, password) = entry
                 .split_once(':')
                 .filter(|(name, password)| !name.is_empty() && !password.is_empty())
                 .ok_or_else(|| {
-                    Error::Environment(
-                        "expected name:password pairs separated by commas".to_owned(),
-                    )
+                    Error::Users("expected name:password pairs separated by commas".to_owned())
                 })?;
             self.users.push(User {
                 name: name.to_owned(),

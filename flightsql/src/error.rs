@@ -13,8 +13,10 @@ pub enum Error {
     },
     #[error("{path}: {reason}")]
     Config { path: PathBuf, reason: String },
-    #[error("STRATA_FLIGHT_USERS: {0}")]
-    Environment(String),
+    #[error("users (--users or STRATA_FLIGHT_USERS): {0}")]
+    Users(String),
+    #[error("no warehouse at {0}: run a pipeline into it first, or check the path")]
+    NoWarehouse(PathBuf),
     #[error(
         "refusing to serve {addr} without credentials: only loopback addresses may be served \
          without users; configure users (--config or STRATA_FLIGHT_USERS) or pass --insecure"

@@ -43,6 +43,9 @@ impl FlightSqlServer {
         addr: SocketAddr,
         config: ServerConfig,
     ) -> Result<Self> {
+        if !warehouse.root().is_dir() {
+            return Err(Error::NoWarehouse(warehouse.root().to_owned()));
+        }
         if config.users.is_empty() && !addr.ip().is_loopback() && !config.insecure {
             return Err(Error::Unauthenticated { addr });
         }

@@ -94,13 +94,15 @@ impl Planner {
             .collect())
     }
 
-    /// The schema clients see for a table's current version.
-    pub async fn table_schema(&self, table: &PublishedTable) -> Result<SchemaRef, Status> {
-        let ctx = self.context();
-        let provider = catalog::open(table, None, &ctx.state())
-            .await
-            .map_err(planning)?;
-        Ok(storage_schema(&provider.schema()))
+    /// The schemas clients see for the tables' current versions, opened on one session.
+    pub async fn table_schemas(&self, tables: &[PublishedTable]) -> Result<Vec<SchemaRef>, Status> {
+        let state = self.context().state();
+        let mut schemas = Vec::with_capacity(tables.len());
+        for table in tables {
+            let provider = catalog::open(table, None, &state).await.map_err(planning)?;
+            schemas.push(storage_schema(&provider.schema()));
+        }
+        Ok(schemas)
     }
 
     /// Plans one read-only statement, binding `parameters` to `?` in order if given.

@@ -385,20 +385,20 @@ impl FlightSqlService for StrataFlightSql {
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let mut builder = query.into_builder();
-        let include_schema = builder.include_schema();
-        for table in self.planner.tables()? {
-            let schema = if include_schema {
-                self.planner.table_schema(&table).await?
-            } else {
-                Arc::new(Schema::empty())
-            };
+        let tables = self.planner.tables()?;
+        let schemas = if builder.include_schema() {
+            self.planner.table_schemas(&tables).await?
+        } else {
+            vec![Arc::new(Schema::empty()); tables.len()]
+        };
+        for (table, schema) in tables.iter().zip(&schemas) {
             builder
                 .append(
                     CATALOG,
                     table.layer.as_str(),
                     &table.name,
                     TABLE_TYPE,
-                    &schema,
+                    schema,
                 )
                 .map_err(arrow_status)?;
         }

@@ -14,8 +14,10 @@ use futures::StreamExt;
 
 use crate::expectations::{Checker, Split};
 use crate::language::{TableDef, TableName, WriteMode};
+use crate::plan::SCD2_COLUMNS;
 use crate::run::report::{TableReport, TableStatus};
 use crate::storage::avro_sink::{storage_schema, to_storage};
+use crate::storage::catalog::QUARANTINE_SUFFIX;
 use crate::storage::delta_publish;
 use crate::warehouse::Warehouse;
 
@@ -75,6 +77,7 @@ pub async fn build(
         .await
         .map_err(|e| fail("opening the Delta table", &e))?;
     let kept = std::mem::take(&mut split.kept);
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let published = match &table.mode {
         WriteMode::Replace => {
             delta_publish::write(target, kept, true, &table.partitioned_by, &name).await
@@ -83,7 +86,6 @@ pub async fn build(
             delta_publish::write(target, kept, full_refresh, &table.partitioned_by, &name).await
         }
         WriteMode::Merge { key } if delta_publish::exists(&target) && !full_refresh => {
-            let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
             let source = ctx
                 .read_batches(kept)
                 .map_err(|e| fail("preparing the merge", &e))?;
@@ -98,21 +100,14 @@ pub async fn build(
                 .map_err(|e| fail("deriving SCD2 history", &e))?;
             report.rows_written = history.iter().map(|b| b.num_rows() as u64).sum();
             if delta_publish::exists(&target) && !full_refresh {
-                let columns: Vec<String> = history
-                    .first()
-                    .map(|batch| {
-                        batch
-                            .schema()
-                            .fields()
-                            .iter()
-                            .map(|f| f.name().clone())
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let columns: Vec<String> = columns
+                    .into_iter()
+                    .chain(SCD2_COLUMNS.map(str::to_owned))
+                    .collect();
                 let on: Vec<String> = key
                     .iter()
                     .cloned()
-                    .chain(["valid_from".to_owned()])
+                    .chain([SCD2_COLUMNS[0].to_owned()])
                     .collect();
                 let source = ctx
                     .read_batches(history)
@@ -126,7 +121,7 @@ pub async fn build(
     .map_err(|e| fail("publishing the Delta table", &e))?;
 
     if !split.quarantined.is_empty() {
-        let quarantine_dir = dir.with_file_name(format!("{}__quarantine", table.name.name));
+        let quarantine_dir = dir.with_file_name(format!("{}{QUARANTINE_SUFFIX}", table.name.name));
         let quarantine = delta_publish::open(&quarantine_dir)
             .await
             .map_err(|e| fail("opening the quarantine", &e))?;
@@ -135,7 +130,7 @@ pub async fn build(
             std::mem::take(&mut split.quarantined),
             false,
             &[],
-            &format!("{name}__quarantine"),
+            &format!("{name}{QUARANTINE_SUFFIX}"),
         )
         .await
         .map_err(|e| fail("writing the quarantine", &e))?;

@@ -89,14 +89,18 @@ pub async fn open(
                 DataFusionError::Plan(format!("{}.{} has no data files", table.layer, table.name))
             }),
         (_, Some(version)) => {
-            let latest = delta_publish::latest_version(&table.dir).await?;
-            if version > latest {
-                return Err(DataFusionError::Plan(format!(
-                    "{}.{} has no version {version}; its versions are 0 to {latest}",
-                    table.layer, table.name
-                )));
+            let opened = delta_publish::provider(&table.dir, Some(version), session).await;
+            match opened {
+                Err(error) => match delta_publish::latest_version(&table.dir).await {
+                    // Only look up the range when the version could not be read.
+                    Ok(latest) if version > latest => Err(DataFusionError::Plan(format!(
+                        "{}.{} has no version {version}; its versions are 0 to {latest}",
+                        table.layer, table.name
+                    ))),
+                    _ => Err(error),
+                },
+                opened => opened,
             }
-            delta_publish::provider(&table.dir, Some(version), session).await
         }
         (_, None) => delta_publish::provider(&table.dir, None, session).await,
     }
