@@ -2,6 +2,7 @@
 
 mod check;
 mod cli;
+mod cluster;
 mod example;
 mod flight;
 mod publish;

@@ -48,6 +48,9 @@ pub enum CliError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// A scheduler could not be reached, refused, or a cluster process failed.
+    #[error("{0}")]
+    Cluster(String),
     /// Results could not be written out (for example a closed pipe).
     #[error("cannot write results: {0}")]
     Output(#[from] std::io::Error),

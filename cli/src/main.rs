@@ -1,12 +1,14 @@
 //! `strata`: the command line for Strata pipelines and ad-hoc queries.
 
 mod check;
+mod cluster;
 mod demo;
 mod error;
 mod generate;
 mod query;
 mod run;
 mod serve;
+mod submit;
 
 use std::process::ExitCode;
 
@@ -14,12 +16,14 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::check::CheckArgs;
+use crate::cluster::{ClusterArgs, ExecutorArgs, SchedulerArgs};
 use crate::demo::DemoArgs;
 use crate::error::CliError;
 use crate::generate::GenArgs;
 use crate::query::QueryArgs;
 use crate::run::RunArgs;
 use crate::serve::ServeArgs;
+use crate::submit::{CancelArgs, RunsArgs, SubmitArgs};
 
 /// Warnings and errors only; delta-kernel logs "No files in log segment" at ERROR
 /// whenever a Delta table's first version is written, which is a normal event here.
@@ -47,6 +51,18 @@ enum Command {
     Demo(DemoArgs),
     /// Serve a warehouse's published tables over Arrow Flight SQL (read-only).
     Serve(ServeArgs),
+    /// Run a Strata scheduler (Ballista's, with Strata's functions and the pipeline service).
+    Scheduler(SchedulerArgs),
+    /// Run a Strata executor that joins a scheduler.
+    Executor(ExecutorArgs),
+    /// Start a scheduler and executors as local processes, for development.
+    Cluster(ClusterArgs),
+    /// Run a pipeline on a scheduler and follow it; the run goes on if this client stops.
+    Submit(SubmitArgs),
+    /// List the runs a scheduler knows.
+    Runs(RunsArgs),
+    /// Stop a run on a scheduler; nothing it had not committed is committed.
+    Cancel(CancelArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +90,12 @@ fn main() -> ExitCode {
             Command::Run(args) => run::run(args, &mut std::io::stdout().lock()).await,
             Command::Demo(args) => demo::run(args, &mut std::io::stdout().lock()).await,
             Command::Serve(args) => serve::run(args, &mut std::io::stdout()).await,
+            Command::Scheduler(args) => cluster::scheduler(args, &mut std::io::stdout()).await,
+            Command::Executor(args) => cluster::executor(args).await,
+            Command::Cluster(args) => cluster::cluster(args, &mut std::io::stdout()).await,
+            Command::Submit(args) => submit::submit(args, &mut std::io::stdout().lock()).await,
+            Command::Runs(args) => submit::runs(args, &mut std::io::stdout().lock()).await,
+            Command::Cancel(args) => submit::cancel(args, &mut std::io::stdout().lock()).await,
         }
     });
     match result {

@@ -7,11 +7,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use datafusion::prelude::SessionContext;
 use strata_sql::graph::Graph;
 use strata_sql::language::{Sources, parse};
 use strata_sql::plan::plan_pipeline;
-use strata_sql::run::{RunEvent, RunOptions, RunReport, TableStatus, run_pipeline};
+use strata_sql::run::{
+    Engine, RunEvent, RunOptions, RunReport, TableReport, TableStatus, run_pipeline,
+};
 use strata_sql::warehouse::Warehouse;
 
 use crate::error::CliError;
@@ -31,6 +32,9 @@ pub struct RunArgs {
     /// Rebuild from every landing file instead of only new ones.
     #[arg(long)]
     pub full_refresh: bool,
+    /// Run the work on this Strata scheduler's executors (`host:port`); orchestration stays here.
+    #[arg(long, env = "STRATA_SCHEDULER", value_name = "URL")]
+    pub scheduler: Option<String>,
 }
 
 /// Checks, plans and runs the pipeline, then prints the summary; fails if any table failed.
@@ -40,13 +44,22 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
     let options = RunOptions {
         select: args.select.clone(),
         full_refresh: args.full_refresh,
+        run_id: None,
+    };
+    let engine = match &args.scheduler {
+        Some(url) => {
+            strata_proto::connect(url, "client", "strata run")
+                .await
+                .map_err(CliError::Cluster)?;
+            Engine::cluster(url)
+        }
+        None => Engine::Embedded,
     };
     let progress = Progress::default();
     let report = async {
         let pipeline = parse(&sources)?;
         let graph = Graph::resolve(&pipeline, &sources)?;
-        let ctx = SessionContext::new();
-        strata_udfs::register_all(&ctx);
+        let ctx = engine.session();
         let planned = plan_pipeline(&pipeline, &graph, &warehouse, &ctx).await?;
         run_pipeline(
             &pipeline,
@@ -54,6 +67,7 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
             &planned,
             &warehouse,
             &ctx,
+            &engine,
             &options,
             &|event| progress.event(event),
         )
@@ -64,6 +78,11 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
 
     print_summary(&report, out)?;
     writeln!(out, "report: {}", report.history_path(&warehouse).display())?;
+    outcome(&report)
+}
+
+/// Success, or the failed and skipped tables with why.
+pub(crate) fn outcome(report: &RunReport) -> Result<(), CliError> {
     if report.succeeded() {
         Ok(())
     } else {
@@ -83,10 +102,9 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
     }
 }
 
-/// One line on standard error as each table starts and ends.
 /// Prints table starts and ends, and every few seconds how far a long build has read.
 #[derive(Default)]
-struct Progress {
+pub(crate) struct Progress {
     last_said: Mutex<HashMap<String, Instant>>,
 }
 
@@ -96,43 +114,46 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 impl Progress {
     fn event(&self, event: RunEvent<'_>) {
         match event {
-            RunEvent::Started(table) => {
-                self.said(&table.to_string());
-                eprintln!("  building {table} …");
-            }
-            RunEvent::Progress { table, rows_read } => {
-                let name = table.to_string();
-                let mut last_said = self.last_said.lock().unwrap_or_else(|e| e.into_inner());
-                let due = last_said
-                    .get(&name)
-                    .is_none_or(|said| said.elapsed() >= PROGRESS_EVERY);
-                if due {
-                    last_said.insert(name, Instant::now());
-                    eprintln!("  … {table}: {rows_read} rows read");
-                }
-            }
-            RunEvent::Finished(report) => eprintln!(
-                "  {} {} ({}, {} rows written in {:.1}s)",
-                match report.status {
-                    TableStatus::Built | TableStatus::UpToDate | TableStatus::Source => "done",
-                    TableStatus::Failed => "FAILED",
-                    TableStatus::Skipped => "skipped",
-                },
-                report.table,
-                format!("{:?}", report.status).to_lowercase(),
-                report.rows_written,
-                report.duration_ms as f64 / 1000.0
-            ),
+            RunEvent::Started(table) => self.started(&table.to_string()),
+            RunEvent::Progress { table, rows_read } => self.progress(&table.to_string(), rows_read),
+            RunEvent::Finished(report) => self.finished(report),
         }
     }
 
-    fn said(&self, table: &str) {
+    pub(crate) fn started(&self, table: &str) {
         let mut last_said = self.last_said.lock().unwrap_or_else(|e| e.into_inner());
         last_said.insert(table.to_owned(), Instant::now());
+        eprintln!("  building {table} …");
+    }
+
+    pub(crate) fn progress(&self, table: &str, rows_read: u64) {
+        let mut last_said = self.last_said.lock().unwrap_or_else(|e| e.into_inner());
+        let due = last_said
+            .get(table)
+            .is_none_or(|said| said.elapsed() >= PROGRESS_EVERY);
+        if due {
+            last_said.insert(table.to_owned(), Instant::now());
+            eprintln!("  … {table}: {rows_read} rows read");
+        }
+    }
+
+    pub(crate) fn finished(&self, report: &TableReport) {
+        eprintln!(
+            "  {} {} ({}, {} rows written in {:.1}s)",
+            match report.status {
+                TableStatus::Built | TableStatus::UpToDate | TableStatus::Source => "done",
+                TableStatus::Failed => "FAILED",
+                TableStatus::Skipped => "skipped",
+            },
+            report.table,
+            format!("{:?}", report.status).to_lowercase(),
+            report.rows_written,
+            report.duration_ms as f64 / 1000.0
+        );
     }
 }
 
-fn print_summary(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
+pub(crate) fn print_summary(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
         "{:<28} {:<9} {:<10} {:>10} {:>10} {:>8} {:>11} {:>6} {:>12} {:>8}",

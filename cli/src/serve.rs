@@ -95,7 +95,7 @@ pub async fn run(args: ServeArgs, out: &mut impl Write) -> Result<(), CliError> 
 }
 
 /// Completes on Ctrl-C or SIGTERM, so a service manager can stop the server cleanly.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -27,9 +27,18 @@ pub struct Split {
     pub dropped: u64,
 }
 
+/// One expectation compiled against a build's output schema.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub on_violation: OnViolation,
+    pub predicate: Arc<dyn PhysicalExpr>,
+}
+
 /// Expectations compiled against a build's output schema.
+#[derive(Debug, Clone)]
 pub struct Checker {
-    rules: Vec<(Expectation, Arc<dyn PhysicalExpr>)>,
+    rules: Vec<Rule>,
     quarantine_schema: SchemaRef,
     run_id: String,
 }
@@ -53,17 +62,38 @@ impl Checker {
                     },
                     &df_schema,
                 )?;
-                Ok((
-                    expectation.clone(),
-                    state.create_physical_expr(expr, &df_schema)?,
-                ))
+                Ok(Rule {
+                    name: expectation.name.clone(),
+                    on_violation: expectation.on_violation,
+                    predicate: state.create_physical_expr(expr, &df_schema)?,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
+        Ok(Self::from_rules(rules, schema, run_id))
+    }
+
+    /// A checker from rules compiled elsewhere (a plan decoded on an executor).
+    pub fn from_rules(rules: Vec<Rule>, schema: &SchemaRef, run_id: &str) -> Self {
+        Self {
             rules,
             quarantine_schema: quarantine_schema(schema),
             run_id: run_id.to_owned(),
-        })
+        }
+    }
+
+    /// The compiled rules, for encoding.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The run whose id quarantined rows carry.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The schema of quarantined rows: the table's columns plus why and when.
+    pub fn quarantine_schema(&self) -> &SchemaRef {
+        &self.quarantine_schema
     }
 
     /// Sorts one batch's rows; a broken `FAIL` expectation is an error naming it and the row count.
@@ -76,9 +106,9 @@ impl Checker {
             return Ok(());
         }
         let rows = batch.num_rows();
-        let mut violations: Vec<(&Expectation, BooleanArray)> = Vec::new();
-        for (expectation, predicate) in &self.rules {
-            let result = predicate.evaluate(batch)?.into_array(rows)?;
+        let mut violations: Vec<(&Rule, BooleanArray)> = Vec::new();
+        for expectation in &self.rules {
+            let result = expectation.predicate.evaluate(batch)?.into_array(rows)?;
             let Some(passed) = result.as_any().downcast_ref::<BooleanArray>() else {
                 return Err(DataFusionError::Execution(format!(
                     "expectation {} did not evaluate to a boolean",

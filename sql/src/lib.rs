@@ -3,6 +3,7 @@
 //! Everything here works on any DataFusion `SessionContext`, embedded or Ballista,
 //! so one pipeline behaves the same on a laptop and on a cluster.
 
+pub mod codec;
 pub mod error;
 pub mod expectations;
 pub mod graph;

@@ -1,6 +1,8 @@
 //! Running a pipeline: tables in build order, independent ones concurrently, every
 //! outcome in a run report that is also kept in the warehouse's run history.
 
+pub mod cleanup;
+pub mod engine;
 pub mod publish;
 pub mod raw;
 pub mod report;
@@ -18,6 +20,7 @@ use crate::plan::PlannedTable;
 use crate::storage::raw_table;
 use crate::warehouse::Warehouse;
 
+pub use engine::Engine;
 pub use report::{RejectedFile, RunReport, TableReport, TableStatus};
 
 /// What to build.
@@ -27,6 +30,16 @@ pub struct RunOptions {
     pub select: Vec<String>,
     /// Rebuild from all landing files instead of only new ones.
     pub full_refresh: bool,
+    /// The run's id, when the caller named it (a scheduler does, at submission).
+    pub run_id: Option<String>,
+}
+
+/// A fresh run id: the start time and the process, sortable by time.
+pub fn new_run_id() -> String {
+    let started_at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |age| age.as_millis() as u64);
+    format!("run-{started_at_ms}-{}", std::process::id())
 }
 
 /// Progress, as tables start and finish.
@@ -47,6 +60,7 @@ pub async fn run_pipeline(
     planned: &[PlannedTable],
     warehouse: &Warehouse,
     ctx: &SessionContext,
+    engine: &Engine,
     options: &RunOptions,
     on_event: &(dyn Fn(RunEvent<'_>) + Sync),
 ) -> Result<RunReport> {
@@ -54,7 +68,7 @@ pub async fn run_pipeline(
     let started_at_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |age| age.as_millis() as u64);
-    let run_id = format!("run-{started_at_ms}-{}", std::process::id());
+    let run_id = options.run_id.clone().unwrap_or_else(new_run_id);
     let clock = Instant::now();
 
     let mut reports: Vec<Option<TableReport>> = vec![None; pipeline.statements.len()];
@@ -88,6 +102,7 @@ pub async fn run_pipeline(
                 schema,
                 warehouse,
                 ctx,
+                engine,
                 &run_id,
                 options,
                 upstream_failure,
@@ -157,6 +172,7 @@ async fn build_table(
     planned_schema: Option<&datafusion::arrow::datatypes::SchemaRef>,
     warehouse: &Warehouse,
     ctx: &SessionContext,
+    engine: &Engine,
     run_id: &str,
     options: &RunOptions,
     upstream_failure: Option<String>,
@@ -199,6 +215,7 @@ async fn build_table(
                         source,
                         warehouse,
                         ctx,
+                        engine,
                         run_id,
                         options.full_refresh,
                         &on_rows,
@@ -229,6 +246,7 @@ async fn build_table(
                 table,
                 warehouse,
                 ctx,
+                engine,
                 run_id,
                 options.full_refresh,
                 &on_rows,

@@ -45,6 +45,9 @@ pub struct TableReport {
     pub duration_ms: u64,
     pub error: Option<String>,
     pub rejected_files: Vec<RejectedFile>,
+    /// The processes (`host:pid`) that wrote the table's new files.
+    #[serde(default)]
+    pub writers: Vec<String>,
 }
 
 impl TableReport {
@@ -63,6 +66,7 @@ impl TableReport {
             duration_ms: 0,
             error: None,
             rejected_files: Vec::new(),
+            writers: Vec::new(),
         }
     }
 }

@@ -5,11 +5,20 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{DataFrame, SessionContext};
-use deltalake_core::protocol::SaveMode;
+use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake_core::kernel::transaction::CommitBuilder;
+use deltalake_core::kernel::{
+    Action, Add, MetadataExt, StructType, new_metadata, normalize_for_delta,
+};
+use deltalake_core::operations::create::CreateBuilder;
+use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError, ensure_table_uri};
+
+use crate::storage::delta_files::DeltaFiles;
 
 /// Opens the Delta table at a directory, or an empty handle if none exists yet.
 pub async fn open(dir: &Path) -> Result<DeltaTable, DeltaTableError> {
@@ -44,6 +53,71 @@ pub async fn write(
         builder = builder.with_partition_columns(partition_columns.to_vec());
     }
     builder.await
+}
+
+/// Commits data files written elsewhere (by the parallel writer) as one new version,
+/// replacing every current file or adding to them; creates the table on its first commit.
+pub async fn commit_files(
+    mut table: DeltaTable,
+    adds: Vec<Add>,
+    replace: bool,
+    partition_columns: &[String],
+    schema: &SchemaRef,
+    name: &str,
+) -> Result<DeltaTable, DeltaTableError> {
+    if !exists(&table) {
+        let columns: StructType = normalize_for_delta(schema).try_into_kernel()?;
+        return CreateBuilder::new()
+            .with_log_store(table.log_store())
+            .with_table_name(name)
+            .with_columns(columns.fields().cloned())
+            .with_partition_columns(partition_columns.to_vec())
+            .with_actions(adds.into_iter().map(Action::Add))
+            .await;
+    }
+    let mut actions: Vec<Action> = Vec::new();
+    if replace {
+        let snapshot = table.snapshot()?;
+        let current: StructType = normalize_for_delta(schema).try_into_kernel()?;
+        let same_columns = snapshot.schema().fields().count() == current.fields().count()
+            && snapshot
+                .schema()
+                .fields()
+                .zip(current.fields())
+                .all(|(old, new)| old.name() == new.name() && old.data_type() == new.data_type());
+        if !same_columns || snapshot.metadata().partition_columns() != partition_columns {
+            // The query changed: this version replaces the columns along with the rows.
+            let metadata = new_metadata(
+                &current,
+                partition_columns,
+                snapshot.metadata().configuration().clone(),
+            )?
+            .with_name(name.to_owned())?;
+            actions.push(Action::Metadata(metadata));
+        }
+        actions.extend(
+            snapshot
+                .log_data()
+                .iter()
+                .map(|file| Action::Remove(file.remove_action(true))),
+        );
+    }
+    actions.extend(adds.into_iter().map(Action::Add));
+    let operation = DeltaOperation::Write {
+        mode: if replace {
+            SaveMode::Overwrite
+        } else {
+            SaveMode::Append
+        },
+        partition_by: Some(partition_columns.to_vec()).filter(|columns| !columns.is_empty()),
+        predicate: None,
+    };
+    CommitBuilder::default()
+        .with_actions(actions)
+        .build(Some(table.snapshot()?), table.log_store(), operation)
+        .await?;
+    table.update_state().await?;
+    Ok(table)
 }
 
 /// Upserts `source` matched on the `on` columns as one commit: changed rows are updated,
@@ -94,7 +168,7 @@ pub async fn register(
     name: &str,
     table: &DeltaTable,
 ) -> datafusion::error::Result<()> {
-    let provider = table_provider(table, &ctx.state()).await?;
+    let provider: Arc<dyn TableProvider> = Arc::new(DeltaFiles::try_new(table)?);
     // Planning registered an empty stand-in with the same schema; the real table replaces it.
     ctx.deregister_table(name)?;
     ctx.register_table(name, provider)?;

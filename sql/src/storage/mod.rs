@@ -4,9 +4,11 @@
 pub mod avro_sink;
 pub mod catalog;
 pub mod commit_log;
+pub mod delta_files;
 pub mod delta_publish;
 pub mod landing_files;
 pub mod raw_table;
+pub mod write_files;
 
 pub use avro_sink::{AvroFileSink, FileSink, WrittenFile, storage_schema};
 pub use commit_log::{Commit, CommitLog, SourceFile};

@@ -1,0 +1,190 @@
+//! `strata scheduler`, `strata executor` and `strata cluster`: the processes of a
+//! Ballista cluster with Strata inside, by hand or all at once for development.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use clap::Args;
+use strata_executor::ExecutorOptions;
+use strata_scheduler::{Scheduler, SchedulerOptions};
+
+use crate::error::CliError;
+use crate::serve::shutdown_signal;
+
+/// Arguments of `strata scheduler`.
+#[derive(Args)]
+pub struct SchedulerArgs {
+    /// Address for executors, clients and pipeline submissions.
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    pub listen: SocketAddr,
+    /// Seconds without a heartbeat before an executor is lost and its tasks run elsewhere.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub executor_timeout: u64,
+}
+
+/// Runs a scheduler until Ctrl-C or SIGTERM.
+pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let scheduler = Scheduler::bind(SchedulerOptions {
+        listen: args.listen,
+        executor_timeout_seconds: args.executor_timeout,
+    })
+    .await
+    .map_err(|error| CliError::Cluster(error.to_string()))?;
+    let address = scheduler
+        .local_addr()
+        .map_err(|error| CliError::Cluster(error.to_string()))?;
+    writeln!(
+        out,
+        "Strata scheduler {} listening on {address}",
+        strata_scheduler::VERSION
+    )?;
+    out.flush()?;
+    scheduler
+        .serve(shutdown_signal())
+        .await
+        .map_err(|error| CliError::Cluster(error.to_string()))
+}
+
+/// Arguments of `strata executor`.
+#[derive(Args)]
+pub struct ExecutorArgs {
+    /// The scheduler to join, `host:port`.
+    #[arg(long, env = "STRATA_SCHEDULER")]
+    pub scheduler: String,
+    /// Address to listen on and to advertise to the scheduler and other executors.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Arrow Flight port for shuffle data and results (0 picks a free port).
+    #[arg(long, default_value_t = 0)]
+    pub flight_port: u16,
+    /// gRPC port for tasks the scheduler pushes (0 picks a free port).
+    #[arg(long, default_value_t = 0)]
+    pub grpc_port: u16,
+    /// Serve `/healthz` and `/readyz` on this port.
+    #[arg(long)]
+    pub health_port: Option<u16>,
+    /// Directory for shuffle files and spills [default: a fresh one under the temp directory].
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Tasks to run at once [default: one per core].
+    #[arg(long, default_value_t = 0)]
+    pub concurrent_tasks: usize,
+}
+
+/// Runs an executor until it is stopped.
+pub async fn executor(args: ExecutorArgs) -> Result<(), CliError> {
+    let work_dir = args.work_dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("strata-executor-{}", std::process::id()))
+    });
+    eprintln!(
+        "Strata executor {} joining {} (work dir {})",
+        strata_proto::VERSION,
+        args.scheduler,
+        work_dir.display()
+    );
+    strata_executor::run(ExecutorOptions {
+        scheduler: args.scheduler,
+        host: args.host,
+        flight_port: args.flight_port,
+        grpc_port: args.grpc_port,
+        health_port: args.health_port,
+        work_dir,
+        concurrent_tasks: args.concurrent_tasks,
+    })
+    .await
+    .map_err(|error| CliError::Cluster(error.to_string()))
+}
+
+/// Arguments of `strata cluster`.
+#[derive(Args)]
+pub struct ClusterArgs {
+    /// Executor processes to start.
+    #[arg(long, default_value_t = 2)]
+    pub executors: usize,
+    /// The scheduler's address.
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    pub listen: SocketAddr,
+    /// Tasks each executor runs at once.
+    #[arg(long, default_value_t = 2)]
+    pub concurrent_tasks: usize,
+}
+
+/// Child processes that are killed when this value is dropped.
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts a scheduler and executors as real processes on this machine, until Ctrl-C.
+pub async fn cluster(args: ClusterArgs, out: &mut impl Write) -> Result<(), CliError> {
+    if args.executors == 0 {
+        return Err(CliError::Cluster("--executors must be at least 1".into()));
+    }
+    let exe = std::env::current_exe()?;
+    let mut processes = Processes(Vec::new());
+    let mut scheduler = Command::new(&exe)
+        .args(["scheduler", "--listen", &args.listen.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = scheduler.stdout.take();
+    processes.0.push(scheduler);
+    let mut line = String::new();
+    if let Some(stdout) = stdout {
+        BufReader::new(stdout).read_line(&mut line)?;
+    }
+    let address = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .filter(|_| line.contains("listening on"))
+        .ok_or_else(|| CliError::Cluster(format!("the scheduler did not start: {}", line.trim())))?
+        .to_owned();
+    for _ in 0..args.executors {
+        let executor = Command::new(&exe)
+            .args([
+                "executor",
+                "--scheduler",
+                &address,
+                "--concurrent-tasks",
+                &args.concurrent_tasks.to_string(),
+            ])
+            .spawn()?;
+        processes.0.push(executor);
+    }
+    writeln!(
+        out,
+        "cluster up: scheduler on {address}, {} executor(s); submit with \
+         `strata submit PIPELINE --scheduler {address} --warehouse DIR`; Ctrl-C stops it",
+        args.executors
+    )?;
+    out.flush()?;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        exited = wait_any(&mut processes) => {
+            return Err(CliError::Cluster(format!("a cluster process exited: {exited}")));
+        }
+    }
+    drop(processes);
+    writeln!(out, "cluster stopped")?;
+    Ok(())
+}
+
+/// Completes when any child exits, saying which and how.
+async fn wait_any(processes: &mut Processes) -> String {
+    loop {
+        for child in &mut processes.0 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return format!("process {} ({status})", child.id());
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}

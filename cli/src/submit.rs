@@ -1,0 +1,203 @@
+//! `strata submit`, `strata runs` and `strata cancel`: pipelines run by a scheduler.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use futures::StreamExt;
+use strata_proto::pipeline::{
+    CancelRequest, ListRunsRequest, PipelineFile, RunState, SubmitRequest, WatchRequest, run_event,
+};
+use strata_sql::language::Sources;
+use strata_sql::run::{RunReport, TableReport};
+
+use crate::error::CliError;
+use crate::run::{Progress, outcome, print_summary};
+
+/// Arguments of `strata submit`.
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// Pipeline files, or directories of `.sql` files.
+    #[arg(required = true, value_name = "PIPELINE")]
+    pub pipeline: Vec<PathBuf>,
+    /// The scheduler, `host:port`.
+    #[arg(long, env = "STRATA_SCHEDULER")]
+    pub scheduler: String,
+    /// Warehouse root, as the scheduler and executors see it (shared storage).
+    #[arg(long, env = "STRATA_WAREHOUSE")]
+    pub warehouse: PathBuf,
+    /// Build only these tables (comma-separated) and the tables they read.
+    #[arg(long, value_delimiter = ',', value_name = "TABLES")]
+    pub select: Vec<String>,
+    /// Rebuild from every landing file instead of only new ones.
+    #[arg(long)]
+    pub full_refresh: bool,
+    /// Print the run id and return; the run goes on without this client.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+/// Arguments of `strata runs`.
+#[derive(Args)]
+pub struct RunsArgs {
+    /// The scheduler, `host:port`.
+    #[arg(long, env = "STRATA_SCHEDULER")]
+    pub scheduler: String,
+}
+
+/// Arguments of `strata cancel`.
+#[derive(Args)]
+pub struct CancelArgs {
+    /// The run to stop.
+    pub run: String,
+    /// The scheduler, `host:port`.
+    #[arg(long, env = "STRATA_SCHEDULER")]
+    pub scheduler: String,
+}
+
+fn refused(status: tonic::Status) -> CliError {
+    CliError::Cluster(status.message().to_owned())
+}
+
+/// Submits the pipeline, follows it like `strata run`, and fails if the run did.
+pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let sources = Sources::load(&args.pipeline)?;
+    let warehouse = absolute(&args.warehouse)?;
+    let mut client = strata_proto::connect(&args.scheduler, "client", "strata submit")
+        .await
+        .map_err(CliError::Cluster)?;
+    let files = sources
+        .iter()
+        .map(|(_, file)| PipelineFile {
+            path: file.path.display().to_string(),
+            text: file.text.clone(),
+        })
+        .collect();
+    let run_id = client
+        .submit(SubmitRequest {
+            files,
+            warehouse: warehouse.display().to_string(),
+            select: args.select,
+            full_refresh: args.full_refresh,
+            client_version: strata_proto::VERSION.to_owned(),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner()
+        .run_id;
+    writeln!(out, "submitted run {run_id}")?;
+    out.flush()?;
+    if args.detach {
+        return Ok(());
+    }
+    let mut events = client
+        .watch(WatchRequest {
+            run_id: run_id.clone(),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let progress = Progress::default();
+    while let Some(event) = events.next().await {
+        match event.map_err(refused)?.event {
+            Some(run_event::Event::Started(started)) => progress.started(&started.table),
+            Some(run_event::Event::Progress(table)) => {
+                progress.progress(&table.table, table.rows_read)
+            }
+            Some(run_event::Event::Finished(finished)) => {
+                if let Ok(report) = serde_json::from_str::<TableReport>(&finished.report_json) {
+                    progress.finished(&report);
+                }
+            }
+            Some(run_event::Event::RunFinished(end)) => {
+                if let Ok(report) = serde_json::from_str::<RunReport>(&end.report_json) {
+                    print_summary(&report, out)?;
+                    writeln!(
+                        out,
+                        "report: {}",
+                        report
+                            .history_path(&strata_sql::warehouse::Warehouse::local(&warehouse))
+                            .display()
+                    )?;
+                    return outcome(&report);
+                }
+                return match end.state() {
+                    RunState::Succeeded => Ok(()),
+                    RunState::Cancelled => {
+                        Err(CliError::Cluster(format!("run {run_id} was {}", end.error)))
+                    }
+                    _ => Err(CliError::RunFailed(end.error)),
+                };
+            }
+            None => {}
+        }
+    }
+    Err(CliError::Cluster(format!(
+        "lost the scheduler while watching run {run_id}; it may still be running \
+         (see `strata runs --scheduler {}`)",
+        args.scheduler
+    )))
+}
+
+/// Lists the scheduler's runs, newest first.
+pub async fn runs(args: RunsArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let mut client = strata_proto::connect(&args.scheduler, "client", "strata runs")
+        .await
+        .map_err(CliError::Cluster)?;
+    let runs = client
+        .list_runs(ListRunsRequest {})
+        .await
+        .map_err(refused)?
+        .into_inner()
+        .runs;
+    writeln!(
+        out,
+        "{:<36} {:<10} {:>9}  {}",
+        "run", "state", "seconds", "error"
+    )?;
+    for run in runs {
+        writeln!(
+            out,
+            "{:<36} {:<10} {:>9.1}  {}",
+            run.run_id,
+            state_name(run.state()),
+            run.duration_ms as f64 / 1000.0,
+            run.error
+        )?;
+    }
+    Ok(())
+}
+
+/// Cancels a run; what it had not committed is never committed.
+pub async fn cancel(args: CancelArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let mut client = strata_proto::connect(&args.scheduler, "client", "strata cancel")
+        .await
+        .map_err(CliError::Cluster)?;
+    let state = client
+        .cancel(CancelRequest {
+            run_id: args.run.clone(),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner()
+        .state();
+    writeln!(out, "run {}: {}", args.run, state_name(state))?;
+    Ok(())
+}
+
+fn state_name(state: RunState) -> &'static str {
+    match state {
+        RunState::Running => "running",
+        RunState::Succeeded => "succeeded",
+        RunState::Failed => "failed",
+        RunState::Cancelled => "cancelled",
+        RunState::Unspecified => "unknown",
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, CliError> {
+    std::path::absolute(path).map_err(|source| CliError::Warehouse {
+        path: path.to_path_buf(),
+        source,
+    })
+}

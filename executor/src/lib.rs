@@ -1,0 +1,134 @@
+//! Strata's executor: Ballista's executor with every Strata function and the plan
+//! codec installed, an explicit work directory, and `/healthz` and `/readyz`.
+
+mod health;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_executor::health::ExecutorHealth;
+use strata_sql::codec::StrataPhysicalCodec;
+
+/// How to run an executor.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// The scheduler, `host:port`.
+    pub scheduler: String,
+    /// The address to listen on and to advertise to the scheduler.
+    pub host: String,
+    /// Arrow Flight port for shuffle and results; 0 picks a free one.
+    pub flight_port: u16,
+    /// Executor gRPC port for tasks the scheduler pushes; 0 picks a free one.
+    pub grpc_port: u16,
+    /// Port of `/healthz` and `/readyz`; none when not given.
+    pub health_port: Option<u16>,
+    /// Where shuffle files and spills go; removed when the executor stops cleanly.
+    pub work_dir: PathBuf,
+    /// Tasks run at once; 0 means one per core.
+    pub concurrent_tasks: usize,
+}
+
+/// Why an executor could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Scheduler(String),
+    #[error("cannot use {}: {source}", path.display())]
+    WorkDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot find a free port on {host}: {source}")]
+    Port {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("cannot serve health checks on {address}: {source}")]
+    Health {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("Ballista's executor failed: {0}")]
+    Ballista(ballista_core::error::BallistaError),
+}
+
+/// Checks the scheduler, then runs the executor until the process is stopped.
+pub async fn run(options: ExecutorOptions) -> Result<(), Error> {
+    let name = format!("{}:{}", options.host, std::process::id());
+    strata_proto::connect(&options.scheduler, "executor", &name)
+        .await
+        .map_err(Error::Scheduler)?;
+    let (scheduler_host, scheduler_port) = split_address(&options.scheduler)?;
+    std::fs::create_dir_all(&options.work_dir).map_err(|source| Error::WorkDir {
+        path: options.work_dir.clone(),
+        source,
+    })?;
+    let health = ExecutorHealth::new();
+    if let Some(port) = options.health_port {
+        let address: SocketAddr = format!("{}:{port}", options.host)
+            .parse()
+            .map_err(|error| Error::Scheduler(format!("bad health address: {error}")))?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| Error::Health { address, source })?;
+        tokio::spawn(health::serve(listener, health.clone()));
+    }
+
+    let mut functions = BallistaFunctionRegistry::default();
+    for udf in strata_udfs::scalar_functions() {
+        functions
+            .scalar_functions
+            .insert(udf.name().to_owned(), udf);
+    }
+    for udaf in strata_udfs::aggregate_functions() {
+        functions
+            .aggregate_functions
+            .insert(udaf.name().to_owned(), udaf);
+    }
+    let config = ExecutorProcessConfig {
+        bind_host: options.host.clone(),
+        external_host: Some(options.host.clone()),
+        port: free_port(&options.host, options.flight_port)?,
+        grpc_port: free_port(&options.host, options.grpc_port)?,
+        scheduler_host,
+        scheduler_port,
+        vcores: options.concurrent_tasks,
+        work_dir: Some(options.work_dir.display().to_string()),
+        override_function_registry: Some(Arc::new(functions)),
+        override_physical_codec: Some(StrataPhysicalCodec::shared()),
+        health,
+        ..ExecutorProcessConfig::default()
+    };
+    let outcome = start_executor_process(Arc::new(config)).await;
+    let _ = std::fs::remove_dir_all(&options.work_dir);
+    outcome.map_err(Error::Ballista)
+}
+
+fn split_address(address: &str) -> Result<(String, u16), Error> {
+    let bare = address.rsplit("://").next().unwrap_or(address);
+    let (host, port) = bare
+        .rsplit_once(':')
+        .ok_or_else(|| Error::Scheduler(format!("{address}: expected host:port")))?;
+    let port = port
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|_| Error::Scheduler(format!("{address}: {port} is not a port")))?;
+    Ok((host.to_owned(), port))
+}
+
+/// The port asked for, or a free one if 0 (Ballista advertises the port it is given).
+fn free_port(host: &str, port: u16) -> Result<u16, Error> {
+    if port != 0 {
+        return Ok(port);
+    }
+    TcpListener::bind((host, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(|source| Error::Port {
+            host: host.to_owned(),
+            source,
+        })
+}

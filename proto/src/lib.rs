@@ -1,0 +1,77 @@
+//! Generated code for Strata's wire formats.
+
+/// The pipeline service: submit, watch, list and cancel runs on a scheduler.
+pub mod pipeline {
+    tonic::include_proto!("strata.pipeline");
+}
+
+/// Strata's physical plan nodes, as the plan codec encodes them.
+pub mod plan {
+    tonic::include_proto!("strata.plan");
+}
+
+use std::time::Duration;
+
+use pipeline::HelloRequest;
+use pipeline::pipeline_service_client::PipelineServiceClient;
+use tonic::transport::Channel;
+
+/// The Strata version of this build; every process of a cluster must run the same one.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Attempts to reach a scheduler before giving up, one second apart.
+pub const CONNECT_ATTEMPTS: u32 = 10;
+
+/// Connects to a scheduler's pipeline service and checks it runs this version.
+///
+/// `url` is `host:port` or `http://host:port`. A scheduler that is not up yet is tried
+/// [`CONNECT_ATTEMPTS`] times; a scheduler of another version is refused at once.
+pub async fn connect(
+    url: &str,
+    role: &str,
+    name: &str,
+) -> Result<PipelineServiceClient<Channel>, String> {
+    let url = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    };
+    let endpoint = Channel::from_shared(url.clone())
+        .map_err(|error| format!("{url} is not a scheduler address: {error}"))?
+        .connect_timeout(Duration::from_secs(2));
+    let mut last_error = String::new();
+    for attempt in 1..=CONNECT_ATTEMPTS {
+        match endpoint.connect().await {
+            Ok(channel) => {
+                let mut client = PipelineServiceClient::new(channel)
+                    .max_decoding_message_size(64 << 20)
+                    .max_encoding_message_size(64 << 20);
+                let hello = HelloRequest {
+                    version: VERSION.to_owned(),
+                    role: role.to_owned(),
+                    name: name.to_owned(),
+                };
+                return match client.hello(hello).await {
+                    Ok(_) => Ok(client),
+                    Err(status) if status.code() == tonic::Code::Unimplemented => Err(format!(
+                        "{url} is not a Strata scheduler (it has no pipeline service)"
+                    )),
+                    Err(status) => Err(format!(
+                        "the scheduler at {url} refused this {role}: {}",
+                        status.message()
+                    )),
+                };
+            }
+            Err(error) => {
+                last_error = std::error::Error::source(&error)
+                    .map_or_else(|| error.to_string(), |source| source.to_string());
+                if attempt < CONNECT_ATTEMPTS {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+    Err(format!(
+        "cannot reach the Strata scheduler at {url} after {CONNECT_ATTEMPTS} attempts: {last_error}"
+    ))
+}

@@ -1,0 +1,375 @@
+//! The pipeline service: runs submitted pipelines on this scheduler's executors,
+//! with the orchestration in this process so a run outlives its client.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ballista_scheduler::scheduler_server::SchedulerServer;
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use futures::Stream;
+use strata_proto::pipeline::pipeline_service_server::PipelineService as PipelineRpc;
+use strata_proto::pipeline::{
+    CancelRequest, CancelResponse, HelloRequest, HelloResponse, ListRunsRequest, ListRunsResponse,
+    RunEvent, RunState, RunSummary, SubmitRequest, SubmitResponse, TableFinished, TableProgress,
+    TableStarted, WatchRequest, run_event,
+};
+use strata_sql::Error as PipelineError;
+use strata_sql::graph::Graph;
+use strata_sql::language::{Pipeline, Sources, Statement, TableName, parse};
+use strata_sql::plan::{PlannedTable, plan_pipeline};
+use strata_sql::run::cleanup::remove_uncommitted;
+use strata_sql::run::engine::JOB_NAME_PREFIX;
+use strata_sql::run::{Engine, RunEvent as TableEvent, RunOptions, new_run_id, run_pipeline};
+use strata_sql::warehouse::Warehouse;
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Request, Response, Status};
+
+use crate::runs::{Run, Runs};
+
+pub use strata_proto::VERSION;
+
+/// How long a cancellation waits for the run's tasks to stop before tidying its files.
+const CANCEL_WAIT: Duration = Duration::from_secs(30);
+
+type Scheduler = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
+
+/// Serves the pipeline service of one scheduler.
+pub struct PipelineService {
+    scheduler: Scheduler,
+    /// This scheduler's own address, where submitted runs send their jobs.
+    url: String,
+    runs: Arc<Runs>,
+    submitted: AtomicU64,
+}
+
+impl PipelineService {
+    pub fn new(scheduler: Scheduler, url: String) -> Self {
+        Self {
+            scheduler,
+            url,
+            runs: Arc::default(),
+            submitted: AtomicU64::new(0),
+        }
+    }
+
+    fn run(&self, run_id: &str) -> Result<Arc<Run>, Status> {
+        self.runs
+            .get(run_id)
+            .ok_or_else(|| Status::not_found(format!("no run {run_id} on this scheduler")))
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |age| age.as_millis() as u64)
+}
+
+/// Refuses a peer of another Strata version, naming both.
+pub fn check_version(peer: &str, role: &str) -> Result<(), Status> {
+    if peer == VERSION {
+        Ok(())
+    } else {
+        Err(Status::failed_precondition(format!(
+            "this scheduler runs Strata {VERSION} but the {role} runs Strata {}; run one \
+             version on every process of a cluster",
+            if peer.is_empty() { "(unknown)" } else { peer }
+        )))
+    }
+}
+
+/// A pipeline read, resolved and planned on this side, ready to run.
+struct Prepared {
+    pipeline: Pipeline,
+    graph: Graph,
+    planned: Vec<PlannedTable>,
+    engine: Engine,
+    ctx: datafusion::prelude::SessionContext,
+}
+
+async fn prepare(sources: &Sources, warehouse: &Warehouse, url: &str) -> Result<Prepared, Status> {
+    let refuse = |error: PipelineError| match error {
+        PipelineError::Invalid(problems) => Status::invalid_argument(format!(
+            "{}{} problem(s) found; nothing was run",
+            problems
+                .iter()
+                .map(|problem| format!("{}\n", problem.render(sources)))
+                .collect::<String>(),
+            problems.len()
+        )),
+        other => Status::invalid_argument(other.to_string()),
+    };
+    let pipeline = parse(sources).map_err(refuse)?;
+    let graph = Graph::resolve(&pipeline, sources).map_err(refuse)?;
+    let engine = Engine::cluster(url);
+    let ctx = engine.session();
+    let planned = plan_pipeline(&pipeline, &graph, warehouse, &ctx)
+        .await
+        .map_err(refuse)?;
+    Ok(Prepared {
+        pipeline,
+        graph,
+        planned,
+        engine,
+        ctx,
+    })
+}
+
+fn table_event(event: TableEvent<'_>) -> RunEvent {
+    let event = match event {
+        TableEvent::Started(table) => run_event::Event::Started(TableStarted {
+            table: table.to_string(),
+        }),
+        TableEvent::Progress { table, rows_read } => run_event::Event::Progress(TableProgress {
+            table: table.to_string(),
+            rows_read,
+        }),
+        TableEvent::Finished(report) => run_event::Event::Finished(TableFinished {
+            report_json: serde_json::to_string(report).unwrap_or_default(),
+        }),
+    };
+    RunEvent { event: Some(event) }
+}
+
+/// The built (non-source) tables of a pipeline.
+fn built_tables(pipeline: &Pipeline) -> Vec<TableName> {
+    pipeline
+        .statements
+        .iter()
+        .filter(|statement| matches!(statement, Statement::Table(_)))
+        .map(|statement| statement.name().clone())
+        .collect()
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<RunEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl PipelineRpc for PipelineService {
+    async fn hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloResponse>, Status> {
+        let hello = request.into_inner();
+        let checked = check_version(&hello.version, &hello.role);
+        match &checked {
+            Ok(()) => tracing::info!("{} {} said hello", hello.role, hello.name),
+            Err(refusal) => tracing::warn!(
+                "refused {} {}: {}",
+                hello.role,
+                hello.name,
+                refusal.message()
+            ),
+        }
+        checked?;
+        Ok(Response::new(HelloResponse {
+            version: VERSION.to_owned(),
+        }))
+    }
+
+    async fn submit(
+        &self,
+        request: Request<SubmitRequest>,
+    ) -> Result<Response<SubmitResponse>, Status> {
+        let submitted = request.into_inner();
+        check_version(&submitted.client_version, "client")?;
+        if submitted.files.is_empty() {
+            return Err(Status::invalid_argument(
+                "the submission has no pipeline files",
+            ));
+        }
+        let root = PathBuf::from(&submitted.warehouse);
+        if !root.is_dir() {
+            return Err(Status::invalid_argument(format!(
+                "the warehouse {} is not a directory the scheduler can see; executors and \
+                 the scheduler need the same shared path",
+                root.display()
+            )));
+        }
+        let mut sources = Sources::default();
+        for file in &submitted.files {
+            sources.add(&file.path, file.text.clone());
+        }
+        let warehouse = Warehouse::local(root);
+        let prepared = prepare(&sources, &warehouse, &self.url).await?;
+
+        let run_id = format!(
+            "{}-{}",
+            new_run_id(),
+            self.submitted.fetch_add(1, Ordering::Relaxed)
+        );
+        let submitted_at_ms = now_ms();
+        let tables = built_tables(&prepared.pipeline);
+        let run = self.runs.add(
+            tables,
+            RunSummary {
+                run_id: run_id.clone(),
+                state: RunState::Running as i32,
+                warehouse: submitted.warehouse.clone(),
+                submitted_at_ms,
+                duration_ms: 0,
+                error: String::new(),
+                pipeline: submitted
+                    .files
+                    .iter()
+                    .map(|file| file.path.clone())
+                    .collect(),
+            },
+        );
+        let options = RunOptions {
+            select: submitted.select,
+            full_refresh: submitted.full_refresh,
+            run_id: Some(run_id.clone()),
+        };
+        let task = {
+            let run = Arc::clone(&run);
+            tokio::spawn(async move {
+                let Prepared {
+                    pipeline,
+                    graph,
+                    planned,
+                    engine,
+                    ctx,
+                } = prepared;
+                let on_event = |event: TableEvent<'_>| run.record(table_event(event));
+                let outcome = run_pipeline(
+                    &pipeline, &graph, &planned, &warehouse, &ctx, &engine, &options, &on_event,
+                )
+                .await;
+                let (state, report, error) = match outcome {
+                    Ok(report) if report.succeeded() => {
+                        (RunState::Succeeded, Some(report), String::new())
+                    }
+                    Ok(report) => (
+                        RunState::Failed,
+                        Some(report),
+                        "some tables failed".to_owned(),
+                    ),
+                    Err(error) => (RunState::Failed, None, error.to_string()),
+                };
+                let report_json = report
+                    .map(|report| serde_json::to_string(&report).unwrap_or_default())
+                    .unwrap_or_default();
+                run.finish(state, report_json, error, now_ms());
+            })
+        };
+        run.set_task(task.abort_handle());
+        tracing::info!("run {run_id} submitted");
+        Ok(Response::new(SubmitResponse { run_id }))
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let run = self.run(&request.into_inner().run_id)?;
+        let (history, live) = run.subscribe();
+        let ended =
+            |event: &RunEvent| matches!(event.event, Some(run_event::Event::RunFinished(_)));
+        let finished = history.iter().any(ended);
+        let stream = futures::stream::unfold(
+            (history.into_iter(), live, finished),
+            move |(mut history, mut live, finished)| async move {
+                if let Some(event) = history.next() {
+                    return Some((Ok(event), (history, live, finished)));
+                }
+                if finished {
+                    return None;
+                }
+                loop {
+                    match live.recv().await {
+                        Ok(event) => {
+                            let last = ended(&event);
+                            return Some((Ok(event), (history, live, last)));
+                        }
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_runs(
+        &self,
+        _request: Request<ListRunsRequest>,
+    ) -> Result<Response<ListRunsResponse>, Status> {
+        Ok(Response::new(ListRunsResponse {
+            runs: self.runs.summaries(),
+        }))
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<CancelRequest>,
+    ) -> Result<Response<CancelResponse>, Status> {
+        let run_id = request.into_inner().run_id;
+        let run = self.run(&run_id)?;
+        if run.state() != RunState::Running {
+            return Ok(Response::new(CancelResponse {
+                state: run.state() as i32,
+            }));
+        }
+        run.abort();
+        let stopped = cancel_jobs(&self.scheduler, &run_id).await;
+        let summary = run.summary();
+        let tables = run.tables();
+        let warehouse = Warehouse::local(&summary.warehouse);
+        let removed =
+            remove_uncommitted(&warehouse, tables, &run_id, summary.submitted_at_ms).await;
+        tracing::info!(
+            "run {run_id} cancelled: {stopped} job(s) stopped, {removed} file(s) removed"
+        );
+        run.finish(
+            RunState::Cancelled,
+            String::new(),
+            "cancelled; nothing it had not committed was committed".to_owned(),
+            now_ms(),
+        );
+        Ok(Response::new(CancelResponse {
+            state: RunState::Cancelled as i32,
+        }))
+    }
+}
+
+/// Cancels the run's Ballista jobs and waits (bounded) until none runs; returns how many.
+async fn cancel_jobs(scheduler: &Scheduler, run_id: &str) -> usize {
+    let prefix = format!("{JOB_NAME_PREFIX}{run_id}:");
+    let running = || async {
+        scheduler
+            .state
+            .task_manager
+            .get_running_jobs()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|job| job.job_name.starts_with(&prefix))
+            .filter(|job| {
+                matches!(
+                    job.status.status,
+                    Some(ballista_core::serde::protobuf::job_status::Status::Running(
+                        _
+                    )) | Some(ballista_core::serde::protobuf::job_status::Status::Queued(
+                        _
+                    )) | None
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let jobs = running().await;
+    for job in &jobs {
+        if let Err(error) = scheduler.cancel_job(job.job_id.clone()).await {
+            tracing::warn!("cancelling job {}: {error}", job.job_id);
+        }
+    }
+    let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+    while !running().await.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    jobs.len()
+}

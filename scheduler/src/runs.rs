@@ -1,0 +1,123 @@
+//! The runs a scheduler knows: each one's summary, every event so far, and a live feed.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use strata_proto::pipeline::{RunEvent, RunFinished, RunState, RunSummary, run_event};
+use strata_sql::language::TableName;
+use tokio::sync::broadcast;
+use tokio::task::AbortHandle;
+
+/// Events a slow watcher may fall behind by before it misses some (it is told so).
+const LIVE_BUFFER: usize = 4096;
+
+/// One submitted run.
+pub struct Run {
+    /// The tables the run builds, to tidy if it is cancelled.
+    tables: Vec<TableName>,
+    summary: Mutex<RunSummary>,
+    events: Mutex<Vec<RunEvent>>,
+    live: broadcast::Sender<RunEvent>,
+    task: Mutex<Option<AbortHandle>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Run {
+    fn new(tables: Vec<TableName>, summary: RunSummary) -> Self {
+        Self {
+            tables,
+            summary: Mutex::new(summary),
+            events: Mutex::new(Vec::new()),
+            live: broadcast::channel(LIVE_BUFFER).0,
+            task: Mutex::new(None),
+        }
+    }
+
+    pub fn tables(&self) -> &[TableName] {
+        &self.tables
+    }
+
+    pub fn summary(&self) -> RunSummary {
+        lock(&self.summary).clone()
+    }
+
+    pub fn state(&self) -> RunState {
+        lock(&self.summary).state()
+    }
+
+    /// Keeps an event and sends it to every watcher.
+    pub fn record(&self, event: RunEvent) {
+        let mut events = lock(&self.events);
+        let _ = self.live.send(event.clone());
+        events.push(event);
+    }
+
+    /// Every event so far and a feed of the ones to come, with nothing lost in between.
+    pub fn subscribe(&self) -> (Vec<RunEvent>, broadcast::Receiver<RunEvent>) {
+        let events = lock(&self.events);
+        (events.clone(), self.live.subscribe())
+    }
+
+    pub fn set_task(&self, task: AbortHandle) {
+        *lock(&self.task) = Some(task);
+    }
+
+    /// Ends the run once: its state, duration and error, and the final event. False if it had ended.
+    pub fn finish(&self, state: RunState, report_json: String, error: String, now_ms: u64) -> bool {
+        {
+            let mut summary = lock(&self.summary);
+            if summary.state() != RunState::Running {
+                return false;
+            }
+            summary.set_state(state);
+            summary.duration_ms = now_ms.saturating_sub(summary.submitted_at_ms);
+            summary.error = error.clone();
+        }
+        self.record(RunEvent {
+            event: Some(run_event::Event::RunFinished(RunFinished {
+                state: state as i32,
+                report_json,
+                error,
+            })),
+        });
+        true
+    }
+
+    /// Stops the orchestration; what it had not committed stays uncommitted.
+    pub fn abort(&self) {
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+        }
+    }
+}
+
+/// Every run of this scheduler process (state is in memory, like Ballista's).
+#[derive(Default)]
+pub struct Runs {
+    runs: Mutex<BTreeMap<String, Arc<Run>>>,
+}
+
+impl Runs {
+    pub fn add(&self, tables: Vec<TableName>, summary: RunSummary) -> Arc<Run> {
+        let run = Arc::new(Run::new(tables, summary.clone()));
+        lock(&self.runs).insert(summary.run_id, Arc::clone(&run));
+        run
+    }
+
+    pub fn get(&self, run_id: &str) -> Option<Arc<Run>> {
+        lock(&self.runs).get(run_id).cloned()
+    }
+
+    /// Summaries, newest first.
+    pub fn summaries(&self) -> Vec<RunSummary> {
+        let mut summaries: Vec<RunSummary> =
+            lock(&self.runs).values().map(|run| run.summary()).collect();
+        summaries.sort_by(|a, b| b.submitted_at_ms.cmp(&a.submitted_at_ms));
+        summaries
+    }
+}

@@ -1,0 +1,513 @@
+//! A real scheduler and real executors on 127.0.0.1: the example submitted to them
+//! publishes what the embedded run publishes, survives a killed executor, and a
+//! cancelled run leaves nothing behind.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::prelude::SessionContext;
+use strata_sql::storage::catalog::{open, published_tables};
+use strata_sql::warehouse::Warehouse;
+
+use crate::support::{example, stderr, stdout, strata, workdir};
+
+/// A scheduler and executors, killed when dropped.
+pub struct Cluster {
+    scheduler: Child,
+    executors: Vec<Child>,
+    pub address: String,
+}
+
+impl Cluster {
+    /// Starts a scheduler on a free port and `executors` executors, and waits until all are ready.
+    pub fn start(name: &str, executors: usize) -> Cluster {
+        let mut scheduler = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args([
+                "scheduler",
+                "--listen",
+                "127.0.0.1:0",
+                "--executor-timeout",
+                "5",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("strata scheduler starts");
+        let mut line = String::new();
+        BufReader::new(scheduler.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("listening on"), "{line:?}");
+        let address = line.trim().rsplit(' ').next().unwrap().to_owned();
+        let mut cluster = Cluster {
+            scheduler,
+            executors: Vec::new(),
+            address,
+        };
+        for index in 0..executors {
+            cluster.add_executor(&format!("{name}-{index}"));
+        }
+        cluster
+    }
+
+    /// Starts one more executor and waits until its heartbeat reached the scheduler.
+    pub fn add_executor(&mut self, name: &str) {
+        let health_port = free_port();
+        let work_dir = workdir(&format!("executor-{name}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args([
+                "executor",
+                "--scheduler",
+                &self.address,
+                "--concurrent-tasks",
+                "2",
+            ])
+            .args(["--health-port", &health_port.to_string()])
+            .args(["--work-dir", work_dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("strata executor starts");
+        self.executors.push(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while probe(health_port, "/readyz") != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "executor {name} never became ready"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(probe(health_port, "/healthz"), Some(200));
+    }
+
+    pub fn executor_pids(&self) -> Vec<u32> {
+        self.executors.iter().map(Child::id).collect()
+    }
+
+    /// SIGKILLs one executor, as a crashed machine would stop.
+    pub fn kill_executor(&mut self, index: usize) {
+        self.executors[index].kill().unwrap();
+        self.executors[index].wait().unwrap();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.executors.iter_mut().chain([&mut self.scheduler]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The HTTP status of a GET, or None if nothing answers.
+fn probe(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Generated landing data in a fresh warehouse.
+fn generated(name: &str, scale: &str) -> PathBuf {
+    let dir = workdir(name);
+    let output = strata(&["gen", "--scale", scale, "--out", dir.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Every published table of a warehouse, each sorted on all its columns, as text.
+fn contents(warehouse: &Path) -> Vec<(String, String)> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut tables = Vec::new();
+        for table in published_tables(&Warehouse::local(warehouse)).unwrap() {
+            let ctx = SessionContext::new();
+            let provider = open(&table, None, &ctx.state()).await.unwrap();
+            ctx.register_table("t", provider).unwrap();
+            let columns: Vec<String> = ctx
+                .table("t")
+                .await
+                .unwrap()
+                .schema()
+                .fields()
+                .iter()
+                .filter(|field| !field.data_type().is_nested())
+                .map(|field| format!("\"{}\"", field.name()))
+                .collect();
+            let all: Vec<String> = ctx
+                .table("t")
+                .await
+                .unwrap()
+                .schema()
+                .fields()
+                .iter()
+                .map(|field| format!("\"{}\"", field.name()))
+                .collect();
+            let sql = format!(
+                "SELECT {} FROM t ORDER BY {}",
+                all.join(", "),
+                columns.join(", ")
+            );
+            let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+            let name = format!("{}.{}", table.layer, table.name);
+            tables.push((name, pretty_format_batches(&batches).unwrap().to_string()));
+        }
+        tables.sort();
+        tables
+    })
+}
+
+fn assert_same_tables(embedded: &Path, distributed: &Path) {
+    let expected = contents(embedded);
+    let found = contents(distributed);
+    assert!(
+        expected.len() >= 8,
+        "{:?}",
+        expected.iter().map(|t| &t.0).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        expected.iter().map(|t| &t.0).collect::<Vec<_>>(),
+        found.iter().map(|t| &t.0).collect::<Vec<_>>()
+    );
+    for ((name, rows), (_, distributed_rows)) in expected.iter().zip(&found) {
+        assert!(
+            rows == distributed_rows,
+            "{name} differs between the embedded and the cluster run"
+        );
+    }
+}
+
+/// The newest run report of a warehouse, as JSON.
+fn last_report(warehouse: &Path) -> serde_json::Value {
+    let runs = warehouse.join("_strata").join("runs");
+    let mut reports: Vec<PathBuf> = std::fs::read_dir(&runs)
+        .unwrap_or_else(|error| panic!("{}: {error}", runs.display()))
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    reports.sort();
+    serde_json::from_str(&std::fs::read_to_string(reports.last().unwrap()).unwrap()).unwrap()
+}
+
+fn table_report<'a>(report: &'a serde_json::Value, table: &str) -> &'a serde_json::Value {
+    report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["table"] == table)
+        .unwrap_or_else(|| panic!("no {table} in {report}"))
+}
+
+/// Starts `strata submit` and returns it with its progress stream.
+fn submit(cluster: &Cluster, warehouse: &Path) -> (Child, BufReader<ChildStderr>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["submit", &example(), "--scheduler", &cluster.address])
+        .args(["--warehouse", warehouse.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strata submit starts");
+    let progress = BufReader::new(child.stderr.take().unwrap());
+    (child, progress)
+}
+
+/// Reads progress lines until one contains `needle`; returns every line read.
+fn wait_for(progress: &mut BufReader<ChildStderr>, needle: &str) -> String {
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let read = progress.read_line(&mut line).unwrap();
+        assert!(read > 0, "the run ended before {needle:?}:\n{seen}");
+        seen.push_str(&line);
+        if line.contains(needle) {
+            return seen;
+        }
+    }
+}
+
+#[test]
+fn the_example_submitted_to_a_cluster_publishes_what_the_embedded_run_publishes() {
+    let embedded = generated("cluster-embedded", "0.01");
+    let distributed = workdir("cluster-distributed");
+    copy_dir(&embedded, &distributed);
+    let run = strata(&["run", &example(), "--warehouse", embedded.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+
+    let cluster = Cluster::start("example", 2);
+    let submitted = strata(&[
+        "submit",
+        &example(),
+        "--scheduler",
+        &cluster.address,
+        "--warehouse",
+        distributed.to_str().unwrap(),
+    ]);
+    assert!(
+        submitted.status.success(),
+        "{}\n{}",
+        stdout(&submitted),
+        stderr(&submitted)
+    );
+    assert!(
+        stdout(&submitted).contains("submitted run run-"),
+        "{}",
+        stdout(&submitted)
+    );
+    assert!(
+        stdout(&submitted).contains("enriched.events"),
+        "{}",
+        stdout(&submitted)
+    );
+    assert!(stderr(&submitted).contains("building ranked.candidates_per_job"));
+    assert_same_tables(&embedded, &distributed);
+
+    // The work ran in the executors, and one table's files came from both of them.
+    let executors: Vec<String> = cluster
+        .executor_pids()
+        .iter()
+        .map(|pid| format!(":{pid}"))
+        .collect();
+    let report = last_report(&distributed);
+    for table in report["tables"].as_array().unwrap() {
+        for writer in table["writers"].as_array().unwrap() {
+            let writer = writer.as_str().unwrap();
+            assert!(
+                executors.iter().any(|pid| writer.ends_with(pid.as_str())),
+                "{} was written by {writer}, not an executor",
+                table["table"]
+            );
+        }
+    }
+    let events = table_report(&report, "enriched.events");
+    assert_eq!(events["writers"].as_array().unwrap().len(), 2, "{events}");
+
+    // The scheduler lists the run as succeeded.
+    let runs = strata(&["runs", "--scheduler", &cluster.address]);
+    assert!(runs.status.success(), "{}", stderr(&runs));
+    assert!(stdout(&runs).contains("succeeded"), "{}", stdout(&runs));
+}
+
+#[test]
+fn run_with_a_scheduler_orchestrates_here_and_works_on_the_cluster() {
+    let embedded = generated("cluster-client-embedded", "0.002");
+    let distributed = workdir("cluster-client-distributed");
+    copy_dir(&embedded, &distributed);
+    let run = strata(&["run", &example(), "--warehouse", embedded.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+
+    let cluster = Cluster::start("client", 2);
+    let run = strata(&[
+        "run",
+        &example(),
+        "--warehouse",
+        distributed.to_str().unwrap(),
+        "--scheduler",
+        &cluster.address,
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_same_tables(&embedded, &distributed);
+    let report = last_report(&distributed);
+    let pids: Vec<String> = cluster
+        .executor_pids()
+        .iter()
+        .map(|pid| format!(":{pid}"))
+        .collect();
+    let ranked = table_report(&report, "ranked.candidates_per_job");
+    let writer = ranked["writers"][0].as_str().unwrap();
+    assert!(
+        pids.iter().any(|pid| writer.ends_with(pid.as_str())),
+        "{ranked}"
+    );
+}
+
+#[test]
+fn a_killed_executor_does_not_lose_or_duplicate_rows() {
+    let embedded = generated("cluster-fault-embedded", "0.05");
+    let distributed = workdir("cluster-fault-distributed");
+    copy_dir(&embedded, &distributed);
+    let run = strata(&["run", &example(), "--warehouse", embedded.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+
+    let mut cluster = Cluster::start("fault", 2);
+    let (mut child, mut progress) = submit(&cluster, &distributed);
+    wait_for(&mut progress, "building enriched.");
+    cluster.kill_executor(0);
+    let mut rest = String::new();
+    progress.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(status.success(), "{out}\n{rest}");
+    assert_same_tables(&embedded, &distributed);
+}
+
+#[test]
+fn a_cancelled_run_commits_nothing_and_leaves_no_files() {
+    let warehouse = generated("cluster-cancel", "0.05");
+    let before = files(&warehouse);
+    let cluster = Cluster::start("cancel", 2);
+    let (mut child, mut progress) = submit(&cluster, &warehouse);
+    wait_for(&mut progress, "building raw.");
+    let runs = strata(&["runs", "--scheduler", &cluster.address]);
+    let run_id = stdout(&runs)
+        .lines()
+        .find(|line| line.contains("running"))
+        .and_then(|line| line.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no running run in {}", stdout(&runs)))
+        .to_owned();
+    let cancelled = strata(&["cancel", &run_id, "--scheduler", &cluster.address]);
+    assert!(cancelled.status.success(), "{}", stderr(&cancelled));
+    assert!(
+        stdout(&cancelled).contains("cancelled"),
+        "{}",
+        stdout(&cancelled)
+    );
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "a cancelled run exits non-zero");
+
+    // No table version was added and no data file of the run is left anywhere.
+    let after = files(&warehouse);
+    let new: Vec<&String> = after
+        .iter()
+        .filter(|file| !before.contains(file))
+        .filter(|file| !file.contains("/_strata/"))
+        .collect();
+    assert!(new.is_empty(), "files left by the cancelled run: {new:?}");
+}
+
+/// Every file under a directory, as paths relative to it.
+fn files(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, into: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, into);
+            } else {
+                into.push(format!("/{}", path.strip_prefix(root).unwrap().display()));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(dir, dir, &mut found);
+    found.sort();
+    found
+}
+
+#[test]
+fn a_scheduler_refuses_a_peer_of_another_version() {
+    use strata_proto::pipeline::HelloRequest;
+    use strata_proto::pipeline::pipeline_service_client::PipelineServiceClient;
+
+    let cluster = Cluster::start("version", 0);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let refusal = runtime.block_on(async {
+        let mut client = PipelineServiceClient::connect(format!("http://{}", cluster.address))
+            .await
+            .unwrap();
+        client
+            .hello(HelloRequest {
+                version: "0.0.1".into(),
+                role: "executor".into(),
+                name: "old".into(),
+            })
+            .await
+            .unwrap_err()
+    });
+    assert_eq!(refusal.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refusal.message().contains("the executor runs Strata 0.0.1"),
+        "{refusal:?}"
+    );
+}
+
+#[test]
+fn an_unreachable_scheduler_is_a_clear_error_after_bounded_retries() {
+    let port = free_port();
+    let warehouse = workdir("cluster-unreachable");
+    std::fs::create_dir_all(&warehouse).unwrap();
+    let output = strata(&[
+        "submit",
+        &example(),
+        "--scheduler",
+        &format!("127.0.0.1:{port}"),
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains(&format!(
+            "cannot reach the Strata scheduler at http://127.0.0.1:{port} after 10 attempts"
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_submission_with_broken_sql_or_a_missing_warehouse_is_refused() {
+    let cluster = Cluster::start("refusals", 0);
+    let warehouse = workdir("cluster-refusals");
+    std::fs::create_dir_all(&warehouse).unwrap();
+    let broken = warehouse.join("broken.sql");
+    std::fs::write(&broken, "CREATE TABLE enriched.x AS SELEC 1;\n").unwrap();
+    let output = strata(&[
+        "submit",
+        broken.to_str().unwrap(),
+        "--scheduler",
+        &cluster.address,
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("broken.sql"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = strata(&[
+        "submit",
+        &example(),
+        "--scheduler",
+        &cluster.address,
+        "--warehouse",
+        "/nonexistent/warehouse",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("/nonexistent/warehouse is not a directory the scheduler can see"),
+        "{}",
+        stderr(&output)
+    );
+}
