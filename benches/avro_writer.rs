@@ -63,7 +63,7 @@ fn events() -> Vec<RecordBatch> {
         .step_by(BATCH)
         .map(|first| {
             let rows = first..(first + BATCH).min(ROWS);
-            let nullable = |row: usize| row % 97 != 0;
+            let nullable = |row: usize| !row.is_multiple_of(97);
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(StringArray::from_iter_values(
                     rows.clone().map(|row| format!("ev-{row:09}")),

@@ -101,7 +101,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error @ CliError::Invalid { .. }) => {
-            eprint!("{error}\n");
+            eprintln!("{error}");
             ExitCode::FAILURE
         }
         Err(error) => {

@@ -150,11 +150,7 @@ pub async fn runs(args: RunsArgs, out: &mut impl Write) -> Result<(), CliError> 
         .map_err(refused)?
         .into_inner()
         .runs;
-    writeln!(
-        out,
-        "{:<36} {:<10} {:>9}  {}",
-        "run", "state", "seconds", "error"
-    )?;
+    writeln!(out, "{:<36} {:<10} {:>9}  error", "run", "state", "seconds")?;
     for run in runs {
         writeln!(
             out,

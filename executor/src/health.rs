@@ -13,9 +13,16 @@ pub async fn serve(listener: TcpListener, health: ExecutorHealth) {
         };
         let health = health.clone();
         tokio::spawn(async move {
-            let mut request = [0u8; 1024];
-            let read = socket.read(&mut request).await.unwrap_or(0);
-            let line = String::from_utf8_lossy(&request[..read]);
+            // Read the whole request head: closing with unread bytes would reset the connection.
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 512];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                match socket.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => request.extend_from_slice(&chunk[..read]),
+                }
+            }
+            let line = String::from_utf8_lossy(&request);
             let path = line.split_whitespace().nth(1).unwrap_or("");
             let (status, body) = match path {
                 "/healthz" => ("200 OK", "ok"),

@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ballista_core::extension::ballista_scalar_functions;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_executor::health::ExecutorHealth;
@@ -77,8 +78,12 @@ pub async fn run(options: ExecutorOptions) -> Result<(), Error> {
         tokio::spawn(health::serve(listener, health.clone()));
     }
 
+    // Ballista's default registry leaves out DataFusion's nested functions (cardinality, ...).
     let mut functions = BallistaFunctionRegistry::default();
-    for udf in strata_udfs::scalar_functions() {
+    for udf in ballista_scalar_functions()
+        .into_iter()
+        .chain(strata_udfs::scalar_functions())
+    {
         functions
             .scalar_functions
             .insert(udf.name().to_owned(), udf);

@@ -335,7 +335,7 @@ impl FlightSqlService for StrataFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         command_info(&schema, &query, request)
     }
 
@@ -389,7 +389,8 @@ impl FlightSqlService for StrataFlightSql {
         let schemas = if builder.include_schema() {
             self.planner.table_schemas(&tables).await?
         } else {
-            vec![Arc::new(Schema::empty()); tables.len()]
+            let empty = Arc::new(Schema::empty());
+            vec![empty; tables.len()]
         };
         for (table, schema) in tables.iter().zip(&schemas) {
             builder
@@ -410,7 +411,7 @@ impl FlightSqlService for StrataFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         command_info(&schema, &query, request)
     }
 

@@ -117,7 +117,7 @@ impl Runs {
     pub fn summaries(&self) -> Vec<RunSummary> {
         let mut summaries: Vec<RunSummary> =
             lock(&self.runs).values().map(|run| run.summary()).collect();
-        summaries.sort_by(|a, b| b.submitted_at_ms.cmp(&a.submitted_at_ms));
+        summaries.sort_by_key(|summary| std::cmp::Reverse(summary.submitted_at_ms));
         summaries
     }
 }

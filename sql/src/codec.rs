@@ -4,37 +4,35 @@
 use std::sync::Arc;
 
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
+use datafusion::common::parsers::CompressionTypeVariant;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::physical_plan::AsExecutionPlan;
 use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
 use datafusion_proto::physical_plan::to_proto::serialize_physical_expr;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
-use datafusion_proto::protobuf::PhysicalExprNode;
+use datafusion_proto::protobuf::{PhysicalExprNode, PhysicalPlanNode};
 use prost::Message;
 use strata_proto::plan as proto;
 
 use crate::expectations::{Checker, Rule};
 use crate::language::OnViolation;
 use crate::storage::avro_sink::storage_schema;
+use crate::storage::compressed_scan::CompressedScanExec;
 use crate::storage::write_files::{FileFormat, WriteFilesExec, WriteSpec};
 
-/// Field number 0 is invalid in protobuf, so no Ballista or DataFusion message starts with it.
+/// Field number 0 is invalid in protobuf, so no Ballista or DataFusion message starts with
+/// a zero byte; Strata's nodes start with one, then a byte naming the node.
 const STRATA_TAG: u8 = 0;
+const WRITE_FILES: u8 = 1;
+const COMPRESSED_SCAN: u8 = 2;
 
 /// Encodes Strata's nodes itself and hands the rest to Ballista's codec.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct StrataPhysicalCodec {
     ballista: BallistaPhysicalExtensionCodec,
-}
-
-impl Default for StrataPhysicalCodec {
-    fn default() -> Self {
-        Self {
-            ballista: BallistaPhysicalExtensionCodec::default(),
-        }
-    }
 }
 
 impl StrataPhysicalCodec {
@@ -73,7 +71,7 @@ impl StrataPhysicalCodec {
             run_id: node.checker().run_id().to_owned(),
             quarantine_dir: spec.quarantine_dir.clone().unwrap_or_default(),
         };
-        buf.push(STRATA_TAG);
+        buf.extend([STRATA_TAG, WRITE_FILES]);
         message
             .encode(buf)
             .map_err(|error| DataFusionError::Internal(format!("encoding WriteFilesExec: {error}")))
@@ -143,6 +141,28 @@ impl StrataPhysicalCodec {
     }
 }
 
+const COMPRESSIONS: [CompressionTypeVariant; 5] = [
+    CompressionTypeVariant::UNCOMPRESSED,
+    CompressionTypeVariant::GZIP,
+    CompressionTypeVariant::BZIP2,
+    CompressionTypeVariant::XZ,
+    CompressionTypeVariant::ZSTD,
+];
+
+fn compression_byte(variant: CompressionTypeVariant) -> u8 {
+    COMPRESSIONS
+        .iter()
+        .position(|known| *known == variant)
+        .unwrap_or(0) as u8
+}
+
+fn compression_variant(byte: u8) -> Result<CompressionTypeVariant> {
+    COMPRESSIONS
+        .get(byte as usize)
+        .copied()
+        .ok_or_else(|| DataFusionError::Internal(format!("unknown compression {byte}")))
+}
+
 impl PhysicalExtensionCodec for StrataPhysicalCodec {
     fn try_decode(
         &self,
@@ -151,8 +171,21 @@ impl PhysicalExtensionCodec for StrataPhysicalCodec {
         ctx: &TaskContext,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match buf.split_first() {
-            Some((&STRATA_TAG, message)) => self.decode_write(message, inputs, ctx),
+        match buf {
+            [STRATA_TAG, WRITE_FILES, message @ ..] => self.decode_write(message, inputs, ctx),
+            [STRATA_TAG, COMPRESSED_SCAN, compression, scan @ ..] => {
+                let compression = compression_variant(*compression)?;
+                let scan = PhysicalPlanNode::decode(scan)
+                    .map_err(|error| {
+                        DataFusionError::Internal(format!("decoding a scan: {error}"))
+                    })?
+                    .try_into_physical_plan(ctx, self)?;
+                Ok(Arc::new(CompressedScanExec::try_new(scan, compression)?))
+            }
+            [STRATA_TAG, ..] => Err(DataFusionError::Internal(format!(
+                "an unknown Strata plan node {:?}; is every process on one Strata version?",
+                &buf[..buf.len().min(8)]
+            ))),
             _ => self.ballista.try_decode(buf, inputs, ctx, proto_converter),
         }
     }
@@ -163,10 +196,21 @@ impl PhysicalExtensionCodec for StrataPhysicalCodec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
-        match node.downcast_ref::<WriteFilesExec>() {
-            Some(write) => self.encode_write(write, buf),
-            None => self.ballista.try_encode(node, buf, proto_converter),
+        if let Some(write) = node.downcast_ref::<WriteFilesExec>() {
+            return self.encode_write(write, buf);
         }
+        if let Some(scan) = node.downcast_ref::<CompressedScanExec>() {
+            let inner = PhysicalPlanNode::try_from_physical_plan(Arc::clone(scan.scan()), self)?;
+            buf.extend([
+                STRATA_TAG,
+                COMPRESSED_SCAN,
+                compression_byte(scan.compression()),
+            ]);
+            return inner
+                .encode(buf)
+                .map_err(|error| DataFusionError::Internal(format!("encoding a scan: {error}")));
+        }
+        self.ballista.try_encode(node, buf, proto_converter)
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {

@@ -7,12 +7,13 @@ use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionStateBuilder;
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::collect;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::protobuf::PhysicalPlanNode;
 use futures::TryStreamExt;
 
 use crate::codec::StrataPhysicalCodec;
+use crate::storage::compressed_scan::CompressedScanExec;
 use crate::storage::write_files::{WriteFilesExec, WrittenRow};
 
 /// Prefix of the Ballista job name of every job a run submits: `strata:<run id>:<table>`.
@@ -82,7 +83,7 @@ impl Engine {
                 let config = config
                     .clone()
                     .with_ballista_job_name(&format!("{JOB_NAME_PREFIX}{job}"));
-                let plan: Arc<dyn ExecutionPlan> = plan;
+                let plan = CompressedScanExec::wrap_all(plan)?;
                 let stream = execute_physical_plan::<PhysicalPlanNode>(
                     scheduler_url.clone(),
                     &config.ballista_config(),

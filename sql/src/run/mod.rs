@@ -54,6 +54,7 @@ pub enum RunEvent<'a> {
 }
 
 /// Builds the selected tables of a planned pipeline and saves the run report.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_pipeline(
     pipeline: &Pipeline,
     graph: &Graph,

@@ -4,6 +4,7 @@
 pub mod avro_sink;
 pub mod catalog;
 pub mod commit_log;
+pub mod compressed_scan;
 pub mod delta_files;
 pub mod delta_publish;
 pub mod landing_files;
