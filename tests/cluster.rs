@@ -517,3 +517,120 @@ fn a_submission_with_broken_sql_or_a_missing_warehouse_is_refused() {
         stderr(&output)
     );
 }
+
+#[test]
+fn ranking_functions_and_top_k_run_in_executor_tasks() {
+    use std::sync::Arc;
+
+    use datafusion::physical_plan::displayable;
+    use strata_sql::expectations::Checker;
+    use strata_sql::run::Engine;
+    use strata_sql::storage::storage_schema;
+    use strata_sql::storage::write_files::{
+        FileFormat, WriteFilesExec, WriteSpec, Written, add_action,
+    };
+
+    let dir = workdir("cluster-udfs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut csv = String::from("job,candidate,have,want\n");
+    for row in 0..400 {
+        csv.push_str(&format!(
+            "{},{row},rust sql,{}\n",
+            row % 4,
+            if row % 3 == 0 { "rust sql" } else { "go" }
+        ));
+    }
+    std::fs::write(dir.join("scores.csv"), csv).unwrap();
+    let cluster = Cluster::start("udfs", 2);
+    let engine = Engine::cluster(&cluster.address);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let rows = runtime.block_on(async {
+        let ctx = engine.session();
+        ctx.register_csv(
+            "scores",
+            dir.join("scores.csv").to_str().unwrap(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        let sql = "SELECT job, top_k(candidate, skill_match(string_to_array(have, ' '), \
+                   string_to_array(want, ' ')) + candidate / 1000.0, 3) AS best \
+                   FROM scores GROUP BY job";
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let shown = displayable(plan.as_ref()).indent(true).to_string();
+        // Two phases: partial top_k before the shuffle, final top_k after it.
+        assert!(
+            shown.contains("mode=Partial") && shown.contains("mode=FinalPartitioned"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("top_k") && shown.contains("skill_match"),
+            "{shown}"
+        );
+        let schema = storage_schema(&plan.schema());
+        let spec = WriteSpec {
+            format: FileFormat::Delta,
+            table_dir: dir.join("best").display().to_string(),
+            prefix: String::new(),
+            partition_columns: Vec::new(),
+            quarantine_dir: None,
+        };
+        let writer = WriteFilesExec::new(plan, spec, Checker::from_rules(Vec::new(), &schema, "t"));
+        engine
+            .write(Arc::new(writer), &ctx, "test:udfs")
+            .await
+            .unwrap()
+    });
+    let pids: Vec<String> = cluster
+        .executor_pids()
+        .iter()
+        .map(|pid| format!(":{pid}"))
+        .collect();
+    let data: Vec<_> = rows
+        .iter()
+        .filter(|row| row.kind == Written::Data)
+        .collect();
+    assert!(!data.is_empty());
+    for row in &data {
+        // The final top_k ran in the same task as the writer, on an executor.
+        assert!(
+            pids.iter().any(|pid| row.writer.ends_with(pid.as_str())),
+            "{}",
+            row.writer
+        );
+        add_action(row).unwrap();
+    }
+    assert_eq!(data.iter().map(|row| row.rows).sum::<u64>(), 4);
+
+    // Job 0's best three are the highest candidates wanting what they have: multiples of 12.
+    let files: Vec<String> = data
+        .iter()
+        .map(|row| {
+            dir.join("best")
+                .join(add_action(row).unwrap().path)
+                .display()
+                .to_string()
+        })
+        .collect();
+    let best = runtime.block_on(async {
+        let ctx = SessionContext::new();
+        let frame = ctx.read_parquet(files, Default::default()).await.unwrap();
+        ctx.register_table("best", frame.into_view()).unwrap();
+        let sql =
+            "SELECT b['item'] AS item FROM (SELECT unnest(best) AS b FROM best WHERE job = 0)";
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        pretty_format_batches(&batches).unwrap().to_string()
+    });
+    let items: Vec<&str> = best
+        .lines()
+        .filter_map(|line| line.strip_prefix("| "))
+        .map(|cell| cell.trim_end_matches(" |").trim())
+        .collect();
+    assert_eq!(items, ["item", "396", "384", "372"], "{best}");
+}
