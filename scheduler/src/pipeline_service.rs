@@ -34,6 +34,9 @@ pub use strata_proto::VERSION;
 /// How long a cancellation waits for the run's tasks to stop before tidying its files.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
 
+/// At most this many sweeps for a cancelled run's uncommitted files, a second apart.
+const CLEANUP_SWEEPS: usize = 15;
+
 type Scheduler = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
 
 /// Serves the pipeline service of one scheduler.
@@ -320,8 +323,20 @@ impl PipelineRpc for PipelineService {
         let summary = run.summary();
         let tables = run.tables();
         let warehouse = Warehouse::local(&summary.warehouse);
-        let removed =
-            remove_uncommitted(&warehouse, tables, &run_id, summary.submitted_at_ms).await;
+        // A cancelled task may still be closing a file as its job ends: sweep until two
+        // sweeps a second apart find nothing.
+        let mut removed = 0;
+        let mut quiet = 0;
+        for _ in 0..CLEANUP_SWEEPS {
+            let swept =
+                remove_uncommitted(&warehouse, tables, &run_id, summary.submitted_at_ms).await;
+            removed += swept;
+            quiet = if swept == 0 { quiet + 1 } else { 0 };
+            if quiet == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         tracing::info!(
             "run {run_id} cancelled: {stopped} job(s) stopped, {removed} file(s) removed"
         );
