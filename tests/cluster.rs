@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
@@ -143,6 +144,16 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A warehouse built by the embedded engine, and an untouched copy of its landing data.
+fn embedded_and_copy(name: &str, scale: &str) -> (PathBuf, PathBuf) {
+    let embedded = generated(&format!("{name}-embedded"), scale);
+    let distributed = workdir(&format!("{name}-distributed"));
+    copy_dir(&embedded, &distributed);
+    let run = strata(&["run", &example(), "--warehouse", embedded.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    (embedded, distributed)
+}
+
 /// Every published table of a warehouse, each sorted on all its columns, as text.
 fn contents(warehouse: &Path) -> Vec<(String, String)> {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -151,27 +162,20 @@ fn contents(warehouse: &Path) -> Vec<(String, String)> {
         for table in published_tables(&Warehouse::local(warehouse)).unwrap() {
             let ctx = SessionContext::new();
             let provider = open(&table, None, &ctx.state()).await.unwrap();
-            ctx.register_table("t", provider).unwrap();
-            let columns: Vec<String> = ctx
-                .table("t")
-                .await
-                .unwrap()
-                .schema()
-                .fields()
-                .iter()
-                .filter(|field| !field.data_type().is_nested() && field.name() != "_run_id")
-                .map(|field| format!("\"{}\"", field.name()))
-                .collect();
+            ctx.register_table("t", Arc::clone(&provider)).unwrap();
             // Quarantined rows name the run that set them aside, which differs by design.
-            let all: Vec<String> = ctx
-                .table("t")
-                .await
-                .unwrap()
-                .schema()
+            let schema = provider.schema();
+            let fields: Vec<_> = schema
                 .fields()
                 .iter()
                 .filter(|field| field.name() != "_run_id")
-                .map(|field| format!("\"{}\"", field.name()))
+                .collect();
+            let quoted = |name: &String| format!("\"{name}\"");
+            let all: Vec<String> = fields.iter().map(|field| quoted(field.name())).collect();
+            let columns: Vec<String> = fields
+                .iter()
+                .filter(|field| !field.data_type().is_nested())
+                .map(|field| quoted(field.name()))
                 .collect();
             let sql = format!(
                 "SELECT {} FROM t ORDER BY {}",
@@ -257,11 +261,7 @@ fn wait_for(progress: &mut BufReader<ChildStderr>, needle: &str) -> String {
 
 #[test]
 fn the_example_submitted_to_a_cluster_publishes_what_the_embedded_run_publishes() {
-    let embedded = generated("cluster-embedded", "0.01");
-    let distributed = workdir("cluster-distributed");
-    copy_dir(&embedded, &distributed);
-    let run = strata(&["run", &example(), "--warehouse", embedded.to_str().unwrap()]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    let (embedded, distributed) = embedded_and_copy("cluster", "0.01");
 
     let cluster = Cluster::start("example", 2);
     let submitted = strata(&[
@@ -319,11 +319,7 @@ fn the_example_submitted_to_a_cluster_publishes_what_the_embedded_run_publishes(
 
 #[test]
 fn run_with_a_scheduler_orchestrates_here_and_works_on_the_cluster() {
-    let embedded = generated("cluster-client-embedded", "0.002");
-    let distributed = workdir("cluster-client-distributed");
-    copy_dir(&embedded, &distributed);
-    let run = strata(&["run", &example(), "--warehouse", embedded.to_str().unwrap()]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    let (embedded, distributed) = embedded_and_copy("cluster-client", "0.002");
 
     let cluster = Cluster::start("client", 2);
     let run = strata(&[
@@ -352,11 +348,7 @@ fn run_with_a_scheduler_orchestrates_here_and_works_on_the_cluster() {
 
 #[test]
 fn a_killed_executor_does_not_lose_or_duplicate_rows() {
-    let embedded = generated("cluster-fault-embedded", "0.05");
-    let distributed = workdir("cluster-fault-distributed");
-    copy_dir(&embedded, &distributed);
-    let run = strata(&["run", &example(), "--warehouse", embedded.to_str().unwrap()]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    let (embedded, distributed) = embedded_and_copy("cluster-fault", "0.05");
 
     let mut cluster = Cluster::start("fault", 2);
     let (mut child, mut progress) = submit(&cluster, &distributed, &[]);
@@ -516,12 +508,26 @@ fn a_submission_with_broken_sql_or_a_missing_warehouse_is_refused() {
         "{}",
         stderr(&output)
     );
+
+    let output = strata(&["cancel", "run-0-0", "--scheduler", &cluster.address]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("no run run-0-0 on this scheduler"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = strata(&["cluster", "--executors", "0"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("--executors must be at least 1"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn ranking_functions_and_top_k_run_in_executor_tasks() {
-    use std::sync::Arc;
-
     use datafusion::physical_plan::displayable;
     use strata_sql::expectations::Checker;
     use strata_sql::run::Engine;

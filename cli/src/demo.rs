@@ -13,7 +13,7 @@ use strata_sql::storage::delta_publish;
 use strata_sql::warehouse::Warehouse;
 
 use crate::error::CliError;
-use crate::run::RunArgs;
+use crate::run::{BuildArgs, RunArgs};
 
 /// The recruitment example, one file per layer.
 const PIPELINE: [(&str, &str); 4] = [
@@ -83,10 +83,12 @@ pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
     )?;
     let run = crate::run::run(
         RunArgs {
-            pipeline: vec![pipeline_dir],
-            warehouse: args.warehouse.clone(),
-            select: Vec::new(),
-            full_refresh: false,
+            build: BuildArgs {
+                pipeline: vec![pipeline_dir],
+                warehouse: args.warehouse.clone(),
+                select: Vec::new(),
+                full_refresh: false,
+            },
             scheduler: None,
         },
         out,

@@ -17,9 +17,9 @@ use strata_sql::warehouse::Warehouse;
 
 use crate::error::CliError;
 
-/// Arguments of `strata run`.
+/// What to build, for `strata run` and `strata submit` alike.
 #[derive(Args)]
-pub struct RunArgs {
+pub struct BuildArgs {
     /// Pipeline files, or directories of `.sql` files.
     #[arg(required = true, value_name = "PIPELINE")]
     pub pipeline: Vec<PathBuf>,
@@ -32,6 +32,13 @@ pub struct RunArgs {
     /// Rebuild from every landing file instead of only new ones.
     #[arg(long)]
     pub full_refresh: bool,
+}
+
+/// Arguments of `strata run`.
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub build: BuildArgs,
     /// Run the work on this Strata scheduler's executors (`host:port`); orchestration stays here.
     #[arg(long, env = "STRATA_SCHEDULER", value_name = "URL")]
     pub scheduler: Option<String>,
@@ -39,11 +46,11 @@ pub struct RunArgs {
 
 /// Checks, plans and runs the pipeline, then prints the summary; fails if any table failed.
 pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let sources = Sources::load(&args.pipeline)?;
-    let warehouse = Warehouse::local(&args.warehouse);
+    let sources = Sources::load(&args.build.pipeline)?;
+    let warehouse = Warehouse::local(&args.build.warehouse);
     let options = RunOptions {
-        select: args.select.clone(),
-        full_refresh: args.full_refresh,
+        select: args.build.select.clone(),
+        full_refresh: args.build.full_refresh,
         run_id: None,
     };
     let engine = match &args.scheduler {

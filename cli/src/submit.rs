@@ -12,26 +12,17 @@ use strata_sql::language::Sources;
 use strata_sql::run::{RunReport, TableReport};
 
 use crate::error::CliError;
-use crate::run::{Progress, outcome, print_summary};
+use crate::run::{BuildArgs, Progress, outcome, print_summary};
 
 /// Arguments of `strata submit`.
 #[derive(Args)]
 pub struct SubmitArgs {
-    /// Pipeline files, or directories of `.sql` files.
-    #[arg(required = true, value_name = "PIPELINE")]
-    pub pipeline: Vec<PathBuf>,
+    // The warehouse must be a path the scheduler and executors see (shared storage).
+    #[command(flatten)]
+    pub build: BuildArgs,
     /// The scheduler, `host:port`.
     #[arg(long, env = "STRATA_SCHEDULER")]
     pub scheduler: String,
-    /// Warehouse root, as the scheduler and executors see it (shared storage).
-    #[arg(long, env = "STRATA_WAREHOUSE")]
-    pub warehouse: PathBuf,
-    /// Build only these tables (comma-separated) and the tables they read.
-    #[arg(long, value_delimiter = ',', value_name = "TABLES")]
-    pub select: Vec<String>,
-    /// Rebuild from every landing file instead of only new ones.
-    #[arg(long)]
-    pub full_refresh: bool,
     /// Print the run id and return; the run goes on without this client.
     #[arg(long)]
     pub detach: bool,
@@ -61,8 +52,8 @@ fn refused(status: tonic::Status) -> CliError {
 
 /// Submits the pipeline, follows it like `strata run`, and fails if the run did.
 pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let sources = Sources::load(&args.pipeline)?;
-    let warehouse = absolute(&args.warehouse)?;
+    let sources = Sources::load(&args.build.pipeline)?;
+    let warehouse = absolute(&args.build.warehouse)?;
     let mut client = strata_proto::connect(&args.scheduler, "client", "strata submit")
         .await
         .map_err(CliError::Cluster)?;
@@ -77,8 +68,8 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
         .submit(SubmitRequest {
             files,
             warehouse: warehouse.display().to_string(),
-            select: args.select,
-            full_refresh: args.full_refresh,
+            select: args.build.select,
+            full_refresh: args.build.full_refresh,
             client_version: strata_proto::VERSION.to_owned(),
         })
         .await

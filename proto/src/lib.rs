@@ -22,6 +22,15 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Attempts to reach a scheduler before giving up, one second apart.
 pub const CONNECT_ATTEMPTS: u32 = 10;
 
+/// A scheduler address as a URL: `host:port` gets `http://`.
+pub fn scheduler_url(address: &str) -> String {
+    if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("http://{address}")
+    }
+}
+
 /// Connects to a scheduler's pipeline service and checks it runs this version.
 ///
 /// `url` is `host:port` or `http://host:port`. A scheduler that is not up yet is tried
@@ -31,11 +40,7 @@ pub async fn connect(
     role: &str,
     name: &str,
 ) -> Result<PipelineServiceClient<Channel>, String> {
-    let url = if url.contains("://") {
-        url.to_owned()
-    } else {
-        format!("http://{url}")
-    };
+    let url = scheduler_url(url);
     let endpoint = Channel::from_shared(url.clone())
         .map_err(|error| format!("{url} is not a scheduler address: {error}"))?
         .connect_timeout(Duration::from_secs(2));

@@ -35,11 +35,7 @@ pub enum Engine {
 impl Engine {
     /// An engine that submits to the scheduler at `url` (`host:port` or `http://host:port`).
     pub fn cluster(url: &str) -> Self {
-        let scheduler_url = if url.contains("://") {
-            url.to_owned()
-        } else {
-            format!("http://{url}")
-        };
+        let scheduler_url = strata_proto::scheduler_url(url);
         Engine::Cluster {
             scheduler_url,
             config: SessionConfig::new_with_ballista()

@@ -193,6 +193,12 @@ async fn build_table(
     }
     on_event(RunEvent::Started(name));
     let clock = Instant::now();
+    let on_rows = |rows_read| {
+        on_event(RunEvent::Progress {
+            table: name,
+            rows_read,
+        })
+    };
     let outcome = match statement {
         Statement::Table(table) if name.layer == Layer::Raw => {
             let source =
@@ -205,12 +211,6 @@ async fn build_table(
                     });
             match (source, planned_schema) {
                 (Some(source), Some(schema)) => {
-                    let on_rows = |rows_read| {
-                        on_event(RunEvent::Progress {
-                            table: name,
-                            rows_read,
-                        })
-                    };
                     let built = raw::build(
                         table,
                         source,
@@ -237,12 +237,6 @@ async fn build_table(
             }
         }
         Statement::Table(table) => {
-            let on_rows = |rows_read| {
-                on_event(RunEvent::Progress {
-                    table: name,
-                    rows_read,
-                })
-            };
             publish::build(
                 table,
                 warehouse,

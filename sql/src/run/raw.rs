@@ -58,7 +58,7 @@ pub async fn build(
 
     let mut committed_sources = Vec::new();
     let mut written = Vec::new();
-    let mut writers = Vec::new();
+    let mut answers = Vec::new();
     for (index, file) in new_files.into_iter().enumerate() {
         let prefix = format!("part-{run_id}-{index:05}");
         let job = format!("{run_id}:{}:{index}", table.name);
@@ -74,7 +74,7 @@ pub async fn build(
                     }
                 }
                 on_rows(report.rows_read);
-                writers.extend(write_files::writers(&rows));
+                answers.extend(rows);
                 committed_sources.push(file);
             }
             Err(error) => {
@@ -96,9 +96,7 @@ pub async fn build(
     report.rows_written = written.iter().map(|f| f.rows).sum();
     report.files = written.len() as u64;
     report.bytes = written.iter().map(|f| f.bytes).sum();
-    writers.sort();
-    writers.dedup();
-    report.writers = writers;
+    report.writers = write_files::writers(&answers);
     log.commit(run_id, full_refresh, committed_sources, written)
         .map_err(|error| error.to_string())?;
     report.status = TableStatus::Built;

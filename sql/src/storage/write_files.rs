@@ -249,13 +249,13 @@ impl ExecutionPlan for WriteFilesExec {
     }
 }
 
-/// `host:pid`, so a run can tell which process wrote each file.
-pub fn writer_identity() -> String {
+/// `host:pid`, so a run can tell which process wrote each file; read once per process.
+static WRITER_IDENTITY: LazyLock<String> = LazyLock::new(|| {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
         .unwrap_or_else(|_| "localhost".to_owned());
     format!("{host}:{}", std::process::id())
-}
+});
 
 /// The files of one partition, open while its rows stream in.
 enum Sinks {
@@ -272,7 +272,7 @@ struct PartitionWriter {
 
 impl PartitionWriter {
     async fn run(self, mut input: SendableRecordBatchStream) -> Result<RecordBatch> {
-        let identity = writer_identity();
+        let identity = WRITER_IDENTITY.as_str();
         let mut data = match self.spec.format {
             FileFormat::Avro => Sinks::Avro(BTreeMap::new()),
             FileFormat::Delta => Sinks::Delta(Box::new(
@@ -356,7 +356,7 @@ impl PartitionWriter {
                 rows.push(add_row(Written::Quarantine, &add)?);
             }
         }
-        output_batch(&rows, &identity)
+        output_batch(&rows, identity)
     }
 
     async fn write_data(
