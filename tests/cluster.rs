@@ -5,13 +5,14 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;
 use strata_sql::storage::catalog::{open, published_tables};
+use strata_sql::storage::delta_publish::DeltaReader;
 use strata_sql::warehouse::Warehouse;
 
 use crate::support::{example, stderr, stdout, strata, workdir};
@@ -19,13 +20,22 @@ use crate::support::{example, stderr, stdout, strata, workdir};
 /// A scheduler and executors, killed when dropped.
 pub struct Cluster {
     scheduler: Child,
+    scheduler_out: BufReader<ChildStdout>,
     executors: Vec<Child>,
+    work_dirs: Vec<PathBuf>,
+    /// A directory new executors do not see: a private mount covers it.
+    hidden: Option<PathBuf>,
     pub address: String,
 }
 
 impl Cluster {
     /// Starts a scheduler on a free port and `executors` executors, and waits until all are ready.
     pub fn start(name: &str, executors: usize) -> Cluster {
+        Self::start_with(name, executors, &[])
+    }
+
+    /// Like [`Cluster::start`], with more arguments for `strata scheduler`.
+    pub fn start_with(name: &str, executors: usize, scheduler_args: &[&str]) -> Cluster {
         let mut scheduler = Command::new(env!("CARGO_BIN_EXE_strata"))
             .args([
                 "scheduler",
@@ -34,19 +44,24 @@ impl Cluster {
                 "--executor-timeout",
                 "5",
             ])
+            .args(scheduler_args)
+            .env_remove("STRATA_FLIGHT_USERS")
+            .env_remove("STRATA_FLIGHT_CONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("strata scheduler starts");
+        let mut scheduler_out = BufReader::new(scheduler.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(scheduler.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        scheduler_out.read_line(&mut line).unwrap();
         assert!(line.contains("listening on"), "{line:?}");
         let address = line.trim().rsplit(' ').next().unwrap().to_owned();
         let mut cluster = Cluster {
             scheduler,
+            scheduler_out,
             executors: Vec::new(),
+            work_dirs: Vec::new(),
+            hidden: None,
             address,
         };
         for index in 0..executors {
@@ -59,13 +74,33 @@ impl Cluster {
     pub fn add_executor(&mut self, name: &str) {
         let health_port = free_port();
         let work_dir = workdir(&format!("executor-{name}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        let mut command = match &self.hidden {
+            // A mount namespace of its own, with an empty file system over `hidden`.
+            Some(hidden) => {
+                let mut command = Command::new("unshare");
+                command.args([
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    "mount -t tmpfs strata-hidden \"$0\" && exec \"$@\"",
+                    hidden.to_str().unwrap(),
+                    env!("CARGO_BIN_EXE_strata"),
+                ]);
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_strata")),
+        };
+        let child = command
             .args([
                 "executor",
                 "--scheduler",
                 &self.address,
                 "--concurrent-tasks",
                 "2",
+                "--heartbeat-interval",
+                "1",
             ])
             .args(["--health-port", &health_port.to_string()])
             .args(["--work-dir", work_dir.to_str().unwrap()])
@@ -74,6 +109,7 @@ impl Cluster {
             .spawn()
             .expect("strata executor starts");
         self.executors.push(child);
+        self.work_dirs.push(work_dir);
         let deadline = Instant::now() + Duration::from_secs(60);
         while probe(health_port, "/readyz") != Some(200) {
             assert!(
@@ -83,6 +119,31 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(200));
         }
         assert_eq!(probe(health_port, "/healthz"), Some(200));
+    }
+
+    /// The scheduler's next line of output.
+    pub fn scheduler_line(&mut self) -> String {
+        let mut line = String::new();
+        self.scheduler_out.read_line(&mut line).unwrap();
+        line
+    }
+
+    /// The Ballista jobs whose shuffle or result files are in an executor's work directory.
+    pub fn executor_jobs(&self) -> Vec<String> {
+        let mut jobs: Vec<String> = self
+            .work_dirs
+            .iter()
+            .filter_map(|dir| std::fs::read_dir(dir).ok())
+            .flatten()
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.path().is_dir())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            // DataFusion's spill directories sit beside the jobs.
+            .filter(|name| !name.starts_with("datafusion-"))
+            .collect();
+        jobs.sort();
+        jobs.dedup();
+        jobs
     }
 
     pub fn executor_pids(&self) -> Vec<u32> {
@@ -161,7 +222,9 @@ fn contents(warehouse: &Path) -> Vec<(String, String)> {
         let mut tables = Vec::new();
         for table in published_tables(&Warehouse::local(warehouse)).unwrap() {
             let ctx = SessionContext::new();
-            let provider = open(&table, None, &ctx.state()).await.unwrap();
+            let provider = open(&table, None, &ctx.state(), DeltaReader::Native)
+                .await
+                .unwrap();
             ctx.register_table("t", Arc::clone(&provider)).unwrap();
             // Quarantined rows name the run that set them aside, which differs by design.
             let schema = provider.schema();
@@ -589,7 +652,7 @@ fn ranking_functions_and_top_k_run_in_executor_tasks() {
         };
         let writer = WriteFilesExec::new(plan, spec, Checker::from_rules(Vec::new(), &schema, "t"));
         engine
-            .write(Arc::new(writer), &ctx, "test:udfs")
+            .write(Arc::new(writer), &ctx, "test:udfs", &|_| {})
             .await
             .unwrap()
     });
@@ -639,4 +702,114 @@ fn ranking_functions_and_top_k_run_in_executor_tasks() {
         .map(|cell| cell.trim_end_matches(" |").trim())
         .collect();
     assert_eq!(items, ["item", "396", "384", "372"], "{best}");
+}
+
+#[test]
+fn flight_sql_on_the_scheduler_runs_the_adbc_scenarios_on_the_executors() {
+    use crate::flight::{PASSWORD, USER, assert_adbc_scenarios, example_warehouse};
+
+    let users = format!("{USER}:{PASSWORD}");
+    let mut cluster = Cluster::start_with(
+        "flightsql",
+        2,
+        &[
+            "--flight-sql-port",
+            "0",
+            "--warehouse",
+            example_warehouse().to_str().unwrap(),
+            "--users",
+            &users,
+        ],
+    );
+    let line = cluster.scheduler_line();
+    assert!(line.contains("queries run on the cluster"), "{line:?}");
+    let uri = line
+        .split_whitespace()
+        .find(|word| word.starts_with("grpc://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    let before = cluster.executor_jobs();
+    assert_adbc_scenarios(&uri);
+    // Every query ran as a Ballista job whose output the executors wrote.
+    let after = cluster.executor_jobs();
+    let new_jobs = after.iter().filter(|job| !before.contains(job)).count();
+    assert!(new_jobs >= 5, "jobs before {before:?}, after {after:?}");
+}
+
+#[test]
+fn a_scheduler_with_flight_sql_needs_a_warehouse_it_can_read() {
+    let output = strata(&[
+        "scheduler",
+        "--listen",
+        "127.0.0.1:0",
+        "--flight-sql-port",
+        "0",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("--warehouse"),
+        "{}",
+        stderr(&output)
+    );
+
+    let missing = workdir("flightsql-missing-warehouse").join("nowhere");
+    let output = strata(&[
+        "scheduler",
+        "--listen",
+        "127.0.0.1:0",
+        "--flight-sql-port",
+        "0",
+        "--warehouse",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("nowhere"), "{}", stderr(&output));
+}
+
+/// Whether this process may make a mount namespace (root, or a sandbox that allows it).
+fn can_hide_directories() -> bool {
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs strata-probe /mnt")
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+#[test]
+fn a_landing_path_the_executors_cannot_see_fails_the_table_and_rejects_nothing() {
+    if !can_hide_directories() {
+        // Without mount namespaces one machine cannot stage two views of its files.
+        eprintln!("SKIPPED: unshare --mount is not permitted here");
+        return;
+    }
+    let warehouse = generated("cluster-hidden-landing", "0.002");
+    let mut cluster = Cluster::start("hidden", 0);
+    cluster.hidden = Some(warehouse.join("landing"));
+    cluster.add_executor("hidden-0");
+    let output = strata(&[
+        "submit",
+        &example(),
+        "--scheduler",
+        &cluster.address,
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+        "--select",
+        "raw.jobs",
+    ]);
+    let said = stderr(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains("cannot read its input"), "{said}");
+    assert!(said.contains("No such file or directory"), "{said}");
+    let pid = cluster.executor_pids()[0];
+    assert!(
+        said.contains(&format!(":{pid}")),
+        "names the executor: {said}"
+    );
+    // Not bad data: no landing file is rejected, and nothing is committed.
+    assert!(!said.contains("rejected"), "{said}");
+    let raw = warehouse.join("raw").join("jobs");
+    let committed = std::fs::read_dir(&raw)
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(committed, 0, "nothing under {}", raw.display());
 }

@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 
 use crate::support::{example, manifest_count, python_file, stderr, strata, workdir};
 
-const USER: &str = "alice";
-const PASSWORD: &str = "s3cret-for-tests";
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "s3cret-for-tests";
 
 /// A `strata serve` process, stopped when dropped.
 pub struct Server {
@@ -89,7 +89,13 @@ fn the_adbc_driver_queries_the_published_tables() {
         example_warehouse(),
         &["--users", &format!("{USER}:{PASSWORD}")],
     );
-    let output = python_file(&scenarios(), &[&server.uri(), USER, PASSWORD]);
+    assert_adbc_scenarios(&server.uri());
+}
+
+/// Runs every ADBC scenario against the Flight SQL server at `uri`, which serves the
+/// example warehouse to `USER`, and checks each answer.
+pub fn assert_adbc_scenarios(uri: &str) {
+    let output = python_file(&scenarios(), &[uri, USER, PASSWORD]);
     let found: serde_json::Value = serde_json::from_str(output.trim()).expect("one JSON object");
     let text = |key: &str| found[key].as_str().unwrap_or_default().to_owned();
 

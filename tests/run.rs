@@ -204,3 +204,104 @@ fn run_errors_are_clear() {
         "{stdout}"
     );
 }
+
+/// An input that yields ten rows, then waits before its last five.
+#[derive(Debug)]
+struct SlowRows(datafusion::arrow::datatypes::SchemaRef);
+
+impl datafusion::physical_plan::streaming::PartitionStream for SlowRows {
+    fn schema(&self) -> &datafusion::arrow::datatypes::SchemaRef {
+        &self.0
+    }
+
+    fn execute(
+        &self,
+        _: std::sync::Arc<datafusion::execution::TaskContext>,
+    ) -> datafusion::execution::SendableRecordBatchStream {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::record_batch::RecordBatch;
+        let schema = std::sync::Arc::clone(&self.0);
+        let batch = move |rows: i64| {
+            RecordBatch::try_new(
+                std::sync::Arc::clone(&schema),
+                vec![std::sync::Arc::new(Int64Array::from_iter_values(0..rows))],
+            )
+            .map_err(Into::into)
+        };
+        let stream = futures::stream::unfold(0, move |step| {
+            let batch = batch.clone();
+            async move {
+                match step {
+                    0 => Some((batch(10), 1)),
+                    1 => {
+                        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+                        Some((batch(5), 2))
+                    }
+                    _ => None,
+                }
+            }
+        });
+        Box::pin(
+            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                std::sync::Arc::clone(&self.0),
+                stream,
+            ),
+        )
+    }
+}
+
+#[test]
+fn an_embedded_build_reports_rows_read_while_it_runs() {
+    use std::sync::{Arc, Mutex};
+
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_plan::streaming::StreamingTableExec;
+    use strata_sql::expectations::Checker;
+    use strata_sql::run::Engine;
+    use strata_sql::storage::write_files::{FileFormat, WriteFilesExec, WriteSpec, Written};
+
+    let dir = workdir("progress");
+    let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+    let input = StreamingTableExec::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(SlowRows(Arc::clone(&schema)))],
+        None,
+        Vec::new(),
+        false,
+        None,
+    )
+    .unwrap();
+    let spec = WriteSpec {
+        format: FileFormat::Avro,
+        table_dir: dir.display().to_string(),
+        prefix: "part-progress".into(),
+        partition_columns: Vec::new(),
+        quarantine_dir: None,
+    };
+    let writer = Arc::new(WriteFilesExec::new(
+        Arc::new(input),
+        spec,
+        Checker::from_rules(Vec::new(), &schema, "progress"),
+    ));
+    let heard = Mutex::new(Vec::new());
+    let engine = Engine::Embedded;
+    let rows = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let ctx = engine.session();
+        let on_rows = |rows: u64| heard.lock().unwrap().push(rows);
+        engine
+            .write(Arc::clone(&writer), &ctx, "test:progress", &on_rows)
+            .await
+            .unwrap()
+    });
+    let heard = heard.into_inner().unwrap();
+    // While the input waited, the writer had read its first ten rows and said so.
+    assert!(heard.contains(&10), "progress heard: {heard:?}");
+    assert!(heard.iter().all(|&rows| rows <= 15), "{heard:?}");
+    assert_eq!(writer.rows_read(), 15);
+    let read: u64 = rows
+        .iter()
+        .filter(|row| row.kind == Written::Counts)
+        .map(|row| row.rows)
+        .sum();
+    assert_eq!(read, 15);
+}

@@ -11,7 +11,8 @@ use strata_executor::ExecutorOptions;
 use strata_scheduler::{Scheduler, SchedulerOptions};
 
 use crate::error::CliError;
-use crate::serve::shutdown_signal;
+use crate::serve::{self, FlightArgs, shutdown_signal};
+use strata_sql::run::Engine;
 
 /// Arguments of `strata scheduler`.
 #[derive(Args)]
@@ -22,6 +23,14 @@ pub struct SchedulerArgs {
     /// Seconds without a heartbeat before an executor is lost and its tasks run elsewhere.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub executor_timeout: u64,
+    /// Also serve Flight SQL on this port (of the --listen host), running queries on the cluster.
+    #[arg(long, requires = "warehouse", value_name = "PORT")]
+    pub flight_sql_port: Option<u16>,
+    /// Warehouse whose published tables Flight SQL serves (with --flight-sql-port).
+    #[arg(long, env = "STRATA_WAREHOUSE", requires = "flight_sql_port")]
+    pub warehouse: Option<PathBuf>,
+    #[command(flatten)]
+    pub flight: FlightArgs,
 }
 
 /// Runs a scheduler until Ctrl-C or SIGTERM.
@@ -41,10 +50,45 @@ pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), 
         strata_scheduler::VERSION
     )?;
     out.flush()?;
-    scheduler
-        .serve(shutdown_signal())
-        .await
-        .map_err(|error| CliError::Cluster(error.to_string()))
+    let flight = match (args.flight_sql_port, &args.warehouse) {
+        (Some(port), Some(warehouse)) => {
+            let listen = SocketAddr::new(args.listen.ip(), port);
+            let engine = Engine::cluster(&reachable(address).to_string());
+            Some(serve::bind(warehouse, listen, args.flight, engine, out).await?)
+        }
+        _ => None,
+    };
+    let scheduling = async {
+        scheduler
+            .serve(shutdown_signal())
+            .await
+            .map_err(|error| CliError::Cluster(error.to_string()))
+    };
+    match flight {
+        Some(flight) => {
+            let querying = async {
+                flight
+                    .serve(shutdown_signal())
+                    .await
+                    .map_err(CliError::from)
+            };
+            tokio::try_join!(scheduling, querying).map(|_| ())
+        }
+        None => scheduling.await,
+    }
+}
+
+/// The address this process reaches a server bound to `address` by: loopback for a wildcard.
+fn reachable(address: SocketAddr) -> SocketAddr {
+    if address.ip().is_unspecified() {
+        let loopback = match address {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        };
+        SocketAddr::new(loopback, address.port())
+    } else {
+        address
+    }
 }
 
 /// Arguments of `strata executor`.
@@ -71,6 +115,9 @@ pub struct ExecutorArgs {
     /// Tasks to run at once [default: one per core].
     #[arg(long, default_value_t = 0)]
     pub concurrent_tasks: usize,
+    /// Seconds between heartbeats; keep it well under the scheduler's --executor-timeout.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub heartbeat_interval: u64,
 }
 
 /// Runs an executor until it is stopped.
@@ -92,6 +139,7 @@ pub async fn executor(args: ExecutorArgs) -> Result<(), CliError> {
         health_port: args.health_port,
         work_dir,
         concurrent_tasks: args.concurrent_tasks,
+        heartbeat_interval_seconds: args.heartbeat_interval,
     })
     .await
     .map_err(|error| CliError::Cluster(error.to_string()))

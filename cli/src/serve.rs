@@ -2,10 +2,11 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use strata_flightsql::{FlightSqlServer, ServerConfig, TlsFiles};
+use strata_sql::run::Engine;
 use strata_sql::storage::catalog::published_tables;
 use strata_sql::warehouse::Warehouse;
 
@@ -20,7 +21,15 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port and prints it.
     #[arg(long, default_value = "127.0.0.1:50051", env = "STRATA_FLIGHT_LISTEN")]
     pub listen: SocketAddr,
-    /// TOML file with `[[users]]`, `token_ttl_seconds`, `show_quarantine` and `[tls]`.
+    #[command(flatten)]
+    pub flight: FlightArgs,
+}
+
+/// Who may query and how: shared by `strata serve` and `strata scheduler --flight-sql-port`.
+#[derive(Args)]
+pub struct FlightArgs {
+    /// Flight SQL settings: a TOML file with `[[users]]`, `token_ttl_seconds`,
+    /// `show_quarantine` and `[tls]`.
     #[arg(long, value_name = "PATH", env = "STRATA_FLIGHT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Users as `name:password,…`; added to those of the config file.
@@ -47,6 +56,27 @@ pub struct ServeArgs {
 
 /// Binds, says where, and serves until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let server = bind(
+        &args.warehouse,
+        args.listen,
+        args.flight,
+        Engine::Embedded,
+        out,
+    )
+    .await?;
+    server.serve(shutdown_signal()).await?;
+    writeln!(out, "stopped")?;
+    Ok(())
+}
+
+/// Binds a Flight SQL server whose queries run on `engine`, and says where on `out`.
+pub(crate) async fn bind(
+    warehouse_dir: &Path,
+    listen: SocketAddr,
+    args: FlightArgs,
+    engine: Engine,
+    out: &mut impl Write,
+) -> Result<FlightSqlServer, CliError> {
     let mut config = match &args.config {
         Some(path) => ServerConfig::from_file(path)?,
         None => ServerConfig::default(),
@@ -62,12 +92,17 @@ pub async fn run(args: ServeArgs, out: &mut impl Write) -> Result<(), CliError> 
     let users = config.users.len();
     let show_quarantine = config.show_quarantine;
 
-    let warehouse = Warehouse::local(&args.warehouse);
+    let warehouse = Warehouse::local(warehouse_dir);
     let tables = published_tables(&warehouse).map_err(|source| CliError::Warehouse {
-        path: args.warehouse.clone(),
+        path: warehouse_dir.to_owned(),
         source,
     })?;
-    let server = FlightSqlServer::bind(warehouse, args.listen, config).await?;
+    let runs_on = if engine.is_cluster() {
+        "queries run on the cluster"
+    } else {
+        "queries run here"
+    };
+    let server = FlightSqlServer::bind(warehouse, listen, config, engine).await?;
     let visible = tables
         .iter()
         .filter(|table| show_quarantine || !table.is_quarantine())
@@ -79,19 +114,17 @@ pub async fn run(args: ServeArgs, out: &mut impl Write) -> Result<(), CliError> 
     };
     writeln!(
         out,
-        "serving Flight SQL on {scheme}://{} ({} published tables in {}; {})",
+        "serving Flight SQL on {scheme}://{} ({} published tables in {}; {}; {runs_on})",
         server.local_addr(),
         visible,
-        args.warehouse.display(),
+        warehouse_dir.display(),
         match users {
             0 => "no credentials needed".to_owned(),
             n => format!("{n} user(s)"),
         }
     )?;
     out.flush()?;
-    server.serve(shutdown_signal()).await?;
-    writeln!(out, "stopped")?;
-    Ok(())
+    Ok(server)
 }
 
 /// Completes on Ctrl-C or SIGTERM, so a service manager can stop the server cleanly.

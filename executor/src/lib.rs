@@ -30,6 +30,9 @@ pub struct ExecutorOptions {
     pub work_dir: PathBuf,
     /// Tasks run at once; 0 means one per core.
     pub concurrent_tasks: usize,
+    /// Seconds between heartbeats; well under the scheduler's executor timeout, or
+    /// the scheduler counts an idle executor as lost.
+    pub heartbeat_interval_seconds: u64,
 }
 
 /// Why an executor could not start or stopped.
@@ -101,6 +104,7 @@ pub async fn run(options: ExecutorOptions) -> Result<(), Error> {
         scheduler_host,
         scheduler_port,
         vcores: options.concurrent_tasks,
+        executor_heartbeat_interval_seconds: options.heartbeat_interval_seconds.max(1),
         work_dir: Some(options.work_dir.display().to_string()),
         override_function_registry: Some(Arc::new(functions)),
         override_physical_codec: Some(StrataPhysicalCodec::shared()),

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
+use strata_sql::run::Engine;
 use strata_sql::warehouse::Warehouse;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
@@ -38,10 +39,12 @@ pub struct FlightSqlServer {
 
 impl FlightSqlServer {
     /// Checks the configuration and binds `addr` (port 0 picks a free port).
+    /// Queries run on `engine`: in this process, or on a Ballista cluster.
     pub async fn bind(
         warehouse: Warehouse,
         addr: SocketAddr,
         config: ServerConfig,
+        engine: Engine,
     ) -> Result<Self> {
         if !warehouse.root().is_dir() {
             return Err(Error::NoWarehouse(warehouse.root().to_owned()));
@@ -51,7 +54,7 @@ impl FlightSqlServer {
         }
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
         let auth = Arc::new(Authenticator::new(config.users.clone(), config.token_ttl));
-        let planner = Planner::new(warehouse, config.show_quarantine);
+        let planner = Planner::new(warehouse, config.show_quarantine, engine);
         let service =
             StrataFlightSql::new(planner, auth).map_err(|status| Error::Tls(status.to_string()))?;
         let listener = tokio::net::TcpListener::bind(addr)

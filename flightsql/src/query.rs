@@ -11,14 +11,16 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
 use strata_sql::language::{Layer, did_you_mean};
+use strata_sql::run::Engine;
 use strata_sql::storage::catalog::{self, PublishedTable};
+use strata_sql::storage::delta_publish::DeltaReader;
 use strata_sql::storage::storage_schema;
 use strata_sql::warehouse::Warehouse;
 use tonic::Status;
@@ -35,6 +37,7 @@ pub struct Planner {
     warehouse: Warehouse,
     show_quarantine: bool,
     runtime: Arc<RuntimeEnv>,
+    engine: Engine,
 }
 
 /// A planned query and the context that runs it.
@@ -72,11 +75,26 @@ impl Planned {
 }
 
 impl Planner {
-    pub fn new(warehouse: Warehouse, show_quarantine: bool) -> Self {
+    pub fn new(warehouse: Warehouse, show_quarantine: bool, engine: Engine) -> Self {
         Self {
             warehouse,
             show_quarantine,
             runtime: Arc::new(RuntimeEnv::default()),
+            engine,
+        }
+    }
+
+    /// Where the planned queries run.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Delta scans that can run where the engine runs them.
+    fn delta_reader(&self) -> DeltaReader {
+        if self.engine.is_cluster() {
+            DeltaReader::Portable
+        } else {
+            DeltaReader::Native
         }
     }
 
@@ -99,7 +117,9 @@ impl Planner {
         let state = self.context().state();
         let mut schemas = Vec::with_capacity(tables.len());
         for table in tables {
-            let provider = catalog::open(table, None, &state).await.map_err(planning)?;
+            let provider = catalog::open(table, None, &state, self.delta_reader())
+                .await
+                .map_err(planning)?;
             schemas.push(storage_schema(&provider.schema()));
         }
         Ok(schemas)
@@ -132,7 +152,9 @@ impl Planner {
 
     /// A fresh context whose catalog holds only the schemas; tables come per query.
     fn context(&self) -> SessionContext {
-        let config = SessionConfig::new()
+        let config = self
+            .engine
+            .config()
             .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
             .with_information_schema(false);
         let state = SessionStateBuilder::new()
@@ -185,7 +207,7 @@ impl Planner {
                 .iter()
                 .find(|table| table.layer == layer && table.name == name)
                 .ok_or_else(|| unknown_table(layer, name, &tables))?;
-            let provider = catalog::open(table, version, &state)
+            let provider = catalog::open(table, version, &state, self.delta_reader())
                 .await
                 .map_err(planning)?;
             let schema = ctx

@@ -99,12 +99,21 @@ impl StrataFlightSql {
             .plan(&handle.sql, handle.parameter_values()?)
             .await?;
         let schema = planned.schema();
-        let frame = planned
+        let physical = planned
             .ctx
             .execute_logical_plan(planned.plan)
             .await
+            .map_err(planning)?
+            .create_physical_plan()
+            .await
             .map_err(planning)?;
-        let batches = frame.execute_stream().await.map_err(planning)?;
+        let job = format!("flightsql:{caller}");
+        let batches = self
+            .planner
+            .engine()
+            .stream(physical, &planned.ctx, &job)
+            .await
+            .map_err(planning)?;
         tracing::info!(
             user = %caller,
             sql = handle.sql,

@@ -2,12 +2,15 @@
 //! cluster. The orchestration (planning, commits, reports) is the same for both.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::physical_plan::collect;
+use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::protobuf::PhysicalPlanNode;
 use futures::TryStreamExt;
@@ -16,7 +19,11 @@ use crate::codec::StrataPhysicalCodec;
 use crate::storage::compressed_scan::CompressedScanExec;
 use crate::storage::write_files::{WriteFilesExec, WrittenRow};
 
-/// Prefix of the Ballista job name of every job a run submits: `strata:<run id>:<table>`.
+/// How often an embedded build reports the rows its writers have read.
+const PROGRESS_TICK: Duration = Duration::from_secs(1);
+
+/// Prefix of the Ballista job name of every job Strata submits: `strata:<run id>:<table>`
+/// for a run's table builds.
 pub const JOB_NAME_PREFIX: &str = "strata:";
 
 /// Runs writer plans, here or on a cluster.
@@ -43,14 +50,18 @@ impl Engine {
         }
     }
 
-    /// A session for planning on this side, set up as the engine runs plans.
-    pub fn session(&self) -> SessionContext {
-        let config = match self {
+    /// The session settings plans must be made with to run on this engine.
+    pub fn config(&self) -> SessionConfig {
+        match self {
             Engine::Embedded => SessionConfig::new(),
             Engine::Cluster { config, .. } => config.clone(),
-        };
+        }
+    }
+
+    /// A session for planning on this side, set up as the engine runs plans.
+    pub fn session(&self) -> SessionContext {
         let state = SessionStateBuilder::new()
-            .with_config(config.with_information_schema(false))
+            .with_config(self.config().with_information_schema(false))
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
@@ -64,14 +75,47 @@ impl Engine {
     }
 
     /// Runs a writer plan to the end; `job` names it in the scheduler (run id and table).
+    /// Embedded, `on_rows` hears the rows read so far every second; a cluster's tasks
+    /// report theirs when the job ends.
     pub async fn write(
         &self,
         plan: Arc<WriteFilesExec>,
         ctx: &SessionContext,
         job: &str,
+        on_rows: &(dyn Fn(u64) + Sync),
     ) -> Result<Vec<WrittenRow>> {
-        let batches = match self {
-            Engine::Embedded => collect(plan, ctx.task_ctx()).await?,
+        let batches: Vec<RecordBatch> = match self {
+            Engine::Embedded => {
+                let work = collect(Arc::clone(&plan) as _, ctx.task_ctx());
+                tokio::pin!(work);
+                let mut tick = tokio::time::interval(PROGRESS_TICK);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        batches = &mut work => break batches?,
+                        _ = tick.tick() => on_rows(plan.rows_read()),
+                    }
+                }
+            }
+            Engine::Cluster { .. } => {
+                self.stream(plan as _, ctx, job)
+                    .await?
+                    .try_collect()
+                    .await?
+            }
+        };
+        WriteFilesExec::decode(&batches)
+    }
+
+    /// Runs any plan and streams its output; on a cluster, as the Ballista job `job`.
+    pub async fn stream(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        ctx: &SessionContext,
+        job: &str,
+    ) -> Result<SendableRecordBatchStream> {
+        match self {
+            Engine::Embedded => execute_stream(plan, ctx.task_ctx()),
             Engine::Cluster {
                 scheduler_url,
                 config,
@@ -80,7 +124,7 @@ impl Engine {
                     .clone()
                     .with_ballista_job_name(&format!("{JOB_NAME_PREFIX}{job}"));
                 let plan = CompressedScanExec::wrap_all(plan)?;
-                let stream = execute_physical_plan::<PhysicalPlanNode>(
+                execute_physical_plan::<PhysicalPlanNode>(
                     scheduler_url.clone(),
                     &config.ballista_config(),
                     plan,
@@ -89,11 +133,9 @@ impl Engine {
                     config,
                 )
                 .await
-                .map_err(|error| reachable(scheduler_url, error))?;
-                stream.try_collect().await?
+                .map_err(|error| reachable(scheduler_url, error))
             }
-        };
-        WriteFilesExec::decode(&batches)
+        }
     }
 }
 

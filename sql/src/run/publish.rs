@@ -94,7 +94,7 @@ pub async fn build(
     let quarantine_schema = std::sync::Arc::clone(checker.quarantine_schema());
     let writer = WriteFilesExec::new(physical, spec, checker);
     let rows = engine
-        .write(Arc::new(writer), ctx, &format!("{run_id}:{name}"))
+        .write(Arc::new(writer), ctx, &format!("{run_id}:{name}"), on_rows)
         .await
         .map_err(|e| {
             let message = e.strip_backtrace();

@@ -62,7 +62,21 @@ pub async fn build(
     for (index, file) in new_files.into_iter().enumerate() {
         let prefix = format!("part-{run_id}-{index:05}");
         let job = format!("{run_id}:{}:{index}", table.name);
-        match ingest_file(table, source, &file, &table_dir, &prefix, ctx, engine, &job).await {
+        let before = report.rows_read;
+        let on_file_rows = |rows: u64| on_rows(before + rows);
+        match ingest_file(
+            table,
+            source,
+            &file,
+            &table_dir,
+            &prefix,
+            ctx,
+            engine,
+            &job,
+            &on_file_rows,
+        )
+        .await
+        {
             Ok(rows) => {
                 for row in &rows {
                     match row.kind {
@@ -140,6 +154,7 @@ async fn ingest_file(
     ctx: &SessionContext,
     engine: &Engine,
     job: &str,
+    on_rows: &(dyn Fn(u64) + Sync),
 ) -> DFResult<Vec<WrittenRow>> {
     // Point the landing table at this one file, with the options the pipeline declared.
     let mut definition = source.definition.clone();
@@ -167,5 +182,5 @@ async fn ingest_file(
         quarantine_dir: None,
     };
     let writer = WriteFilesExec::new(physical, spec, Checker::from_rules(Vec::new(), &schema, ""));
-    engine.write(Arc::new(writer), ctx, job).await
+    engine.write(Arc::new(writer), ctx, job, on_rows).await
 }

@@ -8,7 +8,8 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 
 use crate::language::Layer;
-use crate::storage::{delta_publish, raw_table};
+use crate::storage::delta_publish::{self, DeltaReader};
+use crate::storage::raw_table;
 use crate::warehouse::Warehouse;
 
 /// The suffix of the tables that hold rows set aside by `QUARANTINE` expectations.
@@ -77,6 +78,7 @@ pub async fn open(
     table: &PublishedTable,
     version: Option<u64>,
     session: &dyn Session,
+    reader: DeltaReader,
 ) -> Result<Arc<dyn TableProvider>> {
     match (table.layer, version) {
         (Layer::Raw, Some(_)) => Err(DataFusionError::Plan(format!(
@@ -89,7 +91,7 @@ pub async fn open(
                 DataFusionError::Plan(format!("{}.{} has no data files", table.layer, table.name))
             }),
         (_, Some(version)) => {
-            let opened = delta_publish::provider(&table.dir, Some(version), session).await;
+            let opened = delta_publish::provider(&table.dir, Some(version), session, reader).await;
             match opened {
                 Err(error) => match delta_publish::latest_version(&table.dir).await {
                     // Only look up the range when the version could not be read.
@@ -102,6 +104,6 @@ pub async fn open(
                 opened => opened,
             }
         }
-        (_, None) => delta_publish::provider(&table.dir, None, session).await,
+        (_, None) => delta_publish::provider(&table.dir, None, session, reader).await,
     }
 }

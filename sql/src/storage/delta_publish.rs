@@ -175,11 +175,21 @@ pub async fn register(
     Ok(())
 }
 
+/// How a Delta table version is scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeltaReader {
+    /// deltalake's own scan, which skips files by their statistics, in this process.
+    Native,
+    /// A Parquet scan of the version's files, which travels to executors in a Ballista plan.
+    Portable,
+}
+
 /// Opens the Delta table in `dir` at its current version, or at `version`, for reading.
 pub async fn provider(
     dir: &Path,
     version: Option<u64>,
     session: &dyn Session,
+    reader: DeltaReader,
 ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
     let external = |error: DeltaTableError| DataFusionError::External(Box::new(error));
     let url = ensure_table_uri(dir.display().to_string()).map_err(external)?;
@@ -188,7 +198,10 @@ pub async fn provider(
         builder = builder.with_version(version);
     }
     let table = builder.load().await.map_err(external)?;
-    table_provider(&table, session).await
+    match reader {
+        DeltaReader::Native => table_provider(&table, session).await,
+        DeltaReader::Portable => Ok(Arc::new(DeltaFiles::try_new(&table)?)),
+    }
 }
 
 /// The newest version of the Delta table in `dir`.

@@ -20,6 +20,9 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
@@ -32,6 +35,9 @@ use futures::StreamExt;
 
 use crate::expectations::{Checker, Split};
 use crate::storage::avro_sink::{AvroFileSink, FileSink, WrittenFile, storage_schema, to_storage};
+
+/// The node's metric of rows read from its input, live while partitions run.
+pub const ROWS_READ: &str = "rows_read";
 
 /// Marks an error reading the node's input (a missing landing file, say), as opposed
 /// to bad data in it: the orchestrator fails the table instead of rejecting the file.
@@ -111,6 +117,7 @@ pub struct WriteFilesExec {
     spec: WriteSpec,
     checker: Checker,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl WriteFilesExec {
@@ -128,7 +135,16 @@ impl WriteFilesExec {
             spec,
             checker,
             properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
         }
+    }
+
+    /// Rows read so far by every partition that has started, here.
+    pub fn rows_read(&self) -> u64 {
+        self.metrics
+            .clone_inner()
+            .sum_by_name(ROWS_READ)
+            .map_or(0, |rows| rows.as_usize() as u64)
     }
 
     pub fn spec(&self) -> &WriteSpec {
@@ -213,6 +229,10 @@ impl ExecutionPlan for WriteFilesExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn with_new_children(
         self: Arc<Self>,
         mut children: Vec<Arc<dyn ExecutionPlan>>,
@@ -240,6 +260,7 @@ impl ExecutionPlan for WriteFilesExec {
             checker: self.checker.clone(),
             schema: storage_schema(&self.input.schema()),
             partition,
+            rows_read: MetricBuilder::new(&self.metrics).counter(ROWS_READ, partition),
         };
         let output = futures::stream::once(writer.run(input));
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -268,6 +289,7 @@ struct PartitionWriter {
     checker: Checker,
     schema: SchemaRef,
     partition: usize,
+    rows_read: Count,
 }
 
 impl PartitionWriter {
@@ -307,6 +329,7 @@ impl PartitionWriter {
                 })?;
                 let batch = to_storage(&batch, &self.schema)?;
                 read += batch.num_rows() as u64;
+                self.rows_read.add(batch.num_rows());
                 let mut split = Split::default();
                 self.checker.split(&batch, &mut split)?;
                 dropped += split.dropped;
