@@ -813,3 +813,73 @@ fn a_landing_path_the_executors_cannot_see_fails_the_table_and_rejects_nothing()
         .unwrap_or(0);
     assert_eq!(committed, 0, "nothing under {}", raw.display());
 }
+
+#[test]
+fn tasks_of_one_stage_in_one_executor_never_overwrite_each_others_files() {
+    use crate::run::fastavro_rows;
+
+    let warehouse = workdir("cluster-many-tasks");
+    let landing = warehouse.join("landing").join("clicks");
+    std::fs::create_dir_all(&landing).unwrap();
+    // Several batches of one splittable file: the stage after the scan runs as many
+    // tasks, several of them in each executor.
+    let rows = 30_000;
+    let lines: String = (0..rows)
+        .map(|id| {
+            format!(
+                "{{\"id\":{id},\"job_id\":{},\"note\":\"click {id}\"}}\n",
+                id % 7
+            )
+        })
+        .collect();
+    std::fs::write(landing.join("clicks-0000.json"), lines).unwrap();
+    let pipeline = warehouse.join("clicks.sql");
+    std::fs::write(
+        &pipeline,
+        "CREATE EXTERNAL TABLE landing.clicks (id BIGINT, job_id BIGINT, note VARCHAR)\n\
+         STORED AS JSON LOCATION 'landing/clicks/';\n\
+         CREATE TABLE raw.clicks AS SELECT * FROM landing.clicks;\n",
+    )
+    .unwrap();
+    let cluster = Cluster::start("many-tasks", 2);
+    let output = strata(&[
+        "submit",
+        pipeline.to_str().unwrap(),
+        "--scheduler",
+        &cluster.address,
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = latest_report(&warehouse);
+    let table = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|table| table["table"] == "raw.clicks")
+        .unwrap();
+    assert_eq!(table["rows_written"], rows, "{table}");
+    let reported = table["files"].as_u64().unwrap();
+    assert!(reported > 2, "more tasks than executors wrote: {table}");
+    let raw = warehouse.join("raw").join("clicks");
+    let on_disk = std::fs::read_dir(&raw)
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|entry| entry.path().extension().is_some_and(|ext| ext == "avro"))
+        })
+        .count() as u64;
+    assert_eq!(on_disk, reported, "one file per task in {}", raw.display());
+    assert_eq!(fastavro_rows(&raw), rows);
+}
+
+/// The newest run report in a warehouse.
+fn latest_report(warehouse: &Path) -> serde_json::Value {
+    let mut reports: Vec<PathBuf> = std::fs::read_dir(warehouse.join("_strata").join("runs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    reports.sort();
+    serde_json::from_str(&std::fs::read_to_string(reports.last().unwrap()).unwrap()).unwrap()
+}

@@ -17,7 +17,7 @@ fn warehouse(name: &str) -> PathBuf {
 }
 
 /// Rows in every Avro file under a directory, counted by fastavro.
-fn fastavro_rows(dir: &Path) -> u64 {
+pub fn fastavro_rows(dir: &Path) -> u64 {
     let script = r#"
 import sys, glob, fastavro
 total = 0

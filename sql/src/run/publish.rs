@@ -127,6 +127,8 @@ pub async fn build(
         on_rows(report.rows_read);
         report.writers = write_files::writers(&rows);
 
+        write_files::check_distinct(adds.iter().chain(&held).map(|add| add.path.as_str()))
+            .map_err(|e| e.strip_backtrace())?;
         let published = if merges {
             let staged = staged_rows(ctx, &staging, &adds, &schema)
                 .await

@@ -107,6 +107,8 @@ pub async fn build(
     if committed_sources.is_empty() {
         return Ok(report);
     }
+    write_files::check_distinct(written.iter().map(|file| file.path.as_str()))
+        .map_err(|error| error.strip_backtrace())?;
     report.rows_written = written.iter().map(|f| f.rows).sum();
     report.files = written.len() as u64;
     report.bytes = written.iter().map(|f| f.bytes).sum();

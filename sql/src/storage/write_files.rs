@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
@@ -256,6 +257,7 @@ impl ExecutionPlan for WriteFilesExec {
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context)?;
         let writer = PartitionWriter {
+            number: WRITERS_STARTED.fetch_add(1, Ordering::Relaxed),
             spec: self.spec.clone(),
             checker: self.checker.clone(),
             schema: storage_schema(&self.input.schema()),
@@ -278,6 +280,11 @@ static WRITER_IDENTITY: LazyLock<String> = LazyLock::new(|| {
     format!("{host}:{}", std::process::id())
 });
 
+/// Writers started in this process. Ballista may run several tasks of one stage in a
+/// process, each executing its slice of the stage as partition 0, so the partition
+/// number alone does not keep Avro file names apart; this number does.
+static WRITERS_STARTED: AtomicU64 = AtomicU64::new(0);
+
 /// The files of one partition, open while its rows stream in.
 enum Sinks {
     Avro(BTreeMap<String, Box<dyn FileSink>>),
@@ -285,6 +292,8 @@ enum Sinks {
 }
 
 struct PartitionWriter {
+    /// Unique in this process; part of every Avro file name.
+    number: u64,
     spec: WriteSpec,
     checker: Checker,
     schema: SchemaRef,
@@ -412,10 +421,11 @@ impl PartitionWriter {
 
     fn file_name(&self, partition_path: &str) -> String {
         let name = format!(
-            "{}-{:05}-{}.avro",
+            "{}-{:05}-{}-{}.avro",
             self.spec.prefix,
             self.partition,
-            std::process::id()
+            std::process::id(),
+            self.number
         );
         if partition_path.is_empty() {
             name
@@ -566,6 +576,20 @@ pub fn written_file(row: &WrittenRow) -> Result<WrittenFile> {
 pub fn add_action(row: &WrittenRow) -> Result<Add> {
     serde_json::from_str(&row.file)
         .map_err(|error| DataFusionError::Internal(format!("decoding a Delta add action: {error}")))
+}
+
+/// Fails if two written files have one path: one would have overwritten the other, so
+/// committing them would lose rows.
+pub fn check_distinct<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for path in paths {
+        if !seen.insert(path) {
+            return Err(DataFusionError::Internal(format!(
+                "two tasks reported writing {path}; nothing was committed"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Every writer seen in the rows, sorted.
