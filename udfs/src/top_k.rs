@@ -118,6 +118,7 @@ impl AggregateUDFImpl for TopK {
             k,
             heaps: Vec::new(),
             item_type,
+            heap_bytes: 0,
         }))
     }
 }
@@ -187,22 +188,25 @@ impl<'a> Candidates<'a> {
     }
 
     /// Offers one row to a group's heap; the item is only materialised if it gets in.
+    /// Returns how many bytes the heap grew by (negative if it shrank).
     #[inline]
-    fn offer(&self, heap: &mut BinaryHeap<Entry>, k: usize, row: usize) -> Result<()> {
+    fn offer(&self, heap: &mut BinaryHeap<Entry>, k: usize, row: usize) -> Result<isize> {
         if self.nullable && (self.scores.is_null(row) || self.items.is_null(row)) {
-            return Ok(());
+            return Ok(0);
         }
         let score = self.scores.value(row);
         if score.is_nan() {
-            return Ok(());
+            return Ok(0);
         }
         if heap.len() < k {
             let item = ScalarValue::try_from_array(self.items, row)?;
+            let (capacity, held) = (heap.capacity(), item_bytes(&item));
             heap.push(Entry { score, item });
-            return Ok(());
+            let grown = (heap.capacity() - capacity) * size_of::<Entry>() + held;
+            return Ok(grown as isize);
         }
         let Some(mut worst) = heap.peek_mut() else {
-            return Ok(());
+            return Ok(0);
         };
         let replace = match score.total_cmp(&worst.score) {
             Ordering::Less => None,
@@ -212,10 +216,12 @@ impl<'a> Candidates<'a> {
                 (item.partial_cmp(&worst.item) == Some(Ordering::Less)).then_some(item)
             }
         };
-        if let Some(item) = replace {
-            *worst = Entry { score, item };
-        }
-        Ok(())
+        let Some(item) = replace else {
+            return Ok(0);
+        };
+        let grown = item_bytes(&item) as isize - item_bytes(&worst.item) as isize;
+        *worst = Entry { score, item };
+        Ok(grown)
     }
 }
 
@@ -227,23 +233,24 @@ fn state_lists(states: &ArrayRef) -> Result<&ListArray> {
     }
 }
 
-/// Offers every entry of one partial state (one list) to a heap.
+/// Offers every entry of one partial state (one list) to a heap; returns the bytes it grew by.
 fn merge_state(
     heap: &mut BinaryHeap<Entry>,
     k: usize,
     lists: &ListArray,
     row: usize,
-) -> Result<()> {
+) -> Result<isize> {
     if lists.is_null(row) {
-        return Ok(());
+        return Ok(0);
     }
     let entries = lists.value(row);
     let entries = entries.as_struct();
     let candidates = Candidates::new(entries.column(0), entries.column(1));
+    let mut grown = 0;
     for entry in 0..entries.len() {
-        candidates.offer(heap, k, entry)?;
+        grown += candidates.offer(heap, k, entry)?;
     }
-    Ok(())
+    Ok(grown)
 }
 
 /// One result list per heap, best first; an empty heap gives NULL.
@@ -284,8 +291,13 @@ fn heap_size(heap: &BinaryHeap<Entry>) -> usize {
     heap.capacity() * size_of::<Entry>()
         + heap
             .iter()
-            .map(|entry| entry.item.size() - size_of::<ScalarValue>())
+            .map(|entry| item_bytes(&entry.item))
             .sum::<usize>()
+}
+
+/// Bytes an item holds outside its `ScalarValue` (a string's characters, say).
+fn item_bytes(item: &ScalarValue) -> usize {
+    item.size() - size_of::<ScalarValue>()
 }
 
 /// `top_k` over one group (no GROUP BY, windows).
@@ -332,6 +344,9 @@ struct TopKGroups {
     k: usize,
     heaps: Vec<BinaryHeap<Entry>>,
     item_type: DataType,
+    /// What the heaps hold, kept up to date as they change: DataFusion asks for the
+    /// size after every batch, and summing every heap then costs groups × k each time.
+    heap_bytes: usize,
 }
 
 impl TopKGroups {
@@ -350,11 +365,13 @@ impl GroupsAccumulator for TopKGroups {
     ) -> Result<()> {
         self.heaps.resize_with(total_num_groups, BinaryHeap::new);
         let candidates = Candidates::new(&values[0], &values[1]);
+        let mut grown = 0;
         for (row, &group) in group_indices.iter().enumerate() {
             if Self::included(opt_filter, row) {
-                candidates.offer(&mut self.heaps[group], self.k, row)?;
+                grown += candidates.offer(&mut self.heaps[group], self.k, row)?;
             }
         }
+        self.heap_bytes = self.heap_bytes.saturating_add_signed(grown);
         Ok(())
     }
 
@@ -366,9 +383,11 @@ impl GroupsAccumulator for TopKGroups {
     ) -> Result<()> {
         self.heaps.resize_with(total_num_groups, BinaryHeap::new);
         let lists = state_lists(&values[0])?;
+        let mut grown = 0;
         for (row, &group) in group_indices.iter().enumerate() {
-            merge_state(&mut self.heaps[group], self.k, lists, row)?;
+            grown += merge_state(&mut self.heaps[group], self.k, lists, row)?;
         }
+        self.heap_bytes = self.heap_bytes.saturating_add_signed(grown);
         Ok(())
     }
 
@@ -403,6 +422,8 @@ impl GroupsAccumulator for TopKGroups {
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let heaps = emit_to.take_needed(&mut self.heaps);
+        let taken: usize = heaps.iter().map(heap_size).sum();
+        self.heap_bytes = self.heap_bytes.saturating_sub(taken);
         Ok(Arc::new(heaps_to_lists(&heaps, &self.item_type)?))
     }
 
@@ -411,8 +432,52 @@ impl GroupsAccumulator for TopKGroups {
     }
 
     fn size(&self) -> usize {
-        size_of_val(self)
-            + self.heaps.capacity() * size_of::<BinaryHeap<Entry>>()
-            + self.heaps.iter().map(heap_size).sum::<usize>()
+        size_of_val(self) + self.heaps.capacity() * size_of::<BinaryHeap<Entry>>() + self.heap_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::StringArray;
+
+    use super::*;
+
+    /// The size kept up to date batch by batch equals the heaps summed from scratch.
+    #[test]
+    fn the_groups_size_follows_what_the_heaps_hold() -> Result<()> {
+        let mut groups = TopKGroups {
+            k: 3,
+            heaps: Vec::new(),
+            item_type: DataType::Utf8,
+            heap_bytes: 0,
+        };
+        let summed = |groups: &TopKGroups| groups.heaps.iter().map(heap_size).sum::<usize>();
+        for batch in 0..4 {
+            let items: ArrayRef =
+                Arc::new(StringArray::from_iter_values((0..50).map(|row| {
+                    format!("candidate-{batch}-{row}-{}", "x".repeat(row % 7))
+                })));
+            let scores: ArrayRef = Arc::new(Float64Array::from_iter_values(
+                (0..50).map(|row| ((row * 37 + batch * 11) % 23) as f64),
+            ));
+            let group_indices: Vec<usize> = (0..50).map(|row| row % 4).collect();
+            groups.update_batch(&[items, scores], &group_indices, None, 4)?;
+            assert_eq!(groups.heap_bytes, summed(&groups), "after batch {batch}");
+        }
+        let state = groups.state(EmitTo::First(2))?;
+        assert_eq!(
+            groups.heap_bytes,
+            summed(&groups),
+            "after emitting two groups"
+        );
+        groups.merge_batch(&state, &[0, 1], 4)?;
+        assert_eq!(
+            groups.heap_bytes,
+            summed(&groups),
+            "after merging them back"
+        );
+        groups.evaluate(EmitTo::All)?;
+        assert_eq!(groups.heap_bytes, 0);
+        Ok(())
     }
 }
