@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The comparison's work in DuckDB: landing files in, five Parquet outputs out.
 
-    python3 duckdb_job.py LANDING_DIR OUT_DIR
+    python3 duckdb_job.py LANDING_DIR OUT_DIR [--steps]
 
 Prints one JSON line with the seconds spent inside DuckDB. Plain SQL stands in for
 Strata's functions: skill_match, recency_decay and geo_distance_km are written out
@@ -15,10 +15,12 @@ import time
 import duckdb
 
 landing, out = sys.argv[1], sys.argv[2]
+# With --steps, each statement's time goes to stderr, to see where DuckDB spends it.
+steps = "--steps" in sys.argv[3:]
 started = time.monotonic()
 db = duckdb.connect()
 db.execute("SET threads TO 2")
-db.execute(
+script = (
     f"""
 CREATE VIEW candidates_landing AS SELECT * FROM read_csv('{landing}/candidates/*.csv.gz', header = true,
   columns = {{'candidate_id': 'VARCHAR', 'name': 'VARCHAR', 'title': 'VARCHAR', 'skills': 'VARCHAR',
@@ -77,4 +79,10 @@ COPY (
 ) TO '{out}/candidates_per_job.parquet' (FORMAT parquet);
 """
 )
+for statement in filter(str.strip, script.split(";\n")):
+    begun = time.monotonic()
+    db.execute(statement)
+    if steps:
+        first = " ".join(statement.split())[:60]
+        print(f"{time.monotonic() - begun:8.2f} s  {first}", file=sys.stderr)
 print(json.dumps({"seconds": time.monotonic() - started}))
