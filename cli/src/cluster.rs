@@ -9,10 +9,10 @@ use std::process::{Child, Command, Stdio};
 use clap::Args;
 use strata_executor::ExecutorOptions;
 use strata_scheduler::{Scheduler, SchedulerOptions};
+use strata_sql::run::Engine;
 
 use crate::error::CliError;
 use crate::serve::{self, FlightArgs, shutdown_signal};
-use strata_sql::run::Engine;
 
 /// Arguments of `strata scheduler`.
 #[derive(Args)]
@@ -53,7 +53,10 @@ pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), 
     let flight = match (args.flight_sql_port, &args.warehouse) {
         (Some(port), Some(warehouse)) => {
             let listen = SocketAddr::new(args.listen.ip(), port);
-            let engine = Engine::cluster(&reachable(address).to_string());
+            let own = scheduler
+                .client_address()
+                .map_err(|error| CliError::Cluster(error.to_string()))?;
+            let engine = Engine::cluster(&own.to_string());
             Some(serve::bind(warehouse, listen, args.flight, engine, out).await?)
         }
         _ => None,
@@ -75,19 +78,6 @@ pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), 
             tokio::try_join!(scheduling, querying).map(|_| ())
         }
         None => scheduling.await,
-    }
-}
-
-/// The address this process reaches a server bound to `address` by: loopback for a wildcard.
-fn reachable(address: SocketAddr) -> SocketAddr {
-    if address.ip().is_unspecified() {
-        let loopback = match address {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        };
-        SocketAddr::new(loopback, address.port())
-    } else {
-        address
     }
 }
 

@@ -58,6 +58,19 @@ impl Scheduler {
         })
     }
 
+    /// Where clients in this process reach the scheduler: loopback when bound to a wildcard.
+    pub fn client_address(&self) -> Result<SocketAddr> {
+        let address = self.local_addr()?;
+        if !address.ip().is_unspecified() {
+            return Ok(address);
+        }
+        let loopback: std::net::IpAddr = match address {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        };
+        Ok(SocketAddr::new(loopback, address.port()))
+    }
+
     /// Serves Ballista's scheduler and the pipeline service until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let address = self.local_addr()?;
@@ -100,7 +113,7 @@ impl Scheduler {
             .max_encoding_message_size(max_message);
         let pipelines = PipelineServiceServer::new(pipeline_service::PipelineService::new(
             scheduler,
-            format!("http://{address}"),
+            format!("http://{}", self.client_address()?),
         ));
         tracing::info!("Strata scheduler {VERSION} listening on {address}");
         tonic::transport::Server::builder()
