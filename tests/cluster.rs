@@ -166,7 +166,7 @@ impl Drop for Cluster {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -206,7 +206,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A warehouse built by the embedded engine, and an untouched copy of its landing data.
-fn embedded_and_copy(name: &str, scale: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn embedded_and_copy(name: &str, scale: &str) -> (PathBuf, PathBuf) {
     let embedded = generated(&format!("{name}-embedded"), scale);
     let distributed = workdir(&format!("{name}-distributed"));
     copy_dir(&embedded, &distributed);
@@ -254,7 +254,7 @@ fn contents(warehouse: &Path) -> Vec<(String, String)> {
     })
 }
 
-fn assert_same_tables(embedded: &Path, distributed: &Path) {
+pub(crate) fn assert_same_tables(embedded: &Path, distributed: &Path) {
     let expected = contents(embedded);
     let found = contents(distributed);
     assert!(

@@ -1,10 +1,12 @@
 //! Strata's integration tests, in one binary because every test binary links DataFusion.
 
+mod autoscale;
 mod check;
 mod cli;
 mod cluster;
 mod example;
 mod flight;
+mod k8s;
 mod publish;
 mod run;
 mod slt;

@@ -245,6 +245,9 @@ mod tests {
         Drain(&'static str),
     }
 
+    /// A named sequence of snapshots, each with the decision it must give.
+    type Case = (&'static str, Settings, Vec<(Snapshot, Expect)>);
+
     fn executor(id: &str, slots: usize, running_tasks: usize) -> Executor {
         Executor {
             id: id.into(),
@@ -305,7 +308,7 @@ mod tests {
 
     #[test]
     fn decisions_follow_the_rules_step_by_step() {
-        let cases: Vec<(&str, Settings, Vec<(Snapshot, Expect)>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "a backlog that lasts scale_up_after adds what it needs at once",
                 settings(1, 8),

@@ -11,6 +11,7 @@ use strata_executor::ExecutorOptions;
 use strata_scheduler::{Scheduler, SchedulerOptions};
 use strata_sql::run::Engine;
 
+use crate::autoscale::AutoscaleArgs;
 use crate::error::CliError;
 use crate::serve::{self, FlightArgs, shutdown_signal};
 
@@ -31,31 +32,58 @@ pub struct SchedulerArgs {
     pub warehouse: Option<PathBuf>,
     #[command(flatten)]
     pub flight: FlightArgs,
+    /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this port (of the --listen host).
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
+    #[command(flatten)]
+    pub autoscale: AutoscaleArgs,
 }
 
 /// Runs a scheduler until Ctrl-C or SIGTERM.
 pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let scheduler = Scheduler::bind(SchedulerOptions {
+    let mut scheduler = Scheduler::bind(SchedulerOptions {
         listen: args.listen,
         executor_timeout_seconds: args.executor_timeout,
+        metrics_listen: args
+            .metrics_port
+            .map(|port| SocketAddr::new(args.listen.ip(), port)),
     })
     .await
     .map_err(|error| CliError::Cluster(error.to_string()))?;
     let address = scheduler
         .local_addr()
         .map_err(|error| CliError::Cluster(error.to_string()))?;
+    let own = scheduler
+        .client_address()
+        .map_err(|error| CliError::Cluster(error.to_string()))?;
     writeln!(
         out,
         "Strata scheduler {} listening on {address}",
         strata_scheduler::VERSION
     )?;
+    if let Some(metrics) = scheduler.metrics_addr() {
+        writeln!(out, "serving metrics on http://{metrics}/metrics")?;
+    }
+    if let Some(autoscale) = args
+        .autoscale
+        .build(&own.to_string(), args.executor_timeout)
+        .await?
+    {
+        let settings = &autoscale.settings;
+        writeln!(
+            out,
+            "autoscaling {} executors between {} and {} ({} slot(s) each)",
+            autoscale.backend.name(),
+            settings.min,
+            settings.max,
+            autoscale.backend.slots_per_executor()
+        )?;
+        scheduler.autoscale(autoscale);
+    }
     out.flush()?;
     let flight = match (args.flight_sql_port, &args.warehouse) {
         (Some(port), Some(warehouse)) => {
             let listen = SocketAddr::new(args.listen.ip(), port);
-            let own = scheduler
-                .client_address()
-                .map_err(|error| CliError::Cluster(error.to_string()))?;
             let engine = Engine::cluster(&own.to_string());
             Some(serve::bind(warehouse, listen, args.flight, engine, out).await?)
         }
@@ -88,7 +116,7 @@ pub struct ExecutorArgs {
     #[arg(long, env = "STRATA_SCHEDULER")]
     pub scheduler: String,
     /// Address to listen on and to advertise to the scheduler and other executors.
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, default_value = "127.0.0.1", env = "STRATA_EXECUTOR_HOST")]
     pub host: String,
     /// Arrow Flight port for shuffle data and results (0 picks a free port).
     #[arg(long, default_value_t = 0)]

@@ -1,8 +1,10 @@
 //! `strata`: the command line for Strata pipelines and ad-hoc queries.
 
+mod autoscale;
 mod check;
 mod cluster;
 mod demo;
+mod drain;
 mod error;
 mod generate;
 mod query;
@@ -18,6 +20,7 @@ use tracing_subscriber::EnvFilter;
 use crate::check::CheckArgs;
 use crate::cluster::{ClusterArgs, ExecutorArgs, SchedulerArgs};
 use crate::demo::DemoArgs;
+use crate::drain::DrainArgs;
 use crate::error::CliError;
 use crate::generate::GenArgs;
 use crate::query::QueryArgs;
@@ -27,7 +30,8 @@ use crate::submit::{CancelArgs, RunsArgs, SubmitArgs};
 
 /// Warnings and errors only; delta-kernel logs "No files in log segment" at ERROR
 /// whenever a Delta table's first version is written, which is a normal event here.
-const DEFAULT_LOG_FILTER: &str = "warn,buoyant_kernel::snapshot::builder=off";
+const DEFAULT_LOG_FILTER: &str =
+    "warn,strata_scheduler=info,strata_autoscale=info,buoyant_kernel::snapshot::builder=off";
 
 /// Strata: layered SQL pipelines on DataFusion and Ballista.
 #[derive(Parser)]
@@ -55,6 +59,8 @@ enum Command {
     Scheduler(SchedulerArgs),
     /// Run a Strata executor that joins a scheduler.
     Executor(ExecutorArgs),
+    /// Stop giving an executor tasks and wait until no running job needs it.
+    Drain(DrainArgs),
     /// Start a scheduler and executors as local processes, for development.
     Cluster(ClusterArgs),
     /// Run a pipeline on a scheduler and follow it; the run goes on if this client stops.
@@ -92,6 +98,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args, &mut std::io::stdout()).await,
             Command::Scheduler(args) => cluster::scheduler(args, &mut std::io::stdout()).await,
             Command::Executor(args) => cluster::executor(args).await,
+            Command::Drain(args) => drain::drain(args, &mut std::io::stdout().lock()).await,
             Command::Cluster(args) => cluster::cluster(args, &mut std::io::stdout()).await,
             Command::Submit(args) => submit::submit(args, &mut std::io::stdout().lock()).await,
             Command::Runs(args) => submit::runs(args, &mut std::io::stdout().lock()).await,

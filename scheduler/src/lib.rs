@@ -1,8 +1,13 @@
 //! Strata's scheduler: Ballista's scheduler with every Strata function and the plan
 //! codec installed, and the pipeline service on the same port, which runs submitted
-//! pipelines here so a run goes on when its client goes away.
+//! pipelines here so a run goes on when its client goes away; plus the executor
+//! autoscaler and the Prometheus metrics.
 
+mod autoscaler;
+mod cluster_view;
+mod draining;
 mod error;
+mod metrics;
 mod pipeline_service;
 mod runs;
 
@@ -20,6 +25,12 @@ use strata_proto::pipeline::pipeline_service_server::PipelineServiceServer;
 use strata_sql::codec::StrataPhysicalCodec;
 use tokio::net::TcpListener;
 
+use crate::autoscaler::Autoscaler;
+use crate::cluster_view::ClusterView;
+use crate::draining::{Draining, DrainingClusterState};
+use crate::metrics::Metrics;
+
+pub use autoscaler::Autoscale;
 pub use error::{Error, Result};
 pub use pipeline_service::VERSION;
 
@@ -30,24 +41,52 @@ pub struct SchedulerOptions {
     pub listen: SocketAddr,
     /// Seconds without a heartbeat after which an executor counts as lost and its tasks run again.
     pub executor_timeout_seconds: u64,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`; none when not given.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
-/// A scheduler bound to its port, not yet serving.
+/// How often the cluster is observed for the metrics and the autoscaler.
+const OBSERVE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A scheduler bound to its ports, not yet serving.
 pub struct Scheduler {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     options: SchedulerOptions,
+    autoscale: Option<Autoscale>,
 }
 
 impl Scheduler {
-    /// Binds the port, so the address is known (and taken) before serving starts.
+    /// Binds the ports, so the addresses are known (and taken) before serving starts.
     pub async fn bind(options: SchedulerOptions) -> Result<Self> {
-        let listener = TcpListener::bind(options.listen)
-            .await
-            .map_err(|source| Error::Bind {
-                address: options.listen,
-                source,
-            })?;
-        Ok(Self { listener, options })
+        let bind = |address: SocketAddr| async move {
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| Error::Bind { address, source })
+        };
+        let listener = bind(options.listen).await?;
+        let metrics_listener = match options.metrics_listen {
+            Some(address) => Some(bind(address).await?),
+            None => None,
+        };
+        Ok(Self {
+            listener,
+            metrics_listener,
+            options,
+            autoscale: None,
+        })
+    }
+
+    /// Scales the executors with this policy and backend while serving.
+    pub fn autoscale(&mut self, autoscale: Autoscale) {
+        self.autoscale = Some(autoscale);
+    }
+
+    /// The bound metrics address, if metrics are served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// The bound address (the real port when 0 was asked for).
@@ -82,6 +121,8 @@ impl Scheduler {
             expire_dead_executor_interval_seconds: (self.options.executor_timeout_seconds / 3)
                 .clamp(1, 15),
             no_executors_grace_period_seconds: self.options.executor_timeout_seconds,
+            // Ballista's default of 0 would drop a draining executor at its first heartbeat.
+            executor_termination_grace_period: self.options.executor_timeout_seconds,
             // Spread a stage's tasks over the executors, so they write in parallel.
             task_distribution: TaskDistributionPolicy::RoundRobin,
             ..SchedulerConfig::default()
@@ -103,6 +144,14 @@ impl Scheduler {
         let cluster = BallistaCluster::new_from_config(&config)
             .await
             .map_err(Error::Ballista)?;
+        let draining = Draining::default();
+        let cluster = BallistaCluster::new(
+            Arc::new(DrainingClusterState::new(
+                cluster.cluster_state(),
+                draining.clone(),
+            )),
+            cluster.job_state(),
+        );
         let scheduler =
             create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::clone(&config))
                 .await
@@ -111,12 +160,37 @@ impl Scheduler {
         let ballista = SchedulerGrpcServer::new(scheduler.clone())
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
+        let metrics = Arc::new(Metrics::default());
         let pipelines = PipelineServiceServer::new(pipeline_service::PipelineService::new(
-            scheduler,
+            scheduler.clone(),
             format!("http://{}", self.client_address()?),
+            draining.clone(),
+            Arc::clone(&metrics),
         ));
+        if let Some(listener) = self.metrics_listener {
+            let metrics = Arc::clone(&metrics);
+            tokio::spawn(async move {
+                if let Err(error) = metrics::serve(listener, metrics).await {
+                    tracing::error!("the metrics server stopped: {error}");
+                }
+            });
+        }
+        let mut autoscaler = self.autoscale.map(Autoscaler::new);
+        let observer = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(OBSERVE_EVERY);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let mut view = ClusterView::observe(&scheduler, &draining).await;
+                if let Some(autoscaler) = &mut autoscaler {
+                    autoscaler.step(&mut view, &draining, &metrics).await;
+                }
+                let starting = autoscaler.as_ref().map_or(0, Autoscaler::starting);
+                metrics.observe(&view, starting);
+            }
+        });
         tracing::info!("Strata scheduler {VERSION} listening on {address}");
-        tonic::transport::Server::builder()
+        let served = tonic::transport::Server::builder()
             .add_service(ballista)
             .add_service(pipelines)
             .serve_with_incoming_shutdown(
@@ -124,6 +198,10 @@ impl Scheduler {
                 shutdown,
             )
             .await
-            .map_err(Error::Serve)
+            .map_err(Error::Serve);
+        // Dropping the autoscaler stops the executor processes it started.
+        observer.abort();
+        let _ = observer.await;
+        served
     }
 }

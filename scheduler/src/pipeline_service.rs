@@ -12,9 +12,10 @@ use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use futures::Stream;
 use strata_proto::pipeline::pipeline_service_server::PipelineService as PipelineRpc;
 use strata_proto::pipeline::{
-    CancelRequest, CancelResponse, HelloRequest, HelloResponse, ListRunsRequest, ListRunsResponse,
-    RunEvent, RunState, RunSummary, SubmitRequest, SubmitResponse, TableFinished, TableProgress,
-    TableStarted, WatchRequest, run_event,
+    CancelRequest, CancelResponse, DrainExecutorRequest, DrainExecutorResponse, HelloRequest,
+    HelloResponse, ListRunsRequest, ListRunsResponse, RunEvent, RunState, RunSummary,
+    SubmitRequest, SubmitResponse, TableFinished, TableProgress, TableStarted, WatchRequest,
+    run_event,
 };
 use strata_sql::Error as PipelineError;
 use strata_sql::graph::Graph;
@@ -27,6 +28,9 @@ use strata_sql::warehouse::Warehouse;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
+use crate::cluster_view::{ClusterView, ExecutorState};
+use crate::draining::Draining;
+use crate::metrics::Metrics;
 use crate::runs::{Run, Runs};
 
 pub use strata_proto::VERSION;
@@ -46,15 +50,24 @@ pub struct PipelineService {
     url: String,
     runs: Arc<Runs>,
     submitted: AtomicU64,
+    draining: Draining,
+    metrics: Arc<Metrics>,
 }
 
 impl PipelineService {
-    pub fn new(scheduler: Scheduler, url: String) -> Self {
+    pub fn new(
+        scheduler: Scheduler,
+        url: String,
+        draining: Draining,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             scheduler,
             url,
             runs: Arc::default(),
             submitted: AtomicU64::new(0),
+            draining,
+            metrics,
         }
     }
 
@@ -228,6 +241,7 @@ impl PipelineRpc for PipelineService {
         };
         let task = {
             let run = Arc::clone(&run);
+            let metrics = Arc::clone(&self.metrics);
             tokio::spawn(async move {
                 let Prepared {
                     pipeline,
@@ -236,7 +250,12 @@ impl PipelineRpc for PipelineService {
                     engine,
                     ctx,
                 } = prepared;
-                let on_event = |event: TableEvent<'_>| run.record(table_event(event));
+                let on_event = |event: TableEvent<'_>| {
+                    if let TableEvent::Finished(report) = &event {
+                        metrics.table_finished(report);
+                    }
+                    run.record(table_event(event))
+                };
                 let outcome = run_pipeline(
                     &pipeline, &graph, &planned, &warehouse, &ctx, &engine, &options, &on_event,
                 )
@@ -255,7 +274,12 @@ impl PipelineRpc for PipelineService {
                 let report_json = report
                     .map(|report| serde_json::to_string(&report).unwrap_or_default())
                     .unwrap_or_default();
-                run.finish(state, report_json, error, now_ms());
+                if run.finish(state, report_json, error, now_ms()) {
+                    metrics.run_finished(
+                        state_label(state),
+                        run.summary().duration_ms as f64 / 1000.0,
+                    );
+                }
             })
         };
         run.set_task(task.abort_handle());
@@ -340,15 +364,67 @@ impl PipelineRpc for PipelineService {
         tracing::info!(
             "run {run_id} cancelled: {stopped} job(s) stopped, {removed} file(s) removed"
         );
-        run.finish(
+        if run.finish(
             RunState::Cancelled,
             String::new(),
             "cancelled; nothing it had not committed was committed".to_owned(),
             now_ms(),
-        );
+        ) {
+            self.metrics.run_finished(
+                state_label(RunState::Cancelled),
+                run.summary().duration_ms as f64 / 1000.0,
+            );
+        }
         Ok(Response::new(CancelResponse {
             state: RunState::Cancelled as i32,
         }))
+    }
+
+    async fn drain_executor(
+        &self,
+        request: Request<DrainExecutorRequest>,
+    ) -> Result<Response<DrainExecutorResponse>, Status> {
+        let wanted = request.into_inner().executor;
+        if wanted.is_empty() {
+            return Err(Status::invalid_argument(
+                "name the executor to drain by its host or host:port",
+            ));
+        }
+        let view = ClusterView::observe(&self.scheduler, &self.draining).await;
+        let matching: Vec<_> = view
+            .executors
+            .iter()
+            .filter(|e| e.state != ExecutorState::Stopping)
+            .filter(|e| e.address.host == wanted || e.address.to_string() == wanted)
+            .collect();
+        let [executor] = matching[..] else {
+            if matching.is_empty() {
+                return Ok(Response::new(DrainExecutorResponse::default()));
+            }
+            return Err(Status::invalid_argument(format!(
+                "{} executors match {wanted}; name one by host:port",
+                matching.len()
+            )));
+        };
+        if self.draining.insert(&executor.address.id) {
+            tracing::info!("draining executor {} on request", executor.address);
+        }
+        Ok(Response::new(DrainExecutorResponse {
+            found: true,
+            drained: executor.running_tasks == 0 && !executor.holds_shuffle,
+            running_tasks: executor.running_tasks as u32,
+            holds_shuffle: executor.holds_shuffle,
+        }))
+    }
+}
+
+/// The `state` label of the runs metric.
+fn state_label(state: RunState) -> &'static str {
+    match state {
+        RunState::Succeeded => "succeeded",
+        RunState::Failed => "failed",
+        RunState::Cancelled => "cancelled",
+        RunState::Running | RunState::Unspecified => "running",
     }
 }
 

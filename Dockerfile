@@ -1,0 +1,19 @@
+# The `strata` binary in a small image: scheduler, executor and CLI in one.
+#   docker build -t strata:dev .
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p strata --bin strata \
+    && cp target/release/strata /strata
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --uid 10001 --create-home strata
+COPY --from=build /strata /usr/local/bin/strata
+USER 10001
+EXPOSE 50050 50051 50052 50053 8080 9090
+ENTRYPOINT ["/usr/local/bin/strata"]

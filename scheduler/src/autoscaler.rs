@@ -1,0 +1,157 @@
+//! The autoscaler's loop: observe the cluster, let the policy decide, have the backend
+//! carry it out, and stop drained executors once no running job needs them.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_autoscale::Backend;
+use strata_autoscale::policy::{self, Decision, Memory, Settings};
+
+use crate::cluster_view::{ClusterView, ExecutorState};
+use crate::draining::Draining;
+use crate::metrics::Metrics;
+
+/// How long an executor asked for may take to register before it is no longer expected.
+const START_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the scheduler needs to scale its executors.
+#[derive(Clone)]
+pub struct Autoscale {
+    pub settings: Settings,
+    pub backend: Arc<dyn Backend>,
+}
+
+/// The policy's memory and what the loop knows beyond the scheduler's state.
+pub struct Autoscaler {
+    settings: Settings,
+    backend: Arc<dyn Backend>,
+    memory: Memory,
+    began: Instant,
+    /// When each executor still expected was asked for.
+    starting: Vec<Instant>,
+    /// Executors registered at the last tick.
+    known: HashSet<String>,
+    /// Executors this autoscaler chose to drain (a preStop drain is not ours to stop).
+    chosen: HashSet<String>,
+    /// Drained executors the backend was told to stop.
+    stopped: HashSet<String>,
+}
+
+impl Autoscaler {
+    pub fn new(autoscale: Autoscale) -> Self {
+        Self {
+            settings: autoscale.settings,
+            backend: autoscale.backend,
+            memory: Memory::default(),
+            began: Instant::now(),
+            starting: Vec::new(),
+            known: HashSet::new(),
+            chosen: HashSet::new(),
+            stopped: HashSet::new(),
+        }
+    }
+
+    /// Executors asked for that have not registered yet.
+    pub fn starting(&self) -> usize {
+        self.starting.len()
+    }
+
+    /// One tick: marks stopped executors in `view`, stops drained ones, then decides.
+    pub async fn step(&mut self, view: &mut ClusterView, draining: &Draining, metrics: &Metrics) {
+        let registered: HashSet<String> = view
+            .executors
+            .iter()
+            .map(|e| e.address.id.clone())
+            .collect();
+        for _ in registered.difference(&self.known) {
+            if !self.starting.is_empty() {
+                self.starting.remove(0);
+            }
+        }
+        self.starting
+            .retain(|asked| asked.elapsed() < START_TIMEOUT);
+        self.known = registered.clone();
+        self.chosen.retain(|id| registered.contains(id));
+        self.stopped.retain(|id| registered.contains(id));
+        draining.retain(&registered);
+        for executor in &mut view.executors {
+            if self.stopped.contains(&executor.address.id) {
+                executor.state = ExecutorState::Stopping;
+            }
+        }
+
+        self.stop_drained(view, metrics).await;
+
+        let snapshot = view.snapshot(
+            self.began.elapsed(),
+            self.starting.len(),
+            self.backend.slots_per_executor(),
+        );
+        let (decision, next) = policy::decide(&self.settings, &self.memory, &snapshot);
+        let backend = self.backend.name();
+        match decision {
+            Decision::Hold => self.memory = next,
+            Decision::Add { count, reason } => match self.backend.add(count).await {
+                Ok(()) => {
+                    tracing::info!("autoscaler: adding {count} executor(s) ({backend}): {reason}");
+                    metrics.decided("add");
+                    self.starting
+                        .extend(std::iter::repeat_n(Instant::now(), count));
+                    self.memory = next;
+                }
+                Err(error) => {
+                    tracing::warn!("autoscaler: cannot add {count} executor(s): {error}");
+                    metrics.backend_failed();
+                    // Keep the timers, not the change, so the next tick tries again.
+                    self.memory = Memory {
+                        last_add: self.memory.last_add,
+                        ..next
+                    };
+                }
+            },
+            Decision::Drain { executor, reason } => {
+                let address = view
+                    .executor(&executor)
+                    .map_or_else(|| executor.clone(), |e| e.address.to_string());
+                tracing::info!("autoscaler: draining executor {address}: {reason}");
+                draining.insert(&executor);
+                self.chosen.insert(executor);
+                metrics.decided("drain");
+                self.memory = next;
+            }
+        }
+    }
+
+    /// Stops each draining executor that runs nothing and holds nothing a running job needs.
+    async fn stop_drained(&mut self, view: &mut ClusterView, metrics: &Metrics) {
+        for executor in &mut view.executors {
+            let drained = executor.state == ExecutorState::Draining
+                && self.chosen.contains(&executor.address.id)
+                && executor.running_tasks == 0
+                && !executor.holds_shuffle;
+            if !drained {
+                continue;
+            }
+            match self.backend.remove(&executor.address).await {
+                Ok(()) => {
+                    tracing::info!(
+                        "autoscaler: stopping drained executor {} ({})",
+                        executor.address,
+                        self.backend.name()
+                    );
+                    metrics.decided("stop");
+                    self.stopped.insert(executor.address.id.clone());
+                    executor.state = ExecutorState::Stopping;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        "autoscaler: cannot stop drained executor {}: {error}",
+                        executor.address
+                    );
+                    metrics.backend_failed();
+                }
+            }
+        }
+    }
+}

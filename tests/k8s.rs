@@ -1,0 +1,448 @@
+//! The Kubernetes manifests, rendered by kustomize: every object parses into its
+//! `k8s-openapi` type with nothing left over, the images, ports, probes and settings
+//! agree with the CLI's flags, and the RBAC grants exactly what the autoscaler calls.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, PersistentVolumeClaim, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use strata_autoscale::kubernetes::PERMISSIONS;
+
+use crate::support::{stdout, strata};
+
+/// One overlay, rendered and typed.
+struct Rendered {
+    namespace: String,
+    objects: Vec<Value>,
+}
+
+impl Rendered {
+    fn render(overlay: &str) -> Self {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../k8s/overlays")
+            .join(overlay);
+        let output = Command::new("kubectl")
+            .args(["kustomize", dir.to_str().unwrap()])
+            .output()
+            .expect("kubectl (with kustomize 4 or later) is installed; scripts/test installs it");
+        assert!(
+            output.status.success(),
+            "kubectl kustomize {overlay}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8(output.stdout).unwrap();
+        let objects: Vec<Value> = serde_saphyr::from_multiple(&text).expect("valid YAML");
+        let namespace = objects
+            .iter()
+            .find(|o| o["kind"] == "Deployment")
+            .map(|o| o["metadata"]["namespace"].as_str().unwrap().to_owned())
+            .unwrap();
+        Self { namespace, objects }
+    }
+
+    /// Every object of a kind, parsed into its type, which must keep every field.
+    fn all<T: DeserializeOwned + serde::Serialize>(&self, kind: &str) -> Vec<T> {
+        self.objects
+            .iter()
+            .filter(|o| o["kind"] == kind)
+            .map(|o| {
+                let typed: T = serde_json::from_value(o.clone())
+                    .unwrap_or_else(|e| panic!("{kind} {}: {e}", o["metadata"]["name"]));
+                let back = serde_json::to_value(&typed).unwrap();
+                assert_eq!(&back, o, "{kind} has fields its type does not know");
+                typed
+            })
+            .collect()
+    }
+
+    fn one<T: DeserializeOwned + serde::Serialize>(&self, kind: &str, name: &str) -> T {
+        let object = self
+            .objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"));
+        serde_json::from_value(object.clone()).unwrap()
+    }
+
+    fn deployment(&self, name: &str) -> (Deployment, Container) {
+        let deployment: Deployment = self.one("Deployment", name);
+        let container = deployment.spec.clone().template.spec.unwrap().containers[0].clone();
+        (deployment, container)
+    }
+
+    /// The settings ConfigMap (kustomize adds a hash to its name).
+    fn config(&self) -> BTreeMap<String, String> {
+        let maps: Vec<ConfigMap> = self.all("ConfigMap");
+        assert_eq!(maps.len(), 1);
+        maps[0].data.clone().unwrap_or_default()
+    }
+}
+
+/// The value after `flag` in a container's args.
+fn flag<'a>(container: &'a Container, flag: &str) -> &'a str {
+    let args = container.args.as_ref().unwrap();
+    let at = args
+        .iter()
+        .position(|arg| arg == flag)
+        .unwrap_or_else(|| panic!("{} has no {flag}: {args:?}", container.name));
+    &args[at + 1]
+}
+
+/// The container port with this name.
+fn port(container: &Container, name: &str) -> i32 {
+    container
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|p| p.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("{} has no port {name}", container.name))
+        .container_port
+}
+
+fn help(command: &str) -> String {
+    let output = strata(&[command, "--help"]);
+    assert!(output.status.success());
+    stdout(&output)
+}
+
+/// The kinds every overlay must have, with how many of each.
+const KINDS: [(&str, usize); 10] = [
+    ("ConfigMap", 1),
+    ("Deployment", 2),
+    ("NetworkPolicy", 1),
+    ("PersistentVolumeClaim", 1),
+    ("PodDisruptionBudget", 1),
+    ("Role", 1),
+    ("RoleBinding", 1),
+    ("Service", 2),
+    ("ServiceAccount", 2),
+    ("__total", 12),
+];
+
+fn check_overlay(overlay: &str) -> Rendered {
+    let rendered = Rendered::render(overlay);
+    // Every object types cleanly, and nothing else is in the overlay.
+    let _: Vec<ConfigMap> = rendered.all("ConfigMap");
+    let _: Vec<Deployment> = rendered.all("Deployment");
+    let _: Vec<NetworkPolicy> = rendered.all("NetworkPolicy");
+    let _: Vec<PersistentVolumeClaim> = rendered.all("PersistentVolumeClaim");
+    let _: Vec<PodDisruptionBudget> = rendered.all("PodDisruptionBudget");
+    let _: Vec<Role> = rendered.all("Role");
+    let _: Vec<RoleBinding> = rendered.all("RoleBinding");
+    let _: Vec<Service> = rendered.all("Service");
+    let _: Vec<ServiceAccount> = rendered.all("ServiceAccount");
+    for (kind, count) in KINDS {
+        let found = rendered
+            .objects
+            .iter()
+            .filter(|o| kind == "__total" || o["kind"] == kind)
+            .count();
+        assert_eq!(found, count, "{overlay}: {kind}");
+    }
+    for object in &rendered.objects {
+        assert_eq!(
+            object["metadata"]["namespace"], rendered.namespace,
+            "{overlay}: {} {} is outside the namespace",
+            object["kind"], object["metadata"]["name"]
+        );
+    }
+
+    let (scheduler_deployment, scheduler) = rendered.deployment("strata-scheduler");
+    let (executor_deployment, executor) = rendered.deployment("strata-executor");
+    let config = rendered.config();
+
+    // One image for both, since a cluster refuses a peer of another version; the
+    // preStop hook runs the binary where the Dockerfile puts it.
+    assert_eq!(scheduler.image, executor.image, "{overlay}");
+    let dockerfile =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Dockerfile"))
+            .unwrap();
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/strata\"]"));
+    assert!(dockerfile.contains("COPY --from=build /strata /usr/local/bin/strata"));
+    assert_eq!(scheduler.command, None);
+    assert_eq!(scheduler.args.as_ref().unwrap()[0], "scheduler");
+    assert_eq!(executor.args.as_ref().unwrap()[0], "executor");
+
+    // Every flag the manifests pass exists, and every setting is an environment
+    // variable the CLI reads.
+    let scheduler_help = help("scheduler");
+    let executor_help = help("executor");
+    let drain_help = help("drain");
+    for (container, help) in [(&scheduler, &scheduler_help), (&executor, &executor_help)] {
+        for arg in container
+            .args
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|a| a.starts_with("--"))
+        {
+            assert!(
+                help.contains(&format!("{arg} ")),
+                "{overlay}: {arg} is not a flag"
+            );
+        }
+    }
+    for key in config.keys() {
+        let read = [&scheduler_help, &executor_help, &drain_help]
+            .iter()
+            .any(|help| help.contains(&format!("[env: {key}=")));
+        assert!(
+            read || key == "STRATA_LOG",
+            "{overlay}: nothing reads {key}"
+        );
+    }
+
+    // Scheduler: its ports are what its flags say, and its probes use the metrics port.
+    let listen = flag(&scheduler, "--listen");
+    assert_eq!(
+        listen.rsplit_once(':').unwrap().1,
+        port(&scheduler, "grpc").to_string()
+    );
+    assert_eq!(
+        flag(&scheduler, "--flight-sql-port"),
+        port(&scheduler, "flight-sql").to_string()
+    );
+    assert_eq!(
+        flag(&scheduler, "--metrics-port"),
+        port(&scheduler, "metrics").to_string()
+    );
+    for (probe, path) in [
+        (scheduler.readiness_probe.as_ref(), "/readyz"),
+        (scheduler.liveness_probe.as_ref(), "/healthz"),
+    ] {
+        let get = probe.unwrap().http_get.as_ref().unwrap();
+        assert_eq!(get.path.as_deref(), Some(path));
+        assert_eq!(get.port, IntOrString::String("metrics".into()));
+    }
+    let (service_host, service_port) = config["STRATA_SCHEDULER"].rsplit_once(':').unwrap();
+    let service: Service = rendered.one("Service", service_host);
+    let ports = service.spec.unwrap().ports.unwrap();
+    let grpc = ports
+        .iter()
+        .find(|p| p.port.to_string() == service_port)
+        .unwrap();
+    assert_eq!(grpc.target_port, Some(IntOrString::String("grpc".into())));
+    let flight: Service = rendered.one("Service", "strata-flight-sql");
+    let flight_port = &flight.spec.unwrap().ports.unwrap()[0];
+    assert_eq!(
+        flight_port.target_port,
+        Some(IntOrString::String("flight-sql".into()))
+    );
+    assert_eq!(
+        scheduler_deployment
+            .spec
+            .template
+            .spec
+            .unwrap()
+            .service_account_name
+            .as_deref(),
+        Some("strata-scheduler")
+    );
+
+    // Executors: ports and probes match their flags; the drain fits in the grace period.
+    assert_eq!(
+        flag(&executor, "--flight-port"),
+        port(&executor, "flight").to_string()
+    );
+    assert_eq!(
+        flag(&executor, "--grpc-port"),
+        port(&executor, "grpc").to_string()
+    );
+    assert_eq!(
+        flag(&executor, "--health-port"),
+        port(&executor, "health").to_string()
+    );
+    for probe in [
+        executor.readiness_probe.as_ref(),
+        executor.liveness_probe.as_ref(),
+    ] {
+        let get = probe.unwrap().http_get.as_ref().unwrap();
+        assert_eq!(get.port, IntOrString::String("health".into()));
+    }
+    let resources = executor.resources.as_ref().unwrap();
+    assert!(resources.requests.as_ref().unwrap().contains_key("cpu"));
+    assert!(resources.limits.as_ref().unwrap().contains_key("memory"));
+    let pre_stop = executor
+        .lifecycle
+        .as_ref()
+        .unwrap()
+        .pre_stop
+        .as_ref()
+        .unwrap();
+    let command = pre_stop.exec.as_ref().unwrap().command.as_ref().unwrap();
+    assert_eq!(&command[..2], ["/usr/local/bin/strata", "drain"]);
+    let drain_timeout: i64 = command[command.iter().position(|a| a == "--timeout").unwrap() + 1]
+        .parse()
+        .unwrap();
+    let pod = executor_deployment.spec.template.spec.clone().unwrap();
+    let grace = pod.termination_grace_period_seconds.unwrap();
+    assert!(
+        drain_timeout < grace && grace - drain_timeout <= 600,
+        "{overlay}: drain {drain_timeout} s, grace {grace} s"
+    );
+    let env = executor.env.as_ref().unwrap();
+    let host = env
+        .iter()
+        .find(|e| e.name == "STRATA_EXECUTOR_HOST")
+        .unwrap();
+    let field = host
+        .value_from
+        .as_ref()
+        .unwrap()
+        .field_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(field.field_path, "status.podIP");
+    let slots = config
+        .get("STRATA_EXECUTOR_SLOTS")
+        .map_or("2", String::as_str);
+    assert_eq!(flag(&executor, "--concurrent-tasks"), slots, "{overlay}");
+
+    // The autoscaler's defaults name this Deployment and select its pods.
+    assert!(scheduler_help.contains("[default: strata-executor]"));
+    let labels = pod_labels(&executor_deployment);
+    let selector = "app.kubernetes.io/name=strata,app.kubernetes.io/component=executor";
+    assert!(scheduler_help.contains(&format!("[default: {selector}]")));
+    for pair in selector.split(',') {
+        let (key, value) = pair.split_once('=').unwrap();
+        assert_eq!(
+            labels.get(key).map(String::as_str),
+            Some(value),
+            "{overlay}: {key}"
+        );
+    }
+
+    // The PDB and the NetworkPolicy cover the executor pods; the Flight and task
+    // ports take traffic from Strata's pods only.
+    let pdb: PodDisruptionBudget = rendered.one("PodDisruptionBudget", "strata-executor");
+    let pdb_labels = pdb.spec.unwrap().selector.unwrap().match_labels.unwrap();
+    assert!(pdb_labels.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let policy: NetworkPolicy = rendered.one("NetworkPolicy", "strata-executor");
+    let policy = policy.spec.unwrap();
+    let selected = policy.pod_selector.unwrap().match_labels.unwrap();
+    assert!(selected.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    for rule in policy.ingress.unwrap() {
+        let ports: BTreeSet<String> = rule
+            .ports
+            .unwrap()
+            .iter()
+            .map(|p| match p.port.clone().unwrap() {
+                IntOrString::String(name) => name,
+                IntOrString::Int(number) => number.to_string(),
+            })
+            .collect();
+        let open_to_all = rule.from.is_none();
+        if ports.contains("flight") || ports.contains("grpc") {
+            assert!(!open_to_all, "{overlay}: executor ports open to every pod");
+            for peer in rule.from.unwrap() {
+                let from = peer.pod_selector.unwrap().match_labels.unwrap();
+                assert_eq!(
+                    from.get("app.kubernetes.io/name").map(String::as_str),
+                    Some("strata")
+                );
+                assert!(peer.namespace_selector.is_none() && peer.ip_block.is_none());
+            }
+        } else {
+            assert_eq!(ports, BTreeSet::from(["health".to_owned()]), "{overlay}");
+        }
+    }
+    check_rbac(&rendered);
+    rendered
+}
+
+fn pod_labels(deployment: &Deployment) -> BTreeMap<String, String> {
+    let template = deployment.spec.template.metadata.clone().unwrap();
+    template.labels.unwrap()
+}
+
+/// The Role grants exactly what the Kubernetes backend calls, in its own namespace,
+/// to the scheduler's service account only.
+fn check_rbac(rendered: &Rendered) {
+    for cluster_wide in ["ClusterRole", "ClusterRoleBinding"] {
+        assert!(rendered.objects.iter().all(|o| o["kind"] != cluster_wide));
+    }
+    let role: Role = rendered.one("Role", "strata-autoscaler");
+    let mut granted: Vec<(String, String, String)> = Vec::new();
+    for rule in role.rules.unwrap() {
+        assert!(rule.non_resource_urls.is_none());
+        for group in rule.api_groups.unwrap() {
+            for resource in rule.resources.clone().unwrap() {
+                if resource == "deployments/scale" {
+                    assert_eq!(
+                        rule.resource_names,
+                        Some(vec!["strata-executor".to_owned()])
+                    );
+                }
+                for verb in &rule.verbs {
+                    granted.push((group.clone(), resource.clone(), verb.clone()));
+                }
+            }
+        }
+    }
+    let mut needed: Vec<(String, String, String)> = PERMISSIONS
+        .iter()
+        .flat_map(|(group, resource, verbs)| {
+            verbs
+                .iter()
+                .map(|verb| (group.to_string(), resource.to_string(), verb.to_string()))
+        })
+        .collect();
+    granted.sort();
+    needed.sort();
+    assert_eq!(granted, needed);
+    let binding: RoleBinding = rendered.one("RoleBinding", "strata-autoscaler");
+    assert_eq!(binding.role_ref.kind, "Role");
+    assert_eq!(binding.role_ref.name, "strata-autoscaler");
+    let subjects = binding.subjects.unwrap();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(subjects[0].kind, "ServiceAccount");
+    assert_eq!(subjects[0].name, "strata-scheduler");
+    assert_eq!(
+        subjects[0].namespace.as_deref(),
+        Some(rendered.namespace.as_str())
+    );
+    let executors: ServiceAccount = rendered.one("ServiceAccount", "strata-executor");
+    assert_eq!(executors.automount_service_account_token, Some(false));
+}
+
+#[test]
+fn the_dev_overlay_runs_one_executor_without_autoscaling() {
+    let dev = check_overlay("dev");
+    assert_eq!(dev.namespace, "strata-dev");
+    let config = dev.config();
+    assert!(!config.contains_key("STRATA_AUTOSCALE"), "{config:?}");
+    let (executors, container) = dev.deployment("strata-executor");
+    assert_eq!(executors.spec.replicas, Some(1));
+    assert_eq!(container.image.as_deref(), Some("strata:dev"));
+}
+
+#[test]
+fn the_prod_overlay_autoscales_executors_between_its_bounds() {
+    let prod = check_overlay("prod");
+    assert_eq!(prod.namespace, "strata");
+    let config = prod.config();
+    assert_eq!(config["STRATA_AUTOSCALE"], "kubernetes");
+    let min: i32 = config["STRATA_MIN_EXECUTORS"].parse().unwrap();
+    let max: i32 = config["STRATA_MAX_EXECUTORS"].parse().unwrap();
+    let (executors, container) = prod.deployment("strata-executor");
+    let replicas = executors.spec.replicas.unwrap();
+    assert!(
+        min <= replicas && replicas <= max,
+        "{min} <= {replicas} <= {max}"
+    );
+    assert_eq!(
+        container.image.as_deref(),
+        Some("registry.example.com/strata:0.1.0")
+    );
+}
