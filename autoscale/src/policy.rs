@@ -438,8 +438,11 @@ mod tests {
                 ],
             ),
             (
-                "no drain that would leave too few slots for the running tasks",
-                settings(1, 8),
+                "no drain that would load the rest beyond tasks_per_slot",
+                Settings {
+                    tasks_per_slot: 0.5,
+                    ..settings(1, 8)
+                },
                 vec![
                     (
                         at(0.0, 0, vec![executor("a", 2, 0), executor("b", 2, 2)]),
@@ -447,6 +450,10 @@ mod tests {
                     ),
                     (
                         at(60.0, 0, vec![executor("a", 2, 0), executor("b", 2, 2)]),
+                        Expect::Hold,
+                    ),
+                    (
+                        at(100.0, 0, vec![executor("a", 2, 0), executor("b", 2, 1)]),
                         Expect::Drain("a"),
                     ),
                 ],
