@@ -225,6 +225,20 @@ fn check_overlay(overlay: &str) -> Rendered {
         assert_eq!(get.path.as_deref(), Some(path));
         assert_eq!(get.port, IntOrString::String("metrics".into()));
     }
+    let advertised = scheduler.env.as_ref().unwrap();
+    let advertised = advertised
+        .iter()
+        .find(|e| e.name == "STRATA_ADVERTISE_HOST")
+        .unwrap();
+    let field = advertised
+        .value_from
+        .as_ref()
+        .unwrap()
+        .field_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(field.field_path, "status.podIP");
+    assert!(scheduler_help.contains("[env: STRATA_ADVERTISE_HOST="));
     let (service_host, service_port) = config["STRATA_SCHEDULER"].rsplit_once(':').unwrap();
     let service: Service = rendered.one("Service", service_host);
     let ports = service.spec.unwrap().ports.unwrap();

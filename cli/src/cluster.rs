@@ -32,6 +32,10 @@ pub struct SchedulerArgs {
     pub warehouse: Option<PathBuf>,
     #[command(flatten)]
     pub flight: FlightArgs,
+    /// Host executors reach this scheduler by [default: the --listen address, or this
+    /// machine's hostname when that is a wildcard such as 0.0.0.0].
+    #[arg(long, env = "STRATA_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
     /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this port (of the --listen host).
     #[arg(long, value_name = "PORT")]
     pub metrics_port: Option<u16>,
@@ -47,6 +51,7 @@ pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), 
         metrics_listen: args
             .metrics_port
             .map(|port| SocketAddr::new(args.listen.ip(), port)),
+        advertise_host: args.advertise_host.clone(),
     })
     .await
     .map_err(|error| CliError::Cluster(error.to_string()))?;

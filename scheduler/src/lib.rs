@@ -43,6 +43,9 @@ pub struct SchedulerOptions {
     pub executor_timeout_seconds: u64,
     /// Where to serve `/metrics`, `/healthz` and `/readyz`; none when not given.
     pub metrics_listen: Option<SocketAddr>,
+    /// The host executors send task results to [default: the listen address, or this
+    /// machine's hostname when that is a wildcard].
+    pub advertise_host: Option<String>,
 }
 
 /// How often the cluster is observed for the metrics and the autoscaler.
@@ -113,9 +116,15 @@ impl Scheduler {
     /// Serves Ballista's scheduler and the pipeline service until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let address = self.local_addr()?;
+        // Executors report task results to this host: a wildcard would send them to themselves.
+        let external_host = match &self.options.advertise_host {
+            Some(host) => host.clone(),
+            None if address.ip().is_unspecified() => hostname(),
+            None => address.ip().to_string(),
+        };
         let mut config = SchedulerConfig {
             bind_host: address.ip().to_string(),
-            external_host: address.ip().to_string(),
+            external_host,
             bind_port: address.port(),
             executor_timeout_seconds: self.options.executor_timeout_seconds,
             expire_dead_executor_interval_seconds: (self.options.executor_timeout_seconds / 3)
@@ -204,4 +213,14 @@ impl Scheduler {
         let _ = observer.await;
         served
     }
+}
+
+/// This machine's name, for executors on other machines to reach the scheduler by.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
