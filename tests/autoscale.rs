@@ -284,3 +284,22 @@ fn strata_drain_marks_an_idle_executor_drained_and_knows_unknown_ones() {
         stderr(&empty)
     );
 }
+
+#[test]
+fn a_metrics_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = strata(&[
+        "scheduler",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-port",
+        &port,
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -35,6 +35,4 @@ pub enum Error {
         namespace: String,
         ip: String,
     },
-    #[error("cannot reach the Kubernetes API: {0}")]
-    Config(String),
 }

@@ -53,14 +53,6 @@ impl KubernetesBackend {
         }
     }
 
-    /// A backend on the client of this pod's service account (or `KUBECONFIG`).
-    pub async fn from_environment(settings: KubernetesSettings) -> Result<Self> {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|error| Error::Config(error.to_string()))?;
-        Ok(Self::new(client, settings))
-    }
-
     /// Changes the replicas by `delta`, guarded by the scale's resourceVersion so a
     /// concurrent change (a person, a rollout) is re-read instead of overwritten.
     async fn scale_by(&self, delta: i32) -> Result<i32> {

@@ -1,5 +1,6 @@
 //! `strata scheduler --autoscale …`: the autoscaler's settings and backend from flags.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,7 +95,7 @@ impl AutoscaleArgs {
     /// and `executor_timeout` sets how often they send heartbeats.
     pub async fn build(
         &self,
-        scheduler: &str,
+        scheduler: SocketAddr,
         executor_timeout: u64,
     ) -> Result<Option<Autoscale>, CliError> {
         let Some(kind) = self.autoscale else {
@@ -119,11 +120,8 @@ impl AutoscaleArgs {
         let backend: Arc<dyn Backend> = match kind {
             BackendKind::Process => Arc::new(ProcessBackend::new(ProcessSettings {
                 program: std::env::current_exe()?,
-                host: scheduler
-                    .rsplit_once(':')
-                    .map_or("127.0.0.1", |(host, _)| host)
-                    .to_owned(),
-                scheduler: scheduler.to_owned(),
+                host: scheduler.ip().to_string(),
+                scheduler: scheduler.to_string(),
                 concurrent_tasks: self.executor_slots,
                 // A heartbeat several times per timeout, so a busy machine loses none.
                 heartbeat_interval_seconds: (executor_timeout / 6).clamp(1, 5),

@@ -69,11 +69,7 @@ pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), 
     if let Some(metrics) = scheduler.metrics_addr() {
         writeln!(out, "serving metrics on http://{metrics}/metrics")?;
     }
-    if let Some(autoscale) = args
-        .autoscale
-        .build(&own.to_string(), args.executor_timeout)
-        .await?
-    {
+    if let Some(autoscale) = args.autoscale.build(own, args.executor_timeout).await? {
         let settings = &autoscale.settings;
         writeln!(
             out,

@@ -176,6 +176,8 @@ impl Scheduler {
             draining.clone(),
             Arc::clone(&metrics),
         ));
+        // The cluster is observed only for someone: the metrics port or the autoscaler.
+        let observed = self.metrics_listener.is_some() || self.autoscale.is_some();
         if let Some(listener) = self.metrics_listener {
             let metrics = Arc::clone(&metrics);
             tokio::spawn(async move {
@@ -186,6 +188,9 @@ impl Scheduler {
         }
         let mut autoscaler = self.autoscale.map(Autoscaler::new);
         let observer = tokio::spawn(async move {
+            if !observed {
+                return;
+            }
             let mut ticks = tokio::time::interval(OBSERVE_EVERY);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
