@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
 
-use crate::support::{example, strata, workdir};
+use crate::support::{example, strata, table_report, workdir};
 
 /// Every file under a directory with its bytes, keyed by relative path.
 fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -162,15 +162,8 @@ fn demo_generates_runs_and_shows_the_best_candidates() {
     let stdout = String::from_utf8_lossy(&again.stdout).into_owned();
     assert!(again.status.success(), "{stdout}");
     assert!(stdout.contains("1/3 reusing the data"), "{stdout}");
-    let raw_events = stdout
-        .lines()
-        .find(|line| line.starts_with("raw.events "))
-        .unwrap();
-    assert_eq!(
-        raw_events.split_whitespace().nth(4),
-        Some("0"),
-        "{raw_events}"
-    );
+    let raw_events = table_report(&stdout, "raw.events");
+    assert_eq!(raw_events["rows_written"], 0, "{raw_events}");
 }
 
 #[test]

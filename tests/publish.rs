@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{example, manifest_count, stderr, stdout, strata, workdir};
+use crate::support::{example, manifest_count, stderr, stdout, strata, table_report, workdir};
 
 /// Runs a Python snippet with `warehouse` as its first argument; returns its stdout lines.
 fn python(script: &str, warehouse: &Path) -> Vec<String> {
@@ -36,6 +36,24 @@ print("history_rows", len(candidates))
 print("ranked_rows", table("ranked/candidates_per_job").to_pyarrow_table().num_rows)
 print("ranked_max_pos", max(table("ranked/candidates_per_job").to_pyarrow_table().column("pos").to_pylist()))
 print("daily_clicks", sum(table("enriched/job_events_daily").to_pyarrow_table().column("clicks").to_pylist()))
+# Polars reads each Delta table in place, checking its Parquet files against the Delta schema.
+import os
+import polars
+read, failed = 0, []
+for layer in ("enriched", "ranked"):
+    for name in sorted(os.listdir(f"{wh}/{layer}")):
+        path = f"{wh}/{layer}/{name}"
+        if not os.path.isdir(f"{path}/_delta_log"):
+            continue
+        try:
+            rows = polars.read_delta(path).height
+            if rows != DeltaTable(path).to_pyarrow_table().num_rows:
+                failed.append(f"{layer}.{name}:rows")
+            read += 1
+        except Exception as error:
+            failed.append(f"{layer}.{name}:{type(error).__name__}:{error}".replace(" ", "_")[:300])
+print("polars_tables", read)
+print("polars_failed", ",".join(failed) or "none")
 "#;
 
 fn values(lines: &[String]) -> std::collections::HashMap<String, String> {
@@ -87,17 +105,24 @@ fn the_recruitment_example_publishes_delta_tables_with_expectations_applied() {
         "{found:?}"
     );
     assert!(found["ranked_max_pos"].parse::<i64>().unwrap() <= 50);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("enriched.events "))
-        .unwrap();
-    let cells: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(cells[3], events.to_string(), "rows read: {line}");
-    assert_eq!(cells[5], too_old.to_string(), "rows dropped: {line}");
+    let delta_tables = ["enriched", "ranked"]
+        .iter()
+        .flat_map(|layer| std::fs::read_dir(dir.join(layer)).unwrap())
+        .filter(|entry| entry.as_ref().unwrap().path().join("_delta_log").is_dir())
+        .count();
+    assert!(delta_tables >= 6, "{delta_tables}");
+    assert_eq!(found["polars_failed"], "none", "{found:?}");
     assert_eq!(
-        cells[6],
-        missing_job.to_string(),
-        "rows quarantined: {line}"
+        found["polars_tables"],
+        delta_tables.to_string(),
+        "{found:?}"
+    );
+    let report = table_report(&stdout, "enriched.events");
+    assert_eq!(report["rows_read"], events, "rows read: {report}");
+    assert_eq!(report["rows_dropped"], too_old, "rows dropped: {report}");
+    assert_eq!(
+        report["rows_quarantined"], missing_job,
+        "rows quarantined: {report}"
     );
 
     // A second run ingests nothing new, and each enriched build is one more version.
@@ -177,14 +202,16 @@ fn a_null_predicate_passes_like_a_sql_check_constraint() {
     ]);
     let stdout = stdout(&output);
     assert!(output.status.success(), "{stdout}");
-    let line: Vec<&str> = stdout
-        .lines()
-        .find(|l| l.starts_with("enriched.scores "))
-        .unwrap()
-        .split_whitespace()
-        .collect();
+    let scores = table_report(&stdout, "enriched.scores");
     // Read 3: the NULL score is kept, only 4.0 is quarantined.
-    assert_eq!(&line[3..7], &["3", "2", "0", "1"], "{stdout}");
+    let counts = [
+        "rows_read",
+        "rows_written",
+        "rows_dropped",
+        "rows_quarantined",
+    ]
+    .map(|count| scores[count].as_u64().unwrap());
+    assert_eq!(counts, [3, 2, 0, 1], "{stdout}");
 }
 
 /// A one-file landing table of scores, a raw table, and `enriched.scores` guarded by
@@ -292,4 +319,61 @@ fn scd2_refuses_two_changes_of_one_key_at_the_same_sequence_value() {
         "{stderr}"
     );
     assert!(!dir.join("enriched/people/_delta_log").exists());
+}
+
+#[test]
+fn a_merge_key_with_a_mixed_case_name_updates_rows_in_place() {
+    let dir = workdir("publish-mixed-case-merge");
+    let landing = dir.join("landing/people");
+    std::fs::create_dir_all(&landing).unwrap();
+    std::fs::write(
+        landing.join("a.csv"),
+        "PersonId,City,Seq\n1,Lyon,1\n2,Porto,1\n",
+    )
+    .unwrap();
+    let pipeline = dir.join("pipeline.sql");
+    std::fs::write(
+        &pipeline,
+        "CREATE EXTERNAL TABLE landing.people (\"PersonId\" BIGINT, \"City\" VARCHAR, \"Seq\" BIGINT) STORED AS CSV LOCATION 'landing/people/' OPTIONS ('format.has_header' 'true');\n\
+         CREATE TABLE raw.people AS SELECT * FROM landing.people;\n\
+         CREATE TABLE enriched.people WRITE MERGE KEY (\"PersonId\") AS SELECT \"PersonId\", \"City\" FROM raw.people \
+           QUALIFY row_number() OVER (PARTITION BY \"PersonId\" ORDER BY \"Seq\" DESC) = 1;\n",
+    )
+    .unwrap();
+    let wh = dir.to_str().unwrap();
+    let pipeline = pipeline.to_str().unwrap();
+    let first = strata(&["run", pipeline, "--warehouse", wh]);
+    assert!(
+        first.status.success(),
+        "{}\n{}",
+        stdout(&first),
+        stderr(&first)
+    );
+
+    // Person 2 moves and person 3 arrives: one update, one insert, no duplicate key.
+    std::fs::write(
+        landing.join("b.csv"),
+        "PersonId,City,Seq\n2,Turin,2\n3,Ghent,2\n",
+    )
+    .unwrap();
+    let second = strata(&["run", pipeline, "--warehouse", wh]);
+    assert!(
+        second.status.success(),
+        "{}\n{}",
+        stdout(&second),
+        stderr(&second)
+    );
+    let found = values(&python(
+        r#"
+import sys
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1] + "/enriched/people")
+rows = sorted((r["PersonId"], r["City"]) for r in t.to_pyarrow_table().to_pylist())
+print("rows", ";".join(f"{k}={v}" for k, v in rows))
+print("operation", t.history(1)[0]["operation"])
+"#,
+        &dir,
+    ));
+    assert_eq!(found["rows"], "1=Lyon;2=Turin;3=Ghent", "{found:?}");
+    assert_eq!(found["operation"], "MERGE", "{found:?}");
 }

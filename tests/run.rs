@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{example, manifest_count, stderr, stdout, strata, workdir};
+use crate::support::{example, manifest_count, stderr, stdout, strata, table_report, workdir};
 
 const RAW_TABLES: &str = "raw.events,raw.candidates,raw.jobs,raw.searches";
 
@@ -38,15 +38,6 @@ print(total)
     stdout(&output).trim().parse().unwrap()
 }
 
-fn summary_line<'a>(stdout: &'a str, table: &str) -> Vec<&'a str> {
-    stdout
-        .lines()
-        .find(|line| line.starts_with(&format!("{table} ")))
-        .unwrap_or_else(|| panic!("no line for {table} in\n{stdout}"))
-        .split_whitespace()
-        .collect()
-}
-
 #[test]
 fn raw_tables_ingest_each_landing_file_once_and_reject_the_malformed_one() {
     let dir = warehouse("run-raw");
@@ -74,12 +65,11 @@ fn raw_tables_ingest_each_landing_file_once_and_reject_the_malformed_one() {
     );
 
     // The summary says the same; the cut-off delivery is named with its reason.
-    let line = summary_line(&stdout, "raw.events");
-    assert_eq!(
-        &line[1..5],
-        &["raw", "built", &events.to_string(), &events.to_string()],
-        "{stdout}"
-    );
+    let raw_events = table_report(&stdout, "raw.events");
+    assert_eq!(raw_events["layer"], "raw");
+    assert_eq!(raw_events["status"], "built", "{stdout}");
+    assert_eq!(raw_events["rows_read"], events, "{stdout}");
+    assert_eq!(raw_events["rows_written"], events, "{stdout}");
     assert!(
         stdout.contains("rejected ") && stdout.contains("events-2026-11-21-partial.csv.gz"),
         "{stdout}"
@@ -117,17 +107,21 @@ fn raw_tables_ingest_each_landing_file_once_and_reject_the_malformed_one() {
     let again = strata(&["run", &example(), "--warehouse", wh, "--select", RAW_TABLES]);
     let stdout = crate::support::stdout(&again);
     assert!(again.status.success(), "{stdout}");
-    let line = summary_line(&stdout, "raw.events");
+    let raw_events = table_report(&stdout, "raw.events");
     assert_eq!(
-        line[2], "uptodate",
+        raw_events["status"], "up_to_date",
         "only the malformed file is retried: {stdout}"
     );
-    assert_eq!(line[4], "0", "{stdout}");
+    assert_eq!(raw_events["rows_written"], 0, "{stdout}");
     assert!(
         stdout.contains("partial.csv.gz"),
         "the retried file is rejected again: {stdout}"
     );
-    assert_eq!(summary_line(&stdout, "raw.jobs")[2], "uptodate", "{stdout}");
+    assert_eq!(
+        table_report(&stdout, "raw.jobs")["status"],
+        "up_to_date",
+        "{stdout}"
+    );
     assert_eq!(fastavro_rows(&dir.join("raw/events")), events);
 }
 
@@ -188,17 +182,9 @@ fn run_errors_are_clear() {
     ]);
     let stdout = stdout(&output);
     assert!(output.status.success(), "{stdout}\n{}", stderr(&output));
-    assert_eq!(summary_line(&stdout, "raw.events")[2], "built", "{stdout}");
-    assert_eq!(
-        summary_line(&stdout, "enriched.events")[2],
-        "built",
-        "{stdout}"
-    );
-    assert_eq!(
-        summary_line(&stdout, "enriched.job_events_daily")[2],
-        "built",
-        "{stdout}"
-    );
+    for table in ["raw.events", "enriched.events", "enriched.job_events_daily"] {
+        assert_eq!(table_report(&stdout, table)["status"], "built", "{stdout}");
+    }
     assert!(
         !stdout.contains("raw.jobs") && !stdout.contains("ranked."),
         "{stdout}"
@@ -256,9 +242,9 @@ fn an_embedded_build_reports_rows_read_while_it_runs() {
 
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::physical_plan::streaming::StreamingTableExec;
-    use strata_sql::expectations::Checker;
-    use strata_sql::run::Engine;
-    use strata_sql::storage::write_files::{FileFormat, WriteFilesExec, WriteSpec, Written};
+    use strata_engine::Engine;
+    use strata_engine::expectations::Checker;
+    use strata_engine::write::{FileFormat, WriteFilesExec, WriteSpec};
 
     let dir = workdir("progress");
     let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
@@ -285,7 +271,7 @@ fn an_embedded_build_reports_rows_read_while_it_runs() {
     ));
     let heard = Mutex::new(Vec::new());
     let engine = Engine::Embedded;
-    let rows = tokio::runtime::Runtime::new().unwrap().block_on(async {
+    let written = tokio::runtime::Runtime::new().unwrap().block_on(async {
         let ctx = engine.session();
         let on_rows = |rows: u64| heard.lock().unwrap().push(rows);
         engine
@@ -298,10 +284,5 @@ fn an_embedded_build_reports_rows_read_while_it_runs() {
     assert!(heard.contains(&10), "progress heard: {heard:?}");
     assert!(heard.iter().all(|&rows| rows <= 15), "{heard:?}");
     assert_eq!(writer.rows_read(), 15);
-    let read: u64 = rows
-        .iter()
-        .filter(|row| row.kind == Written::Counts)
-        .map(|row| row.rows)
-        .sum();
-    assert_eq!(read, 15);
+    assert_eq!(written.rows_read, 15);
 }

@@ -1,4 +1,6 @@
-//! Runs every `.slt` file under `tests/slt` on an embedded context with Strata's functions.
+//! Runs every `.slt` file under `tests/slt` on an embedded context with Strata's
+//! functions, and every `.slt` file under `tests/pipelines` as a pipeline in a fresh
+//! warehouse (see [`PipelineDb`] for the records those files use).
 
 use std::path::{Path, PathBuf};
 
@@ -23,33 +25,7 @@ impl AsyncDB for Strata {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DataFusionError> {
-        let frame = self.ctx.sql(sql).await?;
-        let is_query = !frame.schema().fields().is_empty();
-        let batches = frame.collect().await?;
-        if !is_query {
-            return Ok(DBOutput::StatementComplete(0));
-        }
-        let schema = batches
-            .first()
-            .map(|batch| batch.schema())
-            .unwrap_or_else(|| std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()));
-        let types = schema
-            .fields()
-            .iter()
-            .map(|field| column_type(field.data_type()))
-            .collect();
-        let mut rows = Vec::new();
-        for batch in &batches {
-            let columns = batch
-                .columns()
-                .iter()
-                .map(render_column)
-                .collect::<Result<Vec<_>, _>>()?;
-            for row in 0..batch.num_rows() {
-                rows.push(columns.iter().map(|column| column[row].clone()).collect());
-            }
-        }
-        Ok(DBOutput::Rows { types, rows })
+        query(&self.ctx, sql).await
     }
 
     async fn shutdown(&mut self) {}
@@ -57,6 +33,40 @@ impl AsyncDB for Strata {
     fn engine_name(&self) -> &str {
         "strata"
     }
+}
+
+/// Runs one statement and renders its rows the way every `.slt` file expects them.
+async fn query(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<DBOutput<DefaultColumnType>, DataFusionError> {
+    let frame = ctx.sql(sql).await?;
+    let is_query = !frame.schema().fields().is_empty();
+    let batches = frame.collect().await?;
+    if !is_query {
+        return Ok(DBOutput::StatementComplete(0));
+    }
+    let schema = batches
+        .first()
+        .map(|batch| batch.schema())
+        .unwrap_or_else(|| std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()));
+    let types = schema
+        .fields()
+        .iter()
+        .map(|field| column_type(field.data_type()))
+        .collect();
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let columns = batch
+            .columns()
+            .iter()
+            .map(render_column)
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            rows.push(columns.iter().map(|column| column[row].clone()).collect());
+        }
+    }
+    Ok(DBOutput::Rows { types, rows })
 }
 
 fn column_type(data_type: &DataType) -> DefaultColumnType {
@@ -109,6 +119,191 @@ fn render_column(array: &ArrayRef) -> Result<Vec<String>, DataFusionError> {
         }
     };
     Ok(rendered)
+}
+
+/// A pipeline built in a fresh warehouse, record by record:
+///
+/// - `statement ok` with `LAND <path>` on its first line writes the lines after it to
+///   that landing file, relative to the warehouse;
+/// - `statement ok` (or `statement error <message>`) with `RUN` compiles and runs every
+///   pipeline statement given so far, as `strata run` does; a run with a failed table
+///   is an error naming it;
+/// - any other `statement ok` adds that statement to the pipeline;
+/// - `query` reads the published tables (`enriched.x`, …) and `last_run`, the table
+///   reports of the last run (`table`, `status`, `rows_read`, `rows_written`,
+///   `rows_dropped`, `rows_quarantined`).
+struct PipelineDb {
+    warehouse: PathBuf,
+    pipeline: String,
+    report: Option<strata_engine::run::RunReport>,
+}
+
+impl PipelineDb {
+    fn new(name: &str) -> Self {
+        let warehouse = crate::support::workdir(&format!("pipeline-slt-{name}"));
+        std::fs::create_dir_all(&warehouse).expect("a fresh warehouse");
+        Self {
+            warehouse,
+            pipeline: String::new(),
+            report: None,
+        }
+    }
+
+    async fn build(&mut self) -> Result<(), DataFusionError> {
+        use strata_engine::run::{RunOptions, run_pipeline};
+        use strata_engine::{Engine, compile};
+        let mut sources = strata_language::Sources::default();
+        sources.add("pipeline.sql", self.pipeline.clone());
+        let warehouse = strata_storage::Warehouse::local(&self.warehouse);
+        let failed = |error: strata_engine::EngineError| match error {
+            strata_engine::EngineError::Language(strata_language::LanguageError::Invalid(
+                problems,
+            )) => DataFusionError::Plan(
+                problems
+                    .iter()
+                    .map(|problem| problem.render(&sources))
+                    .collect(),
+            ),
+            other => DataFusionError::External(Box::new(other)),
+        };
+        let engine = Engine::Embedded;
+        let compiled = compile(&sources, &warehouse, &engine)
+            .await
+            .map_err(failed)?;
+        let report = run_pipeline(
+            &compiled,
+            &warehouse,
+            &engine,
+            &RunOptions::default(),
+            &|_| {},
+        )
+        .await
+        .map_err(failed)?;
+        let errors = report.failures();
+        self.report = Some(report);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(DataFusionError::Execution(errors.join("; ")))
+        }
+    }
+
+    /// A session with the warehouse's published tables and the last run's reports.
+    async fn session(&self) -> Result<SessionContext, DataFusionError> {
+        use datafusion::arrow::array::{RecordBatch, StringArray, UInt64Array};
+        use strata_storage::catalog::{open, published_tables};
+        use strata_storage::delta_publish::DeltaReader;
+        let ctx = SessionContext::new();
+        strata_udfs::register_all(&ctx);
+        strata_engine::compile::register_layers(&ctx)?;
+        let warehouse = strata_storage::Warehouse::local(&self.warehouse);
+        for table in published_tables(&warehouse)? {
+            let provider = open(&table, None, &ctx.state(), DeltaReader::Native).await?;
+            ctx.register_table(table.name.to_string().as_str(), provider)?;
+        }
+        if let Some(report) = &self.report {
+            let tables = &report.tables;
+            let count = |pick: fn(&strata_engine::run::TableReport) -> u64| {
+                std::sync::Arc::new(UInt64Array::from_iter_values(tables.iter().map(pick)))
+                    as ArrayRef
+            };
+            let batch = RecordBatch::try_from_iter([
+                (
+                    "table",
+                    std::sync::Arc::new(StringArray::from_iter_values(
+                        tables.iter().map(|t| t.table.as_str()),
+                    )) as ArrayRef,
+                ),
+                (
+                    "status",
+                    std::sync::Arc::new(StringArray::from_iter_values(tables.iter().map(|t| {
+                        serde_json::to_value(t.status)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default()
+                    }))) as ArrayRef,
+                ),
+                ("rows_read", count(|t| t.rows_read)),
+                ("rows_written", count(|t| t.rows_written)),
+                ("rows_dropped", count(|t| t.rows_dropped)),
+                ("rows_quarantined", count(|t| t.rows_quarantined)),
+            ])?;
+            ctx.register_batch("last_run", batch)?;
+        }
+        Ok(ctx)
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncDB for PipelineDb {
+    type Error = DataFusionError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DataFusionError> {
+        let text = sql.trim();
+        if let Some(rest) = text.strip_prefix("LAND ") {
+            let (path, contents) = rest.split_once('\n').unwrap_or((rest, ""));
+            let file = self.warehouse.join(path.trim());
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&file, format!("{contents}\n"))?;
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        if text == "RUN" {
+            self.build().await?;
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        if text.starts_with("CREATE ") {
+            self.pipeline.push_str(text);
+            self.pipeline.push_str(";\n");
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        query(&self.session().await?, text).await
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "strata-pipeline"
+    }
+}
+
+#[tokio::test]
+async fn pipeline_golden_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/pipelines");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/pipelines exists")
+        .map(|entry| entry.expect("readable directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "slt"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 4,
+        "expected the pipeline golden files in {}",
+        dir.display()
+    );
+    let mut failures = Vec::new();
+    for file in &files {
+        let name = file
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut runner = Runner::new(|| {
+            let name = name.clone();
+            async move { Ok(PipelineDb::new(&name)) }
+        });
+        match runner.run_file_async(file).await {
+            Ok(()) => println!("ok   {}", file.display()),
+            Err(error) => failures.push(format!("{}: {error}", file.display())),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} pipeline golden file(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 fn slt_dir() -> PathBuf {

@@ -79,3 +79,22 @@ pub fn python_file(script: &Path, args: &[&str]) -> String {
     all.extend_from_slice(args);
     python(&all)
 }
+
+/// One table's entry in the JSON run report that `strata run` or `strata submit` named
+/// on its standard output (`report: <path>`).
+pub fn table_report(stdout: &str, table: &str) -> serde_json::Value {
+    let path = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("report: "))
+        .unwrap_or_else(|| panic!("no report path in\n{stdout}"));
+    let text = std::fs::read_to_string(path.trim())
+        .unwrap_or_else(|error| panic!("reading the run report {path}: {error}"));
+    let report: serde_json::Value = serde_json::from_str(&text).expect("the run report is JSON");
+    report["tables"]
+        .as_array()
+        .expect("the run report lists its tables")
+        .iter()
+        .find(|entry| entry["table"] == table)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {table} in the run report {path}"))
+}

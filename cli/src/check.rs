@@ -4,11 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use datafusion::prelude::SessionContext;
-use strata_sql::graph::Graph;
-use strata_sql::language::{Sources, Statement, WriteMode, parse};
-use strata_sql::plan::plan_pipeline;
-use strata_sql::warehouse::Warehouse;
+use strata_engine::{Engine, compile};
+use strata_language::{Sources, Statement, WriteMode};
+use strata_storage::Warehouse;
 
 use crate::error::CliError;
 
@@ -26,17 +24,11 @@ pub struct CheckArgs {
 /// Checks the pipeline and prints its tables in build order.
 pub async fn run(args: CheckArgs, out: &mut impl Write) -> Result<(), CliError> {
     let sources = Sources::load(&args.pipeline)?;
-    let checked = async {
-        let pipeline = parse(&sources)?;
-        let graph = Graph::resolve(&pipeline, &sources)?;
-        let ctx = SessionContext::new();
-        strata_udfs::register_all(&ctx);
-        let warehouse = Warehouse::local(&args.warehouse);
-        plan_pipeline(&pipeline, &graph, &warehouse, &ctx).await?;
-        Ok::<_, strata_sql::Error>((pipeline, graph))
-    }
-    .await;
-    let (pipeline, graph) = checked.map_err(|error| CliError::pipeline(error, &sources))?;
+    let warehouse = Warehouse::local(&args.warehouse);
+    let compiled = compile(&sources, &warehouse, &Engine::Embedded)
+        .await
+        .map_err(|error| CliError::pipeline(error, &sources))?;
+    let (pipeline, graph) = (&compiled.pipeline, &compiled.graph);
 
     let files = sources.iter().count();
     writeln!(
@@ -67,7 +59,7 @@ pub async fn run(args: CheckArgs, out: &mut impl Write) -> Result<(), CliError> 
                     .map(|&up| pipeline.statements[up].name().to_string())
                     .collect();
                 format!(
-                    "{:?}, {mode}, {} expectation(s), reads {}",
+                    "{}, {mode}, {} expectation(s), reads {}",
                     table.format,
                     table.expectations.len(),
                     reads.join(", ")

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use clap::Args;
+use strata_engine::Engine;
 use strata_executor::ExecutorOptions;
 use strata_scheduler::{Scheduler, SchedulerOptions};
-use strata_sql::run::Engine;
 
 use crate::autoscale::AutoscaleArgs;
 use crate::error::CliError;
@@ -146,7 +146,7 @@ pub async fn executor(args: ExecutorArgs) -> Result<(), CliError> {
     });
     eprintln!(
         "Strata executor {} joining {} (work dir {})",
-        strata_proto::VERSION,
+        strata_engine::scheduler_client::VERSION,
         args.scheduler,
         work_dir.display()
     );

@@ -8,9 +8,8 @@ use arrow::util::pretty::pretty_format_batches;
 use clap::Args;
 use datafusion::prelude::SessionContext;
 use strata_gen::Options;
-use strata_sql::language::{Layer, TableName};
-use strata_sql::storage::delta_publish;
-use strata_sql::warehouse::Warehouse;
+use strata_language::{Layer, TableName};
+use strata_storage::{Warehouse, delta_publish};
 
 use crate::error::CliError;
 use crate::run::{BuildArgs, RunArgs};
@@ -110,7 +109,7 @@ pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
 async fn best_candidates(warehouse: &Path) -> Result<String, CliError> {
     let warehouse = Warehouse::local(warehouse);
     let ctx = SessionContext::new();
-    strata_sql::plan::register_layers(&ctx)?;
+    strata_engine::compile::register_layers(&ctx)?;
     for (layer, name) in [
         (Layer::Enriched, "jobs"),
         (Layer::Enriched, "candidates"),
@@ -120,13 +119,7 @@ async fn best_candidates(warehouse: &Path) -> Result<String, CliError> {
             layer,
             name: name.to_owned(),
         };
-        let delta = delta_publish::open(&warehouse.table_path(&table))
-            .await
-            .map_err(|error| {
-                CliError::Query(datafusion::error::DataFusionError::External(Box::new(
-                    error,
-                )))
-            })?;
+        let delta = delta_publish::open(&warehouse.table(&table)).await?;
         delta_publish::register(&ctx, &table.to_string(), &delta).await?;
     }
     let sql = "SELECT j.job_id, j.title AS job, j.city, r.pos, c.name AS candidate, c.title, round(r.score, 3) AS score \

@@ -2,6 +2,7 @@
 
 use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
+use strata_language::{LanguageError, Sources};
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -9,9 +10,12 @@ pub enum CliError {
     /// The pipeline has problems; each is rendered with its file, line and column.
     #[error("{rendered}{count} problem(s) found; nothing was run")]
     Invalid { rendered: String, count: usize },
-    /// The pipeline could not be read or planned.
+    /// The pipeline could not be read, planned or run.
     #[error(transparent)]
-    Pipeline(strata_sql::Error),
+    Engine(strata_engine::EngineError),
+    /// The warehouse could not be read.
+    #[error(transparent)]
+    Storage(#[from] strata_storage::StorageError),
     /// The engine rejected or failed the SQL; its message is shown as is.
     #[error("{0}")]
     Query(#[from] DataFusionError),
@@ -42,7 +46,7 @@ pub enum CliError {
     /// The Flight SQL server could not start or stopped with an error.
     #[error(transparent)]
     Serve(#[from] strata_flightsql::Error),
-    /// The warehouse's tables could not be listed.
+    /// The warehouse path could not be made absolute.
     #[error("cannot read the warehouse {}: {source}", path.display())]
     Warehouse {
         path: std::path::PathBuf,
@@ -57,23 +61,31 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// Wraps a pipeline error, rendering its diagnostics against the pipeline's files.
-    pub fn pipeline(error: strata_sql::Error, sources: &strata_sql::language::Sources) -> Self {
+    /// Wraps an engine error, rendering a pipeline's diagnostics against its files.
+    pub fn pipeline(error: strata_engine::EngineError, sources: &Sources) -> Self {
         match error {
-            strata_sql::Error::Invalid(problems) => CliError::Invalid {
-                rendered: problems
-                    .iter()
-                    .map(|problem| format!("{}\n", problem.render(sources)))
-                    .collect(),
-                count: problems.len(),
-            },
-            other => CliError::Pipeline(other),
+            strata_engine::EngineError::Language(LanguageError::Invalid(problems)) => {
+                CliError::Invalid {
+                    rendered: problems
+                        .iter()
+                        .map(|problem| format!("{}\n", problem.render(sources)))
+                        .collect(),
+                    count: problems.len(),
+                }
+            }
+            other => CliError::Engine(other),
         }
     }
 }
 
-impl From<strata_sql::Error> for CliError {
-    fn from(error: strata_sql::Error) -> Self {
-        CliError::Pipeline(error)
+impl From<strata_engine::EngineError> for CliError {
+    fn from(error: strata_engine::EngineError) -> Self {
+        CliError::Engine(error)
+    }
+}
+
+impl From<LanguageError> for CliError {
+    fn from(error: LanguageError) -> Self {
+        CliError::Engine(error.into())
     }
 }

@@ -7,13 +7,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use strata_sql::graph::Graph;
-use strata_sql::language::{Sources, parse};
-use strata_sql::plan::plan_pipeline;
-use strata_sql::run::{
-    Engine, RunEvent, RunOptions, RunReport, TableReport, TableStatus, run_pipeline,
-};
-use strata_sql::warehouse::Warehouse;
+use strata_engine::run::{RunEvent, RunOptions, RunReport, TableReport, TableStatus, run_pipeline};
+use strata_engine::{Engine, compile, scheduler_client};
+use strata_language::Sources;
+use strata_storage::Warehouse;
 
 use crate::error::CliError;
 
@@ -55,29 +52,17 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
     };
     let engine = match &args.scheduler {
         Some(url) => {
-            strata_proto::connect(url, "client", "strata run")
-                .await
-                .map_err(CliError::Cluster)?;
+            scheduler_client::connect(url, "client", "strata run").await?;
             Engine::cluster(url)
         }
         None => Engine::Embedded,
     };
     let progress = Progress::default();
     let report = async {
-        let pipeline = parse(&sources)?;
-        let graph = Graph::resolve(&pipeline, &sources)?;
-        let ctx = engine.session();
-        let planned = plan_pipeline(&pipeline, &graph, &warehouse, &ctx).await?;
-        run_pipeline(
-            &pipeline,
-            &graph,
-            &planned,
-            &warehouse,
-            &ctx,
-            &engine,
-            &options,
-            &|event| progress.event(event),
-        )
+        let compiled = compile(&sources, &warehouse, &engine).await?;
+        run_pipeline(&compiled, &warehouse, &engine, &options, &|event| {
+            progress.event(event)
+        })
         .await
     }
     .await
@@ -93,19 +78,7 @@ pub(crate) fn outcome(report: &RunReport) -> Result<(), CliError> {
     if report.succeeded() {
         Ok(())
     } else {
-        let failed: Vec<String> = report
-            .tables
-            .iter()
-            .filter(|table| matches!(table.status, TableStatus::Failed | TableStatus::Skipped))
-            .map(|table| {
-                format!(
-                    "{}: {}",
-                    table.table,
-                    table.error.clone().unwrap_or_default()
-                )
-            })
-            .collect();
-        Err(CliError::RunFailed(failed.join("\n  ")))
+        Err(CliError::RunFailed(report.failures().join("\n  ")))
     }
 }
 

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use strata_engine::Engine;
 use strata_flightsql::{FlightSqlServer, ServerConfig, TlsFiles};
-use strata_sql::run::Engine;
-use strata_sql::storage::catalog::published_tables;
-use strata_sql::warehouse::Warehouse;
+use strata_storage::Warehouse;
+use strata_storage::catalog::published_tables;
 
 use crate::error::CliError;
 
@@ -93,10 +93,7 @@ pub(crate) async fn bind(
     let show_quarantine = config.show_quarantine;
 
     let warehouse = Warehouse::local(warehouse_dir);
-    let tables = published_tables(&warehouse).map_err(|source| CliError::Warehouse {
-        path: warehouse_dir.to_owned(),
-        source,
-    })?;
+    let tables = published_tables(&warehouse)?;
     let runs_on = if engine.is_cluster() {
         "queries run on the cluster"
     } else {

@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use futures::StreamExt;
+use strata_engine::run::{RunReport, TableReport};
+use strata_engine::scheduler_client::{self, VERSION};
+use strata_language::Sources;
 use strata_proto::pipeline::{
     CancelRequest, ListRunsRequest, PipelineFile, RunState, SubmitRequest, WatchRequest, run_event,
 };
-use strata_sql::language::Sources;
-use strata_sql::run::{RunReport, TableReport};
+use strata_storage::Warehouse;
 
 use crate::error::CliError;
 use crate::run::{BuildArgs, Progress, outcome, print_summary};
@@ -54,9 +56,7 @@ fn refused(status: tonic::Status) -> CliError {
 pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliError> {
     let sources = Sources::load(&args.build.pipeline)?;
     let warehouse = absolute(&args.build.warehouse)?;
-    let mut client = strata_proto::connect(&args.scheduler, "client", "strata submit")
-        .await
-        .map_err(CliError::Cluster)?;
+    let mut client = scheduler_client::connect(&args.scheduler, "client", "strata submit").await?;
     let files = sources
         .iter()
         .map(|(_, file)| PipelineFile {
@@ -70,7 +70,7 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
             warehouse: warehouse.display().to_string(),
             select: args.build.select,
             full_refresh: args.build.full_refresh,
-            client_version: strata_proto::VERSION.to_owned(),
+            client_version: VERSION.to_owned(),
         })
         .await
         .map_err(refused)?
@@ -106,9 +106,7 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
                     writeln!(
                         out,
                         "report: {}",
-                        report
-                            .history_path(&strata_sql::warehouse::Warehouse::local(&warehouse))
-                            .display()
+                        report.history_path(&Warehouse::local(&warehouse)).display()
                     )?;
                     return outcome(&report);
                 }
@@ -132,9 +130,7 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
 
 /// Lists the scheduler's runs, newest first.
 pub async fn runs(args: RunsArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let mut client = strata_proto::connect(&args.scheduler, "client", "strata runs")
-        .await
-        .map_err(CliError::Cluster)?;
+    let mut client = scheduler_client::connect(&args.scheduler, "client", "strata runs").await?;
     let runs = client
         .list_runs(ListRunsRequest {})
         .await
@@ -157,9 +153,7 @@ pub async fn runs(args: RunsArgs, out: &mut impl Write) -> Result<(), CliError> 
 
 /// Cancels a run; what it had not committed is never committed.
 pub async fn cancel(args: CancelArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let mut client = strata_proto::connect(&args.scheduler, "client", "strata cancel")
-        .await
-        .map_err(CliError::Cluster)?;
+    let mut client = scheduler_client::connect(&args.scheduler, "client", "strata cancel").await?;
     let state = client
         .cancel(CancelRequest {
             run_id: args.run.clone(),

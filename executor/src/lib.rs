@@ -11,7 +11,8 @@ use ballista_core::extension::ballista_scalar_functions;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_executor::health::ExecutorHealth;
-use strata_sql::codec::StrataPhysicalCodec;
+use strata_engine::codec::StrataPhysicalCodec;
+use strata_engine::{EngineError, scheduler_client};
 
 /// How to run an executor.
 #[derive(Debug, Clone)]
@@ -38,8 +39,12 @@ pub struct ExecutorOptions {
 /// Why an executor could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The scheduler could not be reached, or refused this executor.
+    #[error(transparent)]
+    Connect(#[from] EngineError),
+    /// An address given to the executor is not one.
     #[error("{0}")]
-    Scheduler(String),
+    Address(String),
     #[error("cannot use {}: {source}", path.display())]
     WorkDir {
         path: PathBuf,
@@ -62,9 +67,7 @@ pub enum Error {
 /// Checks the scheduler, then runs the executor until the process is stopped.
 pub async fn run(options: ExecutorOptions) -> Result<(), Error> {
     let name = format!("{}:{}", options.host, std::process::id());
-    strata_proto::connect(&options.scheduler, "executor", &name)
-        .await
-        .map_err(Error::Scheduler)?;
+    scheduler_client::connect(&options.scheduler, "executor", &name).await?;
     let (scheduler_host, scheduler_port) = split_address(&options.scheduler)?;
     std::fs::create_dir_all(&options.work_dir).map_err(|source| Error::WorkDir {
         path: options.work_dir.clone(),
@@ -74,7 +77,7 @@ pub async fn run(options: ExecutorOptions) -> Result<(), Error> {
     if let Some(port) = options.health_port {
         let address: SocketAddr = format!("{}:{port}", options.host)
             .parse()
-            .map_err(|error| Error::Scheduler(format!("bad health address: {error}")))?;
+            .map_err(|error| Error::Address(format!("bad health address: {error}")))?;
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|source| Error::Health { address, source })?;
@@ -120,11 +123,11 @@ fn split_address(address: &str) -> Result<(String, u16), Error> {
     let bare = address.rsplit("://").next().unwrap_or(address);
     let (host, port) = bare
         .rsplit_once(':')
-        .ok_or_else(|| Error::Scheduler(format!("{address}: expected host:port")))?;
+        .ok_or_else(|| Error::Address(format!("{address}: expected host:port")))?;
     let port = port
         .trim_end_matches('/')
         .parse()
-        .map_err(|_| Error::Scheduler(format!("{address}: {port} is not a port")))?;
+        .map_err(|_| Error::Address(format!("{address}: {port} is not a port")))?;
     Ok((host.to_owned(), port))
 }
 

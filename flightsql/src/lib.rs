@@ -9,14 +9,16 @@ mod handle;
 mod metadata;
 mod query;
 mod service;
+mod status;
+mod tables;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use strata_sql::run::Engine;
-use strata_sql::warehouse::Warehouse;
+use strata_engine::Engine;
+use strata_storage::Warehouse;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 

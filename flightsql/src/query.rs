@@ -4,11 +4,10 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::common::{ParamValues, ScalarValue, TableReference};
 use datafusion::config::Dialect;
-use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
@@ -17,25 +16,23 @@ use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
-use strata_sql::language::{Layer, did_you_mean};
-use strata_sql::run::Engine;
-use strata_sql::storage::catalog::{self, PublishedTable};
-use strata_sql::storage::delta_publish::DeltaReader;
-use strata_sql::storage::storage_schema;
-use strata_sql::warehouse::Warehouse;
+use strata_engine::Engine;
+use strata_language::{Layer, did_you_mean};
+use strata_storage::catalog::{self, PublishedTable};
+use strata_storage::delta_publish::DeltaReader;
+use strata_storage::{Warehouse, storage_schema};
 use tonic::Status;
+
+use crate::status::status;
+use crate::tables::{SCHEMAS, Visibility, WarehouseCatalog, split_version, versioned_name};
 
 /// The catalog clients see.
 pub const CATALOG: &str = "strata";
 /// The schema of unqualified table names.
 pub const DEFAULT_SCHEMA: &str = "enriched";
-/// The schemas clients see, one per layer that holds built tables.
-pub const SCHEMAS: [Layer; 3] = [Layer::Raw, Layer::Enriched, Layer::Ranked];
-
 /// Plans queries against the tables a warehouse has published.
 pub struct Planner {
-    warehouse: Warehouse,
-    show_quarantine: bool,
+    visibility: Visibility,
     runtime: Arc<RuntimeEnv>,
     engine: Engine,
 }
@@ -55,7 +52,7 @@ impl Planned {
 
     /// The types of the `?` parameters, in order; NULL where the query does not fix one.
     pub fn parameter_schema(&self) -> Result<Schema, Status> {
-        let fields = self.plan.get_parameter_fields().map_err(planning)?;
+        let fields = self.plan.get_parameter_fields().map_err(status)?;
         let mut fields: Vec<(usize, Field)> = fields
             .into_iter()
             .map(|(id, field)| {
@@ -76,9 +73,18 @@ impl Planned {
 
 impl Planner {
     pub fn new(warehouse: Warehouse, show_quarantine: bool, engine: Engine) -> Self {
+        // Delta scans that can run where the engine runs them.
+        let reader = if engine.is_cluster() {
+            DeltaReader::Portable
+        } else {
+            DeltaReader::Native
+        };
         Self {
-            warehouse,
-            show_quarantine,
+            visibility: Visibility {
+                warehouse,
+                show_quarantine,
+                reader,
+            },
             runtime: Arc::new(RuntimeEnv::default()),
             engine,
         }
@@ -89,26 +95,17 @@ impl Planner {
         &self.engine
     }
 
-    /// Delta scans that can run where the engine runs them.
-    fn delta_reader(&self) -> DeltaReader {
-        if self.engine.is_cluster() {
-            DeltaReader::Portable
-        } else {
-            DeltaReader::Native
-        }
-    }
-
-    /// The tables clients may see, sorted by layer and name.
+    /// The tables clients may see, sorted by layer and name (this lists the warehouse).
     pub fn tables(&self) -> Result<Vec<PublishedTable>, Status> {
-        let tables = catalog::published_tables(&self.warehouse).map_err(|error| {
+        let tables = catalog::published_tables(&self.visibility.warehouse).map_err(|error| {
             Status::internal(format!(
                 "listing the warehouse {}: {error}",
-                self.warehouse.root().display()
+                self.visibility.warehouse.root().display()
             ))
         })?;
         Ok(tables
             .into_iter()
-            .filter(|table| self.show_quarantine || !table.is_quarantine())
+            .filter(|table| self.visibility.show_quarantine || !table.is_quarantine())
             .collect())
     }
 
@@ -117,15 +114,18 @@ impl Planner {
         let state = self.context().state();
         let mut schemas = Vec::with_capacity(tables.len());
         for table in tables {
-            let provider = catalog::open(table, None, &state, self.delta_reader())
+            let provider = catalog::open(table, None, &state, self.visibility.reader)
                 .await
-                .map_err(planning)?;
+                .map_err(status)?;
             schemas.push(storage_schema(&provider.schema()));
         }
         Ok(schemas)
     }
 
     /// Plans one read-only statement, binding `parameters` to `?` in order if given.
+    ///
+    /// Only the tables the statement names are opened, each at the version current
+    /// now or the one it asks for; nothing lists the warehouse.
     pub async fn plan(
         &self,
         sql: &str,
@@ -137,12 +137,13 @@ impl Planner {
         let statement = state
             .sql_to_statement(&sql, &Dialect::Generic)
             .map_err(|error| Status::invalid_argument(error.strip_backtrace()))?;
-        refuse_writes(&statement)?;
-        let references = state
-            .resolve_table_references(&statement)
-            .map_err(planning)?;
-        self.register(&ctx, references).await?;
-        let plan = state.statement_to_plan(statement).await.map_err(planning)?;
+        refuse_write_statements(&statement)?;
+        let references = state.resolve_table_references(&statement).map_err(status)?;
+        for reference in &references {
+            self.check(reference)?;
+        }
+        let plan = state.statement_to_plan(statement).await.map_err(status)?;
+        refuse_writes(&plan)?;
         let plan = match parameters {
             Some(values) => bind(plan, values)?,
             None => plan,
@@ -150,13 +151,14 @@ impl Planner {
         Ok(Planned { ctx, plan })
     }
 
-    /// A fresh context whose catalog holds only the schemas; tables come per query.
+    /// A fresh context whose catalog is the warehouse's published tables.
     fn context(&self) -> SessionContext {
         let config = self
             .engine
             .config()
             .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
-            .with_information_schema(false);
+            .with_information_schema(false)
+            .with_create_default_catalog_and_schema(false);
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.runtime))
@@ -164,71 +166,46 @@ impl Planner {
             .build();
         let ctx = SessionContext::new_with_state(state);
         strata_udfs::register_all(&ctx);
-        if let Some(catalog) = ctx.catalog(CATALOG) {
-            for layer in SCHEMAS {
-                if catalog.schema(layer.as_str()).is_none() {
-                    let schema: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
-                    // Registering a schema on a memory catalog cannot fail.
-                    let _ = catalog.register_schema(layer.as_str(), schema);
-                }
-            }
-        }
+        let catalog = WarehouseCatalog::new(self.visibility.clone(), ctx.state());
+        ctx.register_catalog(CATALOG, Arc::new(catalog));
         ctx
     }
 
-    /// Opens every table the statement reads at the version current now, or the one it names.
-    async fn register(
-        &self,
-        ctx: &SessionContext,
-        references: Vec<TableReference>,
-    ) -> Result<(), Status> {
-        let tables = self.tables()?;
-        let state = ctx.state();
-        for reference in references {
-            if reference
-                .catalog()
-                .is_some_and(|catalog| catalog != CATALOG)
-            {
-                return Err(Status::not_found(format!(
-                    "unknown catalog {}: the only catalog is {CATALOG}",
-                    reference.catalog().unwrap_or_default()
-                )));
-            }
-            let schema_name = reference.schema().unwrap_or(DEFAULT_SCHEMA);
-            let layer = Layer::parse(schema_name)
-                .filter(|layer| SCHEMAS.contains(layer))
-                .ok_or_else(|| {
-                    Status::not_found(format!(
-                        "unknown schema {schema_name}: the schemas are raw, enriched and ranked"
-                    ))
-                })?;
-            let (name, version) = split_version(reference.table())?;
-            let table = tables
-                .iter()
-                .find(|table| table.layer == layer && table.name == name)
-                .ok_or_else(|| unknown_table(layer, name, &tables))?;
-            let provider = catalog::open(table, version, &state, self.delta_reader())
-                .await
-                .map_err(planning)?;
-            let schema = ctx
-                .catalog(CATALOG)
-                .and_then(|catalog| catalog.schema(layer.as_str()))
-                .ok_or_else(|| Status::internal("the session lost its schemas"))?;
-            if !schema.table_exist(reference.table()) {
-                schema
-                    .register_table(reference.table().to_owned(), provider)
-                    .map_err(planning)?;
-            }
+    /// Says which catalog, schema or table a reference names that does not exist.
+    fn check(&self, reference: &TableReference) -> Result<(), Status> {
+        if reference
+            .catalog()
+            .is_some_and(|catalog| catalog != CATALOG)
+        {
+            return Err(Status::not_found(format!(
+                "unknown catalog {}: the only catalog is {CATALOG}",
+                reference.catalog().unwrap_or_default()
+            )));
         }
-        Ok(())
+        let schema_name = reference.schema().unwrap_or(DEFAULT_SCHEMA);
+        let layer = Layer::parse(schema_name)
+            .filter(|layer| SCHEMAS.contains(layer))
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "unknown schema {schema_name}: the schemas are raw, enriched and ranked"
+                ))
+            })?;
+        let (name, _) = split_version(reference.table());
+        match self.visibility.find(layer, name) {
+            Some(_) => Ok(()),
+            None => Err(self.unknown_table(layer, name)),
+        }
+    }
+
+    /// A missing table, with the closest published name (this lists the warehouse).
+    fn unknown_table(&self, layer: Layer, name: &str) -> Status {
+        let tables = self.tables().unwrap_or_default();
+        unknown_table(layer, name, &tables)
     }
 }
 
 fn unknown_table(layer: Layer, name: &str, tables: &[PublishedTable]) -> Status {
-    let names: Vec<String> = tables
-        .iter()
-        .map(|table| format!("{}.{}", table.layer, table.name))
-        .collect();
+    let names: Vec<String> = tables.iter().map(|table| table.name.to_string()).collect();
     let wanted = format!("{layer}.{name}");
     let hint = did_you_mean(&wanted, names.iter().map(String::as_str))
         .map(|close| format!(" (did you mean {close}?)"))
@@ -236,19 +213,9 @@ fn unknown_table(layer: Layer, name: &str, tables: &[PublishedTable]) -> Status 
     Status::not_found(format!("unknown table {wanted}{hint}"))
 }
 
-/// `jobs@3` (what `jobs VERSION AS OF 3` becomes) names version 3 of `jobs`.
-fn split_version(table: &str) -> Result<(&str, Option<u64>), Status> {
-    match table.rsplit_once('@') {
-        Some((name, version)) => version
-            .parse()
-            .map(|version| (name, Some(version)))
-            .map_err(|_| Status::invalid_argument(format!("bad table version in {table}"))),
-        None => Ok((table, None)),
-    }
-}
-
-/// Only queries (and EXPLAIN of them) may run: the endpoint never changes state.
-fn refuse_writes(statement: &DFStatement) -> Result<(), Status> {
+/// Refuses a statement that is not a query before it is planned, so a write that
+/// would not even plan still reads as refused rather than as a planning error.
+fn refuse_write_statements(statement: &DFStatement) -> Result<(), Status> {
     let allowed = match statement {
         DFStatement::Statement(inner) => match inner.as_ref() {
             SqlStatement::Query(_) => true,
@@ -258,7 +225,7 @@ fn refuse_writes(statement: &DFStatement) -> Result<(), Status> {
             _ => false,
         },
         DFStatement::Explain(explain) => {
-            return refuse_writes(&explain.statement);
+            return refuse_write_statements(&explain.statement);
         }
         _ => false,
     };
@@ -274,9 +241,27 @@ fn refuse_writes(statement: &DFStatement) -> Result<(), Status> {
     )))
 }
 
+/// Only queries (and EXPLAIN of them) may run: the endpoint never changes state. The
+/// plan is what is checked, so a query that writes (`SELECT … INTO`) is refused too.
+fn refuse_writes(plan: &LogicalPlan) -> Result<(), Status> {
+    let read_only = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    read_only.verify_plan(plan).map_err(|refusal| {
+        Status::permission_denied(format!(
+            "the Strata Flight SQL endpoint is read-only: {}; tables change only through \
+             pipeline runs",
+            refusal
+                .strip_backtrace()
+                .trim_start_matches("Error during planning: ")
+        ))
+    })
+}
+
 /// Binds positional parameters, cast to the types the query gives them.
 fn bind(plan: LogicalPlan, values: Vec<ScalarValue>) -> Result<LogicalPlan, Status> {
-    let fields = plan.get_parameter_fields().map_err(planning)?;
+    let fields = plan.get_parameter_fields().map_err(status)?;
     if fields.len() != values.len() {
         return Err(Status::invalid_argument(format!(
             "the query has {} parameter(s) but {} value(s) were bound",
@@ -306,7 +291,7 @@ fn bind(plan: LogicalPlan, values: Vec<ScalarValue>) -> Result<LogicalPlan, Stat
         })
         .collect::<Result<Vec<_>, _>>()?;
     plan.with_param_values(ParamValues::from(values))
-        .map_err(planning)
+        .map_err(status)
 }
 
 /// Rewrites what DataFusion's generic dialect does not take: `?` placeholders become
@@ -346,7 +331,7 @@ fn rewrite(sql: &str) -> Result<String, Status> {
             };
             out.truncate(at);
             out.push(Token::Word(Word {
-                value: format!("{name}@{version}"),
+                value: versioned_name(&name, version),
                 quote_style: Some('"'),
                 keyword: Keyword::NoKeyword,
             }));
@@ -386,14 +371,103 @@ fn version_clause(tokens: &[Token], index: usize) -> Option<(u64, usize)> {
     }
 }
 
-/// A planning error as the status a client can act on.
-pub fn planning(error: DataFusionError) -> Status {
-    let message = error.strip_backtrace();
-    match error.find_root() {
-        DataFusionError::Plan(_) | DataFusionError::SQL(..) | DataFusionError::SchemaError(..) => {
-            Status::invalid_argument(message)
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use strata_language::TableName;
+    use strata_storage::delta_publish;
+    use tonic::Code;
+
+    use super::*;
+
+    /// A warehouse with one published table, `enriched.scores`.
+    async fn warehouse(name: &str) -> Warehouse {
+        let root =
+            std::env::temp_dir().join(format!("strata-planner-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let warehouse = Warehouse::local(&root);
+        let scores = TableName {
+            layer: Layer::Enriched,
+            name: "scores".into(),
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap();
+        let table = delta_publish::open(&warehouse.table(&scores))
+            .await
+            .unwrap();
+        delta_publish::write(table, vec![batch], true, &[], "enriched.scores")
+            .await
+            .unwrap();
+        warehouse
+    }
+
+    #[tokio::test]
+    async fn a_point_query_opens_its_table_without_listing_the_warehouse() {
+        let warehouse = warehouse("point").await;
+        // Injected failure: a layer that cannot be listed (a file where its directory goes).
+        std::fs::write(warehouse.layer_dir(Layer::Ranked), b"not a directory").unwrap();
+        let planner = Planner::new(warehouse.clone(), false, Engine::Embedded);
+        assert!(planner.tables().is_err(), "listing the warehouse fails");
+
+        let planned = planner
+            .plan(
+                "SELECT count(*) AS n FROM enriched.scores WHERE id > ?",
+                Some(vec![ScalarValue::Int64(Some(1))]),
+            )
+            .await
+            .expect("the query plans without a listing");
+        let rows = planned
+            .ctx
+            .execute_logical_plan(planned.plan)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(rows[0].num_rows(), 1);
+        std::fs::remove_dir_all(warehouse.root()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn writes_are_refused_by_their_plan_and_bad_sql_is_the_users() {
+        let warehouse = warehouse("refusals").await;
+        let planner = Planner::new(warehouse.clone(), false, Engine::Embedded);
+        for sql in [
+            "SELECT 1 INTO enriched.copy",
+            "SELECT id INTO enriched.copy FROM enriched.scores",
+            "DROP TABLE enriched.scores",
+            "CREATE TABLE enriched.x AS SELECT 1",
+            "SET datafusion.execution.batch_size = 1",
+        ] {
+            let refused = planner
+                .plan(sql, None)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{sql} ran"));
+            assert_eq!(refused.code(), Code::PermissionDenied, "{sql}: {refused:?}");
+            assert!(
+                refused.message().contains("read-only"),
+                "{sql}: {refused:?}"
+            );
         }
-        DataFusionError::NotImplemented(_) => Status::unimplemented(message),
-        _ => Status::internal(message),
+        let unknown = planner
+            .plan("SELECT nope FROM enriched.scores", None)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(unknown.code(), Code::InvalidArgument, "{unknown:?}");
+        let missing = planner
+            .plan("SELECT * FROM enriched.score", None)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+        assert!(
+            missing.message().contains("did you mean enriched.scores"),
+            "{missing:?}"
+        );
+        std::fs::remove_dir_all(warehouse.root()).unwrap();
     }
 }

@@ -28,14 +28,16 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use prost::Message;
-use strata_sql::storage::avro_sink::to_storage;
+use strata_storage::to_storage;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{AUTHORIZATION, Authenticator, Caller};
 use crate::handle::QueryHandle;
 use crate::metadata;
-use crate::query::{CATALOG, Planner, SCHEMAS, planning};
+use crate::query::{CATALOG, Planner};
+use crate::status::status;
+use crate::tables::SCHEMAS;
 
 type DoGetStream = <StrataFlightSql as FlightService>::DoGetStream;
 
@@ -103,17 +105,17 @@ impl StrataFlightSql {
             .ctx
             .execute_logical_plan(planned.plan)
             .await
-            .map_err(planning)?
+            .map_err(status)?
             .create_physical_plan()
             .await
-            .map_err(planning)?;
+            .map_err(status)?;
         let job = format!("flightsql:{caller}");
         let batches = self
             .planner
             .engine()
             .stream(physical, &planned.ctx, &job)
             .await
-            .map_err(planning)?;
+            .map_err(status)?;
         tracing::info!(
             user = %caller,
             sql = handle.sql,
@@ -124,7 +126,7 @@ impl StrataFlightSql {
         let batches = batches.map(move |batch| {
             batch
                 .and_then(|batch| to_storage(&batch, &target))
-                .map_err(|error| FlightError::Tonic(Box::new(planning(error))))
+                .map_err(|error| FlightError::Tonic(Box::new(status(error))))
         });
         Ok(encode(schema, batches))
     }
@@ -405,8 +407,8 @@ impl FlightSqlService for StrataFlightSql {
             builder
                 .append(
                     CATALOG,
-                    table.layer.as_str(),
-                    &table.name,
+                    table.name.layer.as_str(),
+                    &table.name.name,
                     TABLE_TYPE,
                     schema,
                 )

@@ -22,6 +22,34 @@ pub struct Autoscale {
     pub backend: Arc<dyn Backend>,
 }
 
+/// Acts on one observation of the cluster: the autoscaler decides on it and the
+/// metrics show it. A cluster whose state could not be read is not an empty one, so
+/// then nothing is decided or shown, and the next tick tries again.
+pub async fn observed(
+    observation: Result<ClusterView, ballista_core::error::BallistaError>,
+    autoscaler: Option<&mut Autoscaler>,
+    draining: &Draining,
+    metrics: &Metrics,
+) {
+    let mut view = match observation {
+        Ok(view) => view,
+        Err(error) => {
+            tracing::warn!(
+                "cannot read the cluster's state, so nothing is scaled this tick: {error}"
+            );
+            return;
+        }
+    };
+    let starting = match autoscaler {
+        Some(autoscaler) => {
+            autoscaler.step(&mut view, draining, metrics).await;
+            autoscaler.starting()
+        }
+        None => 0,
+    };
+    metrics.observe(&view, starting);
+}
+
 /// The policy's memory and what the loop knows beyond the scheduler's state.
 pub struct Autoscaler {
     settings: Settings,
@@ -153,5 +181,76 @@ impl Autoscaler {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use ballista_core::error::BallistaError;
+    use strata_autoscale::{ExecutorAddress, policy::Settings};
+
+    use super::*;
+
+    /// A backend that only records what it was asked to do.
+    #[derive(Default)]
+    struct Recording {
+        added: Mutex<usize>,
+    }
+
+    #[async_trait::async_trait]
+    impl strata_autoscale::Backend for Recording {
+        fn name(&self) -> &'static str {
+            "recording"
+        }
+
+        fn slots_per_executor(&self) -> usize {
+            2
+        }
+
+        async fn add(&self, count: usize) -> strata_autoscale::Result<()> {
+            *self.added.lock().unwrap() += count;
+            Ok(())
+        }
+
+        async fn remove(&self, _executor: &ExecutorAddress) -> strata_autoscale::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_cluster_is_not_an_empty_one() {
+        let backend = Arc::new(Recording::default());
+        let settings = Settings {
+            min: 1,
+            ..Settings::default()
+        };
+        let mut autoscaler = Autoscaler::new(Autoscale {
+            settings,
+            backend: Arc::clone(&backend) as Arc<dyn Backend>,
+        });
+        let (draining, metrics) = (Draining::default(), Metrics::default());
+
+        // Injected failure: the scheduler cannot list its executors.
+        let failed = Err(BallistaError::General(
+            "injected: executor listing failed".into(),
+        ));
+        observed(failed, Some(&mut autoscaler), &draining, &metrics).await;
+        assert_eq!(
+            *backend.added.lock().unwrap(),
+            0,
+            "nothing is added on a failed read"
+        );
+
+        // The same tick on a cluster that really is empty reaches the minimum at once.
+        observed(
+            Ok(ClusterView::default()),
+            Some(&mut autoscaler),
+            &draining,
+            &metrics,
+        )
+        .await;
+        assert_eq!(*backend.added.lock().unwrap(), 1);
     }
 }

@@ -57,8 +57,12 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
-    /// Reads the scheduler's state; cheap enough to do every tick.
-    pub async fn observe(scheduler: &Scheduler, draining: &Draining) -> Self {
+    /// Reads the scheduler's state; cheap enough to do every tick. An executor list
+    /// that cannot be read is an error, never an empty cluster.
+    pub async fn observe(
+        scheduler: &Scheduler,
+        draining: &Draining,
+    ) -> Result<Self, ballista_core::error::BallistaError> {
         let tasks = &scheduler.state.task_manager;
         let mut pending_tasks = tasks.pending_job_number();
         let mut running: HashMap<String, usize> = HashMap::new();
@@ -77,8 +81,7 @@ impl ClusterView {
             .state
             .executor_manager
             .get_executors_state()
-            .await
-            .unwrap_or_default();
+            .await?;
         let timeout = scheduler.state.config.executor_timeout_seconds;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -117,11 +120,11 @@ impl ClusterView {
                 }
             })
             .collect();
-        Self {
+        Ok(Self {
             pending_tasks,
             running_tasks: running.values().sum(),
             executors,
-        }
+        })
     }
 
     /// The executors the autoscaler can count on or drain: stopping ones are gone already.

@@ -21,8 +21,8 @@ use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
 use ballista_scheduler::scheduler_process::create_scheduler;
 use datafusion::execution::FunctionRegistry;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use strata_engine::codec::StrataPhysicalCodec;
 use strata_proto::pipeline::pipeline_service_server::PipelineServiceServer;
-use strata_sql::codec::StrataPhysicalCodec;
 use tokio::net::TcpListener;
 
 use crate::autoscaler::Autoscaler;
@@ -195,12 +195,8 @@ impl Scheduler {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                let mut view = ClusterView::observe(&scheduler, &draining).await;
-                if let Some(autoscaler) = &mut autoscaler {
-                    autoscaler.step(&mut view, &draining, &metrics).await;
-                }
-                let starting = autoscaler.as_ref().map_or(0, Autoscaler::starting);
-                metrics.observe(&view, starting);
+                let observation = ClusterView::observe(&scheduler, &draining).await;
+                autoscaler::observed(observation, autoscaler.as_mut(), &draining, &metrics).await;
             }
         });
         tracing::info!("Strata scheduler {VERSION} listening on {address}");

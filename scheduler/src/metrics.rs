@@ -13,7 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-use strata_sql::run::TableReport;
+use strata_engine::run::TableReport;
 use tokio::net::TcpListener;
 
 use crate::cluster_view::{ClusterView, ExecutorState};

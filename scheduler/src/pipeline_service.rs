@@ -7,9 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ballista_core::error::BallistaError;
 use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use futures::Stream;
+use strata_engine::engine::run_jobs_prefix;
+use strata_engine::run::{RunEvent as TableEvent, RunOptions, new_run_id, run_pipeline};
+use strata_engine::{Compiled, Engine, EngineError, compile};
+use strata_language::{LanguageError, Pipeline, Sources, Statement, TableName};
 use strata_proto::pipeline::pipeline_service_server::PipelineService as PipelineRpc;
 use strata_proto::pipeline::{
     CancelRequest, CancelResponse, DrainExecutorRequest, DrainExecutorResponse, HelloRequest,
@@ -17,14 +22,8 @@ use strata_proto::pipeline::{
     SubmitRequest, SubmitResponse, TableFinished, TableProgress, TableStarted, WatchRequest,
     run_event,
 };
-use strata_sql::Error as PipelineError;
-use strata_sql::graph::Graph;
-use strata_sql::language::{Pipeline, Sources, Statement, TableName, parse};
-use strata_sql::plan::{PlannedTable, plan_pipeline};
-use strata_sql::run::cleanup::remove_uncommitted;
-use strata_sql::run::engine::JOB_NAME_PREFIX;
-use strata_sql::run::{Engine, RunEvent as TableEvent, RunOptions, new_run_id, run_pipeline};
-use strata_sql::warehouse::Warehouse;
+use strata_storage::Warehouse;
+use strata_storage::cleanup::remove_uncommitted;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
@@ -33,7 +32,7 @@ use crate::draining::Draining;
 use crate::metrics::Metrics;
 use crate::runs::{Run, Runs};
 
-pub use strata_proto::VERSION;
+pub use strata_engine::scheduler_client::VERSION;
 
 /// How long a cancellation waits for the run's tasks to stop before tidying its files.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
@@ -97,41 +96,27 @@ pub fn check_version(peer: &str, role: &str) -> Result<(), Status> {
     }
 }
 
-/// A pipeline read, resolved and planned on this side, ready to run.
-struct Prepared {
-    pipeline: Pipeline,
-    graph: Graph,
-    planned: Vec<PlannedTable>,
-    engine: Engine,
-    ctx: datafusion::prelude::SessionContext,
-}
-
-async fn prepare(sources: &Sources, warehouse: &Warehouse, url: &str) -> Result<Prepared, Status> {
-    let refuse = |error: PipelineError| match error {
-        PipelineError::Invalid(problems) => Status::invalid_argument(format!(
-            "{}{} problem(s) found; nothing was run",
-            problems
-                .iter()
-                .map(|problem| format!("{}\n", problem.render(sources)))
-                .collect::<String>(),
-            problems.len()
-        )),
+/// Compiles a submitted pipeline on this side; a pipeline with problems is refused
+/// with each rendered against its files.
+async fn prepare(
+    sources: &Sources,
+    warehouse: &Warehouse,
+    engine: &Engine,
+) -> Result<Compiled, Status> {
+    let refuse = |error: EngineError| match error {
+        EngineError::Language(LanguageError::Invalid(problems)) => {
+            Status::invalid_argument(format!(
+                "{}{} problem(s) found; nothing was run",
+                problems
+                    .iter()
+                    .map(|problem| format!("{}\n", problem.render(sources)))
+                    .collect::<String>(),
+                problems.len()
+            ))
+        }
         other => Status::invalid_argument(other.to_string()),
     };
-    let pipeline = parse(sources).map_err(refuse)?;
-    let graph = Graph::resolve(&pipeline, sources).map_err(refuse)?;
-    let engine = Engine::cluster(url);
-    let ctx = engine.session();
-    let planned = plan_pipeline(&pipeline, &graph, warehouse, &ctx)
-        .await
-        .map_err(refuse)?;
-    Ok(Prepared {
-        pipeline,
-        graph,
-        planned,
-        engine,
-        ctx,
-    })
+    compile(sources, warehouse, engine).await.map_err(refuse)
 }
 
 fn table_event(event: TableEvent<'_>) -> RunEvent {
@@ -209,7 +194,8 @@ impl PipelineRpc for PipelineService {
             sources.add(&file.path, file.text.clone());
         }
         let warehouse = Warehouse::local(root);
-        let prepared = prepare(&sources, &warehouse, &self.url).await?;
+        let engine = Engine::cluster(&self.url);
+        let compiled = prepare(&sources, &warehouse, &engine).await?;
 
         let run_id = format!(
             "{}-{}",
@@ -217,7 +203,7 @@ impl PipelineRpc for PipelineService {
             self.submitted.fetch_add(1, Ordering::Relaxed)
         );
         let submitted_at_ms = now_ms();
-        let tables = built_tables(&prepared.pipeline);
+        let tables = built_tables(&compiled.pipeline);
         let run = self.runs.add(
             tables,
             RunSummary {
@@ -243,23 +229,14 @@ impl PipelineRpc for PipelineService {
             let run = Arc::clone(&run);
             let metrics = Arc::clone(&self.metrics);
             tokio::spawn(async move {
-                let Prepared {
-                    pipeline,
-                    graph,
-                    planned,
-                    engine,
-                    ctx,
-                } = prepared;
                 let on_event = |event: TableEvent<'_>| {
                     if let TableEvent::Finished(report) = &event {
                         metrics.table_finished(report);
                     }
                     run.record(table_event(event))
                 };
-                let outcome = run_pipeline(
-                    &pipeline, &graph, &planned, &warehouse, &ctx, &engine, &options, &on_event,
-                )
-                .await;
+                let outcome =
+                    run_pipeline(&compiled, &warehouse, &engine, &options, &on_event).await;
                 let (state, report, error) = match outcome {
                     Ok(report) if report.succeeded() => {
                         (RunState::Succeeded, Some(report), String::new())
@@ -345,31 +322,31 @@ impl PipelineRpc for PipelineService {
         run.abort();
         let stopped = cancel_jobs(&self.scheduler, &run_id).await;
         let summary = run.summary();
-        let tables = run.tables();
         let warehouse = Warehouse::local(&summary.warehouse);
-        // A cancelled task may still be closing a file as its job ends: sweep until two
-        // sweeps a second apart find nothing.
-        let mut removed = 0;
-        let mut quiet = 0;
-        for _ in 0..CLEANUP_SWEEPS {
-            let swept =
-                remove_uncommitted(&warehouse, tables, &run_id, summary.submitted_at_ms).await;
-            removed += swept;
-            quiet = if swept == 0 { quiet + 1 } else { 0 };
-            if quiet == 2 {
-                break;
+        let tidied = tidy(
+            stopped,
+            &warehouse,
+            run.tables(),
+            &run_id,
+            summary.submitted_at_ms,
+        )
+        .await;
+        let said = match tidied {
+            Ok((stopped, removed)) => {
+                tracing::info!(
+                    "run {run_id} cancelled: {stopped} job(s) stopped, {removed} file(s) removed"
+                );
+                "cancelled; nothing it had not committed was committed".to_owned()
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        tracing::info!(
-            "run {run_id} cancelled: {stopped} job(s) stopped, {removed} file(s) removed"
-        );
-        if run.finish(
-            RunState::Cancelled,
-            String::new(),
-            "cancelled; nothing it had not committed was committed".to_owned(),
-            now_ms(),
-        ) {
+            Err(error) => {
+                tracing::warn!("run {run_id} cancelled, but its files were not swept: {error}");
+                format!(
+                    "cancelled; nothing it had not committed was committed, but its \
+                     uncommitted files were left in place: {error}"
+                )
+            }
+        };
+        if run.finish(RunState::Cancelled, String::new(), said, now_ms()) {
             self.metrics.run_finished(
                 state_label(RunState::Cancelled),
                 run.summary().duration_ms as f64 / 1000.0,
@@ -390,7 +367,11 @@ impl PipelineRpc for PipelineService {
                 "name the executor to drain by its host or host:port",
             ));
         }
-        let view = ClusterView::observe(&self.scheduler, &self.draining).await;
+        let view = ClusterView::observe(&self.scheduler, &self.draining)
+            .await
+            .map_err(|error| {
+                Status::unavailable(format!("cannot read the cluster's executors: {error}"))
+            })?;
         let matching: Vec<_> = view
             .executors
             .iter()
@@ -428,39 +409,103 @@ fn state_label(state: RunState) -> &'static str {
     }
 }
 
+/// After a cancel asked the run's jobs to stop, removes the files the run wrote but did
+/// not commit; returns the jobs stopped and the files removed.
+///
+/// When the jobs could not be listed, a task may still be writing, so nothing is swept:
+/// the files are left for a later sweep rather than pulled from under a writer.
+async fn tidy(
+    stopped: Result<usize, BallistaError>,
+    warehouse: &Warehouse,
+    tables: &[TableName],
+    run_id: &str,
+    since_ms: u64,
+) -> Result<(usize, usize), BallistaError> {
+    let stopped = stopped?;
+    // A cancelled task may still be closing a file as its job ends: sweep until two
+    // sweeps a second apart find nothing.
+    let mut removed = 0;
+    let mut quiet = 0;
+    for _ in 0..CLEANUP_SWEEPS {
+        let sweep = remove_uncommitted(warehouse, tables, run_id, since_ms).await;
+        removed += sweep.removed;
+        quiet = if sweep.removed == 0 { quiet + 1 } else { 0 };
+        if quiet == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Ok((stopped, removed))
+}
+
 /// Cancels the run's Ballista jobs and waits (bounded) until none runs; returns how many.
-async fn cancel_jobs(scheduler: &Scheduler, run_id: &str) -> usize {
-    let prefix = format!("{JOB_NAME_PREFIX}{run_id}:");
+async fn cancel_jobs(scheduler: &Scheduler, run_id: &str) -> Result<usize, BallistaError> {
+    let prefix = run_jobs_prefix(run_id);
     let running = || async {
-        scheduler
-            .state
-            .task_manager
-            .get_running_jobs()
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|job| job.job_name.starts_with(&prefix))
-            .filter(|job| {
-                matches!(
-                    job.status.status,
-                    Some(ballista_core::serde::protobuf::job_status::Status::Running(
-                        _
-                    )) | Some(ballista_core::serde::protobuf::job_status::Status::Queued(
-                        _
-                    )) | None
-                )
-            })
-            .collect::<Vec<_>>()
+        let jobs = scheduler.state.task_manager.get_running_jobs().await?;
+        Ok::<_, BallistaError>(
+            jobs.into_iter()
+                .filter(|job| job.job_name.starts_with(&prefix))
+                .filter(|job| {
+                    matches!(
+                        job.status.status,
+                        Some(ballista_core::serde::protobuf::job_status::Status::Running(
+                            _
+                        )) | Some(ballista_core::serde::protobuf::job_status::Status::Queued(
+                            _
+                        )) | None
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )
     };
-    let jobs = running().await;
+    let jobs = running().await?;
     for job in &jobs {
         if let Err(error) = scheduler.cancel_job(job.job_id.clone()).await {
             tracing::warn!("cancelling job {}: {error}", job.job_id);
         }
     }
     let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
-    while !running().await.is_empty() && tokio::time::Instant::now() < deadline {
+    while !running().await?.is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    jobs.len()
+    Ok(jobs.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_language::Layer;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cancel_that_cannot_list_its_jobs_sweeps_nothing() {
+        let root = std::env::temp_dir().join(format!("strata-cancel-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let warehouse = Warehouse::local(&root);
+        let jobs = TableName {
+            layer: Layer::Raw,
+            name: "jobs".into(),
+        };
+        let file = warehouse.table(&jobs).join(&format!(
+            "{}00000-0-1.avro",
+            strata_storage::paths::run_file_prefix("run-1")
+        ));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, b"Obj").unwrap();
+        let tables = [jobs];
+
+        // Injected failure: Ballista cannot list the running jobs.
+        let failed = Err(BallistaError::General(
+            "injected: job listing failed".into(),
+        ));
+        let tidied = tidy(failed, &warehouse, &tables, "run-1", 0).await;
+        assert!(tidied.is_err());
+        assert!(file.exists(), "a task may still be writing it");
+
+        let tidied = tidy(Ok(1), &warehouse, &tables, "run-1", 0).await.unwrap();
+        assert_eq!(tidied, (1, 1));
+        assert!(!file.exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

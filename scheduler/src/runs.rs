@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use strata_language::TableName;
 use strata_proto::pipeline::{RunEvent, RunFinished, RunState, RunSummary, run_event};
-use strata_sql::language::TableName;
 use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 

@@ -1,0 +1,312 @@
+//! The plan codec Strata installs on every process of a cluster: Strata's own plan
+//! nodes under a tag byte protobuf cannot start with, everything else by Ballista's codec.
+
+use std::sync::Arc;
+
+use ballista_core::serde::BallistaPhysicalExtensionCodec;
+use datafusion::common::parsers::CompressionTypeVariant;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::physical_plan::AsExecutionPlan;
+use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
+use datafusion_proto::physical_plan::to_proto::serialize_physical_expr;
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use datafusion_proto::protobuf::{PhysicalExprNode, PhysicalPlanNode};
+use prost::Message;
+use strata_proto::plan as proto;
+
+use strata_language::OnViolation;
+use strata_storage::storage_schema;
+
+use crate::compressed_scan::CompressedScanExec;
+use crate::expectations::{Checker, Rule};
+use crate::write::{FileFormat, WriteFilesExec, WriteSpec};
+
+/// Field number 0 is invalid in protobuf, so no Ballista or DataFusion message starts with
+/// a zero byte; Strata's nodes start with one, then a byte naming the node.
+const STRATA_TAG: u8 = 0;
+const WRITE_FILES: u8 = 1;
+const COMPRESSED_SCAN: u8 = 2;
+
+/// Encodes Strata's nodes itself and hands the rest to Ballista's codec.
+#[derive(Debug, Default)]
+pub struct StrataPhysicalCodec {
+    ballista: BallistaPhysicalExtensionCodec,
+}
+
+impl StrataPhysicalCodec {
+    /// The codec, shared, as Ballista's configuration wants it.
+    pub fn shared() -> Arc<dyn PhysicalExtensionCodec> {
+        Arc::new(Self::default())
+    }
+
+    fn encode_write(&self, node: &WriteFilesExec, buf: &mut Vec<u8>) -> Result<()> {
+        let spec = node.spec();
+        let expectations = node
+            .checker()
+            .rules()
+            .iter()
+            .map(|rule| {
+                Ok(proto::ExpectationRule {
+                    name: rule.name.clone(),
+                    on_violation: match rule.on_violation {
+                        OnViolation::DropRow => proto::Violation::DropRow,
+                        OnViolation::Quarantine => proto::Violation::Quarantine,
+                        OnViolation::Fail => proto::Violation::Fail,
+                    } as i32,
+                    predicate: serialize_physical_expr(&rule.predicate, self)?.encode_to_vec(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let message = proto::WriteFilesNode {
+            format: match spec.format {
+                FileFormat::Avro => proto::FileFormat::Avro,
+                FileFormat::Delta => proto::FileFormat::Delta,
+            } as i32,
+            table_dir: spec.table_dir.clone(),
+            prefix: spec.prefix.clone(),
+            partition_columns: spec.partition_columns.clone(),
+            expectations,
+            run_id: node.checker().run_id().to_owned(),
+            quarantine_dir: spec.quarantine_dir.clone().unwrap_or_default(),
+        };
+        buf.extend([STRATA_TAG, WRITE_FILES]);
+        message
+            .encode(buf)
+            .map_err(|error| DataFusionError::Internal(format!("encoding WriteFilesExec: {error}")))
+    }
+
+    fn decode_write(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let message = proto::WriteFilesNode::decode(buf).map_err(|error| {
+            DataFusionError::Internal(format!("decoding WriteFilesExec: {error}"))
+        })?;
+        let [input] = inputs else {
+            return Err(DataFusionError::Internal(
+                "WriteFilesExec takes exactly one input".into(),
+            ));
+        };
+        let schema = storage_schema(&input.schema());
+        let rules = message
+            .expectations
+            .iter()
+            .map(|rule| {
+                let node =
+                    PhysicalExprNode::decode(rule.predicate.as_slice()).map_err(|error| {
+                        DataFusionError::Internal(format!(
+                            "decoding expectation {}: {error}",
+                            rule.name
+                        ))
+                    })?;
+                Ok(Rule {
+                    name: rule.name.clone(),
+                    on_violation: match rule.on_violation() {
+                        proto::Violation::DropRow => OnViolation::DropRow,
+                        proto::Violation::Fail => OnViolation::Fail,
+                        proto::Violation::Quarantine | proto::Violation::Unspecified => {
+                            OnViolation::Quarantine
+                        }
+                    },
+                    predicate: parse_physical_expr(&node, ctx, &schema, self)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let format = match message.format() {
+            proto::FileFormat::Avro => FileFormat::Avro,
+            proto::FileFormat::Delta => FileFormat::Delta,
+            proto::FileFormat::Unspecified => {
+                return Err(DataFusionError::Internal(
+                    "WriteFilesExec without a file format".into(),
+                ));
+            }
+        };
+        let spec = WriteSpec {
+            format,
+            table_dir: message.table_dir,
+            prefix: message.prefix,
+            partition_columns: message.partition_columns,
+            quarantine_dir: Some(message.quarantine_dir).filter(|dir| !dir.is_empty()),
+        };
+        let checker = Checker::from_rules(rules, &schema, &message.run_id);
+        Ok(Arc::new(WriteFilesExec::new(
+            Arc::clone(input),
+            spec,
+            checker,
+        )))
+    }
+}
+
+const COMPRESSIONS: [CompressionTypeVariant; 5] = [
+    CompressionTypeVariant::UNCOMPRESSED,
+    CompressionTypeVariant::GZIP,
+    CompressionTypeVariant::BZIP2,
+    CompressionTypeVariant::XZ,
+    CompressionTypeVariant::ZSTD,
+];
+
+fn compression_byte(variant: CompressionTypeVariant) -> u8 {
+    COMPRESSIONS
+        .iter()
+        .position(|known| *known == variant)
+        .unwrap_or(0) as u8
+}
+
+fn compression_variant(byte: u8) -> Result<CompressionTypeVariant> {
+    COMPRESSIONS
+        .get(byte as usize)
+        .copied()
+        .ok_or_else(|| DataFusionError::Internal(format!("unknown compression {byte}")))
+}
+
+impl PhysicalExtensionCodec for StrataPhysicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        match buf {
+            [STRATA_TAG, WRITE_FILES, message @ ..] => self.decode_write(message, inputs, ctx),
+            [STRATA_TAG, COMPRESSED_SCAN, compression, scan @ ..] => {
+                let compression = compression_variant(*compression)?;
+                let scan = PhysicalPlanNode::decode(scan)
+                    .map_err(|error| {
+                        DataFusionError::Internal(format!("decoding a scan: {error}"))
+                    })?
+                    .try_into_physical_plan(ctx, self)?;
+                Ok(Arc::new(CompressedScanExec::try_new(scan, compression)?))
+            }
+            [STRATA_TAG, ..] => Err(DataFusionError::Internal(format!(
+                "an unknown Strata plan node {:?}; is every process on one Strata version?",
+                &buf[..buf.len().min(8)]
+            ))),
+            _ => self.ballista.try_decode(buf, inputs, ctx, proto_converter),
+        }
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        if let Some(write) = node.downcast_ref::<WriteFilesExec>() {
+            return self.encode_write(write, buf);
+        }
+        if let Some(scan) = node.downcast_ref::<CompressedScanExec>() {
+            let inner = PhysicalPlanNode::try_from_physical_plan(Arc::clone(scan.scan()), self)?;
+            buf.extend([
+                STRATA_TAG,
+                COMPRESSED_SCAN,
+                compression_byte(scan.compression()),
+            ]);
+            return inner
+                .encode(buf)
+                .map_err(|error| DataFusionError::Internal(format!("encoding a scan: {error}")));
+        }
+        self.ballista.try_encode(node, buf, proto_converter)
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        match strata_udfs::scalar_functions()
+            .into_iter()
+            .find(|udf| udf.name() == name)
+        {
+            Some(udf) => Ok(udf),
+            None => self.ballista.try_decode_udf(name, buf),
+        }
+    }
+
+    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+        match strata_udfs::aggregate_functions()
+            .into_iter()
+            .find(|udaf| udaf.name() == name)
+        {
+            Some(udaf) => Ok(udaf),
+            None => self.ballista.try_decode_udaf(name, buf),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{BinaryExpr, col, lit};
+    use datafusion::physical_plan::empty::EmptyExec;
+    use datafusion::prelude::SessionContext;
+    use datafusion_proto::physical_plan::DefaultPhysicalProtoConverter;
+
+    use super::*;
+
+    #[test]
+    fn a_writer_crosses_the_wire_whole() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let rule = Rule {
+            name: "positive".into(),
+            on_violation: OnViolation::Quarantine,
+            predicate: Arc::new(BinaryExpr::new(
+                col("n", &schema).unwrap(),
+                Operator::Gt,
+                lit(0i64),
+            )),
+        };
+        let spec = WriteSpec {
+            format: FileFormat::Delta,
+            table_dir: "/wh/enriched/scores".into(),
+            prefix: String::new(),
+            partition_columns: vec!["n".into()],
+            quarantine_dir: Some("/wh/enriched/scores__quarantine".into()),
+        };
+        let writer = WriteFilesExec::new(
+            Arc::new(EmptyExec::new(Arc::clone(&schema))),
+            spec,
+            Checker::from_rules(vec![rule], &schema, "run-1"),
+        );
+        let codec = StrataPhysicalCodec::default();
+        let encoded = PhysicalPlanNode::try_from_physical_plan(Arc::new(writer), &codec).unwrap();
+        let bytes = encoded.encode_to_vec();
+        let ctx = SessionContext::new();
+        let decoded = PhysicalPlanNode::decode(bytes.as_slice())
+            .unwrap()
+            .try_into_physical_plan(&ctx.task_ctx(), &codec)
+            .unwrap();
+        let decoded = decoded.downcast_ref::<WriteFilesExec>().expect("a writer");
+        let spec = decoded.spec();
+        assert_eq!(spec.format, FileFormat::Delta);
+        assert_eq!(spec.table_dir, "/wh/enriched/scores");
+        assert_eq!(spec.partition_columns, ["n"]);
+        assert_eq!(
+            spec.quarantine_dir.as_deref(),
+            Some("/wh/enriched/scores__quarantine")
+        );
+        assert_eq!(decoded.checker().run_id(), "run-1");
+        let rules = decoded.checker().rules();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].name, "positive");
+        assert_eq!(rules[0].on_violation, OnViolation::Quarantine);
+        assert_eq!(rules[0].predicate.to_string(), "n@0 > 0");
+    }
+
+    #[test]
+    fn an_unknown_strata_node_names_the_version_problem() {
+        let codec = StrataPhysicalCodec::default();
+        let ctx = SessionContext::new();
+        let error = codec
+            .try_decode(
+                &[STRATA_TAG, 99],
+                &[],
+                &ctx.task_ctx(),
+                &DefaultPhysicalProtoConverter {},
+            )
+            .unwrap_err();
+        assert!(error.to_string().contains("one Strata version"), "{error}");
+    }
+}

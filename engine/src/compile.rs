@@ -1,0 +1,295 @@
+//! Compiling a pipeline: parse, resolve and plan, once, on the session the engine runs
+//! it with. `strata check`, `strata run`, `strata submit` and the scheduler's pipeline
+//! service all call [`compile`], so what check accepts is what run plans.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::datasource::empty::EmptyTable;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{ExprSchemable, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{ExprWithAlias, Statement as SqlStatement};
+
+use strata_language::rules::{check_clauses, stored_schema};
+use strata_language::{
+    Diagnostic, Graph, LanguageError, Layer, Pipeline, SourceTable, Sources, Statement, TableDef,
+    parse,
+};
+use strata_storage::Warehouse;
+
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+
+/// A statement that planned cleanly, with what it produces.
+#[derive(Debug, Clone)]
+pub struct PlannedTable {
+    /// Index of the statement in the pipeline.
+    pub node: usize,
+    /// The logical plan of the table's query (a landing source's scan for sources).
+    pub plan: LogicalPlan,
+    /// The columns the table stores, including any the write mode adds.
+    pub schema: SchemaRef,
+}
+
+/// A pipeline compiled on an engine's session, ready to run.
+pub struct Compiled {
+    /// The statements, with every landing location resolved against the warehouse.
+    pub pipeline: Pipeline,
+    pub graph: Graph,
+    /// Every statement that planned, in build order.
+    pub planned: Vec<PlannedTable>,
+    /// The session it was planned on; builds run on it.
+    pub ctx: SessionContext,
+}
+
+impl Compiled {
+    /// What a statement plans to, if it planned.
+    pub fn planned(&self, node: usize) -> Option<&PlannedTable> {
+        self.planned.iter().find(|table| table.node == node)
+    }
+}
+
+/// Parses, resolves and plans a pipeline on a new session of `engine`, reporting every
+/// problem at once.
+pub async fn compile(
+    sources: &Sources,
+    warehouse: &Warehouse,
+    engine: &Engine,
+) -> Result<Compiled> {
+    let mut pipeline = parse(sources)?;
+    let graph = Graph::resolve(&pipeline, sources)?;
+    for statement in &mut pipeline.statements {
+        if let Statement::Source(source) = statement {
+            for location in &mut source.definition.locations {
+                *location = warehouse.resolve_location(location);
+            }
+        }
+    }
+    let ctx = engine.session();
+    let planned = plan_pipeline(&pipeline, &graph, warehouse, &ctx).await?;
+    Ok(Compiled {
+        pipeline,
+        graph,
+        planned,
+        ctx,
+    })
+}
+
+/// Creates the layer schemas on a session so `landing.x` and `raw.y` resolve.
+pub fn register_layers(ctx: &SessionContext) -> datafusion::error::Result<()> {
+    let catalog_name = ctx
+        .state()
+        .config()
+        .options()
+        .catalog
+        .default_catalog
+        .clone();
+    let catalog = ctx.catalog(&catalog_name).ok_or_else(|| {
+        DataFusionError::Plan(format!("default catalog {catalog_name} is missing"))
+    })?;
+    for layer in Layer::ALL {
+        if catalog.schema(layer.as_str()).is_none() {
+            catalog.register_schema(layer.as_str(), Arc::new(MemorySchemaProvider::new()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Plans every statement in build order and reports every problem found.
+///
+/// Landing sources are registered on `ctx` (reading file headers where no columns
+/// are declared); built tables are registered as empty tables with their output
+/// schema, so downstream queries plan against the real columns.
+async fn plan_pipeline(
+    pipeline: &Pipeline,
+    graph: &Graph,
+    warehouse: &Warehouse,
+    ctx: &SessionContext,
+) -> Result<Vec<PlannedTable>> {
+    register_layers(ctx)?;
+    let mut planned = Vec::new();
+    let mut failed = vec![false; pipeline.statements.len()];
+    let mut problems = Vec::new();
+    for node in graph.order() {
+        // A table whose input failed to plan would only repeat that error.
+        if graph.upstream(node).iter().any(|&up| failed[up]) {
+            failed[node] = true;
+            continue;
+        }
+        let outcome = match &pipeline.statements[node] {
+            Statement::Source(source) => plan_source(source, warehouse, ctx).await,
+            Statement::Table(table) => plan_table(table, ctx).await,
+        };
+        match outcome {
+            Ok((plan, schema)) => planned.push(PlannedTable { node, plan, schema }),
+            Err(mut found) => {
+                failed[node] = true;
+                problems.append(&mut found);
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(planned)
+    } else {
+        Err(EngineError::Language(LanguageError::Invalid(problems)))
+    }
+}
+
+type Planned = std::result::Result<(LogicalPlan, SchemaRef), Vec<Diagnostic>>;
+
+async fn plan_source(source: &SourceTable, warehouse: &Warehouse, ctx: &SessionContext) -> Planned {
+    let definition = source.definition.clone();
+    let missing: Vec<Diagnostic> = definition
+        .locations
+        .iter()
+        .filter(|location| Warehouse::is_missing(location))
+        .map(|location| {
+            Diagnostic::error(
+                format!("landing path {location} of {} does not exist", source.name),
+                Some(source.span),
+            )
+            .with_help(format!(
+                "relative LOCATIONs are resolved against the warehouse root {}",
+                warehouse.root().display()
+            ))
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    let state = ctx.state();
+    let registered = async {
+        let plan = state
+            .statement_to_plan(DFStatement::CreateExternalTable(definition))
+            .await?;
+        ctx.execute_logical_plan(plan).await?;
+        let name = source.name.to_string();
+        ctx.table(name.as_str()).await
+    }
+    .await
+    .map_err(|error| vec![Diagnostic::from_engine(error, source.span)])?;
+    let schema = Arc::new(registered.schema().as_arrow().clone());
+    Ok((registered.logical_plan().clone(), schema))
+}
+
+async fn plan_table(table: &TableDef, ctx: &SessionContext) -> Planned {
+    let mut state = ctx.state();
+    // Spans let the engine's errors point at the exact column in the pipeline file.
+    state.config_mut().options_mut().sql_parser.collect_spans = true;
+    let statement = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
+    let plan = state
+        .statement_to_plan(statement)
+        .await
+        .map_err(|error| vec![Diagnostic::from_engine(error, table.query_span)])?;
+    let output = plan.schema().clone();
+    let mut problems = check_clauses(table, &output);
+    for expectation in &table.expectations {
+        let predicate = ExprWithAlias {
+            expr: expectation.predicate.clone(),
+            alias: None,
+        };
+        match state
+            .create_logical_expr_from_sql_expr(predicate, &output)
+            .and_then(|expr| expr.get_type(&output))
+        {
+            Ok(DataType::Boolean) => {}
+            Ok(other) => problems.push(Diagnostic::error(
+                format!(
+                    "expectation {} of {} must be a boolean condition, but it is {other}",
+                    expectation.name, table.name
+                ),
+                Some(expectation.span),
+            )),
+            Err(error) => problems.push(Diagnostic::from_engine(error, expectation.span)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let schema = stored_schema(table, output.as_arrow());
+    let provider = Arc::new(EmptyTable::new(Arc::clone(&schema)));
+    ctx.register_table(table.name.to_string().as_str(), provider)
+        .map_err(|error| vec![Diagnostic::from_engine(error, table.name_span)])?;
+    Ok((plan, schema))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(name: &str, enriched: &str) -> (Sources, Warehouse) {
+        let root =
+            std::env::temp_dir().join(format!("strata-compile-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("landing/jobs")).unwrap();
+        std::fs::write(
+            root.join("landing/jobs/a.csv"),
+            "id,title\n1,Rust engineer\n",
+        )
+        .unwrap();
+        let mut sources = Sources::default();
+        sources.add(
+            "pipeline.sql",
+            format!(
+                "CREATE EXTERNAL TABLE landing.jobs STORED AS CSV LOCATION 'landing/jobs/' OPTIONS ('format.has_header' 'true');\n\
+                 CREATE TABLE raw.jobs AS SELECT * FROM landing.jobs;\n\
+                 {enriched};\n"
+            ),
+        );
+        (sources, Warehouse::local(root))
+    }
+
+    #[tokio::test]
+    async fn check_and_run_plan_with_the_engines_functions_and_resolved_landing_paths() {
+        let (sources, warehouse) = pipeline(
+            "functions",
+            "CREATE TABLE enriched.jobs AS SELECT id, skill_match(tokenize(title), ['rust']) AS fit, \
+             array_length(tokenize(title)) AS words FROM raw.jobs",
+        );
+        let compiled = compile(&sources, &warehouse, &Engine::Embedded)
+            .await
+            .unwrap();
+        assert_eq!(compiled.planned.len(), 3);
+        let Statement::Source(source) = &compiled.pipeline.statements[0] else {
+            panic!("the landing table comes first")
+        };
+        let expected = warehouse.root().join("landing/jobs/").display().to_string();
+        assert_eq!(
+            source.definition.locations,
+            [expected],
+            "resolved once, at compile time"
+        );
+        let columns: Vec<String> = compiled.planned[2]
+            .schema
+            .fields()
+            .iter()
+            .map(|field| field.name().clone())
+            .collect();
+        assert_eq!(columns, ["id", "fit", "words"]);
+        std::fs::remove_dir_all(warehouse.root()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unknown_function_is_a_located_problem() {
+        let (sources, warehouse) = pipeline(
+            "unknown-function",
+            "CREATE TABLE enriched.jobs AS SELECT skill_mach(title) AS fit FROM raw.jobs",
+        );
+        let Err(EngineError::Language(LanguageError::Invalid(problems))) =
+            compile(&sources, &warehouse, &Engine::Embedded).await
+        else {
+            panic!("expected problems")
+        };
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].message.contains("skill_mach"),
+            "{}",
+            problems[0].message
+        );
+        assert_eq!(problems[0].span.unwrap().span.start.line, 3);
+        std::fs::remove_dir_all(warehouse.root()).unwrap();
+    }
+}

@@ -1,0 +1,163 @@
+//! Where a table build's work runs: in this process, or as a job on a Ballista
+//! cluster. The orchestration (planning, commits, reports) is the same for both.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballista_core::execution_plans::execute_physical_plan;
+use ballista_core::extension::SessionConfigExt;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_proto::protobuf::PhysicalPlanNode;
+use futures::TryStreamExt;
+
+use strata_language::TableName;
+
+use crate::codec::StrataPhysicalCodec;
+use crate::compressed_scan::CompressedScanExec;
+use crate::scheduler_client::scheduler_url;
+use crate::write::{WriteFilesExec, WriteSummary};
+
+/// How often an embedded build reports the rows its writers have read.
+const PROGRESS_TICK: Duration = Duration::from_secs(1);
+
+/// Prefix of the Ballista job name of every job Strata submits.
+const JOB_NAME_PREFIX: &str = "strata:";
+
+/// The Ballista job name of a table build of a run, `strata:<run>:<table>`, with the
+/// landing file's number for a raw build's file.
+pub fn job_name(run_id: &str, table: &TableName, landing_file: Option<usize>) -> String {
+    match landing_file {
+        Some(index) => format!("{}{table}:{index}", run_jobs_prefix(run_id)),
+        None => format!("{}{table}", run_jobs_prefix(run_id)),
+    }
+}
+
+/// The start of the Ballista job name of every job of one run.
+pub fn run_jobs_prefix(run_id: &str) -> String {
+    format!("{JOB_NAME_PREFIX}{run_id}:")
+}
+
+/// Runs writer plans, here or on a cluster.
+#[derive(Debug, Clone)]
+pub enum Engine {
+    /// Every partition on this process's threads.
+    Embedded,
+    /// Every partition as a task on the executors of a Ballista scheduler.
+    Cluster {
+        /// `http://host:port` of the scheduler.
+        scheduler_url: String,
+        config: SessionConfig,
+    },
+}
+
+impl Engine {
+    /// An engine that submits to the scheduler at `url` (`host:port` or `http://host:port`).
+    pub fn cluster(url: &str) -> Self {
+        let scheduler_url = scheduler_url(url);
+        Engine::Cluster {
+            scheduler_url,
+            config: SessionConfig::new_with_ballista()
+                .with_ballista_physical_extension_codec(StrataPhysicalCodec::shared()),
+        }
+    }
+
+    /// The session settings plans must be made with to run on this engine.
+    pub fn config(&self) -> SessionConfig {
+        match self {
+            Engine::Embedded => SessionConfig::new(),
+            Engine::Cluster { config, .. } => config.clone(),
+        }
+    }
+
+    /// A session for planning on this side, set up as the engine runs plans.
+    pub fn session(&self) -> SessionContext {
+        let state = SessionStateBuilder::new()
+            .with_config(self.config().with_information_schema(false))
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        strata_udfs::register_all(&ctx);
+        ctx
+    }
+
+    /// Whether the work leaves this process.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Engine::Cluster { .. })
+    }
+
+    /// Runs a writer plan to the end; `job` names it in the scheduler (see [`job_name`]).
+    /// Embedded, `on_rows` hears the rows read so far every second; a cluster's tasks
+    /// report theirs when the job ends.
+    pub async fn write(
+        &self,
+        plan: Arc<WriteFilesExec>,
+        ctx: &SessionContext,
+        job: &str,
+        on_rows: &(dyn Fn(u64) + Sync),
+    ) -> Result<WriteSummary> {
+        let format = plan.spec().format;
+        let batches: Vec<RecordBatch> = match self {
+            Engine::Embedded => {
+                let work = collect(Arc::clone(&plan) as _, ctx.task_ctx());
+                tokio::pin!(work);
+                let mut tick = tokio::time::interval(PROGRESS_TICK);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        batches = &mut work => break batches?,
+                        _ = tick.tick() => on_rows(plan.rows_read()),
+                    }
+                }
+            }
+            Engine::Cluster { .. } => {
+                self.stream(plan as _, ctx, job)
+                    .await?
+                    .try_collect()
+                    .await?
+            }
+        };
+        WriteSummary::decode(&batches, format)
+    }
+
+    /// Runs any plan and streams its output; on a cluster, as the Ballista job `job`
+    /// (prefixed as every job Strata submits).
+    pub async fn stream(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        ctx: &SessionContext,
+        job: &str,
+    ) -> Result<SendableRecordBatchStream> {
+        match self {
+            Engine::Embedded => execute_stream(plan, ctx.task_ctx()),
+            Engine::Cluster {
+                scheduler_url,
+                config,
+            } => {
+                let config = config
+                    .clone()
+                    .with_ballista_job_name(&format!("{JOB_NAME_PREFIX}{job}"));
+                let plan = CompressedScanExec::wrap_all(plan)?;
+                execute_physical_plan::<PhysicalPlanNode>(
+                    scheduler_url.clone(),
+                    &config.ballista_config(),
+                    plan,
+                    &StrataPhysicalCodec::default(),
+                    ctx.session_id(),
+                    config,
+                )
+                .await
+                .map_err(|error| {
+                    DataFusionError::Context(
+                        format!("on the Strata scheduler at {scheduler_url}"),
+                        Box::new(error),
+                    )
+                })
+            }
+        }
+    }
+}

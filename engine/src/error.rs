@@ -1,0 +1,96 @@
+//! The error type of `strata-engine`: why a pipeline could not be compiled, or why a
+//! table build or a cluster call failed, in variants callers match.
+
+use datafusion::error::DataFusionError;
+use strata_language::LanguageError;
+use strata_storage::StorageError;
+
+/// Result with the engine's error.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Why the engine could not compile or run something.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The pipeline could not be read, or it has problems, each with its place in the source.
+    #[error(transparent)]
+    Language(#[from] LanguageError),
+    /// An `ON VIOLATION FAIL` expectation was broken; the build committed nothing.
+    #[error(
+        "expectation {expectation} failed on {rows} row(s) (ON VIOLATION FAIL); nothing was committed"
+    )]
+    ExpectationFailed { expectation: String, rows: u64 },
+    /// A task could not reach its input (a landing file gone or hidden from it): not bad
+    /// data, so no file is rejected for it.
+    #[error("executor {executor} cannot read its input {path}: {cause}")]
+    UnreadableInput {
+        executor: String,
+        path: String,
+        cause: String,
+    },
+    /// One step of a table build failed in the engine.
+    #[error("{step}: {source}")]
+    Build {
+        step: BuildStep,
+        source: DataFusionError,
+    },
+    /// The build's files could not be committed, or the warehouse could not be read.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// No Strata scheduler answered at the address.
+    #[error("cannot reach the Strata scheduler at {url} after {attempts} attempts: {cause}")]
+    SchedulerUnreachable {
+        url: String,
+        attempts: u32,
+        cause: String,
+    },
+    /// A scheduler address that is not a URL.
+    #[error("{url} is not a scheduler address: {cause}")]
+    BadSchedulerAddress { url: String, cause: String },
+    /// The address answers, but not as a Strata scheduler.
+    #[error("{url} is not a Strata scheduler (it has no pipeline service)")]
+    NotAScheduler { url: String },
+    /// The scheduler refused this process (another Strata version, say).
+    #[error("the scheduler at {url} refused this {role}: {reason}")]
+    SchedulerRefused {
+        url: String,
+        role: String,
+        reason: String,
+    },
+    /// The engine failed outside of any one build step.
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+}
+
+/// The step of a table build an error happened in, as the run report names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildStep {
+    Planning,
+    Expectations,
+    RunningTheQuery,
+    ReadingStagedRows,
+    DerivingHistory,
+    Registering,
+}
+
+impl std::fmt::Display for BuildStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BuildStep::Planning => "planning",
+            BuildStep::Expectations => "expectations",
+            BuildStep::RunningTheQuery => "running the query",
+            BuildStep::ReadingStagedRows => "reading the staged rows",
+            BuildStep::DerivingHistory => "deriving SCD2 history",
+            BuildStep::Registering => "registering the published table",
+        })
+    }
+}
+
+impl EngineError {
+    /// A failure of one build step, or the task error it carries from wherever it ran.
+    pub fn at(step: BuildStep, source: DataFusionError) -> Self {
+        match crate::task_error::TaskError::find(&source) {
+            Some(task) => task.into_engine_error(None),
+            None => EngineError::Build { step, source },
+        }
+    }
+}

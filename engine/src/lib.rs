@@ -1,0 +1,19 @@
+//! Strata's engine: a pipeline compiled once ([`compile`]), its table builds run in
+//! this process or as jobs on a Ballista cluster ([`Engine`]), each writing its files
+//! in parallel ([`write`]) and committing them once, and every outcome in a run report
+//! ([`run`]).
+
+pub mod codec;
+pub mod compile;
+pub mod compressed_scan;
+pub mod engine;
+mod error;
+pub mod expectations;
+pub mod run;
+pub mod scheduler_client;
+pub mod task_error;
+pub mod write;
+
+pub use compile::{Compiled, compile};
+pub use engine::Engine;
+pub use error::{BuildStep, EngineError, Result};

@@ -1,0 +1,238 @@
+//! Running a pipeline: tables in build order, independent ones concurrently, every
+//! outcome in a run report that is also kept in the warehouse's run history.
+
+mod publish;
+mod raw;
+mod report;
+
+use std::collections::BTreeSet;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures::future::join_all;
+use strata_language::{
+    Diagnostic, Format, Graph, LanguageError, Pipeline, Statement, TableName, did_you_mean,
+};
+use strata_storage::{Warehouse, raw_table};
+
+use crate::compile::Compiled;
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+
+pub use report::{RejectedFile, RunReport, TableReport, TableStatus};
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Only these tables and what they read (`--select`); all tables when empty.
+    pub select: Vec<String>,
+    /// Rebuild from all landing files instead of only new ones.
+    pub full_refresh: bool,
+    /// The run's id, when the caller named it (a scheduler does, at submission).
+    pub run_id: Option<String>,
+}
+
+/// A fresh run id: the start time and the process, sortable by time.
+pub fn new_run_id() -> String {
+    let started_at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |age| age.as_millis() as u64);
+    format!("run-{started_at_ms}-{}", std::process::id())
+}
+
+/// Progress, as tables start and finish.
+pub enum RunEvent<'a> {
+    Started(&'a TableName),
+    /// Rows read so far by a table still building; sent after every batch or file.
+    Progress {
+        table: &'a TableName,
+        rows_read: u64,
+    },
+    Finished(&'a TableReport),
+}
+
+/// What every table build of one run shares.
+struct Build<'a> {
+    compiled: &'a Compiled,
+    warehouse: &'a Warehouse,
+    engine: &'a Engine,
+    run_id: &'a str,
+    full_refresh: bool,
+    on_event: &'a (dyn Fn(RunEvent<'_>) + Sync),
+}
+
+/// Builds the selected tables of a compiled pipeline and saves the run report.
+pub async fn run_pipeline(
+    compiled: &Compiled,
+    warehouse: &Warehouse,
+    engine: &Engine,
+    options: &RunOptions,
+    on_event: &(dyn Fn(RunEvent<'_>) + Sync),
+) -> Result<RunReport> {
+    let (pipeline, graph) = (&compiled.pipeline, &compiled.graph);
+    let selected = select(pipeline, graph, &options.select)?;
+    let started_at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |age| age.as_millis() as u64);
+    let run_id = options.run_id.clone().unwrap_or_else(new_run_id);
+    let clock = Instant::now();
+    let build = Build {
+        compiled,
+        warehouse,
+        engine,
+        run_id: &run_id,
+        full_refresh: options.full_refresh,
+        on_event,
+    };
+
+    let mut reports: Vec<Option<TableReport>> = vec![None; pipeline.statements.len()];
+    loop {
+        let ready: Vec<usize> = selected
+            .iter()
+            .copied()
+            .filter(|&node| reports[node].is_none())
+            .filter(|&node| graph.upstream(node).iter().all(|up| reports[*up].is_some()))
+            .collect();
+        if ready.is_empty() {
+            break;
+        }
+        let builds = ready.iter().map(|&node| {
+            let upstream_failure = graph.upstream(node).iter().find_map(|&up| {
+                reports[up]
+                    .as_ref()
+                    .filter(|report| {
+                        matches!(report.status, TableStatus::Failed | TableStatus::Skipped)
+                    })
+                    .map(|report| report.table.clone())
+            });
+            build.table(node, upstream_failure)
+        });
+        for (node, report) in ready.iter().zip(join_all(builds).await) {
+            reports[*node] = Some(report);
+        }
+    }
+
+    let report = RunReport {
+        run_id,
+        started_at_ms,
+        duration_ms: clock.elapsed().as_millis() as u64,
+        tables: graph
+            .order()
+            .into_iter()
+            .filter_map(|node| reports[node].take())
+            .collect(),
+    };
+    report.save(warehouse)?;
+    Ok(report)
+}
+
+/// The selected nodes and their upstreams; unknown names are errors with suggestions.
+fn select(pipeline: &Pipeline, graph: &Graph, names: &[String]) -> Result<BTreeSet<usize>> {
+    if names.is_empty() {
+        return Ok((0..pipeline.statements.len()).collect());
+    }
+    let all: Vec<String> = pipeline
+        .statements
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect();
+    let mut nodes = Vec::new();
+    let mut problems = Vec::new();
+    for name in names {
+        match all
+            .iter()
+            .position(|known| known.eq_ignore_ascii_case(name.trim()))
+        {
+            Some(node) => nodes.push(node),
+            None => {
+                let hint = did_you_mean(name, all.iter().map(String::as_str))
+                    .map(|candidate| format!(" — did you mean {candidate}?"))
+                    .unwrap_or_default();
+                problems.push(Diagnostic::error(
+                    format!("--select: unknown table {name}{hint}"),
+                    None,
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(graph.with_upstreams(&nodes))
+    } else {
+        Err(EngineError::Language(LanguageError::Invalid(problems)))
+    }
+}
+
+impl Build<'_> {
+    /// Builds one table, or says why it was not built; never fails the whole run.
+    async fn table(&self, node: usize, upstream_failure: Option<String>) -> TableReport {
+        let statement = &self.compiled.pipeline.statements[node];
+        let name = statement.name();
+        let layer = name.layer.to_string();
+        let Statement::Table(table) = statement else {
+            return TableReport::new(name.to_string(), layer, TableStatus::Source);
+        };
+        if let Some(failed) = upstream_failure {
+            let mut report = TableReport::new(name.to_string(), layer, TableStatus::Skipped);
+            report.error = Some(format!("not built because {failed} failed"));
+            (self.on_event)(RunEvent::Finished(&report));
+            return report;
+        }
+        (self.on_event)(RunEvent::Started(name));
+        let clock = Instant::now();
+        let on_rows = |rows_read| {
+            (self.on_event)(RunEvent::Progress {
+                table: name,
+                rows_read,
+            })
+        };
+        let outcome = match name.layer.format() {
+            Some(Format::Avro) => self.raw_table(node, table, &on_rows).await,
+            _ => publish::build(self, table, &on_rows).await,
+        };
+        let mut report = outcome.unwrap_or_else(|error| {
+            let mut report = TableReport::new(name.to_string(), layer, TableStatus::Failed);
+            report.error = Some(error.to_string());
+            report
+        });
+        report.duration_ms = clock.elapsed().as_millis() as u64;
+        (self.on_event)(RunEvent::Finished(&report));
+        report
+    }
+
+    /// Builds a raw table from its landing source, then registers what it committed.
+    async fn raw_table(
+        &self,
+        node: usize,
+        table: &strata_language::TableDef,
+        on_rows: &(dyn Fn(u64) + Sync),
+    ) -> Result<TableReport> {
+        let (pipeline, graph) = (&self.compiled.pipeline, &self.compiled.graph);
+        let source = graph
+            .upstream(node)
+            .iter()
+            .find_map(|&up| match &pipeline.statements[up] {
+                Statement::Source(source) => Some(source),
+                Statement::Table(_) => None,
+            });
+        let (Some(source), Some(planned)) = (source, self.compiled.planned(node)) else {
+            return Err(EngineError::Language(LanguageError::Invalid(vec![
+                Diagnostic::error(
+                    format!("raw table {} must read a landing table", table.name),
+                    Some(table.name_span),
+                ),
+            ])));
+        };
+        let built = raw::build(self, table, source, on_rows).await;
+        // Downstream tables read exactly the committed files.
+        let registered = raw_table::register(
+            &self.compiled.ctx,
+            &table.name.to_string(),
+            &self.warehouse.table(&table.name),
+            &planned.schema,
+        )
+        .await
+        .map_err(|error| EngineError::at(crate::error::BuildStep::Registering, error));
+        let report = built?;
+        registered?;
+        Ok(report)
+    }
+}

@@ -1,0 +1,362 @@
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::Column;
+use datafusion::error::DataFusionError;
+use datafusion::functions::core::expr_fn::coalesce;
+use datafusion::functions::string::expr_fn::concat_ws;
+use datafusion::functions_nested::expr_fn::array_to_string;
+use datafusion::functions_window::expr_fn::{lag, lead};
+use datafusion::logical_expr::{Expr, ExprFunctionExt, cast, lit};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use deltalake_core::DeltaTable;
+use strata_language::rules::SCD2_COLUMNS;
+use strata_language::{OnViolation, TableDef, WriteMode};
+use strata_storage::{cleanup, delta_publish, storage_schema};
+
+use super::Build;
+use super::report::{TableReport, TableStatus};
+use crate::engine::job_name;
+use crate::error::{BuildStep, EngineError, Result};
+use crate::expectations::Checker;
+use crate::write::{FileFormat, WriteFilesExec, WriteSpec};
+
+/// Builds and publishes one table; on any error nothing is committed to it.
+///
+/// The query and its expectations run where the engine runs them, every partition
+/// writing its own files; this side commits them once. MERGE KEY into an existing
+/// table and SCD2 stage the checked rows instead and merge them here.
+pub(super) async fn build(
+    build: &Build<'_>,
+    table: &TableDef,
+    on_rows: &(dyn Fn(u64) + Sync),
+) -> Result<TableReport> {
+    let ctx = &build.compiled.ctx;
+    let mut report = TableReport::new(
+        table.name.to_string(),
+        table.name.layer.to_string(),
+        TableStatus::Built,
+    );
+    let planning = |error| EngineError::at(BuildStep::Planning, error);
+    let state = ctx.state();
+    let query = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
+    let plan = state.statement_to_plan(query).await.map_err(planning)?;
+    let frame = ctx.execute_logical_plan(plan).await.map_err(planning)?;
+    let physical = frame.create_physical_plan().await.map_err(planning)?;
+    let schema = storage_schema(&physical.schema());
+    let checker = Checker::new(&table.expectations, &schema, &state, build.run_id)
+        .map_err(|error| EngineError::at(BuildStep::Expectations, error))?;
+
+    let name = table.name.to_string();
+    let dir = build.warehouse.table(&table.name);
+    let quarantine_name = table.name.quarantine();
+    let quarantine_dir = build.warehouse.table(&quarantine_name);
+    let target = delta_publish::open(&dir).await?;
+    let merges = match &table.mode {
+        WriteMode::Scd2 { .. } => true,
+        WriteMode::Merge { .. } => delta_publish::exists(&target) && !build.full_refresh,
+        WriteMode::Replace | WriteMode::Append => false,
+    };
+    let staging = dir.staging(build.run_id);
+    let quarantines = table
+        .expectations
+        .iter()
+        .any(|expectation| expectation.on_violation == OnViolation::Quarantine);
+    let spec = WriteSpec {
+        format: FileFormat::Delta,
+        table_dir: if merges {
+            staging.display().to_string()
+        } else {
+            dir.to_string()
+        },
+        prefix: String::new(),
+        partition_columns: if merges {
+            Vec::new()
+        } else {
+            table.partitioned_by.clone()
+        },
+        quarantine_dir: quarantines.then(|| quarantine_dir.to_string()),
+    };
+    let quarantine_schema = Arc::clone(checker.quarantine_schema());
+    let writer = WriteFilesExec::new(physical, spec, checker);
+    let written = build
+        .engine
+        .write(
+            Arc::new(writer),
+            ctx,
+            &job_name(build.run_id, &table.name, None),
+            on_rows,
+        )
+        .await
+        .map_err(|error| EngineError::at(BuildStep::RunningTheQuery, error));
+    let outcome: Result<DeltaTable> = async {
+        let written = written?;
+        report.rows_read = written.rows_read;
+        report.rows_dropped = written.rows_dropped;
+        report.rows_written = written.rows_written();
+        report.rows_quarantined = written.rows_quarantined();
+        report.writers = written.writers.clone();
+        on_rows(report.rows_read);
+        written.check_distinct()?;
+        let adds = written.delta_adds();
+        let published = if merges {
+            let staged = staged_rows(ctx, &staging, &adds, &schema)
+                .await
+                .map_err(|error| EngineError::at(BuildStep::ReadingStagedRows, error))?;
+            merge_staged(build, table, target, staged, &schema, &mut report).await?
+        } else {
+            let replace = table.mode != WriteMode::Append || build.full_refresh;
+            delta_publish::commit_files(
+                target,
+                adds,
+                replace,
+                &table.partitioned_by,
+                &schema,
+                &name,
+            )
+            .await?
+        };
+        if !written.quarantine.is_empty() {
+            let quarantine = delta_publish::open(&quarantine_dir).await?;
+            delta_publish::commit_files(
+                quarantine,
+                written.quarantine,
+                false,
+                &[],
+                &quarantine_schema,
+                &quarantine_name.to_string(),
+            )
+            .await?;
+        }
+        Ok(published)
+    }
+    .await;
+    cleanup::remove_dir(&dir.staging_root());
+    let published = outcome?;
+
+    if let Ok(files) = published.get_file_uris() {
+        for uri in files {
+            report.files += 1;
+            let path = uri.strip_prefix("file://").unwrap_or(&uri).to_owned();
+            report.bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    delta_publish::register(ctx, &name, &published)
+        .await
+        .map_err(|error| EngineError::at(BuildStep::Registering, error))?;
+    Ok(report)
+}
+
+/// The staged rows as one frame (empty, with the table's columns, when nothing was kept).
+async fn staged_rows(
+    ctx: &SessionContext,
+    staging: &std::path::Path,
+    adds: &[deltalake_core::kernel::Add],
+    schema: &SchemaRef,
+) -> datafusion::error::Result<DataFrame> {
+    if adds.is_empty() {
+        return ctx.read_batch(RecordBatch::new_empty(Arc::clone(schema)));
+    }
+    let paths: Vec<String> = adds
+        .iter()
+        .map(|add| staging.join(&add.path).display().to_string())
+        .collect();
+    let options = ParquetReadOptions::default().schema(schema);
+    ctx.read_parquet(paths, options).await
+}
+
+/// Merges staged rows into the table (MERGE KEY), or derives and publishes SCD2 history.
+async fn merge_staged(
+    build: &Build<'_>,
+    table: &TableDef,
+    target: DeltaTable,
+    staged: DataFrame,
+    schema: &SchemaRef,
+    report: &mut TableReport,
+) -> Result<DeltaTable> {
+    let ctx = &build.compiled.ctx;
+    let name = table.name.to_string();
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    match &table.mode {
+        WriteMode::Scd2 { key, sequence_by } => {
+            let history = scd2_history(staged, schema, key, sequence_by)
+                .await
+                .map_err(|error| EngineError::at(BuildStep::DerivingHistory, error))?;
+            report.rows_written = history.iter().map(|b| b.num_rows() as u64).sum();
+            if delta_publish::exists(&target) && !build.full_refresh {
+                let columns: Vec<String> = columns
+                    .into_iter()
+                    .chain(SCD2_COLUMNS.map(str::to_owned))
+                    .collect();
+                let on: Vec<String> = key
+                    .iter()
+                    .cloned()
+                    .chain([SCD2_COLUMNS[0].to_owned()])
+                    .collect();
+                let source = ctx
+                    .read_batches(history)
+                    .map_err(|error| EngineError::at(BuildStep::DerivingHistory, error))?;
+                Ok(delta_publish::merge(target, source, &on, &columns).await?)
+            } else {
+                Ok(
+                    delta_publish::write(target, history, true, &table.partitioned_by, &name)
+                        .await?,
+                )
+            }
+        }
+        WriteMode::Merge { key } => Ok(delta_publish::merge(target, staged, key, &columns).await?),
+        WriteMode::Replace | WriteMode::Append => Err(EngineError::at(
+            BuildStep::Planning,
+            DataFusionError::Internal(format!(
+                "{name}: only MERGE KEY and SCD2 builds stage their rows"
+            )),
+        )),
+    }
+}
+
+/// SCD type 2 from every version of every key: a row per change, with the span it was current.
+///
+/// The raw zone keeps every delivery, so the history is derived from all of them and
+/// merged into the table on `(key, valid_from)`: a new version closes the current row
+/// and inserts itself, and unchanged re-deliveries change nothing. Each change must have
+/// its own sequence value, or which version is current would be a guess.
+///
+/// The plan is built from named columns, never from SQL text, so any column name works.
+async fn scd2_history(
+    rows: DataFrame,
+    schema: &SchemaRef,
+    key: &[String],
+    sequence_by: &str,
+) -> datafusion::error::Result<Vec<RecordBatch>> {
+    let column = |name: &str| Expr::Column(Column::new_unqualified(name));
+    // A row's values apart from its key and sequence, as one text: two deliveries of a
+    // key with the same fingerprint are one version.
+    let values: Vec<Expr> = schema
+        .fields()
+        .iter()
+        .filter(|field| !key.contains(field.name()) && field.name() != sequence_by)
+        .map(|field| {
+            let text = match field.data_type() {
+                DataType::List(_) | DataType::LargeList(_) => {
+                    array_to_string(column(field.name()), lit(UNIT_SEPARATOR))
+                }
+                _ => cast(column(field.name()), DataType::Utf8),
+            };
+            coalesce(vec![text, lit(NULL_MARK)])
+        })
+        .collect();
+    let fingerprint = if values.is_empty() {
+        lit("")
+    } else {
+        concat_ws(lit(RECORD_SEPARATOR), values)
+    };
+    let by_key = |function: Expr| {
+        function
+            .partition_by(key.iter().map(|name| column(name)).collect())
+            .order_by(vec![column(sequence_by).sort(true, false)])
+            .build()
+    };
+    let next = by_key(lead(column(sequence_by), Some(1), None))?;
+    let mut output: Vec<Expr> = schema.fields().iter().map(|f| column(f.name())).collect();
+    output.extend([
+        column(sequence_by).alias(SCD2_COLUMNS[0]),
+        next.clone().alias(SCD2_COLUMNS[1]),
+        next.clone().is_null().alias(SCD2_COLUMNS[2]),
+        column(sequence_by)
+            .is_null()
+            .or(next.eq(column(sequence_by)))
+            .alias(AMBIGUOUS),
+    ]);
+    let history = rows
+        .with_column(FINGERPRINT, fingerprint)?
+        .window(vec![
+            by_key(lag(column(FINGERPRINT), Some(1), None))?.alias(PREVIOUS),
+        ])?
+        .filter(
+            column(PREVIOUS)
+                .is_null()
+                .or(column(PREVIOUS).not_eq(column(FINGERPRINT))),
+        )?
+        .select(output)?
+        .collect()
+        .await?;
+    let ambiguous: usize = history
+        .iter()
+        .map(|batch| {
+            let flags = batch.column(batch.num_columns() - 1);
+            flags.as_boolean().true_count()
+        })
+        .sum();
+    if ambiguous > 0 {
+        return Err(DataFusionError::Execution(format!(
+            "{ambiguous} changes have a NULL {sequence_by} or share it with another change of \
+             the same key ({}); each change needs its own sequence value",
+            key.join(", ")
+        )));
+    }
+    history
+        .iter()
+        .map(|batch| Ok(batch.project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())?))
+        .collect()
+}
+
+/// Separates the values in a fingerprint, the items of a list, and marks a NULL: control
+/// characters no text value of a table is expected to hold.
+const RECORD_SEPARATOR: &str = "\u{1e}";
+const UNIT_SEPARATOR: &str = "\u{1f}";
+const NULL_MARK: &str = "\u{0}";
+/// Working columns of the SCD2 derivation, dropped before anything is stored.
+const FINGERPRINT: &str = "__strata_fingerprint";
+const PREVIOUS: &str = "__strata_previous";
+const AMBIGUOUS: &str = "__strata_ambiguous";
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn history_has_a_row_per_change_with_its_span() {
+        let batch = RecordBatch::try_from_iter([
+            (
+                "Id",
+                Arc::new(Int64Array::from(vec![1, 1, 1, 2])) as ArrayRef,
+            ),
+            (
+                "City",
+                Arc::new(StringArray::from(vec!["Lyon", "Turin", "Turin", "Porto"])) as ArrayRef,
+            ),
+            (
+                "at",
+                Arc::new(Int64Array::from(vec![1, 2, 3, 1])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let schema = batch.schema();
+        let rows = SessionContext::new().read_batch(batch).unwrap();
+        let history = scd2_history(rows, &schema, &["Id".to_owned()], "at")
+            .await
+            .unwrap();
+        let shown = pretty_format_batches(&history).unwrap().to_string();
+        let mut lines: Vec<&str> = shown
+            .lines()
+            .filter(|line| line.starts_with("| "))
+            .collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "| 1  | Lyon  | 1  | 1          | 2        | false      |",
+                "| 1  | Turin | 2  | 2          |          | true       |",
+                "| 2  | Porto | 1  | 1          |          | true       |",
+                "| Id | City  | at | valid_from | valid_to | is_current |",
+            ],
+            "{shown}"
+        );
+    }
+}

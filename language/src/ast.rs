@@ -1,0 +1,229 @@
+//! The pipeline's syntax tree: what each statement declares, with where it was written.
+
+use std::fmt;
+
+use datafusion::sql::parser::CreateExternalTable;
+use datafusion::sql::sqlparser::ast::{Expr, Query};
+
+use crate::source::SourceSpan;
+
+/// The zones data moves through, in order; a table's schema name is its layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Layer {
+    Landing,
+    Raw,
+    Enriched,
+    Ranked,
+}
+
+impl Layer {
+    /// Every layer, in data-flow order.
+    pub const ALL: [Layer; 4] = [Layer::Landing, Layer::Raw, Layer::Enriched, Layer::Ranked];
+
+    /// Reads a schema name as a layer (case-insensitive, as SQL identifiers are).
+    pub fn parse(name: &str) -> Option<Layer> {
+        Layer::ALL
+            .into_iter()
+            .find(|layer| layer.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// The schema name of the layer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Landing => "landing",
+            Layer::Raw => "raw",
+            Layer::Enriched => "enriched",
+            Layer::Ranked => "ranked",
+        }
+    }
+
+    /// How tables of this layer are stored: raw is Avro, the rest is Delta (the one
+    /// place this rule lives); landing tables are not stored by Strata.
+    pub fn format(self) -> Option<Format> {
+        match self {
+            Layer::Landing => None,
+            Layer::Raw => Some(Format::Avro),
+            Layer::Enriched | Layer::Ranked => Some(Format::Delta),
+        }
+    }
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A pipeline table's full name, `<layer>.<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableName {
+    pub layer: Layer,
+    pub name: String,
+}
+
+/// The suffix of the tables that hold rows set aside by `QUARANTINE` expectations;
+/// reserved, so no declared table can be mistaken for one.
+pub const QUARANTINE_SUFFIX: &str = "__quarantine";
+
+impl TableName {
+    /// The table that holds this table's quarantined rows, in the same layer.
+    pub fn quarantine(&self) -> TableName {
+        TableName {
+            layer: self.layer,
+            name: format!("{}{QUARANTINE_SUFFIX}", self.name),
+        }
+    }
+
+    /// Whether this names a quarantine table rather than one a pipeline declares.
+    pub fn is_quarantine(&self) -> bool {
+        self.name.ends_with(QUARANTINE_SUFFIX)
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.layer, self.name)
+    }
+}
+
+/// How a built table is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Avro,
+    Delta,
+    Parquet,
+}
+
+impl Format {
+    /// Reads a `STORED AS` word.
+    pub fn parse(name: &str) -> Option<Format> {
+        match name.to_ascii_uppercase().as_str() {
+            "AVRO" => Some(Format::Avro),
+            "DELTA" => Some(Format::Delta),
+            "PARQUET" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Avro => "AVRO",
+            Format::Delta => "DELTA",
+            Format::Parquet => "PARQUET",
+        })
+    }
+}
+
+/// What happens to a row that breaks an expectation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OnViolation {
+    /// Move the row to `<layer>.<table>__quarantine` with the broken constraint names.
+    Quarantine,
+    /// Drop the row and count it.
+    DropRow,
+    /// Stop this table and its downstream tables; the last good version stays published.
+    Fail,
+}
+
+/// `CONSTRAINT name EXPECT (predicate) ON VIOLATION action`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation {
+    pub name: String,
+    pub predicate: Expr,
+    pub on_violation: OnViolation,
+    pub span: SourceSpan,
+}
+
+/// How a build's rows combine with the table's current version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteMode {
+    /// The new rows become the whole table (the default).
+    Replace,
+    /// The new rows are added to the table.
+    Append,
+    /// Rows replace the current row with the same key, or are inserted.
+    Merge { key: Vec<String> },
+    /// Slowly changing dimension, type 2: keeps `valid_from`, `valid_to` and `is_current`.
+    Scd2 {
+        key: Vec<String>,
+        sequence_by: String,
+    },
+}
+
+/// A table a query reads, as written, with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRef {
+    pub parts: Vec<String>,
+    pub span: SourceSpan,
+}
+
+impl fmt::Display for TableRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.parts.join("."))
+    }
+}
+
+/// A landing source: DataFusion's `CREATE EXTERNAL TABLE`, unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceTable {
+    pub name: TableName,
+    pub name_span: SourceSpan,
+    pub definition: CreateExternalTable,
+    pub span: SourceSpan,
+}
+
+/// A built table: `CREATE TABLE <layer>.<name> … AS <query>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableDef {
+    pub name: TableName,
+    pub name_span: SourceSpan,
+    pub expectations: Vec<Expectation>,
+    pub partitioned_by: Vec<String>,
+    pub format: Format,
+    pub mode: WriteMode,
+    pub query: Box<Query>,
+    pub query_span: SourceSpan,
+    pub reads: Vec<TableRef>,
+    pub span: SourceSpan,
+}
+
+/// One statement of a pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    Source(SourceTable),
+    Table(TableDef),
+}
+
+impl Statement {
+    /// The table the statement declares.
+    pub fn name(&self) -> &TableName {
+        match self {
+            Statement::Source(source) => &source.name,
+            Statement::Table(table) => &table.name,
+        }
+    }
+
+    /// Where the declared name was written.
+    pub fn name_span(&self) -> SourceSpan {
+        match self {
+            Statement::Source(source) => source.name_span,
+            Statement::Table(table) => table.name_span,
+        }
+    }
+
+    /// The tables the statement reads (none for a landing source).
+    pub fn reads(&self) -> &[TableRef] {
+        match self {
+            Statement::Source(_) => &[],
+            Statement::Table(table) => &table.reads,
+        }
+    }
+}
+
+/// A parsed pipeline: every statement of its files, in file order.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub statements: Vec<Statement>,
+}

@@ -1,0 +1,118 @@
+//! The published tables of a warehouse, found from its files alone, so a server can
+//! start from the warehouse without the pipeline that built it.
+
+use std::sync::Arc;
+
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::error::{DataFusionError, Result};
+use strata_language::{Format, Layer, TableName};
+
+use crate::delta_publish::{self, DeltaReader};
+use crate::error::StorageError;
+use crate::paths::{TableDir, Warehouse};
+use crate::raw_table;
+
+/// One published table: a raw table with at least one commit, or a Delta table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedTable {
+    pub name: TableName,
+    pub dir: TableDir,
+}
+
+impl PublishedTable {
+    /// Whether the table holds quarantined rows rather than published ones.
+    pub fn is_quarantine(&self) -> bool {
+        self.name.is_quarantine()
+    }
+
+    /// The storage a reader sees, as its layer stores it.
+    pub fn format(&self) -> Format {
+        self.name.layer.format().unwrap_or(Format::Delta)
+    }
+}
+
+/// Lists the published tables of the raw, enriched and ranked layers, sorted.
+pub fn published_tables(warehouse: &Warehouse) -> crate::Result<Vec<PublishedTable>> {
+    let mut tables = Vec::new();
+    for layer in [Layer::Raw, Layer::Enriched, Layer::Ranked] {
+        let layer_dir = warehouse.layer_dir(layer);
+        let entries = match std::fs::read_dir(&layer_dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(StorageError::io(&layer_dir, error)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|error| StorageError::io(&layer_dir, error))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let name = TableName { layer, name };
+            let dir = warehouse.table(&name);
+            if is_published(&name, &dir) {
+                tables.push(PublishedTable { name, dir });
+            }
+        }
+    }
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(tables)
+}
+
+/// The published table of that name, looking at its own directory only (no listing).
+pub fn find(warehouse: &Warehouse, name: &TableName) -> Option<PublishedTable> {
+    // A name from a client's query must not reach outside its layer's directory.
+    if name.name.is_empty() || name.name.starts_with('.') || name.name.contains(['/', '\\']) {
+        return None;
+    }
+    let dir = warehouse.table(name);
+    is_published(name, &dir).then(|| PublishedTable {
+        name: name.clone(),
+        dir,
+    })
+}
+
+fn is_published(name: &TableName, dir: &TableDir) -> bool {
+    match name.layer.format() {
+        Some(Format::Avro) => raw_table::has_commits(dir).unwrap_or_else(|error| {
+            // Listed, so that reading it reports the problem instead of "unknown table".
+            tracing::warn!("{name}: {error}");
+            true
+        }),
+        _ => dir.delta_log().is_dir(),
+    }
+}
+
+/// Opens a table for reading: its current version, or a Delta table's `version`.
+///
+/// The provider reads the version current when it was opened, so a query planned on
+/// it sees one whole version even while a pipeline commits the next.
+pub async fn open(
+    table: &PublishedTable,
+    version: Option<u64>,
+    session: &dyn Session,
+    reader: DeltaReader,
+) -> Result<Arc<dyn TableProvider>> {
+    match (table.format(), version) {
+        (Format::Avro, Some(_)) => Err(DataFusionError::Plan(format!(
+            "{} is a raw table; versions can be read from enriched and ranked (Delta) tables",
+            table.name
+        ))),
+        (Format::Avro, None) => raw_table::provider(&table.dir, session)
+            .await?
+            .ok_or_else(|| DataFusionError::Plan(format!("{} has no data files", table.name))),
+        (_, Some(version)) => {
+            let opened = delta_publish::provider(&table.dir, Some(version), session, reader).await;
+            match opened {
+                Err(error) => match delta_publish::latest_version(&table.dir).await {
+                    // Only look up the range when the version could not be read.
+                    Ok(latest) if version > latest => Err(DataFusionError::Plan(format!(
+                        "{} has no version {version}; its versions are 0 to {latest}",
+                        table.name
+                    ))),
+                    _ => Err(error),
+                },
+                opened => opened,
+            }
+        }
+        (_, None) => delta_publish::provider(&table.dir, None, session, reader).await,
+    }
+}

@@ -1,0 +1,19 @@
+//! Strata's warehouse: every path in it ([`paths`]), the raw zone's Avro files and
+//! the commit log that makes each raw build all-or-nothing, the Delta tables of the
+//! enriched and ranked zones, and the catalog of what is published.
+
+pub mod avro_sink;
+pub mod catalog;
+pub mod cleanup;
+pub mod commit_log;
+pub mod delta_files;
+pub mod delta_publish;
+mod error;
+pub mod landing;
+pub mod paths;
+pub mod raw_table;
+
+pub use avro_sink::{AvroFileSink, FileSink, WrittenFile, storage_schema, to_storage};
+pub use commit_log::{Commit, CommitLog, SourceFile};
+pub use error::{Result, StorageError};
+pub use paths::{TableDir, Warehouse};
