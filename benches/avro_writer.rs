@@ -1,6 +1,6 @@
 //! The raw zone's Avro writer: `arrow-avro` against the `apache-avro` crate on the same batches.
 //!
-//! Run with `cargo bench -p strata-sql --bench avro_writer`. Both write 1 M tracking
+//! Run with `cargo bench -p strata-storage --bench avro_writer`. Both write 1 M tracking
 //! events (the shape of `raw.events`) as one snappy Avro container in memory. Before
 //! timing, both outputs are read back with `apache-avro` and must hold the same records,
 //! so the comparison is of equal work.

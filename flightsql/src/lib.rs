@@ -11,6 +11,7 @@ mod query;
 mod service;
 mod status;
 mod tables;
+mod time_travel;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,11 +1,10 @@
 //! A client's SQL as a DataFusion plan over one snapshot of the warehouse: read-only,
-//! with `?` parameters and `VERSION AS OF` time travel.
+//! with `?` parameters and `VERSION AS OF` time travel ([`time_travel`]).
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{ParamValues, ScalarValue, TableReference};
-use datafusion::config::Dialect;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnv;
@@ -14,8 +13,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use strata_engine::Engine;
 use strata_language::{Layer, did_you_mean};
 use strata_storage::catalog::{self, PublishedTable};
@@ -24,7 +22,8 @@ use strata_storage::{Warehouse, storage_schema};
 use tonic::Status;
 
 use crate::status::status;
-use crate::tables::{SCHEMAS, Visibility, WarehouseCatalog, split_version, versioned_name};
+use crate::tables::{SCHEMAS, Visibility, WarehouseCatalog, split_version};
+use crate::time_travel;
 
 /// The catalog clients see.
 pub const CATALOG: &str = "strata";
@@ -131,12 +130,10 @@ impl Planner {
         sql: &str,
         parameters: Option<Vec<ScalarValue>>,
     ) -> Result<Planned, Status> {
-        let sql = rewrite(sql)?;
+        let sql = positional_placeholders(sql)?;
         let ctx = self.context();
         let state = ctx.state();
-        let statement = state
-            .sql_to_statement(&sql, &Dialect::Generic)
-            .map_err(|error| Status::invalid_argument(error.strip_backtrace()))?;
+        let statement = time_travel::parse(&sql)?;
         refuse_write_statements(&statement)?;
         let references = state.resolve_table_references(&statement).map_err(status)?;
         for reference in &references {
@@ -294,81 +291,22 @@ fn bind(plan: LogicalPlan, values: Vec<ScalarValue>) -> Result<LogicalPlan, Stat
         .map_err(status)
 }
 
-/// Rewrites what DataFusion's generic dialect does not take: `?` placeholders become
-/// `$1, $2, …`, and `table VERSION AS OF n` becomes the table name `"table@n"`.
-fn rewrite(sql: &str) -> Result<String, Status> {
-    let dialect = GenericDialect {};
-    let tokens = Tokenizer::new(&dialect, sql)
+/// Numbers `?` placeholders `$1, $2, …` in order, as DataFusion binds them.
+fn positional_placeholders(sql: &str) -> Result<String, Status> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
         .tokenize()
         .map_err(|error| Status::invalid_argument(error.to_string()))?;
-    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
     let mut placeholders = 0;
-    let mut index = 0;
-    while index < tokens.len() {
-        let token = &tokens[index];
-        if matches!(token, Token::Placeholder(p) if p == "?") {
-            placeholders += 1;
-            out.push(Token::Placeholder(format!("${placeholders}")));
-            index += 1;
-            continue;
-        }
-        if let Some((version, next)) = version_clause(&tokens, index) {
-            let table = out
-                .iter()
-                .rposition(|token| !matches!(token, Token::Whitespace(_)))
-                .and_then(|at| match &out[at] {
-                    Token::Word(word) => Some((at, word.clone())),
-                    _ => None,
-                });
-            let Some((at, word)) = table else {
-                return Err(Status::invalid_argument(
-                    "VERSION AS OF must follow a table name",
-                ));
-            };
-            let name = match word.quote_style {
-                Some(_) => word.value,
-                None => word.value.to_lowercase(),
-            };
-            out.truncate(at);
-            out.push(Token::Word(Word {
-                value: versioned_name(&name, version),
-                quote_style: Some('"'),
-                keyword: Keyword::NoKeyword,
-            }));
-            index = next;
-            continue;
-        }
-        out.push(token.clone());
-        index += 1;
-    }
-    Ok(out.iter().map(ToString::to_string).collect())
-}
-
-/// At `VERSION AS OF <n>` starting at `index`: the version and the index after it.
-fn version_clause(tokens: &[Token], index: usize) -> Option<(u64, usize)> {
-    let mut at = index;
-    let mut next_word = |expected: Keyword| -> Option<()> {
-        while matches!(tokens.get(at), Some(Token::Whitespace(_))) {
-            at += 1;
-        }
-        match tokens.get(at) {
-            Some(Token::Word(word)) if word.keyword == expected && word.quote_style.is_none() => {
-                at += 1;
-                Some(())
+    Ok(tokens
+        .into_iter()
+        .map(|token| match token {
+            Token::Placeholder(mark) if mark == "?" => {
+                placeholders += 1;
+                Token::Placeholder(format!("${placeholders}")).to_string()
             }
-            _ => None,
-        }
-    };
-    next_word(Keyword::VERSION)?;
-    next_word(Keyword::AS)?;
-    next_word(Keyword::OF)?;
-    while matches!(tokens.get(at), Some(Token::Whitespace(_))) {
-        at += 1;
-    }
-    match tokens.get(at) {
-        Some(Token::Number(number, _)) => number.parse().ok().map(|version| (version, at + 1)),
-        _ => None,
-    }
+            other => other.to_string(),
+        })
+        .collect())
 }
 
 #[cfg(test)]
