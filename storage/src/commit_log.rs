@@ -171,10 +171,14 @@ mod tests {
     }
 
     fn temp_table(name: &str) -> TableDir {
-        let dir =
+        let root =
             std::env::temp_dir().join(format!("strata-commit-log-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        TableDir::at(dir)
+        let _ = std::fs::remove_dir_all(&root);
+        let events = strata_language::TableName {
+            layer: strata_language::Layer::Raw,
+            name: "events".into(),
+        };
+        crate::Warehouse::local(root).table(&events)
     }
 
     #[test]

@@ -94,11 +94,6 @@ pub struct TableDir {
 }
 
 impl TableDir {
-    /// A table directory at a known path (a catalog listing finds them this way).
-    pub fn at(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
-    }
-
     /// The directory itself.
     pub fn path(&self) -> &Path {
         &self.path

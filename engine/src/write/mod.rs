@@ -29,7 +29,8 @@ use strata_storage::storage_schema;
 use crate::expectations::Checker;
 use partition::{PartitionWriter, WRITERS_STARTED};
 
-pub use summary::{DataFile, PartitionOutput, WriteSummary, Written, output_schema};
+use summary::output_schema;
+pub use summary::{DataFile, WriteSummary};
 
 /// The node's metric of rows read from its input, live while partitions run.
 pub const ROWS_READ: &str = "rows_read";

@@ -15,7 +15,7 @@ use strata_storage::{StorageError, WrittenFile};
 
 /// What one output row stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Written {
+enum Written {
     /// A data file of the table.
     Data,
     /// A data file of the quarantine table.
@@ -78,7 +78,7 @@ impl DataFile {
 
 /// What one partition did, before it becomes output rows.
 #[derive(Debug, Default)]
-pub struct PartitionOutput {
+pub(super) struct PartitionOutput {
     pub rows_read: u64,
     pub dropped: u64,
     pub data: Vec<DataFile>,
@@ -104,13 +104,13 @@ static OUTPUT_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 /// The schema of a writer's output.
-pub fn output_schema() -> SchemaRef {
+pub(super) fn output_schema() -> SchemaRef {
     Arc::clone(&OUTPUT_SCHEMA)
 }
 
 impl PartitionOutput {
     /// The partition's rows: its counts, then one per file.
-    pub fn into_batch(self, writer: &str) -> Result<RecordBatch> {
+    pub(super) fn into_batch(self, writer: &str) -> Result<RecordBatch> {
         let mut kind = Vec::new();
         let mut path = Vec::new();
         let mut rows = Vec::new();
