@@ -132,7 +132,7 @@ pub fn parse(sql: &str) -> Result<DFStatement, Status> {
     let (Some(mut statement), None) = (statements.pop_front(), statements.pop_front()) else {
         return Err(Status::invalid_argument("send one SQL statement at a time"));
     };
-    let mut versions = Versions::default();
+    let mut versions = Versions;
     let visited = match &mut statement {
         DFStatement::Statement(inner) => inner.visit(&mut versions),
         DFStatement::Explain(explain) => match explain.statement.as_mut() {
@@ -148,7 +148,6 @@ pub fn parse(sql: &str) -> Result<DFStatement, Status> {
 }
 
 /// Turns `t VERSION AS OF n` into a read of the table named [`versioned_name`]`(t, n)`.
-#[derive(Default)]
 struct Versions;
 
 impl VisitorMut for Versions {

@@ -180,7 +180,7 @@ mod tests {
         std::fs::create_dir_all(unlogged.parent().unwrap()).unwrap();
         std::fs::write(&unlogged, b"PAR1").unwrap();
 
-        let sweep = remove_uncommitted(&warehouse, &[events.clone()], "run-1", 0).await;
+        let sweep = remove_uncommitted(&warehouse, std::slice::from_ref(&events), "run-1", 0).await;
 
         assert!(committed.exists(), "a file of an unreadable table is kept");
         assert_eq!(sweep.skipped.len(), 1);

@@ -30,7 +30,7 @@ pub enum StorageError {
     #[error("{}: {source}", table.display())]
     Delta {
         table: PathBuf,
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
     /// DataFusion failed reading or registering a table.
     #[error(transparent)]
@@ -50,7 +50,7 @@ impl StorageError {
     pub fn delta(table: &std::path::Path, source: DeltaTableError) -> Self {
         StorageError::Delta {
             table: table.to_path_buf(),
-            source,
+            source: Box::new(source),
         }
     }
 }

@@ -32,7 +32,7 @@ use crate::expectations::{Checker, Split};
 use crate::task_error::{TaskError, is_unreadable};
 
 /// `host:pid`, so a run can tell which process wrote each file; read once per process.
-pub(super) static WRITER_IDENTITY: LazyLock<String> = LazyLock::new(|| {
+static WRITER_IDENTITY: LazyLock<String> = LazyLock::new(|| {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
         .unwrap_or_else(|_| "localhost".to_owned());
@@ -144,7 +144,9 @@ impl PartitionWriter {
             }
             Sinks::Delta(writer) => {
                 let adds = writer.close().await.map_err(delta_error)?;
-                output.data.extend(adds.into_iter().map(DataFile::Delta));
+                output
+                    .data
+                    .extend(adds.into_iter().map(|add| DataFile::Delta(Box::new(add))));
             }
         }
         if let Some(writer) = quarantine {

@@ -49,7 +49,7 @@ impl Written {
 #[derive(Debug, Clone)]
 pub enum DataFile {
     Avro(WrittenFile),
-    Delta(Add),
+    Delta(Box<Add>),
 }
 
 impl DataFile {
@@ -146,7 +146,12 @@ impl PartitionOutput {
             push(Written::Data, Some(file), 0, 0)?;
         }
         for add in self.quarantine {
-            push(Written::Quarantine, Some(&DataFile::Delta(add)), 0, 0)?;
+            push(
+                Written::Quarantine,
+                Some(&DataFile::Delta(Box::new(add))),
+                0,
+                0,
+            )?;
         }
         let count = kind.len();
         let columns: Vec<ArrayRef> = vec![
@@ -218,7 +223,9 @@ impl WriteSummary {
                 };
                 match (kind, format) {
                     (Written::Quarantine, _) => summary.quarantine.push(add()),
-                    (_, super::FileFormat::Delta) => summary.data.push(DataFile::Delta(add())),
+                    (_, super::FileFormat::Delta) => {
+                        summary.data.push(DataFile::Delta(Box::new(add())))
+                    }
                     (_, super::FileFormat::Avro) => {
                         summary.data.push(DataFile::Avro(WrittenFile {
                             path: path.value(row).to_owned(),
@@ -282,7 +289,7 @@ impl WriteSummary {
         self.data
             .iter()
             .filter_map(|file| match file {
-                DataFile::Delta(add) => Some(add.clone()),
+                DataFile::Delta(add) => Some(add.as_ref().clone()),
                 DataFile::Avro(_) => None,
             })
             .collect()
@@ -320,7 +327,7 @@ mod tests {
         let first = PartitionOutput {
             rows_read: 9,
             dropped: 1,
-            data: vec![DataFile::Delta(add("day=1/a.parquet", Some("1")))],
+            data: vec![DataFile::Delta(Box::new(add("day=1/a.parquet", Some("1"))))],
             quarantine: vec![add("q.parquet", None)],
         };
         let second = PartitionOutput {
