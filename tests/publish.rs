@@ -132,6 +132,11 @@ fn the_recruitment_example_publishes_delta_tables_with_expectations_applied() {
     assert_eq!(found_again["events_version"], "1");
     assert_eq!(found_again["events_rows"], found["events_rows"]);
     assert_eq!(
+        found_again["quarantined"],
+        missing_job.to_string(),
+        "a replace build replaces its quarantine: {found_again:?}"
+    );
+    assert_eq!(
         found_again["history_rows"], found["history_rows"],
         "no duplicate history"
     );

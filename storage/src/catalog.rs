@@ -77,7 +77,7 @@ fn is_published(name: &TableName, dir: &TableDir) -> bool {
             tracing::warn!("{name}: {error}");
             true
         }),
-        _ => dir.delta_log().is_dir(),
+        _ => delta_publish::has_table(dir),
     }
 }
 

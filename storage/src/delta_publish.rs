@@ -42,6 +42,11 @@ pub async fn load(dir: &TableDir, version: Option<u64>) -> Result<DeltaTable> {
     builder.load().await.map_err(delta)
 }
 
+/// Whether a Delta table has been created in `dir`, without opening it.
+pub fn has_table(dir: &TableDir) -> bool {
+    dir.delta_log().is_dir()
+}
+
 /// Whether the handle points at an existing table (with at least one commit).
 pub fn exists(table: &DeltaTable) -> bool {
     table.version().is_some()

@@ -119,12 +119,16 @@ pub(super) async fn build(
             )
             .await?
         };
-        if !written.quarantine.is_empty() {
+        // Every build but an append reads its whole input, so its bad rows replace the
+        // quarantine's; an append adds the bad rows of what it added.
+        let appends = table.mode == WriteMode::Append && !build.full_refresh;
+        let replaced = !appends && delta_publish::has_table(&quarantine_dir);
+        if !written.quarantine.is_empty() || replaced {
             let quarantine = delta_publish::open(&quarantine_dir).await?;
             delta_publish::commit_files(
                 quarantine,
                 written.quarantine,
-                false,
+                !appends,
                 &[],
                 &quarantine_schema,
                 &quarantine_name.to_string(),
