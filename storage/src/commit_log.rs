@@ -33,6 +33,15 @@ pub struct Commit {
     pub files: Vec<WrittenFile>,
 }
 
+/// Reads one commit file.
+fn read_commit(path: &std::path::Path) -> Result<Commit> {
+    let text = std::fs::read_to_string(path).map_err(|source| StorageError::io(path, source))?;
+    serde_json::from_str(&text).map_err(|error| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    })
+}
+
 /// The log of one table.
 #[derive(Debug, Clone)]
 pub struct CommitLog {
@@ -49,6 +58,29 @@ impl CommitLog {
 
     /// Every commit, oldest first.
     pub fn commits(&self) -> Result<Vec<Commit>> {
+        self.commit_files()?
+            .iter()
+            .map(|path| read_commit(path))
+            .collect()
+    }
+
+    /// Whether readers see any data file, reading the newest commits only as far as it
+    /// must (a catalog listing asks this of every raw table).
+    pub fn has_data_files(&self) -> Result<bool> {
+        for path in self.commit_files()?.iter().rev() {
+            let commit = read_commit(path)?;
+            if !commit.files.is_empty() {
+                return Ok(true);
+            }
+            if commit.reset {
+                return Ok(false);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The commit files of the log, oldest first.
+    fn commit_files(&self) -> Result<Vec<PathBuf>> {
         if !self.dir.exists() {
             return Ok(Vec::new());
         }
@@ -59,17 +91,7 @@ impl CommitLog {
             .map(|entry| entry.path())
             .collect();
         paths.sort();
-        paths
-            .iter()
-            .map(|path| {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| StorageError::io(path, source))?;
-                serde_json::from_str(&text).map_err(|error| StorageError::Corrupt {
-                    path: path.clone(),
-                    reason: error.to_string(),
-                })
-            })
-            .collect()
+        Ok(paths)
     }
 
     /// The commits that make up the table now: the last reset and everything after it.
@@ -218,6 +240,13 @@ mod tests {
             .map(|f| f.path)
             .collect();
         assert_eq!(files, ["c.avro"]);
+        assert!(log.has_data_files().unwrap());
+        log.commit("run-4", true, vec![landing("empty.csv")], Vec::new())
+            .unwrap();
+        assert!(
+            !log.has_data_files().unwrap(),
+            "a reset to nothing hides the older files"
+        );
         std::fs::remove_dir_all(table.path()).unwrap();
     }
 

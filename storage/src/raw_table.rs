@@ -34,7 +34,7 @@ pub async fn register(
 
 /// Whether the raw table in `table` has committed data files.
 pub fn has_commits(table: &TableDir) -> crate::Result<bool> {
-    Ok(!CommitLog::new(table).data_files()?.is_empty())
+    CommitLog::new(table).has_data_files()
 }
 
 /// The committed files of the raw table in `table` as one table, or `None` if it has none.
