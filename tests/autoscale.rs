@@ -171,13 +171,12 @@ fn the_process_autoscaler_adds_executors_for_a_backlog_and_drains_back_to_one() 
         "above the maximum"
     );
 
-    // Scaling down drained one at a time and stopped each once drained.
+    // Scaling down drained one at a time and stopped each once drained. The backlog can
+    // grow after the first decision (the first stage has few tasks, the next many), so
+    // reaching three executors takes one or two decisions after the minimum's.
     let last = sample(port, began);
-    assert_eq!(
-        (last.drains, last.stops, last.adds),
-        (2.0, 2.0, 2.0),
-        "{last:?}"
-    );
+    assert_eq!((last.drains, last.stops), (2.0, 2.0), "{last:?}");
+    assert!((2.0..=3.0).contains(&last.adds), "{last:?}");
     assert!(timeline.iter().all(|s| s.draining <= 1.0));
     let m = metrics(port);
     assert_eq!(
