@@ -272,12 +272,7 @@ impl AsyncDB for PipelineDb {
 #[tokio::test]
 async fn pipeline_golden_files() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/pipelines");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("tests/pipelines exists")
-        .map(|entry| entry.expect("readable directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "slt"))
-        .collect();
-    files.sort();
+    let files = slt_files(&dir);
     assert!(
         files.len() >= 4,
         "expected the pipeline golden files in {}",
@@ -306,6 +301,17 @@ async fn pipeline_golden_files() {
     );
 }
 
+/// The `.slt` files of a directory, sorted.
+fn slt_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
+        .map(|entry| entry.expect("readable directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "slt"))
+        .collect();
+    files.sort();
+    files
+}
+
 fn slt_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/slt")
 }
@@ -313,12 +319,7 @@ fn slt_dir() -> PathBuf {
 #[tokio::test]
 async fn sqllogictests() {
     let dir = slt_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("tests/slt exists")
-        .map(|entry| entry.expect("readable directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "slt"))
-        .collect();
-    files.sort();
+    let files = slt_files(&dir);
     assert!(
         !files.is_empty(),
         "no .slt files found in {}",

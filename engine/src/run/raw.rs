@@ -59,10 +59,9 @@ pub(super) async fn build(
         let on_file_rows = |rows: u64| on_rows(before + rows);
         match ingest_file(build, table, source, &file, index, &on_file_rows).await {
             Ok(summary) => {
-                report.rows_read += summary.rows_read;
+                written.absorb(summary);
+                report.rows_read = written.rows_read;
                 on_rows(report.rows_read);
-                written.data.extend(summary.data);
-                written.writers.extend(summary.writers);
                 committed_sources.push(file);
             }
             Err(error) => {
@@ -81,8 +80,6 @@ pub(super) async fn build(
         return Ok(report);
     }
     written.check_distinct()?;
-    written.writers.sort();
-    written.writers.dedup();
     report.rows_written = written.rows_written();
     report.files = written.data.len() as u64;
     report.bytes = written.bytes_written();

@@ -241,6 +241,17 @@ impl WriteSummary {
         Ok(summary)
     }
 
+    /// Adds the files and writers of another write (a raw build's next landing file).
+    pub fn absorb(&mut self, other: WriteSummary) {
+        self.rows_read += other.rows_read;
+        self.rows_dropped += other.rows_dropped;
+        self.data.extend(other.data);
+        self.quarantine.extend(other.quarantine);
+        self.writers.extend(other.writers);
+        self.writers.sort();
+        self.writers.dedup();
+    }
+
     /// Rows in the table's new files.
     pub fn rows_written(&self) -> u64 {
         self.data.iter().map(DataFile::rows).sum()
