@@ -87,6 +87,7 @@ pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
                 warehouse: args.warehouse.clone(),
                 select: Vec::new(),
                 full_refresh: false,
+                strict: false,
             },
             scheduler: None,
         },

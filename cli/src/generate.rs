@@ -62,9 +62,10 @@ pub fn run(args: GenArgs, out: &mut impl Write) -> Result<(), CliError> {
     if !args.no_bad_data {
         writeln!(
             out,
-            "  bad data: {} events without a job, {} events from 2009, {} candidates with impossible coordinates, malformed: {}",
+            "  bad data: {} events without a job, {} events from 2009, {} unparsable events, {} candidates with impossible coordinates, malformed: {}",
             manifest.events_missing_job,
             manifest.events_too_old,
+            manifest.events_unparsable,
             manifest.candidates_bad_coordinates,
             manifest.malformed_files.join(", ")
         )?;

@@ -8,6 +8,7 @@ mod drain;
 mod error;
 mod generate;
 mod query;
+mod rejects;
 mod run;
 mod serve;
 mod submit;
@@ -24,6 +25,7 @@ use crate::drain::DrainArgs;
 use crate::error::CliError;
 use crate::generate::GenArgs;
 use crate::query::QueryArgs;
+use crate::rejects::RejectsArgs;
 use crate::run::RunArgs;
 use crate::serve::ServeArgs;
 use crate::submit::{CancelArgs, RunsArgs, SubmitArgs};
@@ -51,6 +53,8 @@ enum Command {
     Gen(GenArgs),
     /// Build a pipeline's tables on this machine.
     Run(RunArgs),
+    /// Print the landing rows a raw table rejected, with where they were and why.
+    Rejects(RejectsArgs),
     /// Generate data, run the recruitment example and show the best candidates.
     Demo(DemoArgs),
     /// Serve a warehouse's published tables over Arrow Flight SQL (read-only).
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
             Command::Check(args) => check::run(args, &mut std::io::stdout().lock()).await,
             Command::Gen(args) => generate::run(args, &mut std::io::stdout().lock()),
             Command::Run(args) => run::run(args, &mut std::io::stdout().lock()).await,
+            Command::Rejects(args) => rejects::run(args, &mut std::io::stdout().lock()).await,
             Command::Demo(args) => demo::run(args, &mut std::io::stdout().lock()).await,
             Command::Serve(args) => serve::run(args, &mut std::io::stdout()).await,
             Command::Scheduler(args) => cluster::scheduler(args, &mut std::io::stdout()).await,

@@ -52,7 +52,8 @@ pub async fn run(args: QueryArgs, out: &mut impl Write) -> Result<(), CliError> 
     write_batches(&batches, args.format, out)
 }
 
-fn write_batches(
+/// Prints result batches in the chosen format.
+pub(crate) fn write_batches(
     batches: &[RecordBatch],
     format: OutputFormat,
     out: &mut impl Write,

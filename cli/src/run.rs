@@ -29,6 +29,9 @@ pub struct BuildArgs {
     /// Rebuild from every landing file instead of only new ones.
     #[arg(long)]
     pub full_refresh: bool,
+    /// Fail (exit non-zero) if any landing row or file is rejected, for CI of pipelines.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Arguments of `strata run`.
@@ -70,15 +73,20 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
 
     print_summary(&report, out)?;
     writeln!(out, "report: {}", report.history_path(&warehouse).display())?;
-    outcome(&report)
+    outcome(&report, args.build.strict)
 }
 
-/// Success, or the failed and skipped tables with why.
-pub(crate) fn outcome(report: &RunReport) -> Result<(), CliError> {
-    if report.succeeded() {
+/// Success, or the failed and skipped tables with why (and, when `strict`, every
+/// table that rejected landing data).
+pub(crate) fn outcome(report: &RunReport, strict: bool) -> Result<(), CliError> {
+    let mut failures = report.failures();
+    if strict {
+        failures.extend(report.rejections());
+    }
+    if failures.is_empty() {
         Ok(())
     } else {
-        Err(CliError::RunFailed(report.failures().join("\n  ")))
+        Err(CliError::RunFailed(failures.join("\n  ")))
     }
 }
 
@@ -136,7 +144,7 @@ impl Progress {
 pub(crate) fn print_summary(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<28} {:<9} {:<10} {:>10} {:>10} {:>8} {:>11} {:>6} {:>12} {:>8}",
+        "{:<28} {:<9} {:<10} {:>10} {:>10} {:>8} {:>11} {:>8} {:>6} {:>12} {:>8}",
         "table",
         "layer",
         "status",
@@ -144,6 +152,7 @@ pub(crate) fn print_summary(report: &RunReport, out: &mut impl Write) -> std::io
         "written",
         "dropped",
         "quarantined",
+        "rejected",
         "files",
         "bytes",
         "seconds"
@@ -151,7 +160,7 @@ pub(crate) fn print_summary(report: &RunReport, out: &mut impl Write) -> std::io
     for table in &report.tables {
         writeln!(
             out,
-            "{:<28} {:<9} {:<10} {:>10} {:>10} {:>8} {:>11} {:>6} {:>12} {:>8.2}",
+            "{:<28} {:<9} {:<10} {:>10} {:>10} {:>8} {:>11} {:>8} {:>6} {:>12} {:>8.2}",
             table.table,
             table.layer,
             format!("{:?}", table.status).to_lowercase(),
@@ -159,10 +168,25 @@ pub(crate) fn print_summary(report: &RunReport, out: &mut impl Write) -> std::io
             table.rows_written,
             table.rows_dropped,
             table.rows_quarantined,
+            table.rows_rejected,
             table.files,
             table.bytes,
             table.duration_ms as f64 / 1000.0
         )?;
+        if !table.landing_files.is_empty() {
+            writeln!(
+                out,
+                "    landing files: {} ingested, {} partly rejected, {} rejected whole",
+                table.files_ingested, table.files_partly_rejected, table.files_rejected
+            )?;
+        }
+        if table.rows_rejected > 0 {
+            writeln!(
+                out,
+                "    {} bad row(s) set aside: strata rejects {} --warehouse …",
+                table.rows_rejected, table.table
+            )?;
+        }
         for rejected in &table.rejected_files {
             writeln!(out, "    rejected {}: {}", rejected.path, rejected.reason)?;
         }

@@ -46,7 +46,7 @@ pub struct FlightArgs {
     /// PEM private key for TLS (with --tls-cert).
     #[arg(long, requires = "tls_cert", value_name = "PATH")]
     pub tls_key: Option<PathBuf>,
-    /// Also show `<table>__quarantine` tables.
+    /// Also show `<table>__quarantine` and `raw.<table>__rejects` tables.
     #[arg(long)]
     pub show_quarantine: bool,
     /// Serve a non-loopback address without credentials.
@@ -102,7 +102,7 @@ pub(crate) async fn bind(
     let server = FlightSqlServer::bind(warehouse, listen, config, engine).await?;
     let visible = tables
         .iter()
-        .filter(|table| show_quarantine || !table.is_quarantine())
+        .filter(|table| show_quarantine || !table.is_set_aside())
         .count();
     let scheme = if server.uses_tls() {
         "grpc+tls"

@@ -108,7 +108,7 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
                         "report: {}",
                         report.history_path(&Warehouse::local(&warehouse)).display()
                     )?;
-                    return outcome(&report);
+                    return outcome(&report, args.build.strict);
                 }
                 return match end.state() {
                     RunState::Succeeded => Ok(()),

@@ -4,31 +4,31 @@
 use std::sync::Arc;
 
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
-use datafusion::common::parsers::CompressionTypeVariant;
+use datafusion::arrow::datatypes::Schema;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion_proto::physical_plan::AsExecutionPlan;
 use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
 use datafusion_proto::physical_plan::to_proto::serialize_physical_expr;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
-use datafusion_proto::protobuf::{PhysicalExprNode, PhysicalPlanNode};
+use datafusion_proto::protobuf::PhysicalExprNode;
 use prost::Message;
 use strata_proto::plan as proto;
 
 use strata_language::OnViolation;
 use strata_storage::storage_schema;
 
-use crate::compressed_scan::CompressedScanExec;
 use crate::expectations::{Checker, Rule};
+use crate::landing::LandingScanExec;
 use crate::write::{FileFormat, WriteFilesExec, WriteSpec};
 
 /// Field number 0 is invalid in protobuf, so no Ballista or DataFusion message starts with
 /// a zero byte; Strata's nodes start with one, then a byte naming the node.
 const STRATA_TAG: u8 = 0;
 const WRITE_FILES: u8 = 1;
-const COMPRESSED_SCAN: u8 = 2;
+/// Tag 2 was a compressed DataFusion scan, before landing files were read by Strata.
+const LANDING_SCAN: u8 = 3;
 
 /// Encodes Strata's nodes itself and hands the rest to Ballista's codec.
 #[derive(Debug, Default)]
@@ -142,28 +142,6 @@ impl StrataPhysicalCodec {
     }
 }
 
-const COMPRESSIONS: [CompressionTypeVariant; 5] = [
-    CompressionTypeVariant::UNCOMPRESSED,
-    CompressionTypeVariant::GZIP,
-    CompressionTypeVariant::BZIP2,
-    CompressionTypeVariant::XZ,
-    CompressionTypeVariant::ZSTD,
-];
-
-fn compression_byte(variant: CompressionTypeVariant) -> u8 {
-    COMPRESSIONS
-        .iter()
-        .position(|known| *known == variant)
-        .unwrap_or(0) as u8
-}
-
-fn compression_variant(byte: u8) -> Result<CompressionTypeVariant> {
-    COMPRESSIONS
-        .get(byte as usize)
-        .copied()
-        .ok_or_else(|| DataFusionError::Internal(format!("unknown compression {byte}")))
-}
-
 impl PhysicalExtensionCodec for StrataPhysicalCodec {
     fn try_decode(
         &self,
@@ -174,15 +152,7 @@ impl PhysicalExtensionCodec for StrataPhysicalCodec {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         match buf {
             [STRATA_TAG, WRITE_FILES, message @ ..] => self.decode_write(message, inputs, ctx),
-            [STRATA_TAG, COMPRESSED_SCAN, compression, scan @ ..] => {
-                let compression = compression_variant(*compression)?;
-                let scan = PhysicalPlanNode::decode(scan)
-                    .map_err(|error| {
-                        DataFusionError::Internal(format!("decoding a scan: {error}"))
-                    })?
-                    .try_into_physical_plan(ctx, self)?;
-                Ok(Arc::new(CompressedScanExec::try_new(scan, compression)?))
-            }
+            [STRATA_TAG, LANDING_SCAN, message @ ..] => decode_landing_scan(message),
             [STRATA_TAG, ..] => Err(DataFusionError::Internal(format!(
                 "an unknown Strata plan node {:?}; is every process on one Strata version?",
                 &buf[..buf.len().min(8)]
@@ -200,16 +170,9 @@ impl PhysicalExtensionCodec for StrataPhysicalCodec {
         if let Some(write) = node.downcast_ref::<WriteFilesExec>() {
             return self.encode_write(write, buf);
         }
-        if let Some(scan) = node.downcast_ref::<CompressedScanExec>() {
-            let inner = PhysicalPlanNode::try_from_physical_plan(Arc::clone(scan.scan()), self)?;
-            buf.extend([
-                STRATA_TAG,
-                COMPRESSED_SCAN,
-                compression_byte(scan.compression()),
-            ]);
-            return inner
-                .encode(buf)
-                .map_err(|error| DataFusionError::Internal(format!("encoding a scan: {error}")));
+        if let Some(scan) = node.downcast_ref::<LandingScanExec>() {
+            buf.extend([STRATA_TAG, LANDING_SCAN]);
+            return encode_landing_scan(scan, buf);
         }
         self.ballista.try_encode(node, buf, proto_converter)
     }
@@ -235,6 +198,66 @@ impl PhysicalExtensionCodec for StrataPhysicalCodec {
     }
 }
 
+fn encode_landing_scan(scan: &LandingScanExec, buf: &mut Vec<u8>) -> Result<()> {
+    let schema = datafusion_proto::protobuf::Schema::try_from(scan.file_schema().as_ref())?;
+    let message = proto::LandingScanNode {
+        files: scan.files().to_vec(),
+        schema: schema.encode_to_vec(),
+        projection: scan
+            .projection()
+            .map(|indices| indices.iter().map(|index| *index as u32).collect())
+            .unwrap_or_default(),
+        projected: scan.projection().is_some(),
+        read_spec_json: to_json(scan.read_spec())?,
+        rejects_json: match scan.rejects() {
+            Some(target) => to_json(target)?,
+            None => String::new(),
+        },
+        batch_size: scan.batch_size() as u64,
+    };
+    message
+        .encode(buf)
+        .map_err(|error| DataFusionError::Internal(format!("encoding LandingScanExec: {error}")))
+}
+
+fn decode_landing_scan(buf: &[u8]) -> Result<Arc<dyn ExecutionPlan>> {
+    let message = proto::LandingScanNode::decode(buf).map_err(|error| {
+        DataFusionError::Internal(format!("decoding LandingScanExec: {error}"))
+    })?;
+    let schema = datafusion_proto::protobuf::Schema::decode(message.schema.as_slice())
+        .map_err(|error| DataFusionError::Internal(format!("decoding a landing schema: {error}")))?;
+    let schema = Schema::try_from(&schema)?;
+    let rejects = if message.rejects_json.is_empty() {
+        None
+    } else {
+        Some(from_json(&message.rejects_json)?)
+    };
+    Ok(Arc::new(LandingScanExec::try_new(
+        message.files,
+        Arc::new(schema),
+        message.projected.then(|| {
+            message
+                .projection
+                .iter()
+                .map(|index| *index as usize)
+                .collect()
+        }),
+        from_json(&message.read_spec_json)?,
+        rejects,
+        message.batch_size as usize,
+    )?))
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|error| DataFusionError::Internal(format!("encoding a landing scan: {error}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text)
+        .map_err(|error| DataFusionError::Internal(format!("decoding a landing scan: {error}")))
+}
+
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -242,7 +265,8 @@ mod tests {
     use datafusion::physical_expr::expressions::{BinaryExpr, col, lit};
     use datafusion::physical_plan::empty::EmptyExec;
     use datafusion::prelude::SessionContext;
-    use datafusion_proto::physical_plan::DefaultPhysicalProtoConverter;
+    use datafusion_proto::physical_plan::{AsExecutionPlan, DefaultPhysicalProtoConverter};
+    use datafusion_proto::protobuf::PhysicalPlanNode;
 
     use super::*;
 

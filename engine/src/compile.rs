@@ -21,6 +21,7 @@ use strata_language::{
 use strata_storage::Warehouse;
 
 use crate::engine::Engine;
+use crate::landing::LandingSource;
 use crate::error::{EngineError, Result};
 
 /// A statement that planned cleanly, with what it produces.
@@ -32,6 +33,8 @@ pub struct PlannedTable {
     pub plan: LogicalPlan,
     /// The columns the table stores, including any the write mode adds.
     pub schema: SchemaRef,
+    /// A landing source's definition as Strata reads it.
+    pub landing: Option<LandingSource>,
 }
 
 /// A pipeline compiled on an engine's session, ready to run.
@@ -124,7 +127,12 @@ async fn plan_pipeline(
             Statement::Table(table) => plan_table(table, ctx).await,
         };
         match outcome {
-            Ok((plan, schema)) => planned.push(PlannedTable { node, plan, schema }),
+            Ok((plan, schema, landing)) => planned.push(PlannedTable {
+                node,
+                plan,
+                schema,
+                landing,
+            }),
             Err(mut found) => {
                 failed[node] = true;
                 problems.append(&mut found);
@@ -138,7 +146,11 @@ async fn plan_pipeline(
     }
 }
 
-type Planned = std::result::Result<(LogicalPlan, SchemaRef), Vec<Diagnostic>>;
+type Planned =
+    std::result::Result<(LogicalPlan, SchemaRef, Option<LandingSource>), Vec<Diagnostic>>;
+
+/// How many of the files a source will not read a problem names.
+const NAMED_FILES: usize = 5;
 
 async fn plan_source(source: &SourceTable, warehouse: &Warehouse, ctx: &SessionContext) -> Planned {
     let definition = source.definition.clone();
@@ -161,18 +173,55 @@ async fn plan_source(source: &SourceTable, warehouse: &Warehouse, ctx: &SessionC
         return Err(missing);
     }
     let state = ctx.state();
+    let located = |error: DataFusionError| vec![Diagnostic::from_engine(error, source.span)];
+    let landing = LandingSource::from_definition(&definition, &state)
+        .await
+        .map_err(located)?;
+    let listing = landing
+        .list()
+        .map_err(|error| located(DataFusionError::from(error)))?;
+    if listing.files.is_empty() && !listing.ignored.is_empty() {
+        let names: Vec<&str> = listing
+            .ignored
+            .iter()
+            .take(NAMED_FILES)
+            .map(|path| path.rsplit('/').next().unwrap_or(path))
+            .collect();
+        let more = listing.ignored.len().saturating_sub(NAMED_FILES);
+        return Err(vec![
+            Diagnostic::error(
+                format!(
+                    "{} reads files ending {}, but none of the {} file(s) at its location does: {}{}",
+                    source.name,
+                    landing.suffixes().join(", "),
+                    listing.ignored.len(),
+                    names.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                ),
+                Some(source.span),
+            )
+            .with_help(
+                "set STORED AS to the files' format, and OPTIONS ('format.compression' …) to how they are compressed",
+            ),
+        ]);
+    }
+    let files: Vec<String> = listing.files.into_iter().map(|file| file.path).collect();
     let registered = async {
-        let plan = state
-            .statement_to_plan(DFStatement::CreateExternalTable(definition))
-            .await?;
-        ctx.execute_logical_plan(plan).await?;
+        let schema = landing.schema(&files, &state).await?;
+        let provider = landing.table(files, Arc::clone(&schema), None)?;
         let name = source.name.to_string();
-        ctx.table(name.as_str()).await
+        ctx.deregister_table(name.as_str())?;
+        ctx.register_table(name.as_str(), provider)?;
+        Ok::<_, DataFusionError>((ctx.table(name.as_str()).await?, schema))
     }
     .await
-    .map_err(|error| vec![Diagnostic::from_engine(error, source.span)])?;
-    let schema = Arc::new(registered.schema().as_arrow().clone());
-    Ok((registered.logical_plan().clone(), schema))
+    .map_err(located)?;
+    let (table, schema) = registered;
+    Ok((table.logical_plan().clone(), schema, Some(landing)))
 }
 
 async fn plan_table(table: &TableDef, ctx: &SessionContext) -> Planned {
@@ -213,7 +262,7 @@ async fn plan_table(table: &TableDef, ctx: &SessionContext) -> Planned {
     let provider = Arc::new(EmptyTable::new(Arc::clone(&schema)));
     ctx.register_table(table.name.to_string().as_str(), provider)
         .map_err(|error| vec![Diagnostic::from_engine(error, table.name_span)])?;
-    Ok((plan, schema))
+    Ok((plan, schema, None))
 }
 
 #[cfg(test)]

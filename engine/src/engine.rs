@@ -18,7 +18,6 @@ use futures::TryStreamExt;
 use strata_language::TableName;
 
 use crate::codec::StrataPhysicalCodec;
-use crate::compressed_scan::CompressedScanExec;
 use crate::scheduler_client::scheduler_url;
 use crate::write::{WriteFilesExec, WriteSummary};
 
@@ -141,7 +140,6 @@ impl Engine {
                 let config = config
                     .clone()
                     .with_ballista_job_name(&format!("{JOB_NAME_PREFIX}{job}"));
-                let plan = CompressedScanExec::wrap_all(plan)?;
                 execute_physical_plan::<PhysicalPlanNode>(
                     scheduler_url.clone(),
                     &config.ballista_config(),

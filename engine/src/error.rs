@@ -27,6 +27,9 @@ pub enum EngineError {
         path: String,
         cause: String,
     },
+    /// A landing file's bad rows failed the build, as its `bad_rows` option says.
+    #[error("{file}: {why}; nothing was committed")]
+    BadRows { file: String, why: String },
     /// One step of a table build failed in the engine.
     #[error("{step}: {source}")]
     Build {

@@ -5,10 +5,10 @@
 
 pub mod codec;
 pub mod compile;
-pub mod compressed_scan;
 pub mod engine;
 mod error;
 pub mod expectations;
+pub mod landing;
 pub mod run;
 pub mod scheduler_client;
 pub mod task_error;

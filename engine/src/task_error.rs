@@ -8,6 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use datafusion::error::DataFusionError;
 use serde::{Deserialize, Serialize};
+use strata_storage::landing::OnBadRow;
 
 use crate::error::EngineError;
 
@@ -23,6 +24,13 @@ pub enum TaskError {
     ExpectationFailed { expectation: String, rows: u64 },
     /// The task could not reach its input, as opposed to finding bad data in it.
     UnreadableInput { executor: String, cause: String },
+    /// A landing file's bad rows stopped its scan: its policy says fail, or there are
+    /// more than its limit.
+    BadRows {
+        file: String,
+        policy: OnBadRow,
+        why: String,
+    },
 }
 
 impl TaskError {
@@ -35,6 +43,7 @@ impl TaskError {
             TaskError::UnreadableInput { executor, cause } => {
                 format!("executor {executor} cannot read its input: {cause}")
             }
+            TaskError::BadRows { file, why, .. } => format!("{file}: {why}"),
         };
         let json = serde_json::to_vec(&self).unwrap_or_default();
         DataFusionError::Execution(format!(
@@ -63,6 +72,7 @@ impl TaskError {
                 path: path.unwrap_or("(unknown)").to_owned(),
                 cause,
             },
+            TaskError::BadRows { file, why, .. } => EngineError::BadRows { file, why },
         }
     }
 }

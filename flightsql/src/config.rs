@@ -43,7 +43,7 @@ pub struct ServerConfig {
     /// Who may connect; nobody needs credentials when empty.
     pub users: Vec<User>,
     pub token_ttl: Duration,
-    /// Show `<table>__quarantine` tables too.
+    /// Show `<table>__quarantine` and `raw.<table>__rejects` tables too.
     pub show_quarantine: bool,
     pub tls: Option<TlsFiles>,
     /// Serve addresses other than loopback without credentials.

@@ -104,7 +104,7 @@ impl Planner {
         })?;
         Ok(tables
             .into_iter()
-            .filter(|table| self.visibility.show_quarantine || !table.is_quarantine())
+            .filter(|table| self.visibility.show_quarantine || !table.is_set_aside())
             .collect())
     }
 

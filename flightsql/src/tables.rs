@@ -48,7 +48,7 @@ impl Visibility {
             layer,
             name: name.to_owned(),
         };
-        if name.is_quarantine() && !self.show_quarantine {
+        if name.is_set_aside() && !self.show_quarantine {
             return None;
         }
         catalog::find(&self.warehouse, &name)
@@ -112,7 +112,7 @@ impl SchemaProvider for LayerSchema {
             Ok(tables) => tables
                 .into_iter()
                 .filter(|table| table.name.layer == self.layer)
-                .filter(|table| self.visibility.show_quarantine || !table.is_quarantine())
+                .filter(|table| self.visibility.show_quarantine || !table.is_set_aside())
                 .map(|table| table.name.name)
                 .collect(),
             Err(error) => {

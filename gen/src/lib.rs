@@ -33,6 +33,9 @@ pub mod bad_data {
     pub const EVENTS_MISSING_JOB: f64 = 0.003;
     /// Tracking events dated 2009 (an expectation drops them).
     pub const EVENTS_TOO_OLD: f64 = 0.002;
+    /// Tracking events that cannot be parsed (a job id of `n/a`, or a missing field):
+    /// raw ingestion sets them aside in `raw.events__rejects`.
+    pub const EVENTS_UNPARSABLE: f64 = 0.001;
     /// Candidates with a latitude outside [-90, 90] (quarantined).
     pub const CANDIDATES_BAD_COORDINATES: f64 = 0.002;
 }
@@ -49,6 +52,7 @@ pub struct Manifest {
     pub events: u64,
     pub events_missing_job: u64,
     pub events_too_old: u64,
+    pub events_unparsable: u64,
     /// Landing files that cannot be parsed, relative to the output directory.
     pub malformed_files: Vec<String>,
     pub files: u64,
@@ -69,6 +73,7 @@ impl Manifest {
                 "  \"candidates\": {},\n  \"candidate_updates\": {},\n  \"candidates_bad_coordinates\": {},\n",
                 "  \"jobs\": {},\n  \"open_jobs\": {},\n  \"searches\": {},\n",
                 "  \"events\": {},\n  \"events_missing_job\": {},\n  \"events_too_old\": {},\n",
+                "  \"events_unparsable\": {},\n",
                 "  \"malformed_files\": [{}],\n  \"files\": {},\n  \"bytes\": {}\n}}\n"
             ),
             self.candidates,
@@ -80,6 +85,7 @@ impl Manifest {
             self.events,
             self.events_missing_job,
             self.events_too_old,
+            self.events_unparsable,
             malformed.join(", "),
             self.files,
             self.bytes

@@ -393,6 +393,20 @@ fn event_line(
     } else if bad_data && rng.chance(bad_data::EVENTS_TOO_OLD) {
         ts -= 17 * 365 * DAY;
         manifest.events_too_old += 1;
+    } else if bad_data && rng.chance(bad_data::EVENTS_UNPARSABLE) {
+        manifest.events_unparsable += 1;
+        if rng.chance(0.5) {
+            // An app that writes "n/a" where a job id goes.
+            job = "n/a".to_owned();
+        } else {
+            // A row cut short: no campaign field.
+            return format!(
+                "e{id:09},{},{job},c{:07},{kind},{}",
+                timestamp(ts),
+                1 + rng.below(candidates),
+                rng.pick(PUBLISHERS)
+            );
+        }
     }
     format!(
         "e{id:09},{},{job},c{:07},{kind},{},{}",

@@ -65,6 +65,10 @@ pub struct TableName {
 /// reserved, so no declared table can be mistaken for one.
 pub const QUARANTINE_SUFFIX: &str = "__quarantine";
 
+/// The suffix of the tables that hold the landing rows a raw table could not parse;
+/// reserved as [`QUARANTINE_SUFFIX`] is.
+pub const REJECTS_SUFFIX: &str = "__rejects";
+
 impl TableName {
     /// The table that holds this table's quarantined rows, in the same layer.
     pub fn quarantine(&self) -> TableName {
@@ -77,6 +81,29 @@ impl TableName {
     /// Whether this names a quarantine table rather than one a pipeline declares.
     pub fn is_quarantine(&self) -> bool {
         self.name.ends_with(QUARANTINE_SUFFIX)
+    }
+
+    /// The table that holds this raw table's rejected landing rows.
+    pub fn rejects(&self) -> TableName {
+        TableName {
+            layer: self.layer,
+            name: format!("{}{REJECTS_SUFFIX}", self.name),
+        }
+    }
+
+    /// The raw table whose rejected rows this names, if it names a rejects table.
+    pub fn rejects_of(&self) -> Option<TableName> {
+        let table = self.name.strip_suffix(REJECTS_SUFFIX)?;
+        (self.layer == Layer::Raw && !table.is_empty()).then(|| TableName {
+            layer: self.layer,
+            name: table.to_owned(),
+        })
+    }
+
+    /// Whether this names rows set aside (quarantined or rejected) rather than a table
+    /// a pipeline declares.
+    pub fn is_set_aside(&self) -> bool {
+        self.is_quarantine() || self.rejects_of().is_some()
     }
 }
 

@@ -14,7 +14,7 @@ pub mod rules;
 mod source;
 
 pub use ast::{
-    Expectation, Format, Layer, OnViolation, Pipeline, QUARANTINE_SUFFIX, SourceTable, Statement,
+    Expectation, Format, Layer, OnViolation, Pipeline, QUARANTINE_SUFFIX, REJECTS_SUFFIX, SourceTable, Statement,
     TableDef, TableName, TableRef, WriteMode,
 };
 pub use diagnostic::{Diagnostic, did_you_mean};

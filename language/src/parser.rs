@@ -14,8 +14,8 @@ use datafusion::sql::sqlparser::parser::{IsOptional, Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer};
 
 use crate::ast::{
-    Expectation, Format, Layer, OnViolation, Pipeline, QUARANTINE_SUFFIX, SourceTable, Statement,
-    TableDef, TableName, TableRef, WriteMode,
+    Expectation, Format, Layer, OnViolation, Pipeline, QUARANTINE_SUFFIX, REJECTS_SUFFIX,
+    SourceTable, Statement, TableDef, TableName, TableRef, WriteMode,
 };
 use crate::diagnostic::Diagnostic;
 use crate::error::{LanguageError, Result};
@@ -195,6 +195,13 @@ impl FileParser<'_> {
             )
             .with_help(format!(
                 "tables named <table>{QUARANTINE_SUFFIX} hold the rows a table's QUARANTINE expectations set aside"
+            ))),
+            [_, table] if table.ends_with(REJECTS_SUFFIX) => Err(Diagnostic::error(
+                format!("table name {name} ends with {REJECTS_SUFFIX}, which is reserved"),
+                Some(span),
+            )
+            .with_help(format!(
+                "tables named raw.<table>{REJECTS_SUFFIX} hold the landing rows a raw table could not parse"
             ))),
             [layer, table] => match Layer::parse(layer) {
                 Some(layer) if layers.contains(&layer) => Ok(TableName {

@@ -148,6 +148,13 @@ impl AvroFileSink {
     }
 }
 
+impl AvroFileSink {
+    /// The file's path relative to its table directory.
+    pub fn relative(&self) -> &str {
+        &self.relative
+    }
+}
+
 impl FileSink for AvroFileSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;

@@ -7,6 +7,7 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 use strata_language::{Format, Layer, TableName};
 
+use crate::commit_log::CommitLog;
 use crate::delta_publish::{self, DeltaReader};
 use crate::error::StorageError;
 use crate::paths::{TableDir, Warehouse};
@@ -20,9 +21,10 @@ pub struct PublishedTable {
 }
 
 impl PublishedTable {
-    /// Whether the table holds quarantined rows rather than published ones.
-    pub fn is_quarantine(&self) -> bool {
-        self.name.is_quarantine()
+    /// Whether the table holds rows set aside (quarantined or rejected) rather than
+    /// published ones.
+    pub fn is_set_aside(&self) -> bool {
+        self.name.is_set_aside()
     }
 
     /// The storage a reader sees, as its layer stores it.
@@ -48,6 +50,12 @@ pub fn published_tables(warehouse: &Warehouse) -> crate::Result<Vec<PublishedTab
             };
             let name = TableName { layer, name };
             let dir = warehouse.table(&name);
+            if layer == Layer::Raw && has_rejects(&name, &dir) {
+                tables.push(PublishedTable {
+                    name: name.rejects(),
+                    dir: dir.clone(),
+                });
+            }
             if is_published(&name, &dir) {
                 tables.push(PublishedTable { name, dir });
             }
@@ -63,11 +71,28 @@ pub fn find(warehouse: &Warehouse, name: &TableName) -> Option<PublishedTable> {
     if name.name.is_empty() || name.name.starts_with('.') || name.name.contains(['/', '\\']) {
         return None;
     }
+    if let Some(table) = name.rejects_of() {
+        let dir = warehouse.table(&table);
+        return has_rejects(&table, &dir).then(|| PublishedTable {
+            name: name.clone(),
+            dir,
+        });
+    }
     let dir = warehouse.table(name);
     is_published(name, &dir).then(|| PublishedTable {
         name: name.clone(),
         dir,
     })
+}
+
+/// Whether the raw table in `dir` has committed rejected rows.
+fn has_rejects(name: &TableName, dir: &TableDir) -> bool {
+    CommitLog::new(dir)
+        .has_reject_files()
+        .unwrap_or_else(|error| {
+            tracing::warn!("{name}: {error}");
+            false
+        })
 }
 
 fn is_published(name: &TableName, dir: &TableDir) -> bool {
@@ -96,9 +121,15 @@ pub async fn open(
             "{} is a raw table; versions can be read from enriched and ranked (Delta) tables",
             table.name
         ))),
-        (Format::Avro, None) => raw_table::provider(&table.dir, session)
-            .await?
-            .ok_or_else(|| DataFusionError::Plan(format!("{} has no data files", table.name))),
+        (Format::Avro, None) => {
+            let provider = if table.name.rejects_of().is_some() {
+                raw_table::rejects_provider(&table.dir, session).await?
+            } else {
+                raw_table::provider(&table.dir, session).await?
+            };
+            provider
+                .ok_or_else(|| DataFusionError::Plan(format!("{} has no data files", table.name)))
+        }
         (_, Some(version)) => {
             let opened = delta_publish::provider(&table.dir, Some(version), session, reader).await;
             match opened {

@@ -1,5 +1,6 @@
 //! A raw table's commit log: one JSON file per successful build, naming the landing
-//! files it ingested and the data files it wrote.
+//! files it ingested, the data files it wrote, and the files of its rejected rows, so
+//! rows and rejects become visible together, once.
 //!
 //! Readers see only files named in a commit, so a build that fails or is killed part
 //! way leaves nothing visible, and a landing file named in a commit is never ingested
@@ -31,6 +32,9 @@ pub struct Commit {
     pub reset: bool,
     pub sources: Vec<SourceFile>,
     pub files: Vec<WrittenFile>,
+    /// Files of the rows it set aside (`raw.<table>__rejects`), relative to the table.
+    #[serde(default)]
+    pub rejects: Vec<WrittenFile>,
 }
 
 /// Reads one commit file.
@@ -67,9 +71,19 @@ impl CommitLog {
     /// Whether readers see any data file, reading the newest commits only as far as it
     /// must (a catalog listing asks this of every raw table).
     pub fn has_data_files(&self) -> Result<bool> {
+        self.any_live(|commit| !commit.files.is_empty())
+    }
+
+    /// Whether readers see any file of rejected rows, read as [`Self::has_data_files`].
+    pub fn has_reject_files(&self) -> Result<bool> {
+        self.any_live(|commit| !commit.rejects.is_empty())
+    }
+
+    /// Whether a live commit matches, newest first, stopping at the last reset.
+    fn any_live(&self, matches: impl Fn(&Commit) -> bool) -> Result<bool> {
         for path in self.commit_files()?.iter().rev() {
             let commit = read_commit(path)?;
-            if !commit.files.is_empty() {
+            if matches(&commit) {
                 return Ok(true);
             }
             if commit.reset {
@@ -121,6 +135,15 @@ impl CommitLog {
             .collect())
     }
 
+    /// The files of the rejects table readers see, relative to the table directory.
+    pub fn reject_files(&self) -> Result<Vec<WrittenFile>> {
+        Ok(self
+            .live()?
+            .into_iter()
+            .flat_map(|commit| commit.rejects)
+            .collect())
+    }
+
     /// Records a build, as the next version; fails rather than overwrite a concurrent commit.
     pub fn commit(
         &self,
@@ -128,6 +151,7 @@ impl CommitLog {
         reset: bool,
         sources: Vec<SourceFile>,
         files: Vec<WrittenFile>,
+        rejects: Vec<WrittenFile>,
     ) -> Result<Commit> {
         std::fs::create_dir_all(&self.dir).map_err(|source| StorageError::io(&self.dir, source))?;
         let version = self.commits()?.last().map_or(0, |last| last.version + 1);
@@ -137,6 +161,7 @@ impl CommitLog {
             reset,
             sources,
             files,
+            rejects,
         };
         self.claim(&commit)?;
         Ok(commit)
@@ -213,6 +238,7 @@ mod tests {
             false,
             vec![landing("a.csv")],
             vec![written("a.avro")],
+            vec![written("_rejects/a.avro")],
         )
         .unwrap();
         log.commit(
@@ -220,15 +246,18 @@ mod tests {
             false,
             vec![landing("b.csv")],
             vec![written("b.avro")],
+            Vec::new(),
         )
         .unwrap();
         assert_eq!(log.ingested().unwrap().len(), 2);
+        assert_eq!(log.reject_files().unwrap(), [written("_rejects/a.avro")]);
         let reset = log
             .commit(
                 "run-3",
                 true,
                 vec![landing("a.csv")],
                 vec![written("c.avro")],
+                Vec::new(),
             )
             .unwrap();
         assert_eq!(reset.version, 2);
@@ -240,8 +269,9 @@ mod tests {
             .map(|f| f.path)
             .collect();
         assert_eq!(files, ["c.avro"]);
+        assert!(log.reject_files().unwrap().is_empty(), "a reset drops old rejects too");
         assert!(log.has_data_files().unwrap());
-        log.commit("run-4", true, vec![landing("empty.csv")], Vec::new())
+        log.commit("run-4", true, vec![landing("empty.csv")], Vec::new(), Vec::new())
             .unwrap();
         assert!(
             !log.has_data_files().unwrap(),
@@ -255,7 +285,7 @@ mod tests {
         let table = temp_table("conflict");
         let log = CommitLog::new(&table);
         let first = log
-            .commit("run-1", false, vec![landing("a.csv")], Vec::new())
+            .commit("run-1", false, vec![landing("a.csv")], Vec::new(), Vec::new())
             .unwrap();
         // A second writer that read the log before the first committed claims the same version.
         let late = Commit {

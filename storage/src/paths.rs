@@ -19,6 +19,8 @@ const STAGING_DIR: &str = "_strata_staging";
 const DELTA_LOG_DIR: &str = "_delta_log";
 /// The start of every raw data file's name.
 const PART: &str = "part";
+/// Where a raw table keeps the files of its rejected rows, inside the table's directory.
+const REJECTS_DIR: &str = "_rejects";
 
 /// A warehouse on the local file system.
 #[derive(Debug, Clone)]
@@ -159,6 +161,17 @@ pub fn avro_file(prefix: &str, partition: usize, writer: u64, hive_partition: &s
     } else {
         format!("{hive_partition}/{name}")
     }
+}
+
+/// One file of rejected rows, relative to its raw table: named as [`avro_file`], in
+/// the table's rejects directory.
+pub fn rejects_file(prefix: &str, partition: usize, writer: u64) -> String {
+    avro_file(prefix, partition, writer, REJECTS_DIR)
+}
+
+/// The file of one build's landing files that were rejected whole, relative to the table.
+pub fn rejected_files_file(run_id: &str) -> String {
+    format!("{REJECTS_DIR}/{}files.avro", run_file_prefix(run_id))
 }
 
 /// A raw commit's file in the commit log: the version, zero-padded so names sort.

@@ -12,7 +12,7 @@ use datafusion::datasource::listing::{
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 
-use crate::avro_sink::storage_schema;
+use crate::avro_sink::{WrittenFile, storage_schema};
 use crate::commit_log::CommitLog;
 use crate::paths::TableDir;
 
@@ -45,6 +45,26 @@ pub async fn provider(
     let files = CommitLog::new(table)
         .data_files()
         .map_err(DataFusionError::from)?;
+    avro_files(table, &files, session).await
+}
+
+/// The committed rejected rows of the raw table in `table` (its `__rejects` table), or
+/// `None` if it has none.
+pub async fn rejects_provider(
+    table: &TableDir,
+    session: &dyn Session,
+) -> Result<Option<Arc<dyn TableProvider>>> {
+    let files = CommitLog::new(table)
+        .reject_files()
+        .map_err(DataFusionError::from)?;
+    avro_files(table, &files, session).await
+}
+
+async fn avro_files(
+    table: &TableDir,
+    files: &[WrittenFile],
+    session: &dyn Session,
+) -> Result<Option<Arc<dyn TableProvider>>> {
     if files.is_empty() {
         return Ok(None);
     }

@@ -18,7 +18,7 @@ use crate::compile::Compiled;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 
-pub use report::{RejectedFile, RunReport, TableReport, TableStatus};
+pub use report::{LandingFileReport, RejectedFile, RunReport, TableReport, TableStatus};
 
 /// What to build.
 #[derive(Debug, Clone, Default)]
@@ -210,10 +210,10 @@ impl Build<'_> {
             .upstream(node)
             .iter()
             .find_map(|&up| match &pipeline.statements[up] {
-                Statement::Source(source) => Some(source),
+                Statement::Source(source) => Some((source, self.compiled.planned(up)?)),
                 Statement::Table(_) => None,
             });
-        let (Some(source), Some(planned)) = (source, self.compiled.planned(node)) else {
+        let (Some((source, landing)), Some(planned)) = (source, self.compiled.planned(node)) else {
             return Err(EngineError::Language(LanguageError::Invalid(vec![
                 Diagnostic::error(
                     format!("raw table {} must read a landing table", table.name),
@@ -221,7 +221,7 @@ impl Build<'_> {
                 ),
             ])));
         };
-        let built = raw::build(self, table, source, on_rows).await;
+        let built = raw::build(self, table, source, landing, on_rows).await;
         // Downstream tables read exactly the committed files.
         let registered = raw_table::register(
             &self.compiled.ctx,

@@ -1,4 +1,5 @@
-//! Building a raw table: each new landing file once, into Avro files, committed together.
+//! Building a raw table: each new landing file once, into Avro files, committed together
+//! with the rows set aside as rejects.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -6,27 +7,33 @@ use std::sync::Arc;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use strata_language::{SourceTable, TableDef};
-use strata_storage::cleanup;
-use strata_storage::landing::list_files;
-use strata_storage::paths;
-use strata_storage::{CommitLog, SourceFile, storage_schema};
+use strata_storage::landing::{OnBadRow, Reject, rejects_batch, rejects_schema};
+use strata_storage::{
+    AvroFileSink, CommitLog, FileSink, SourceFile, WrittenFile, cleanup, paths, storage_schema,
+};
 
 use super::Build;
-use super::report::{RejectedFile, TableReport, TableStatus};
+use super::report::{LandingFileReport, RejectedFile, TableReport, TableStatus};
+use crate::compile::PlannedTable;
 use crate::engine::job_name;
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::expectations::Checker;
+use crate::landing::{LandingSource, RejectsTarget};
 use crate::task_error::TaskError;
 use crate::write::{FileFormat, WriteFilesExec, WriteSpec, WriteSummary};
 
 /// Ingests the landing files that no commit of the table names yet, then commits once.
 ///
-/// A file the engine cannot parse is rejected (named in the report, with why) and the
-/// others go on; a file it cannot reach at all fails the table, since that is not bad data.
+/// A bad row is set aside in the rejects table and its file goes on. A file that cannot
+/// be read at all, or whose bad rows pass its limit, is rejected whole: named in the
+/// report and in the rejects table, and committed as seen so that it is not read again
+/// until it is delivered anew. A file the engine cannot reach fails the table, since
+/// that is not bad data.
 pub(super) async fn build(
     build: &Build<'_>,
     table: &TableDef,
     source: &SourceTable,
+    landing: &PlannedTable,
     on_rows: &(dyn Fn(u64) + Sync),
 ) -> Result<TableReport> {
     let mut report = TableReport::new(
@@ -34,6 +41,12 @@ pub(super) async fn build(
         table.name.layer.to_string(),
         TableStatus::UpToDate,
     );
+    let source_definition = landing.landing.as_ref().ok_or_else(|| {
+        EngineError::DataFusion(datafusion::error::DataFusionError::Internal(format!(
+            "{} is planned without its landing source",
+            source.name
+        )))
+    })?;
     let dir = build.warehouse.table(&table.name);
     let log = CommitLog::new(&dir);
     let ingested = if build.full_refresh {
@@ -41,45 +54,88 @@ pub(super) async fn build(
     } else {
         log.ingested()?
     };
-    let extension = file_extension(source);
-    let mut new_files = Vec::new();
-    for location in &source.definition.locations {
-        let files = list_files(location, &extension)?;
-        new_files.extend(files.into_iter().filter(|file| !ingested.contains(file)));
-    }
+    let new_files: Vec<SourceFile> = source_definition
+        .list()?
+        .files
+        .into_iter()
+        .filter(|file| !ingested.contains(file))
+        .collect();
     if new_files.is_empty() {
         return Ok(report);
     }
 
-    let mut committed_sources = Vec::new();
+    let mut sources = Vec::new();
     let mut written = WriteSummary::default();
+    let mut rejected_whole = Vec::new();
     for (index, file) in new_files.into_iter().enumerate() {
         let prefix = paths::landing_file_prefix(build.run_id, index);
         let before = report.rows_read;
         let on_file_rows = |rows: u64| on_rows(before + rows);
-        match ingest_file(build, table, source, &file, index, &on_file_rows).await {
+        let ingest = Ingest {
+            build,
+            table,
+            source,
+            landing,
+            source_definition,
+            prefix: &prefix,
+            index,
+        };
+        match ingest.run(&file, &on_file_rows).await {
             Ok(summary) => {
-                written.absorb(summary);
-                report.rows_read = written.rows_read;
+                let scanned: Vec<_> = summary
+                    .scanned
+                    .iter()
+                    .filter(|scanned| scanned.path == file.path)
+                    .collect();
+                let (rows_read, rows_rejected) = if scanned.is_empty() {
+                    (summary.rows_read, 0)
+                } else {
+                    (
+                        scanned.iter().map(|s| s.rows_read).sum(),
+                        scanned.iter().map(|s| s.rows_rejected).sum(),
+                    )
+                };
+                report.add_landing_file(LandingFileReport::read(
+                    &file.path,
+                    rows_read,
+                    rows_rejected,
+                ));
                 on_rows(report.rows_read);
-                committed_sources.push(file);
+                written.absorb(summary);
+                sources.push(file);
             }
             Err(error) => {
                 cleanup::remove_with_prefix(dir.path(), &prefix);
-                if let Some(task) = TaskError::find(&error) {
-                    return Err(task.into_engine_error(Some(&file.path)));
-                }
+                let (reason, fails_run) = match TaskError::find(&error) {
+                    Some(TaskError::BadRows {
+                        policy: OnBadRow::FailFile,
+                        why,
+                        ..
+                    }) => (why, true),
+                    Some(TaskError::BadRows {
+                        policy: OnBadRow::Reject,
+                        why,
+                        ..
+                    }) => (why, false),
+                    Some(task) => return Err(task.into_engine_error(Some(&file.path))),
+                    None => (error.strip_backtrace(), false),
+                };
+                report.add_landing_file(LandingFileReport::rejected(&file.path));
                 report.rejected_files.push(RejectedFile {
                     path: file.path.clone(),
-                    reason: error.strip_backtrace(),
+                    reason: reason.clone(),
+                    fails_run,
                 });
+                rejected_whole.push((file.path.clone(), reason));
+                sources.push(file);
             }
         }
     }
-    if committed_sources.is_empty() {
-        return Ok(report);
-    }
     written.check_distinct()?;
+    let mut rejects = written.rejects.clone();
+    if !rejected_whole.is_empty() {
+        rejects.push(write_rejected_files(build, &dir, &rejected_whole)?);
+    }
     report.rows_written = written.rows_written();
     report.files = written.data.len() as u64;
     report.bytes = written.bytes_written();
@@ -87,79 +143,96 @@ pub(super) async fn build(
     log.commit(
         build.run_id,
         build.full_refresh,
-        committed_sources,
+        sources,
         written.avro_files(),
+        rejects,
     )?;
     report.status = TableStatus::Built;
     Ok(report)
 }
 
-/// The extension DataFusion expects for a source's files, with its compression suffix.
-fn file_extension(source: &SourceTable) -> String {
-    let base = match source.definition.file_type.to_ascii_uppercase().as_str() {
-        "CSV" => ".csv",
-        "JSON" => ".json",
-        "PARQUET" => ".parquet",
-        "AVRO" => ".avro",
-        "ARROW" => ".arrow",
-        _ => "",
-    };
-    let compression = source
-        .definition
-        .options
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case("format.compression"))
-        .map(|(_, value)| value.to_string().trim_matches('\'').to_ascii_lowercase());
-    let suffix = match compression.as_deref() {
-        Some("gzip") => ".gz",
-        Some("zstd") => ".zst",
-        Some("bzip2") => ".bz2",
-        Some("xz") => ".xz",
-        _ => "",
-    };
-    format!("{base}{suffix}")
+/// Records the landing files rejected whole, one row each, in the rejects table.
+fn write_rejected_files(
+    build: &Build<'_>,
+    dir: &strata_storage::TableDir,
+    rejected: &[(String, String)],
+) -> Result<WrittenFile> {
+    let mut sink = Box::new(
+        AvroFileSink::create(
+            dir.path(),
+            paths::rejected_files_file(build.run_id),
+            &rejects_schema(),
+        )
+        .map_err(EngineError::DataFusion)?,
+    );
+    for (path, reason) in rejected {
+        let batch = rejects_batch(path, build.run_id, &[Reject::file(reason.clone())])
+            .map_err(EngineError::DataFusion)?;
+        sink.write(&batch).map_err(EngineError::DataFusion)?;
+    }
+    (sink as Box<dyn FileSink>)
+        .finish()
+        .map_err(EngineError::DataFusion)
 }
 
-/// Runs the table's query over the `index`th new landing file, writing it where the
-/// engine runs it.
-async fn ingest_file(
-    build: &Build<'_>,
-    table: &TableDef,
-    source: &SourceTable,
-    file: &SourceFile,
+/// One landing file's ingestion.
+struct Ingest<'a> {
+    build: &'a Build<'a>,
+    table: &'a TableDef,
+    source: &'a SourceTable,
+    landing: &'a PlannedTable,
+    source_definition: &'a LandingSource,
+    /// Start of the names of every file this ingestion writes.
+    prefix: &'a str,
     index: usize,
-    on_rows: &(dyn Fn(u64) + Sync),
-) -> datafusion::error::Result<WriteSummary> {
-    let ctx = &build.compiled.ctx;
-    // Point the landing table at this one file, with the options the pipeline declared.
-    let mut definition = source.definition.clone();
-    definition.locations = vec![file.path.clone()];
-    definition.or_replace = true;
-    let state = ctx.state();
-    let plan = state
-        .statement_to_plan(DFStatement::CreateExternalTable(definition))
-        .await?;
-    ctx.execute_logical_plan(plan).await?;
+}
 
-    let query = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
-    let plan = state.statement_to_plan(query).await?;
-    let physical = ctx
-        .execute_logical_plan(plan)
-        .await?
-        .create_physical_plan()
-        .await?;
-    let schema = storage_schema(&physical.schema());
-    let spec = WriteSpec {
-        format: FileFormat::Avro,
-        table_dir: build.warehouse.table(&table.name).to_string(),
-        prefix: paths::landing_file_prefix(build.run_id, index),
-        partition_columns: table.partitioned_by.clone(),
-        quarantine_dir: None,
-    };
-    let writer = WriteFilesExec::new(physical, spec, Checker::from_rules(Vec::new(), &schema, ""));
-    let job = job_name(build.run_id, &table.name, Some(index));
-    build
-        .engine
-        .write(Arc::new(writer), ctx, &job, on_rows)
-        .await
+impl Ingest<'_> {
+    /// Runs the table's query over the one file, writing it where the engine runs it.
+    async fn run(
+        &self,
+        file: &SourceFile,
+        on_rows: &(dyn Fn(u64) + Sync),
+    ) -> datafusion::error::Result<WriteSummary> {
+        let build = self.build;
+        let ctx = &build.compiled.ctx;
+        let table_dir = build.warehouse.table(&self.table.name).to_string();
+        // The landing table is this one file, with the columns the pipeline planned.
+        let provider = self.source_definition.table(
+            vec![file.path.clone()],
+            Arc::clone(&self.landing.schema),
+            Some(RejectsTarget {
+                table_dir: table_dir.clone(),
+                prefix: self.prefix.to_owned(),
+                run_id: build.run_id.to_owned(),
+            }),
+        )?;
+        let name = self.source.name.to_string();
+        ctx.deregister_table(name.as_str())?;
+        ctx.register_table(name.as_str(), provider)?;
+
+        let state = ctx.state();
+        let query = DFStatement::Statement(Box::new(SqlStatement::Query(self.table.query.clone())));
+        let plan = state.statement_to_plan(query).await?;
+        let physical = ctx
+            .execute_logical_plan(plan)
+            .await?
+            .create_physical_plan()
+            .await?;
+        let schema = storage_schema(&physical.schema());
+        let spec = WriteSpec {
+            format: FileFormat::Avro,
+            table_dir,
+            prefix: self.prefix.to_owned(),
+            partition_columns: self.table.partitioned_by.clone(),
+            quarantine_dir: None,
+        };
+        let writer =
+            WriteFilesExec::new(physical, spec, Checker::from_rules(Vec::new(), &schema, ""));
+        let job = job_name(build.run_id, &self.table.name, Some(self.index));
+        build
+            .engine
+            .write(Arc::new(writer), ctx, &job, on_rows)
+            .await
+    }
 }

@@ -22,11 +22,51 @@ pub enum TableStatus {
     Skipped,
 }
 
-/// A landing file that could not be read, and why.
+/// A landing file rejected whole, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejectedFile {
     pub path: String,
     pub reason: String,
+    /// Its source's policy is `fail_file`: the run's exit status says so.
+    #[serde(default)]
+    pub fails_run: bool,
+}
+
+/// One landing file a raw build read: rows in = rows ingested + rows rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LandingFileReport {
+    pub path: String,
+    /// Rows read, good and bad (not blank lines, comments or the header); unknown
+    /// (zero) for a file rejected whole.
+    pub rows_read: u64,
+    pub rows_ingested: u64,
+    pub rows_rejected: u64,
+    /// The whole file was rejected (see the table's `rejected_files` for why).
+    pub rejected_whole: bool,
+}
+
+impl LandingFileReport {
+    /// A file read to its end.
+    pub fn read(path: &str, rows_read: u64, rows_rejected: u64) -> Self {
+        Self {
+            path: path.to_owned(),
+            rows_read,
+            rows_ingested: rows_read - rows_rejected.min(rows_read),
+            rows_rejected,
+            rejected_whole: false,
+        }
+    }
+
+    /// A file rejected whole.
+    pub fn rejected(path: &str) -> Self {
+        Self {
+            path: path.to_owned(),
+            rows_read: 0,
+            rows_ingested: 0,
+            rows_rejected: 0,
+            rejected_whole: true,
+        }
+    }
 }
 
 /// One table's line in the run summary.
@@ -47,6 +87,21 @@ pub struct TableReport {
     /// The processes (`host:pid`) that wrote the table's new files.
     #[serde(default)]
     pub writers: Vec<String>,
+    /// A raw table's landing rows set aside in its rejects table.
+    #[serde(default)]
+    pub rows_rejected: u64,
+    /// A raw table's landing files read to their end with no bad row.
+    #[serde(default)]
+    pub files_ingested: u64,
+    /// A raw table's landing files whose good rows were ingested and bad rows rejected.
+    #[serde(default)]
+    pub files_partly_rejected: u64,
+    /// A raw table's landing files rejected whole.
+    #[serde(default)]
+    pub files_rejected: u64,
+    /// A raw table's landing files, one by one.
+    #[serde(default)]
+    pub landing_files: Vec<LandingFileReport>,
 }
 
 impl TableReport {
@@ -66,7 +121,24 @@ impl TableReport {
             error: None,
             rejected_files: Vec::new(),
             writers: Vec::new(),
+            rows_rejected: 0,
+            files_ingested: 0,
+            files_partly_rejected: 0,
+            files_rejected: 0,
+            landing_files: Vec::new(),
         }
+    }
+
+    /// Counts a landing file a raw build read or rejected.
+    pub fn add_landing_file(&mut self, file: LandingFileReport) {
+        self.rows_read += file.rows_read;
+        self.rows_rejected += file.rows_rejected;
+        match (file.rejected_whole, file.rows_rejected) {
+            (true, _) => self.files_rejected += 1,
+            (false, 0) => self.files_ingested += 1,
+            (false, _) => self.files_partly_rejected += 1,
+        }
+        self.landing_files.push(file);
     }
 }
 
@@ -80,19 +152,42 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// Whether every table built, was up to date, or is a source.
+    /// Whether every table built, was up to date, or is a source, and no file was
+    /// rejected by a `fail_file` policy.
     pub fn succeeded(&self) -> bool {
-        self.tables
-            .iter()
-            .all(|table| !matches!(table.status, TableStatus::Failed | TableStatus::Skipped))
+        self.failures().is_empty()
     }
 
-    /// Each table that failed or was skipped, as `table: why`.
+    /// Each table that failed or was skipped, as `table: why`, and each file a
+    /// `fail_file` policy rejected.
     pub fn failures(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        for table in &self.tables {
+            if matches!(table.status, TableStatus::Failed | TableStatus::Skipped) {
+                failures.push(format!(
+                    "{}: {}",
+                    table.table,
+                    table.error.as_deref().unwrap_or("")
+                ));
+            }
+            for file in table.rejected_files.iter().filter(|file| file.fails_run) {
+                failures.push(format!("{}: {}: {}", table.table, file.path, file.reason));
+            }
+        }
+        failures
+    }
+
+    /// Each raw table that set rows or files aside, as `table: what`, for `--strict`.
+    pub fn rejections(&self) -> Vec<String> {
         self.tables
             .iter()
-            .filter(|table| matches!(table.status, TableStatus::Failed | TableStatus::Skipped))
-            .map(|table| format!("{}: {}", table.table, table.error.as_deref().unwrap_or("")))
+            .filter(|table| table.rows_rejected > 0 || table.files_rejected > 0)
+            .map(|table| {
+                format!(
+                    "{}: {} row(s) and {} file(s) rejected (--strict)",
+                    table.table, table.rows_rejected, table.files_rejected
+                )
+            })
             .collect()
     }
 

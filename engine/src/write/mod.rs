@@ -30,7 +30,7 @@ use crate::expectations::Checker;
 use partition::{PartitionWriter, WRITERS_STARTED};
 
 use summary::output_schema;
-pub use summary::{DataFile, WriteSummary};
+pub use summary::{DataFile, ScannedFile, WriteSummary};
 
 /// The node's metric of rows read from its input, live while partitions run.
 pub const ROWS_READ: &str = "rows_read";

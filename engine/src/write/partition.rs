@@ -27,7 +27,7 @@ use strata_storage::{AvroFileSink, FileSink, to_storage};
 
 use super::summary::{DataFile, PartitionOutput};
 use super::{FileFormat, WriteSpec};
-use crate::compressed_scan::CompressedScanExec;
+use crate::landing::LandingScanExec;
 use crate::expectations::{Checker, Split};
 use crate::task_error::{TaskError, is_unreadable};
 
@@ -152,6 +152,16 @@ impl PartitionWriter {
         if let Some(writer) = quarantine {
             output.quarantine = writer.close().await.map_err(delta_error)?;
         }
+        // The landing files this task's scans read to their end, with their rejects.
+        let _ = self.plan.apply(|node| {
+            if let Some(scan) = node.downcast_ref::<LandingScanExec>() {
+                for outcome in scan.take_outcomes() {
+                    output.scanned.push(outcome.file);
+                    output.rejects.extend(outcome.rejects);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
         output.into_batch(identity)
     }
 
@@ -246,11 +256,7 @@ async fn delta_writer(
 async fn missing_input(plan: &Arc<dyn ExecutionPlan>, context: &TaskContext) -> bool {
     let mut scans = Vec::new();
     let _ = plan.apply(|node| {
-        let scan = match node.downcast_ref::<CompressedScanExec>() {
-            Some(compressed) => compressed.scan(),
-            None => node,
-        };
-        if let Some(config) = scan
+        if let Some(config) = node
             .downcast_ref::<DataSourceExec>()
             .and_then(|source| source.data_source().downcast_ref::<FileScanConfig>())
         {

@@ -22,6 +22,10 @@ enum Written {
     Quarantine,
     /// No file: one partition's counts of rows read and dropped.
     Counts,
+    /// No file: a landing file a scan read to its end, with its rows read and rejected.
+    Scanned,
+    /// A file of a raw table's rejected rows.
+    Rejects,
 }
 
 impl Written {
@@ -30,6 +34,8 @@ impl Written {
             Written::Data => "data",
             Written::Quarantine => "quarantine",
             Written::Counts => "counts",
+            Written::Scanned => "scanned",
+            Written::Rejects => "rejects",
         }
     }
 
@@ -38,6 +44,8 @@ impl Written {
             "data" => Ok(Written::Data),
             "quarantine" => Ok(Written::Quarantine),
             "counts" => Ok(Written::Counts),
+            "scanned" => Ok(Written::Scanned),
+            "rejects" => Ok(Written::Rejects),
             other => Err(DataFusionError::Internal(format!(
                 "unknown written row kind {other}"
             ))),
@@ -76,6 +84,14 @@ impl DataFile {
     }
 }
 
+/// One landing file as its scan counted it: rows read (good and bad) and rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedFile {
+    pub path: String,
+    pub rows_read: u64,
+    pub rows_rejected: u64,
+}
+
 /// What one partition did, before it becomes output rows.
 #[derive(Debug, Default)]
 pub(super) struct PartitionOutput {
@@ -83,6 +99,8 @@ pub(super) struct PartitionOutput {
     pub dropped: u64,
     pub data: Vec<DataFile>,
     pub quarantine: Vec<Add>,
+    pub scanned: Vec<ScannedFile>,
+    pub rejects: Vec<WrittenFile>,
 }
 
 static OUTPUT_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -119,9 +137,10 @@ impl PartitionOutput {
         let mut modified = Vec::new();
         let mut stats: Vec<Option<String>> = Vec::new();
         let mut partitions = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
-        let mut push = |what: Written, file: Option<&DataFile>, lost: u64, read: u64| {
+        // A row without a file names a landing file (`Scanned`) or nothing (`Counts`).
+        let mut push = |what: Written, file: Option<&DataFile>, name: &str, lost: u64, read: u64| {
             kind.push(what.as_str());
-            path.push(file.map_or(String::new(), |file| file.path().to_owned()));
+            path.push(file.map_or(name.to_owned(), |file| file.path().to_owned()));
             rows.push(file.map_or(read, DataFile::rows));
             bytes.push(file.map_or(0, DataFile::bytes));
             dropped.push(lost);
@@ -141,14 +160,21 @@ impl PartitionOutput {
             }
             partitions.append(true)
         };
-        push(Written::Counts, None, self.dropped, self.rows_read)?;
+        push(Written::Counts, None, "", self.dropped, self.rows_read)?;
         for file in &self.data {
-            push(Written::Data, Some(file), 0, 0)?;
+            push(Written::Data, Some(file), "", 0, 0)?;
+        }
+        for file in self.rejects {
+            push(Written::Rejects, Some(&DataFile::Avro(file)), "", 0, 0)?;
+        }
+        for file in &self.scanned {
+            push(Written::Scanned, None, &file.path, file.rows_rejected, file.rows_read)?;
         }
         for add in self.quarantine {
             push(
                 Written::Quarantine,
                 Some(&DataFile::Delta(Box::new(add))),
+                "",
                 0,
                 0,
             )?;
@@ -180,6 +206,10 @@ pub struct WriteSummary {
     pub quarantine: Vec<Add>,
     /// The processes (`host:pid`) that wrote files, sorted.
     pub writers: Vec<String>,
+    /// The landing files scans read to their end (a raw build's).
+    pub scanned: Vec<ScannedFile>,
+    /// Files of rejected rows, relative to the raw table's directory.
+    pub rejects: Vec<WrittenFile>,
 }
 
 impl WriteSummary {
@@ -195,10 +225,21 @@ impl WriteSummary {
             let partitions = batch.column(7).as_map();
             for row in 0..batch.num_rows() {
                 let kind = Written::parse(kind.value(row))?;
-                if kind == Written::Counts {
-                    summary.rows_read += rows.value(row);
-                    summary.rows_dropped += dropped.value(row);
-                    continue;
+                match kind {
+                    Written::Counts => {
+                        summary.rows_read += rows.value(row);
+                        summary.rows_dropped += dropped.value(row);
+                        continue;
+                    }
+                    Written::Scanned => {
+                        summary.scanned.push(ScannedFile {
+                            path: path.value(row).to_owned(),
+                            rows_read: rows.value(row),
+                            rows_rejected: dropped.value(row),
+                        });
+                        continue;
+                    }
+                    _ => {}
                 }
                 summary.writers.push(writer.value(row).to_owned());
                 let entries = partitions.value(row);
@@ -221,18 +262,18 @@ impl WriteSummary {
                     stats: stats.is_valid(row).then(|| stats.value(row).to_owned()),
                     ..Add::default()
                 };
+                let avro = || WrittenFile {
+                    path: path.value(row).to_owned(),
+                    rows: rows.value(row),
+                    bytes: bytes.value(row),
+                };
                 match (kind, format) {
                     (Written::Quarantine, _) => summary.quarantine.push(add()),
+                    (Written::Rejects, _) => summary.rejects.push(avro()),
                     (_, super::FileFormat::Delta) => {
                         summary.data.push(DataFile::Delta(Box::new(add())))
                     }
-                    (_, super::FileFormat::Avro) => {
-                        summary.data.push(DataFile::Avro(WrittenFile {
-                            path: path.value(row).to_owned(),
-                            rows: rows.value(row),
-                            bytes: bytes.value(row),
-                        }))
-                    }
+                    (_, super::FileFormat::Avro) => summary.data.push(DataFile::Avro(avro())),
                 }
             }
         }
@@ -247,6 +288,8 @@ impl WriteSummary {
         self.rows_dropped += other.rows_dropped;
         self.data.extend(other.data);
         self.quarantine.extend(other.quarantine);
+        self.scanned.extend(other.scanned);
+        self.rejects.extend(other.rejects);
         self.writers.extend(other.writers);
         self.writers.sort();
         self.writers.dedup();
@@ -275,7 +318,8 @@ impl WriteSummary {
             .data
             .iter()
             .map(DataFile::path)
-            .chain(self.quarantine.iter().map(|add| add.path.as_str()));
+            .chain(self.quarantine.iter().map(|add| add.path.as_str()))
+            .chain(self.rejects.iter().map(|file| file.path.as_str()));
         for path in paths {
             if !seen.insert(path) {
                 return Err(StorageError::DuplicateFile(path.to_owned()));
@@ -340,9 +384,20 @@ mod tests {
             dropped: 1,
             data: vec![DataFile::Delta(Box::new(add("day=1/a.parquet", Some("1"))))],
             quarantine: vec![add("q.parquet", None)],
+            ..PartitionOutput::default()
         };
         let second = PartitionOutput {
             rows_read: 3,
+            scanned: vec![ScannedFile {
+                path: "/landing/a.csv".into(),
+                rows_read: 5,
+                rows_rejected: 2,
+            }],
+            rejects: vec![WrittenFile {
+                path: "_rejects/r.avro".into(),
+                rows: 2,
+                bytes: 40,
+            }],
             ..PartitionOutput::default()
         };
         let batches = [
@@ -351,11 +406,21 @@ mod tests {
         ];
         let summary = WriteSummary::decode(&batches, FileFormat::Delta).unwrap();
         assert_eq!((summary.rows_read, summary.rows_dropped), (12, 1));
+        assert_eq!(
+            summary.scanned,
+            [ScannedFile {
+                path: "/landing/a.csv".into(),
+                rows_read: 5,
+                rows_rejected: 2
+            }]
+        );
+        assert_eq!(summary.rejects[0].path, "_rejects/r.avro");
+        assert_eq!(summary.rejects[0].rows, 2);
         assert_eq!((summary.rows_written(), summary.rows_quarantined()), (5, 5));
         assert_eq!(
             summary.writers,
-            ["h:1"],
-            "a partition that wrote nothing is no writer"
+            ["h:1", "h:2"],
+            "a partition that wrote no data file but rejects is a writer"
         );
         let adds = summary.delta_adds();
         assert_eq!(adds[0].path, "day=1/a.parquet");

@@ -1,0 +1,247 @@
+//! Landing sources as Strata reads them: a source's definition read once (its format,
+//! compression, columns and bad-row policy), its files found by the extensions they
+//! are delivered with, and a table over some of them. CSV and NDJSON files are read
+//! row by row by [`LandingScanExec`]; Parquet, Avro and Arrow files by DataFusion.
+
+mod scan;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::sql::parser::{CreateExternalTable, Statement as DFStatement};
+use strata_storage::landing::{
+    BadRowPolicy, Compression, CsvLayout, FileKind, Listing, RowFormat, file_suffixes,
+    list_files, policy,
+};
+
+pub use scan::{LandingScanExec, LandingTable, ReadSpec, RejectsTarget, ScanOutcome};
+
+/// A landing source's definition, read for Strata's readers.
+#[derive(Debug, Clone)]
+pub struct LandingSource {
+    pub name: String,
+    pub kind: FileKind,
+    pub compression: Compression,
+    pub locations: Vec<String>,
+    /// The declared columns; `None` when the files' own are used.
+    declared: Option<SchemaRef>,
+    /// The format as DataFusion reads it, for inferring columns and for Parquet, Avro
+    /// and Arrow files.
+    format: Arc<dyn FileFormat>,
+    /// How CSV and NDJSON files are read row by row.
+    row_format: Option<RowFormat>,
+    pub policy: BadRowPolicy,
+}
+
+impl LandingSource {
+    /// Reads a `CREATE EXTERNAL TABLE` for Strata: its `bad_rows` options here, its
+    /// `format.*` options as DataFusion reads them (refusing unknown ones).
+    pub async fn from_definition(
+        definition: &CreateExternalTable,
+        state: &SessionState,
+    ) -> Result<Self> {
+        let mut definition = definition.clone();
+        let (ours, theirs): (Vec<_>, Vec<_>) = definition.options.into_iter().partition(
+            |(key, _)| policy::OPTION_NAMES.contains(&key.to_ascii_lowercase().as_str()),
+        );
+        definition.options = theirs;
+        let values: Vec<(String, String)> = ours
+            .iter()
+            .map(|(key, value)| (key.clone(), option_text(value)))
+            .collect();
+        let policy = BadRowPolicy::from_options(
+            values.iter().map(|(key, value)| (key.as_str(), value.as_str())),
+        )
+        .map_err(DataFusionError::Plan)?;
+        let kind = FileKind::parse(&definition.file_type).ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "STORED AS {} is not a landing format; Strata reads CSV, JSON (newline-delimited), PARQUET, AVRO and ARROW",
+                definition.file_type
+            ))
+        })?;
+        definition.file_type = match kind {
+            FileKind::Json => "JSON".to_owned(),
+            _ => definition.file_type.to_ascii_uppercase(),
+        };
+        let name = definition.name.to_string();
+        let plan = state
+            .statement_to_plan(DFStatement::CreateExternalTable(definition))
+            .await?;
+        let LogicalPlan::Ddl(DdlStatement::CreateExternalTable(command)) = plan else {
+            return Err(DataFusionError::Internal(format!(
+                "{name} did not plan as an external table"
+            )));
+        };
+        let format = state
+            .get_file_format_factory(&command.file_type)
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!("no reader for {} files", command.file_type))
+            })?
+            .create(state, &command.options)?;
+        let (row_format, compression) = match kind {
+            FileKind::Csv => {
+                let csv = format
+                    .downcast_ref::<CsvFormat>()
+                    .ok_or_else(|| DataFusionError::Internal("a CSV source without CSV".into()))?
+                    .options();
+                let layout = csv_layout(csv, state)?;
+                (Some(RowFormat::Csv(layout)), csv.compression.into())
+            }
+            FileKind::Json => {
+                let json = format
+                    .downcast_ref::<JsonFormat>()
+                    .ok_or_else(|| DataFusionError::Internal("a JSON source without JSON".into()))?
+                    .options();
+                (Some(RowFormat::Ndjson), json.compression.into())
+            }
+            _ => (None, Compression::Uncompressed),
+        };
+        let declared = (!command.schema.fields().is_empty())
+            .then(|| Arc::new(command.schema.as_arrow().clone()));
+        Ok(Self {
+            name,
+            kind,
+            compression,
+            locations: command.locations,
+            declared,
+            format,
+            row_format,
+            policy,
+        })
+    }
+
+    /// The ends of the file names this source reads (`.csv.gz`, say).
+    pub fn suffixes(&self) -> Vec<String> {
+        file_suffixes(self.kind, self.compression)
+    }
+
+    /// The files under every location, sorted by path.
+    pub fn list(&self) -> strata_storage::Result<Listing> {
+        let suffixes = self.suffixes();
+        let mut listing = Listing::default();
+        for location in &self.locations {
+            let mut found = list_files(location, &suffixes)?;
+            listing.files.append(&mut found.files);
+            listing.ignored.append(&mut found.ignored);
+        }
+        listing.files.sort_by(|a, b| a.path.cmp(&b.path));
+        listing.files.dedup();
+        Ok(listing)
+    }
+
+    /// The columns: declared ones, or those inferred from `files`.
+    pub async fn schema(&self, files: &[String], session: &dyn Session) -> Result<SchemaRef> {
+        if let Some(declared) = &self.declared {
+            return Ok(Arc::clone(declared));
+        }
+        if files.is_empty() {
+            return Err(DataFusionError::Plan(format!(
+                "{} declares no columns and its locations hold no {} files to read them from; declare the columns",
+                self.name,
+                self.suffixes().join(", ")
+            )));
+        }
+        let config = ListingTableConfig::new_with_multi_paths(urls(files)?)
+            .with_listing_options(self.listing_options())
+            .infer_schema(session)
+            .await?;
+        config
+            .file_schema
+            .ok_or_else(|| DataFusionError::Internal(format!("no schema inferred for {}", self.name)))
+    }
+
+    /// A table over `files` with `schema`; a row-by-row source writes its bad rows to
+    /// `rejects`, and without one fails on the first.
+    pub fn table(
+        &self,
+        files: Vec<String>,
+        schema: SchemaRef,
+        rejects: Option<RejectsTarget>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        match &self.row_format {
+            Some(format) => Ok(Arc::new(LandingTable::new(
+                files,
+                schema,
+                ReadSpec {
+                    format: format.clone(),
+                    compression: self.compression,
+                    policy: self.policy,
+                },
+                rejects,
+            ))),
+            None => {
+                let config = ListingTableConfig::new_with_multi_paths(urls(&files)?)
+                    .with_listing_options(self.listing_options())
+                    .with_schema(schema);
+                Ok(Arc::new(ListingTable::try_new(config)?))
+            }
+        }
+    }
+
+    fn listing_options(&self) -> ListingOptions {
+        // The files were chosen by name already; every one given is read.
+        ListingOptions::new(Arc::clone(&self.format)).with_file_extension("")
+    }
+}
+
+fn urls(files: &[String]) -> Result<Vec<ListingTableUrl>> {
+    files.iter().map(ListingTableUrl::parse).collect()
+}
+
+/// An option's value as text, without the quotes SQL wrote around it.
+fn option_text(value: &datafusion::sql::sqlparser::ast::Value) -> String {
+    use datafusion::sql::sqlparser::ast::Value;
+    match value {
+        Value::SingleQuotedString(text) | Value::DoubleQuotedString(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The CSV layout Strata's reader follows; options it would not follow are refused
+/// rather than ignored.
+fn csv_layout(
+    options: &datafusion::config::CsvOptions,
+    state: &SessionState,
+) -> Result<CsvLayout> {
+    let unsupported = [
+        ("format.terminator", options.terminator.is_some()),
+        ("format.truncated_rows", options.truncated_rows == Some(true)),
+        ("format.date_format", options.date_format.is_some()),
+        ("format.datetime_format", options.datetime_format.is_some()),
+        ("format.timestamp_format", options.timestamp_format.is_some()),
+        ("format.timestamp_tz_format", options.timestamp_tz_format.is_some()),
+        ("format.time_format", options.time_format.is_some()),
+    ];
+    let refused: Vec<&str> = unsupported
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
+    if !refused.is_empty() {
+        return Err(DataFusionError::Plan(format!(
+            "Strata's CSV reader does not support {}; values are read as ISO 8601 and rows end at line breaks",
+            refused.join(", ")
+        )));
+    }
+    let catalog = &state.config().options().catalog;
+    Ok(CsvLayout {
+        has_header: options.has_header.unwrap_or(catalog.has_header),
+        delimiter: options.delimiter,
+        quote: options.quote,
+        escape: options.escape,
+        comment: options.comment,
+        null_regex: options.null_regex.clone(),
+        newlines_in_values: options
+            .newlines_in_values
+            .unwrap_or(catalog.newlines_in_values),
+    })
+}

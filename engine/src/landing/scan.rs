@@ -1,0 +1,413 @@
+//! The row-by-row scan of CSV and NDJSON landing files: one partition per file, good
+//! rows out as batches, bad rows into an Avro file of the table's rejects, written
+//! where the scan runs and handed to the writer above it with the file's counts.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::parsers::CompressionTypeVariant;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::TableType;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use serde::{Deserialize, Serialize};
+use strata_storage::landing::{
+    BadRowPolicy, Compression, LandingReader, Limit, OnBadRow, Reject, RowFormat, Verdict,
+    rejects_batch, rejects_schema,
+};
+use strata_storage::{AvroFileSink, FileSink, WrittenFile, paths};
+
+use crate::task_error::TaskError;
+use crate::write::ScannedFile;
+
+/// How a scan reads its files; it crosses to executors with the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadSpec {
+    pub format: RowFormat,
+    pub compression: Compression,
+    pub policy: BadRowPolicy,
+}
+
+/// Where a scan writes the bad rows it finds: the raw table's directory, the build's
+/// file prefix, and the run id stamped on every row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectsTarget {
+    pub table_dir: String,
+    pub prefix: String,
+    pub run_id: String,
+}
+
+/// What a scan did with one file: its counts and the file of its rejects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanOutcome {
+    pub file: ScannedFile,
+    pub rejects: Option<WrittenFile>,
+}
+
+/// CSV or NDJSON landing files as a table, read row by row.
+#[derive(Debug)]
+pub struct LandingTable {
+    files: Vec<String>,
+    schema: SchemaRef,
+    read: ReadSpec,
+    rejects: Option<RejectsTarget>,
+}
+
+impl LandingTable {
+    pub fn new(
+        files: Vec<String>,
+        schema: SchemaRef,
+        read: ReadSpec,
+        rejects: Option<RejectsTarget>,
+    ) -> Self {
+        Self {
+            files,
+            schema,
+            read,
+            rejects,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for LandingTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(LandingScanExec::try_new(
+            self.files.clone(),
+            Arc::clone(&self.schema),
+            projection.cloned(),
+            self.read.clone(),
+            self.rejects.clone(),
+            state.config().batch_size(),
+        )?))
+    }
+}
+
+/// Rejects files started in this process; part of their names, as for data files.
+static REJECT_WRITERS: AtomicU64 = AtomicU64::new(0);
+
+/// Reads each file in its own partition; see the module documentation.
+#[derive(Debug)]
+pub struct LandingScanExec {
+    files: Vec<String>,
+    /// Every declared column: rows are checked whole, then projected.
+    schema: SchemaRef,
+    projection: Option<Vec<usize>>,
+    read: ReadSpec,
+    rejects: Option<RejectsTarget>,
+    batch_size: usize,
+    properties: Arc<PlanProperties>,
+    /// Files read to their end here, until the writer above takes them.
+    outcomes: Arc<Mutex<Vec<ScanOutcome>>>,
+}
+
+impl LandingScanExec {
+    pub fn try_new(
+        files: Vec<String>,
+        schema: SchemaRef,
+        projection: Option<Vec<usize>>,
+        read: ReadSpec,
+        rejects: Option<RejectsTarget>,
+        batch_size: usize,
+    ) -> Result<Self> {
+        let projected = match &projection {
+            Some(indices) => Arc::new(schema.project(indices)?),
+            None => Arc::clone(&schema),
+        };
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(projected),
+            Partitioning::UnknownPartitioning(files.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Ok(Self {
+            files,
+            schema,
+            projection,
+            read,
+            rejects,
+            batch_size,
+            properties: Arc::new(properties),
+            outcomes: Arc::default(),
+        })
+    }
+
+    pub fn files(&self) -> &[String] {
+        &self.files
+    }
+
+    /// Every declared column, before projection.
+    pub fn file_schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn projection(&self) -> Option<&Vec<usize>> {
+        self.projection.as_ref()
+    }
+
+    pub fn read_spec(&self) -> &ReadSpec {
+        &self.read
+    }
+
+    pub fn rejects(&self) -> Option<&RejectsTarget> {
+        self.rejects.as_ref()
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Takes what the files read to their end so far did; each outcome is taken once.
+    pub fn take_outcomes(&self) -> Vec<ScanOutcome> {
+        std::mem::take(&mut *self.outcomes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl DisplayAs for LandingScanExec {
+    fn fmt_as(&self, _format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "LandingScanExec: files={}, format={:?}, compression={:?}, bad_rows={:?}",
+            self.files.len(),
+            self.read.format,
+            self.read.compression,
+            self.read.policy.on_bad_row
+        )
+    }
+}
+
+impl ExecutionPlan for LandingScanExec {
+    fn name(&self) -> &str {
+        "LandingScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let mut builder =
+            RecordBatchReceiverStreamBuilder::new(self.properties.eq_properties.schema().clone(), 2);
+        if let Some(file) = self.files.get(partition) {
+            let job = FileScan {
+                file: file.clone(),
+                schema: Arc::clone(&self.schema),
+                projection: self.projection.clone(),
+                read: self.read.clone(),
+                rejects: self.rejects.clone(),
+                batch_size: self.batch_size,
+                partition,
+                outcomes: Arc::clone(&self.outcomes),
+            };
+            let tx = builder.tx();
+            builder.spawn_blocking(move || job.run(&tx));
+        }
+        Ok(builder.build())
+    }
+}
+
+/// One file's scan, on a blocking thread.
+struct FileScan {
+    file: String,
+    schema: SchemaRef,
+    projection: Option<Vec<usize>>,
+    read: ReadSpec,
+    rejects: Option<RejectsTarget>,
+    batch_size: usize,
+    partition: usize,
+    outcomes: Arc<Mutex<Vec<ScanOutcome>>>,
+}
+
+type Sender = tokio::sync::mpsc::Sender<Result<datafusion::arrow::array::RecordBatch>>;
+
+impl FileScan {
+    fn run(self, tx: &Sender) -> Result<()> {
+        let mut sink = None;
+        let mut counts = ScannedFile {
+            path: self.file.clone(),
+            rows_read: 0,
+            rows_rejected: 0,
+        };
+        match self.read_rows(tx, &mut sink, &mut counts) {
+            Ok(()) => {
+                let rejects = sink
+                    .map(|sink: Box<AvroFileSink>| (sink as Box<dyn FileSink>).finish())
+                    .transpose()?;
+                self.outcomes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(ScanOutcome {
+                        file: counts,
+                        rejects,
+                    });
+                Ok(())
+            }
+            Err(error) => {
+                if let (Some(sink), Some(target)) = (sink, &self.rejects) {
+                    let path = std::path::Path::new(&target.table_dir).join(sink.relative());
+                    if let Err(error) = std::fs::remove_file(&path) {
+                        tracing::debug!("removing {}: {error}", path.display());
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn read_rows(
+        &self,
+        tx: &Sender,
+        sink: &mut Option<Box<AvroFileSink>>,
+        counts: &mut ScannedFile,
+    ) -> Result<()> {
+        let local = self.file.strip_prefix("file://").unwrap_or(&self.file);
+        let file = std::fs::File::open(local).map_err(|error| {
+            DataFusionError::Context(
+                format!("opening {}", self.file),
+                Box::new(DataFusionError::IoError(error)),
+            )
+        })?;
+        let input = FileCompressionType::from(CompressionTypeVariant::from(self.read.compression))
+            .convert_read(file)?;
+        let policy = self.read.policy;
+        let mut reader = LandingReader::new(
+            input,
+            &self.read.format,
+            Arc::clone(&self.schema),
+            policy.max_row_bytes,
+            self.batch_size,
+        )?;
+        while let Some(parsed) = reader.next_rows()? {
+            counts.rows_read += parsed.rows;
+            counts.rows_rejected += parsed.rejects.len() as u64;
+            if let Some(first) = parsed.rejects.first() {
+                self.apply_policy(first, counts)?;
+                let target = self.rejects.as_ref().ok_or_else(|| {
+                    DataFusionError::Execution(format!(
+                        "{}: {}",
+                        self.file,
+                        describe(first)
+                    ))
+                })?;
+                let sink = match sink {
+                    Some(sink) => sink,
+                    None => sink.insert(Box::new(AvroFileSink::create(
+                        std::path::Path::new(&target.table_dir),
+                        paths::rejects_file(
+                            &target.prefix,
+                            self.partition,
+                            REJECT_WRITERS.fetch_add(1, Ordering::Relaxed),
+                        ),
+                        &rejects_schema(),
+                    )?)),
+                };
+                sink.write(&rejects_batch(&self.file, &target.run_id, &parsed.rejects)?)?;
+            }
+            let batch = match &self.projection {
+                Some(indices) => parsed.batch.project(indices)?,
+                None => parsed.batch,
+            };
+            if batch.num_rows() > 0 && tx.blocking_send(Ok(batch)).is_err() {
+                // The reader above stopped (cancelled, or failed elsewhere).
+                return Ok(());
+            }
+        }
+        if let Verdict::RejectFile(why) = policy.verdict(counts.rows_rejected, counts.rows_read) {
+            return Err(self.bad_rows(OnBadRow::Reject, why));
+        }
+        Ok(())
+    }
+
+    /// Stops at a bad row when the policy says so, or at a count limit passed part way.
+    fn apply_policy(&self, first: &Reject, counts: &ScannedFile) -> Result<()> {
+        let policy = self.read.policy;
+        match policy.on_bad_row {
+            OnBadRow::Reject => {}
+            on_bad_row => {
+                let option = if on_bad_row == OnBadRow::FailRun {
+                    "fail_run"
+                } else {
+                    "fail_file"
+                };
+                return Err(self.bad_rows(
+                    on_bad_row,
+                    format!("{} ('bad_rows' is '{option}')", describe(first)),
+                ));
+            }
+        }
+        if let Limit::Rows(_) = policy.limit
+            && let Verdict::RejectFile(why) =
+                policy.verdict(counts.rows_rejected, counts.rows_read)
+        {
+            return Err(self.bad_rows(OnBadRow::Reject, why));
+        }
+        Ok(())
+    }
+
+    fn bad_rows(&self, policy: OnBadRow, why: String) -> DataFusionError {
+        TaskError::BadRows {
+            file: self.file.clone(),
+            policy,
+            why,
+        }
+        .into_datafusion()
+    }
+}
+
+/// A bad row as one line of text: where it is and why it is bad.
+fn describe(reject: &Reject) -> String {
+    let place = match (&reject.line, &reject.column) {
+        (Some(line), Some(column)) => format!("line {line}, column {column}: "),
+        (Some(line), None) => format!("line {line}: "),
+        _ => String::new(),
+    };
+    format!("{place}{}", reject.reason)
+}
