@@ -226,15 +226,22 @@ fn contents(warehouse: &Path) -> Vec<(String, String)> {
                 .await
                 .unwrap();
             ctx.register_table("t", Arc::clone(&provider)).unwrap();
-            // Quarantined rows name the run that set them aside, which differs by design.
+            // Quarantined and rejected rows name the run that set them aside, and
+            // rejects their landing file, whose warehouse differs by design.
             let schema = provider.schema();
             let fields: Vec<_> = schema
                 .fields()
                 .iter()
-                .filter(|field| field.name() != "_run_id")
+                .filter(|field| !["_run_id", "run_id"].contains(&field.name().as_str()))
                 .collect();
             let quoted = |name: &String| format!("\"{name}\"");
-            let all: Vec<String> = fields.iter().map(|field| quoted(field.name())).collect();
+            let all: Vec<String> = fields
+                .iter()
+                .map(|field| match field.name().as_str() {
+                    "landing_file" => "regexp_replace(landing_file, '^.*/', '') AS landing_file".to_owned(),
+                    name => quoted(&name.to_owned()),
+                })
+                .collect();
             let columns: Vec<String> = fields
                 .iter()
                 .filter(|field| !field.data_type().is_nested())
@@ -811,23 +818,16 @@ fn tasks_of_one_stage_in_one_executor_never_overwrite_each_others_files() {
     let warehouse = workdir("cluster-many-tasks");
     let landing = warehouse.join("landing").join("clicks");
     std::fs::create_dir_all(&landing).unwrap();
-    // Several batches of one splittable file: the stage after the scan runs as many
-    // tasks, several of them in each executor.
-    let rows = 30_000;
-    let lines: String = (0..rows)
-        .map(|id| {
-            format!(
-                "{{\"id\":{id},\"job_id\":{},\"note\":\"click {id}\"}}\n",
-                id % 7
-            )
-        })
-        .collect();
-    std::fs::write(landing.join("clicks-0000.json"), lines).unwrap();
+    // One Parquet file of many row groups: DataFusion's scan splits it and Ballista
+    // gives each task its share, so the stage runs as many tasks, several of them in
+    // each executor. (Strata's own CSV and NDJSON scan reads a file in one task on a
+    // cluster.)
+    let rows: u64 = 20_000;
+    write_clicks_parquet(&landing.join("clicks-0000.parquet"), rows as i64);
     let pipeline = warehouse.join("clicks.sql");
     std::fs::write(
         &pipeline,
-        "CREATE EXTERNAL TABLE landing.clicks (id BIGINT, job_id BIGINT, note VARCHAR)\n\
-         STORED AS JSON LOCATION 'landing/clicks/';\n\
+        "CREATE EXTERNAL TABLE landing.clicks STORED AS PARQUET LOCATION 'landing/clicks/';\n\
          CREATE TABLE raw.clicks AS SELECT * FROM landing.clicks;\n",
     )
     .unwrap();
@@ -872,4 +872,45 @@ fn latest_report(warehouse: &Path) -> serde_json::Value {
         .collect();
     reports.sort();
     serde_json::from_str(&std::fs::read_to_string(reports.last().unwrap()).unwrap()).unwrap()
+}
+
+/// Writes `rows` clicks (`id`, `job_id`, `note`) in row groups of a thousand; the
+/// notes do not compress, so the file passes the size DataFusion splits scans at.
+fn write_clicks_parquet(path: &Path, rows: i64) {
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::file::properties::WriterProperties;
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("job_id", DataType::Int64, false),
+        Field::new("note", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..rows)),
+            Arc::new(Int64Array::from_iter_values((0..rows).map(|id| id % 7))),
+            Arc::new(StringArray::from_iter_values((0..rows).map(|id| {
+                let mut state = id as u64 + 1;
+                (0..640)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        format!("{:x}", state % 16)
+                    })
+                    .collect::<String>()
+            }))),
+        ],
+    )
+    .unwrap();
+    let properties = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(1_000))
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = ArrowWriter::try_new(file, schema, Some(properties)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
 }

@@ -623,19 +623,29 @@ with flightsql.connect(uri, db_kwargs={"username": "bob", "password": "tls-secre
     with conn.cursor() as cur:
         cur.execute("SELECT count(DISTINCT event_id) AS n FROM enriched.events__quarantine")
         print("quarantined", cur.fetch_arrow_table().column("n")[0].as_py())
+        cur.execute("SELECT count(*) AS n FROM raw.events__rejects WHERE line IS NOT NULL")
+        print("rejected", cur.fetch_arrow_table().column("n")[0].as_py())
 "#;
     let uri = server.uri();
     let cert = dir.join("cert.pem");
     let output = crate::support::python(&["-c", script, &uri, cert.to_str().unwrap()]);
-    let quarantined: u64 = output
-        .trim()
-        .strip_prefix("quarantined ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let count = |label: &str| -> u64 {
+        output
+            .lines()
+            .find_map(|line| line.strip_prefix(label))
+            .unwrap_or_else(|| panic!("{label} in {output}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
     assert_eq!(
-        quarantined,
+        count("quarantined "),
         manifest_count(example_warehouse(), "events_missing_job")
+    );
+    assert_eq!(
+        count("rejected "),
+        manifest_count(example_warehouse(), "events_unparsable"),
+        "rejects tables are shown with quarantine tables, each bad row once over two runs"
     );
 }
 

@@ -8,6 +8,7 @@ mod example;
 mod flight;
 mod k8s;
 mod publish;
+mod rejects;
 mod run;
 mod slt;
 mod support;

@@ -86,12 +86,18 @@ fn the_recruitment_example_publishes_delta_tables_with_expectations_applied() {
     let events = manifest_count(&dir, "events");
     let missing_job = manifest_count(&dir, "events_missing_job");
     let too_old = manifest_count(&dir, "events_too_old");
-    // Rows in = written + dropped + quarantined, and the quarantine holds exactly the injected rows.
+    let unparsable = manifest_count(&dir, "events_unparsable");
+    assert!(unparsable > 0, "gen injects unparsable events");
+    // Rows in = written + dropped + quarantined + rejected, and the quarantine holds
+    // exactly the injected rows.
     assert_eq!(
         found["events_rows"],
-        (events - missing_job - too_old).to_string(),
+        (events - unparsable - missing_job - too_old).to_string(),
         "{found:?}\n{stdout}"
     );
+    let raw = table_report(&stdout, "raw.events");
+    assert_eq!(raw["rows_rejected"], unparsable, "{raw}");
+    assert_eq!(raw["files_rejected"], 1, "the cut-off delivery: {raw}");
     assert_eq!(found["quarantined"], missing_job.to_string(), "{found:?}");
     assert_eq!(found["violations"], "known_job");
     assert_eq!(found["events_version"], "0", "one Delta version per build");
@@ -118,7 +124,7 @@ fn the_recruitment_example_publishes_delta_tables_with_expectations_applied() {
         "{found:?}"
     );
     let report = table_report(&stdout, "enriched.events");
-    assert_eq!(report["rows_read"], events, "rows read: {report}");
+    assert_eq!(report["rows_read"], events - unparsable, "rows read: {report}");
     assert_eq!(report["rows_dropped"], too_old, "rows dropped: {report}");
     assert_eq!(
         report["rows_quarantined"], missing_job,

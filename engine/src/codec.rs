@@ -201,7 +201,7 @@ impl PhysicalExtensionCodec for StrataPhysicalCodec {
 fn encode_landing_scan(scan: &LandingScanExec, buf: &mut Vec<u8>) -> Result<()> {
     let schema = datafusion_proto::protobuf::Schema::try_from(scan.file_schema().as_ref())?;
     let message = proto::LandingScanNode {
-        files: scan.files().to_vec(),
+        parts_json: to_json(&scan.parts())?,
         schema: schema.encode_to_vec(),
         projection: scan
             .projection()
@@ -233,7 +233,7 @@ fn decode_landing_scan(buf: &[u8]) -> Result<Arc<dyn ExecutionPlan>> {
         Some(from_json(&message.rejects_json)?)
     };
     Ok(Arc::new(LandingScanExec::try_new(
-        message.files,
+        from_json(&message.parts_json)?,
         Arc::new(schema),
         message.projected.then(|| {
             message

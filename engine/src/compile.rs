@@ -212,7 +212,7 @@ async fn plan_source(source: &SourceTable, warehouse: &Warehouse, ctx: &SessionC
     let files: Vec<String> = listing.files.into_iter().map(|file| file.path).collect();
     let registered = async {
         let schema = landing.schema(&files, &state).await?;
-        let provider = landing.table(files, Arc::clone(&schema), None)?;
+        let provider = landing.table(files, Arc::clone(&schema), None, false)?;
         let name = source.name.to_string();
         ctx.deregister_table(name.as_str())?;
         ctx.register_table(name.as_str(), provider)?;

@@ -24,6 +24,8 @@ pub enum TaskError {
     ExpectationFailed { expectation: String, rows: u64 },
     /// The task could not reach its input, as opposed to finding bad data in it.
     UnreadableInput { executor: String, cause: String },
+    /// A landing file cannot be read as its format (a gzip stream cut off, say).
+    CorruptFile { file: String, why: String },
     /// A landing file's bad rows stopped its scan: its policy says fail, or there are
     /// more than its limit.
     BadRows {
@@ -43,7 +45,9 @@ impl TaskError {
             TaskError::UnreadableInput { executor, cause } => {
                 format!("executor {executor} cannot read its input: {cause}")
             }
-            TaskError::BadRows { file, why, .. } => format!("{file}: {why}"),
+            TaskError::BadRows { file, why, .. } | TaskError::CorruptFile { file, why } => {
+                format!("{file}: {why}")
+            }
         };
         let json = serde_json::to_vec(&self).unwrap_or_default();
         DataFusionError::Execution(format!(
@@ -72,7 +76,9 @@ impl TaskError {
                 path: path.unwrap_or("(unknown)").to_owned(),
                 cause,
             },
-            TaskError::BadRows { file, why, .. } => EngineError::BadRows { file, why },
+            TaskError::BadRows { file, why, .. } | TaskError::CorruptFile { file, why } => {
+                EngineError::BadRows { file, why }
+            }
         }
     }
 }

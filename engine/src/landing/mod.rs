@@ -24,7 +24,7 @@ use strata_storage::landing::{
     list_files, policy,
 };
 
-pub use scan::{LandingScanExec, LandingTable, ReadSpec, RejectsTarget, ScanOutcome};
+pub use scan::{FilePart, LandingScanExec, LandingTable, ReadSpec, RejectsTarget, ScanOutcome};
 
 /// A landing source's definition, read for Strata's readers.
 #[derive(Debug, Clone)]
@@ -161,12 +161,16 @@ impl LandingSource {
     }
 
     /// A table over `files` with `schema`; a row-by-row source writes its bad rows to
-    /// `rejects`, and without one fails on the first.
+    /// `rejects`, and without one fails on the first. With `split_files`, a large
+    /// uncompressed file is read in byte ranges, one partition each; only embedded:
+    /// Ballista gives each task only its own partitions of the scans it knows, so a
+    /// task of Strata's scan would read them all.
     pub fn table(
         &self,
         files: Vec<String>,
         schema: SchemaRef,
         rejects: Option<RejectsTarget>,
+        split_files: bool,
     ) -> Result<Arc<dyn TableProvider>> {
         match &self.row_format {
             Some(format) => Ok(Arc::new(LandingTable::new(
@@ -178,6 +182,7 @@ impl LandingSource {
                     policy: self.policy,
                 },
                 rejects,
+                split_files,
             ))),
             None => {
                 let config = ListingTableConfig::new_with_multi_paths(urls(&files)?)

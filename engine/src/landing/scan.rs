@@ -1,6 +1,7 @@
-//! The row-by-row scan of CSV and NDJSON landing files: one partition per file, good
-//! rows out as batches, bad rows into an Avro file of the table's rejects, written
-//! where the scan runs and handed to the writer above it with the file's counts.
+//! The row-by-row scan of CSV and NDJSON landing files: one partition per file (or per
+//! byte range of a large uncompressed file), good rows out as batches, bad rows into an
+//! Avro file of the table's rejects, written where the scan runs and handed to the
+//! writer above it with the rows' counts.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,12 +25,12 @@ use datafusion::physical_plan::{
 };
 use serde::{Deserialize, Serialize};
 use strata_storage::landing::{
-    BadRowPolicy, Compression, LandingReader, Limit, OnBadRow, Reject, RowFormat, Verdict,
-    rejects_batch, rejects_schema,
+    BadRowPolicy, Compression, LandingReader, Limit, OnBadRow, RangeStart, Reject, RowFormat,
+    Verdict, rejects_batch, rejects_schema, skip_to,
 };
 use strata_storage::{AvroFileSink, FileSink, WrittenFile, paths};
 
-use crate::task_error::TaskError;
+use crate::task_error::{TaskError, is_unreadable};
 use crate::write::ScannedFile;
 
 /// How a scan reads its files; it crosses to executors with the plan.
@@ -49,7 +50,15 @@ pub struct RejectsTarget {
     pub run_id: String,
 }
 
-/// What a scan did with one file: its counts and the file of its rejects.
+/// One partition's share of the files: a whole file, or the rows that start in one
+/// byte range of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePart {
+    pub path: String,
+    pub range: Option<(u64, u64)>,
+}
+
+/// What a scan did with one file part: its counts and the file of its rejects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanOutcome {
     pub file: ScannedFile,
@@ -63,6 +72,8 @@ pub struct LandingTable {
     schema: SchemaRef,
     read: ReadSpec,
     rejects: Option<RejectsTarget>,
+    /// Cut large files into byte ranges, one partition each.
+    split_files: bool,
 }
 
 impl LandingTable {
@@ -71,12 +82,14 @@ impl LandingTable {
         schema: SchemaRef,
         read: ReadSpec,
         rejects: Option<RejectsTarget>,
+        split_files: bool,
     ) -> Self {
         Self {
             files,
             schema,
             read,
             rejects,
+            split_files,
         }
     }
 }
@@ -98,8 +111,20 @@ impl TableProvider for LandingTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let options = state.config().options();
+        let partitions = if self.split_files {
+            options.execution.target_partitions
+        } else {
+            1
+        };
+        let parts = split(
+            &self.files,
+            &self.read,
+            partitions,
+            options.optimizer.repartition_file_min_size as u64,
+        );
         Ok(Arc::new(LandingScanExec::try_new(
-            self.files.clone(),
+            parts,
             Arc::clone(&self.schema),
             projection.cloned(),
             self.read.clone(),
@@ -109,13 +134,49 @@ impl TableProvider for LandingTable {
     }
 }
 
+/// The parts the files are read in: a large uncompressed file whose rows end at line
+/// breaks is cut into byte ranges, as DataFusion cuts its own scans.
+fn split(files: &[String], read: &ReadSpec, partitions: usize, min_bytes: u64) -> Vec<FilePart> {
+    let splittable = read.compression == Compression::Uncompressed
+        && !matches!(&read.format, RowFormat::Csv(layout) if layout.newlines_in_values);
+    let mut parts = Vec::new();
+    for path in files {
+        let size = std::fs::metadata(local_path(path)).map_or(0, |meta| meta.len());
+        let ranges = if splittable && partitions > 1 && size >= min_bytes.max(1) {
+            partitions as u64
+        } else {
+            1
+        };
+        if ranges == 1 {
+            parts.push(FilePart {
+                path: path.clone(),
+                range: None,
+            });
+            continue;
+        }
+        let step = size.div_ceil(ranges);
+        for start in (0..size).step_by(step as usize) {
+            parts.push(FilePart {
+                path: path.clone(),
+                range: Some((start, (start + step).min(size))),
+            });
+        }
+    }
+    parts
+}
+
+/// A landing file's path on this machine.
+fn local_path(path: &str) -> &str {
+    path.strip_prefix("file://").unwrap_or(path)
+}
+
 /// Rejects files started in this process; part of their names, as for data files.
 static REJECT_WRITERS: AtomicU64 = AtomicU64::new(0);
 
 /// Reads each file in its own partition; see the module documentation.
 #[derive(Debug)]
 pub struct LandingScanExec {
-    files: Vec<String>,
+    parts: Vec<FilePart>,
     /// Every declared column: rows are checked whole, then projected.
     schema: SchemaRef,
     projection: Option<Vec<usize>>,
@@ -129,7 +190,7 @@ pub struct LandingScanExec {
 
 impl LandingScanExec {
     pub fn try_new(
-        files: Vec<String>,
+        parts: Vec<FilePart>,
         schema: SchemaRef,
         projection: Option<Vec<usize>>,
         read: ReadSpec,
@@ -142,12 +203,12 @@ impl LandingScanExec {
         };
         let properties = PlanProperties::new(
             EquivalenceProperties::new(projected),
-            Partitioning::UnknownPartitioning(files.len().max(1)),
+            Partitioning::UnknownPartitioning(parts.len().max(1)),
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
         Ok(Self {
-            files,
+            parts,
             schema,
             projection,
             read,
@@ -158,8 +219,8 @@ impl LandingScanExec {
         })
     }
 
-    pub fn files(&self) -> &[String] {
-        &self.files
+    pub fn parts(&self) -> &[FilePart] {
+        &self.parts
     }
 
     /// Every declared column, before projection.
@@ -193,8 +254,8 @@ impl DisplayAs for LandingScanExec {
     fn fmt_as(&self, _format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "LandingScanExec: files={}, format={:?}, compression={:?}, bad_rows={:?}",
-            self.files.len(),
+            "LandingScanExec: parts={}, format={:?}, compression={:?}, bad_rows={:?}",
+            self.parts.len(),
             self.read.format,
             self.read.compression,
             self.read.policy.on_bad_row
@@ -236,9 +297,10 @@ impl ExecutionPlan for LandingScanExec {
     ) -> Result<SendableRecordBatchStream> {
         let mut builder =
             RecordBatchReceiverStreamBuilder::new(self.properties.eq_properties.schema().clone(), 2);
-        if let Some(file) = self.files.get(partition) {
+        if let Some(part) = self.parts.get(partition) {
             let job = FileScan {
-                file: file.clone(),
+                file: part.path.clone(),
+                range: part.range,
                 schema: Arc::clone(&self.schema),
                 projection: self.projection.clone(),
                 read: self.read.clone(),
@@ -257,6 +319,7 @@ impl ExecutionPlan for LandingScanExec {
 /// One file's scan, on a blocking thread.
 struct FileScan {
     file: String,
+    range: Option<(u64, u64)>,
     schema: SchemaRef,
     projection: Option<Vec<usize>>,
     read: ReadSpec,
@@ -291,6 +354,16 @@ impl FileScan {
                 Ok(())
             }
             Err(error) => {
+                let error = if TaskError::find(&error).is_some() || is_unreadable(&error) {
+                    error
+                } else {
+                    // The same words embedded and on a cluster, where Ballista wraps errors.
+                    TaskError::CorruptFile {
+                        file: self.file.clone(),
+                        why: error.strip_backtrace(),
+                    }
+                    .into_datafusion()
+                };
                 if let (Some(sink), Some(target)) = (sink, &self.rejects) {
                     let path = std::path::Path::new(&target.table_dir).join(sink.relative());
                     if let Err(error) = std::fs::remove_file(&path) {
@@ -308,23 +381,36 @@ impl FileScan {
         sink: &mut Option<Box<AvroFileSink>>,
         counts: &mut ScannedFile,
     ) -> Result<()> {
-        let local = self.file.strip_prefix("file://").unwrap_or(&self.file);
-        let file = std::fs::File::open(local).map_err(|error| {
+        let file = std::fs::File::open(local_path(&self.file)).map_err(|error| {
             DataFusionError::Context(
                 format!("opening {}", self.file),
                 Box::new(DataFusionError::IoError(error)),
             )
         })?;
-        let input = FileCompressionType::from(CompressionTypeVariant::from(self.read.compression))
-            .convert_read(file)?;
         let policy = self.read.policy;
-        let mut reader = LandingReader::new(
-            input,
-            &self.read.format,
-            Arc::clone(&self.schema),
-            policy.max_row_bytes,
-            self.batch_size,
-        )?;
+        let mut reader = match self.range {
+            Some((start, end)) => {
+                let mut input = std::io::BufReader::new(file);
+                let start = skip_to(&mut input, start).map_err(DataFusionError::IoError)?;
+                LandingReader::new(
+                    Box::new(input) as Box<dyn std::io::Read + Send>,
+                    &self.read.format,
+                    Arc::clone(&self.schema),
+                    policy.max_row_bytes,
+                    self.batch_size,
+                    (start, Some(end)),
+                )?
+            }
+            None => LandingReader::new(
+                FileCompressionType::from(CompressionTypeVariant::from(self.read.compression))
+                    .convert_read(file)?,
+                &self.read.format,
+                Arc::clone(&self.schema),
+                policy.max_row_bytes,
+                self.batch_size,
+                (RangeStart::default(), None),
+            )?,
+        };
         while let Some(parsed) = reader.next_rows()? {
             counts.rows_read += parsed.rows;
             counts.rows_rejected += parsed.rejects.len() as u64;
@@ -360,9 +446,7 @@ impl FileScan {
                 return Ok(());
             }
         }
-        if let Verdict::RejectFile(why) = policy.verdict(counts.rows_rejected, counts.rows_read) {
-            return Err(self.bad_rows(OnBadRow::Reject, why));
-        }
+        // A share limit is decided for the whole file, by the orchestrator.
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use strata_language::{SourceTable, TableDef};
-use strata_storage::landing::{OnBadRow, Reject, rejects_batch, rejects_schema};
+use strata_storage::landing::{OnBadRow, Reject, Verdict, rejects_batch, rejects_schema};
 use strata_storage::{
     AvroFileSink, CommitLog, FileSink, SourceFile, WrittenFile, cleanup, paths, storage_schema,
 };
@@ -15,7 +15,7 @@ use strata_storage::{
 use super::Build;
 use super::report::{LandingFileReport, RejectedFile, TableReport, TableStatus};
 use crate::compile::PlannedTable;
-use crate::engine::job_name;
+use crate::engine::{Engine, job_name};
 use crate::error::{EngineError, Result};
 use crate::expectations::Checker;
 use crate::landing::{LandingSource, RejectsTarget};
@@ -80,7 +80,7 @@ pub(super) async fn build(
             prefix: &prefix,
             index,
         };
-        match ingest.run(&file, &on_file_rows).await {
+        let outcome = match ingest.run(&file, &on_file_rows).await {
             Ok(summary) => {
                 let scanned: Vec<_> = summary
                     .scanned
@@ -95,6 +95,33 @@ pub(super) async fn build(
                         scanned.iter().map(|s| s.rows_rejected).sum(),
                     )
                 };
+                // A share limit is for the whole file, so it is decided here.
+                match source_definition.policy.verdict(rows_rejected, rows_read) {
+                    Verdict::Ingest => Ok((summary, rows_read, rows_rejected)),
+                    Verdict::RejectFile(why) => Err((why, false)),
+                }
+            }
+            Err(error) => match TaskError::find(&error) {
+                Some(TaskError::BadRows {
+                    policy: OnBadRow::FailFile,
+                    why,
+                    ..
+                }) => Err((why, true)),
+                Some(TaskError::BadRows {
+                    policy: OnBadRow::Reject,
+                    why,
+                    ..
+                })
+                | Some(TaskError::CorruptFile { why, .. }) => Err((why, false)),
+                Some(task) => {
+                    cleanup::remove_with_prefix(dir.path(), &prefix);
+                    return Err(task.into_engine_error(Some(&file.path)));
+                }
+                None => Err((error.strip_backtrace(), false)),
+            },
+        };
+        match outcome {
+            Ok((summary, rows_read, rows_rejected)) => {
                 report.add_landing_file(LandingFileReport::read(
                     &file.path,
                     rows_read,
@@ -102,24 +129,9 @@ pub(super) async fn build(
                 ));
                 on_rows(report.rows_read);
                 written.absorb(summary);
-                sources.push(file);
             }
-            Err(error) => {
+            Err((reason, fails_run)) => {
                 cleanup::remove_with_prefix(dir.path(), &prefix);
-                let (reason, fails_run) = match TaskError::find(&error) {
-                    Some(TaskError::BadRows {
-                        policy: OnBadRow::FailFile,
-                        why,
-                        ..
-                    }) => (why, true),
-                    Some(TaskError::BadRows {
-                        policy: OnBadRow::Reject,
-                        why,
-                        ..
-                    }) => (why, false),
-                    Some(task) => return Err(task.into_engine_error(Some(&file.path))),
-                    None => (error.strip_backtrace(), false),
-                };
                 report.add_landing_file(LandingFileReport::rejected(&file.path));
                 report.rejected_files.push(RejectedFile {
                     path: file.path.clone(),
@@ -127,9 +139,9 @@ pub(super) async fn build(
                     fails_run,
                 });
                 rejected_whole.push((file.path.clone(), reason));
-                sources.push(file);
             }
         }
+        sources.push(file);
     }
     written.check_distinct()?;
     let mut rejects = written.rejects.clone();
@@ -206,6 +218,7 @@ impl Ingest<'_> {
                 prefix: self.prefix.to_owned(),
                 run_id: build.run_id.to_owned(),
             }),
+            matches!(build.engine, Engine::Embedded),
         )?;
         let name = self.source.name.to_string();
         ctx.deregister_table(name.as_str())?;

@@ -48,6 +48,48 @@ pub struct LineReader<R: Read> {
     max_row_bytes: u64,
     /// Join lines while a quote is open (CSV values holding newlines).
     join: Option<QuoteRule>,
+    /// Rows starting at or after this offset belong to the next byte range.
+    end: Option<u64>,
+}
+
+/// Where a reader of one byte range of a file starts: the lines before it and the
+/// offset of its first row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RangeStart {
+    pub lines_before: u64,
+    pub offset: u64,
+}
+
+/// Reads `input` (a file from its first byte) up to the first row that starts at or
+/// after `start`, counting the lines before it; a row that starts before `start`
+/// belongs to the range before.
+pub fn skip_to(input: &mut impl BufRead, start: u64) -> std::io::Result<RangeStart> {
+    if start == 0 {
+        return Ok(RangeStart::default());
+    }
+    let mut position = RangeStart::default();
+    loop {
+        let buffer = input.fill_buf()?;
+        if buffer.is_empty() {
+            return Ok(position);
+        }
+        // Line endings before `start - 1` are counted; the first at or after it ends
+        // the row that the range before owns.
+        let counted = (start - 1).saturating_sub(position.offset).min(buffer.len() as u64) as usize;
+        position.lines_before += memchr_iter(b'\n', &buffer[..counted]).count() as u64;
+        if counted < buffer.len() {
+            if let Some(end) = memchr(b'\n', &buffer[counted..]) {
+                let consumed = counted + end + 1;
+                position.lines_before += 1;
+                position.offset += consumed as u64;
+                input.consume(consumed);
+                return Ok(position);
+            }
+        }
+        let consumed = buffer.len();
+        position.offset += consumed as u64;
+        input.consume(consumed);
+    }
 }
 
 /// The quote (and escape) characters that decide whether a line ends inside a value.
@@ -95,7 +137,22 @@ impl<R: Read> LineReader<R> {
             offset: 0,
             max_row_bytes,
             join,
+            end: None,
         }
+    }
+
+    /// Reads one byte range: `input` is positioned at `start`, and rows that start at
+    /// or after `end` are left to the next range.
+    pub fn in_range(mut self, start: RangeStart, end: Option<u64>) -> Self {
+        self.lines_ended = start.lines_before;
+        self.offset = start.offset;
+        self.end = end;
+        self
+    }
+
+    /// Lines read to their end so far.
+    pub fn lines_read(&self) -> u64 {
+        self.lines_ended
     }
 
     /// Replaces the chunk's rows with the next ones, at most `max_rows`; leaves it
@@ -113,6 +170,9 @@ impl<R: Read> LineReader<R> {
 
     /// Appends the next row to the chunk; false at the end of the stream.
     fn read_row(&mut self, chunk: &mut Chunk) -> std::io::Result<bool> {
+        if self.end.is_some_and(|end| self.offset >= end) {
+            return Ok(false);
+        }
         let start = chunk.data.len();
         let offset = self.offset;
         let number = self.lines_ended + 1;
@@ -204,6 +264,33 @@ mod tests {
                 (2, 5, 0, Vec::new()),
                 (3, 6, 3, b"c,d".to_vec()),
                 (4, 10, 4, b"last".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn byte_ranges_own_the_rows_that_start_in_them_with_their_line_numbers() {
+        let text = b"h\naa\nbbb\n\ncc\nd";
+        let mut whole = Vec::new();
+        for (start, end) in [(0, 4), (4, 9), (9, 12), (12, 100)] {
+            let mut input = std::io::BufReader::new(&text[..]);
+            let position = skip_to(&mut input, start).unwrap();
+            let mut reader = LineReader::new(input, 100, None).in_range(position, Some(end));
+            let mut chunk = Chunk::default();
+            reader.fill(&mut chunk, 100).unwrap();
+            for line in &chunk.lines {
+                whole.push((line.number, line.offset, chunk.text(line).to_vec()));
+            }
+        }
+        assert_eq!(
+            whole,
+            [
+                (1, 0, b"h".to_vec()),
+                (2, 2, b"aa".to_vec()),
+                (3, 5, b"bbb".to_vec()),
+                (4, 9, Vec::new()),
+                (5, 10, b"cc".to_vec()),
+                (6, 13, b"d".to_vec()),
             ]
         );
     }

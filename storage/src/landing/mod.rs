@@ -10,6 +10,7 @@ mod rejects;
 mod typed;
 
 pub use csv::CsvLayout;
+pub use lines::{RangeStart, skip_to};
 pub use policy::{BadRowPolicy, Limit, OnBadRow, Verdict};
 pub use reader::{LandingReader, Parsed, RowFormat};
 pub use rejects::{RAW_TEXT_LIMIT, Reject, rejects_batch, rejects_schema};
@@ -59,10 +60,6 @@ impl FileKind {
         }
     }
 
-    /// Whether Strata reads the format row by row (so a bad row rejects only itself).
-    pub fn by_row(self) -> bool {
-        matches!(self, FileKind::Csv | FileKind::Json)
-    }
 }
 
 /// How a landing source's files are compressed, as `format.compression` names it.

@@ -9,7 +9,7 @@ use datafusion::error::{DataFusionError, Result};
 use serde::{Deserialize, Serialize};
 
 use super::csv::{CsvLayout, CsvRows};
-use super::lines::{Chunk, LineReader, QuoteRule};
+use super::lines::{Chunk, LineReader, QuoteRule, RangeStart};
 use super::ndjson::NdjsonRows;
 use super::rejects::Reject;
 use super::typed::to_declared;
@@ -46,14 +46,17 @@ pub struct LandingReader<R: Read> {
 }
 
 impl<R: Read> LandingReader<R> {
-    /// Reads `input` (already decompressed) as `format` into `schema`'s columns.
+    /// Reads `input` (already decompressed) as `format` into `schema`'s columns: the
+    /// whole file, or from `start` (where `input` is) to the rows starting at `end`.
     pub fn new(
         input: R,
         format: &RowFormat,
         schema: SchemaRef,
         max_row_bytes: u64,
         batch_size: usize,
+        range: (RangeStart, Option<u64>),
     ) -> Result<Self> {
+        let (start, end) = range;
         let (rows, join) = match format {
             RowFormat::Csv(layout) => {
                 let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
@@ -61,12 +64,17 @@ impl<R: Read> LandingReader<R> {
                     quote: layout.quote,
                     escape: layout.escape,
                 });
-                (Rows::Csv(CsvRows::new(layout.clone(), columns)?), join)
+                // Only the range that starts the file has its header.
+                let layout = CsvLayout {
+                    has_header: layout.has_header && start.offset == 0,
+                    ..layout.clone()
+                };
+                (Rows::Csv(CsvRows::new(layout, columns)?), join)
             }
             RowFormat::Ndjson => (Rows::Ndjson(NdjsonRows::new(&schema)), None),
         };
         Ok(Self {
-            lines: LineReader::new(input, max_row_bytes, join),
+            lines: LineReader::new(input, max_row_bytes, join).in_range(start, end),
             rows,
             schema,
             chunk: Chunk::default(),
@@ -79,15 +87,15 @@ impl<R: Read> LandingReader<R> {
     /// (a truncated gzip stream, say) is an error: the file cannot be read whole.
     pub fn next_rows(&mut self) -> Result<Option<Parsed>> {
         loop {
-            let line = self.chunk.lines.last().map_or(0, |line| line.number);
-            self.lines
-                .fill(&mut self.chunk, self.batch_size)
-                .map_err(|error| {
-                    DataFusionError::Context(
-                        format!("reading the file after line {line}"),
-                        Box::new(DataFusionError::IoError(error)),
-                    )
-                })?;
+            if let Err(error) = self.lines.fill(&mut self.chunk, self.batch_size) {
+                return Err(DataFusionError::IoError(std::io::Error::new(
+                    error.kind(),
+                    format!(
+                        "cannot read the file after line {}: {error}",
+                        self.lines.lines_read()
+                    ),
+                )));
+            }
             if self.chunk.lines.is_empty() {
                 return Ok(None);
             }
