@@ -238,7 +238,9 @@ fn contents(warehouse: &Path) -> Vec<(String, String)> {
             let all: Vec<String> = fields
                 .iter()
                 .map(|field| match field.name().as_str() {
-                    "landing_file" => "regexp_replace(landing_file, '^.*/', '') AS landing_file".to_owned(),
+                    "landing_file" => {
+                        "regexp_replace(landing_file, '^.*/', '') AS landing_file".to_owned()
+                    }
                     name => quoted(&name.to_owned()),
                 })
                 .collect();

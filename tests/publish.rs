@@ -124,7 +124,11 @@ fn the_recruitment_example_publishes_delta_tables_with_expectations_applied() {
         "{found:?}"
     );
     let report = table_report(&stdout, "enriched.events");
-    assert_eq!(report["rows_read"], events - unparsable, "rows read: {report}");
+    assert_eq!(
+        report["rows_read"],
+        events - unparsable,
+        "rows read: {report}"
+    );
     assert_eq!(report["rows_dropped"], too_old, "rows dropped: {report}");
     assert_eq!(
         report["rows_quarantined"], missing_job,

@@ -227,6 +227,10 @@ impl PipelineDb {
                 ("rows_written", count(|t| t.rows_written)),
                 ("rows_dropped", count(|t| t.rows_dropped)),
                 ("rows_quarantined", count(|t| t.rows_quarantined)),
+                ("rows_rejected", count(|t| t.rows_rejected)),
+                ("files_ingested", count(|t| t.files_ingested)),
+                ("files_partly_rejected", count(|t| t.files_partly_rejected)),
+                ("files_rejected", count(|t| t.files_rejected)),
             ])?;
             ctx.register_batch("last_run", batch)?;
         }

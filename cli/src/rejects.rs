@@ -47,7 +47,9 @@ pub async fn run(args: RejectsArgs, out: &mut impl Write) -> Result<(), CliError
         rows = rows.filter(col("run_id").eq(lit(run.as_str())))?;
     }
     let text = match args.format {
-        OutputFormat::Table => datafusion::functions::expr_fn::left(col("raw_text"), lit(SHOWN_TEXT)),
+        OutputFormat::Table => {
+            datafusion::functions::expr_fn::left(col("raw_text"), lit(SHOWN_TEXT))
+        }
         _ => col("raw_text"),
     };
     let batches = rows
@@ -76,7 +78,9 @@ pub async fn run(args: RejectsArgs, out: &mut impl Write) -> Result<(), CliError
 fn raw_table_name(name: &str, warehouse: &Warehouse) -> Result<TableName, CliError> {
     let unknown = |why: String| CliError::UnknownTable(why);
     let (layer, table) = name.trim().split_once('.').ok_or_else(|| {
-        unknown(format!("{name} is not a table name; name a raw table as raw.<table>"))
+        unknown(format!(
+            "{name} is not a table name; name a raw table as raw.<table>"
+        ))
     })?;
     if Layer::parse(layer) != Some(Layer::Raw) {
         return Err(unknown(format!(

@@ -221,11 +221,12 @@ fn encode_landing_scan(scan: &LandingScanExec, buf: &mut Vec<u8>) -> Result<()> 
 }
 
 fn decode_landing_scan(buf: &[u8]) -> Result<Arc<dyn ExecutionPlan>> {
-    let message = proto::LandingScanNode::decode(buf).map_err(|error| {
-        DataFusionError::Internal(format!("decoding LandingScanExec: {error}"))
-    })?;
-    let schema = datafusion_proto::protobuf::Schema::decode(message.schema.as_slice())
-        .map_err(|error| DataFusionError::Internal(format!("decoding a landing schema: {error}")))?;
+    let message = proto::LandingScanNode::decode(buf)
+        .map_err(|error| DataFusionError::Internal(format!("decoding LandingScanExec: {error}")))?;
+    let schema =
+        datafusion_proto::protobuf::Schema::decode(message.schema.as_slice()).map_err(|error| {
+            DataFusionError::Internal(format!("decoding a landing schema: {error}"))
+        })?;
     let schema = Schema::try_from(&schema)?;
     let rejects = if message.rejects_json.is_empty() {
         None
@@ -317,6 +318,70 @@ mod tests {
         assert_eq!(rules[0].name, "positive");
         assert_eq!(rules[0].on_violation, OnViolation::Quarantine);
         assert_eq!(rules[0].predicate.to_string(), "n@0 > 0");
+    }
+
+    #[test]
+    fn a_landing_scan_crosses_the_wire_with_its_parts_policy_and_rejects_target() {
+        use strata_storage::landing::{BadRowPolicy, Compression, CsvLayout, Limit, RowFormat};
+
+        use crate::landing::{FilePart, ReadSpec, RejectsTarget};
+
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let read = ReadSpec {
+            format: RowFormat::Csv(CsvLayout {
+                comment: Some(b'#'),
+                ..CsvLayout::default()
+            }),
+            compression: Compression::Gzip,
+            policy: BadRowPolicy {
+                limit: Limit::Share(0.02),
+                ..BadRowPolicy::default()
+            },
+        };
+        let parts = vec![
+            FilePart {
+                path: "/wh/landing/a.csv".into(),
+                range: Some((0, 10)),
+            },
+            FilePart {
+                path: "/wh/landing/a.csv".into(),
+                range: Some((10, 20)),
+            },
+        ];
+        let target = RejectsTarget {
+            table_dir: "/wh/raw/a".into(),
+            prefix: "part-run-1-00000".into(),
+            run_id: "run-1".into(),
+        };
+        let scan = LandingScanExec::try_new(
+            parts.clone(),
+            Arc::clone(&schema),
+            Some(vec![1]),
+            read.clone(),
+            Some(target.clone()),
+            512,
+        )
+        .unwrap();
+        let codec = StrataPhysicalCodec::default();
+        let encoded = PhysicalPlanNode::try_from_physical_plan(Arc::new(scan), &codec).unwrap();
+        let ctx = SessionContext::new();
+        let decoded = PhysicalPlanNode::decode(encoded.encode_to_vec().as_slice())
+            .unwrap()
+            .try_into_physical_plan(&ctx.task_ctx(), &codec)
+            .unwrap();
+        let decoded = decoded
+            .downcast_ref::<LandingScanExec>()
+            .expect("a landing scan");
+        assert_eq!(decoded.parts(), parts.as_slice());
+        assert_eq!(decoded.file_schema(), &schema);
+        assert_eq!(decoded.projection(), Some(&vec![1]));
+        assert_eq!(decoded.read_spec(), &read);
+        assert_eq!(decoded.rejects(), Some(&target));
+        assert_eq!(decoded.batch_size(), 512);
+        assert_eq!(decoded.schema().fields().len(), 1, "projected");
     }
 
     #[test]

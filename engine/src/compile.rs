@@ -21,8 +21,8 @@ use strata_language::{
 use strata_storage::Warehouse;
 
 use crate::engine::Engine;
-use crate::landing::LandingSource;
 use crate::error::{EngineError, Result};
+use crate::landing::LandingSource;
 
 /// A statement that planned cleanly, with what it produces.
 #[derive(Debug, Clone)]

@@ -269,10 +269,19 @@ mod tests {
             .map(|f| f.path)
             .collect();
         assert_eq!(files, ["c.avro"]);
-        assert!(log.reject_files().unwrap().is_empty(), "a reset drops old rejects too");
+        assert!(
+            log.reject_files().unwrap().is_empty(),
+            "a reset drops old rejects too"
+        );
         assert!(log.has_data_files().unwrap());
-        log.commit("run-4", true, vec![landing("empty.csv")], Vec::new(), Vec::new())
-            .unwrap();
+        log.commit(
+            "run-4",
+            true,
+            vec![landing("empty.csv")],
+            Vec::new(),
+            Vec::new(),
+        )
+        .unwrap();
         assert!(
             !log.has_data_files().unwrap(),
             "a reset to nothing hides the older files"
@@ -285,7 +294,13 @@ mod tests {
         let table = temp_table("conflict");
         let log = CommitLog::new(&table);
         let first = log
-            .commit("run-1", false, vec![landing("a.csv")], Vec::new(), Vec::new())
+            .commit(
+                "run-1",
+                false,
+                vec![landing("a.csv")],
+                Vec::new(),
+                Vec::new(),
+            )
             .unwrap();
         // A second writer that read the log before the first committed claims the same version.
         let late = Commit {

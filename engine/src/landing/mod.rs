@@ -20,8 +20,8 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::sql::parser::{CreateExternalTable, Statement as DFStatement};
 use strata_storage::landing::{
-    BadRowPolicy, Compression, CsvLayout, FileKind, Listing, RowFormat, file_suffixes,
-    list_files, policy,
+    BadRowPolicy, Compression, CsvLayout, FileKind, Listing, RowFormat, file_suffixes, list_files,
+    policy,
 };
 
 pub use scan::{FilePart, LandingScanExec, LandingTable, ReadSpec, RejectsTarget, ScanOutcome};
@@ -51,16 +51,19 @@ impl LandingSource {
         state: &SessionState,
     ) -> Result<Self> {
         let mut definition = definition.clone();
-        let (ours, theirs): (Vec<_>, Vec<_>) = definition.options.into_iter().partition(
-            |(key, _)| policy::OPTION_NAMES.contains(&key.to_ascii_lowercase().as_str()),
-        );
+        let (ours, theirs): (Vec<_>, Vec<_>) =
+            definition.options.into_iter().partition(|(key, _)| {
+                policy::OPTION_NAMES.contains(&key.to_ascii_lowercase().as_str())
+            });
         definition.options = theirs;
         let values: Vec<(String, String)> = ours
             .iter()
             .map(|(key, value)| (key.clone(), option_text(value)))
             .collect();
         let policy = BadRowPolicy::from_options(
-            values.iter().map(|(key, value)| (key.as_str(), value.as_str())),
+            values
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
         )
         .map_err(DataFusionError::Plan)?;
         let kind = FileKind::parse(&definition.file_type).ok_or_else(|| {
@@ -155,9 +158,9 @@ impl LandingSource {
             .with_listing_options(self.listing_options())
             .infer_schema(session)
             .await?;
-        config
-            .file_schema
-            .ok_or_else(|| DataFusionError::Internal(format!("no schema inferred for {}", self.name)))
+        config.file_schema.ok_or_else(|| {
+            DataFusionError::Internal(format!("no schema inferred for {}", self.name))
+        })
     }
 
     /// A table over `files` with `schema`; a row-by-row source writes its bad rows to
@@ -214,17 +217,23 @@ fn option_text(value: &datafusion::sql::sqlparser::ast::Value) -> String {
 
 /// The CSV layout Strata's reader follows; options it would not follow are refused
 /// rather than ignored.
-fn csv_layout(
-    options: &datafusion::config::CsvOptions,
-    state: &SessionState,
-) -> Result<CsvLayout> {
+fn csv_layout(options: &datafusion::config::CsvOptions, state: &SessionState) -> Result<CsvLayout> {
     let unsupported = [
         ("format.terminator", options.terminator.is_some()),
-        ("format.truncated_rows", options.truncated_rows == Some(true)),
+        (
+            "format.truncated_rows",
+            options.truncated_rows == Some(true),
+        ),
         ("format.date_format", options.date_format.is_some()),
         ("format.datetime_format", options.datetime_format.is_some()),
-        ("format.timestamp_format", options.timestamp_format.is_some()),
-        ("format.timestamp_tz_format", options.timestamp_tz_format.is_some()),
+        (
+            "format.timestamp_format",
+            options.timestamp_format.is_some(),
+        ),
+        (
+            "format.timestamp_tz_format",
+            options.timestamp_tz_format.is_some(),
+        ),
         ("format.time_format", options.time_format.is_some()),
     ];
     let refused: Vec<&str> = unsupported

@@ -295,8 +295,10 @@ impl ExecutionPlan for LandingScanExec {
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let mut builder =
-            RecordBatchReceiverStreamBuilder::new(self.properties.eq_properties.schema().clone(), 2);
+        let mut builder = RecordBatchReceiverStreamBuilder::new(
+            self.properties.eq_properties.schema().clone(),
+            2,
+        );
         if let Some(part) = self.parts.get(partition) {
             let job = FileScan {
                 file: part.path.clone(),
@@ -417,11 +419,7 @@ impl FileScan {
             if let Some(first) = parsed.rejects.first() {
                 self.apply_policy(first, counts)?;
                 let target = self.rejects.as_ref().ok_or_else(|| {
-                    DataFusionError::Execution(format!(
-                        "{}: {}",
-                        self.file,
-                        describe(first)
-                    ))
+                    DataFusionError::Execution(format!("{}: {}", self.file, describe(first)))
                 })?;
                 let sink = match sink {
                     Some(sink) => sink,
@@ -468,8 +466,7 @@ impl FileScan {
             }
         }
         if let Limit::Rows(_) = policy.limit
-            && let Verdict::RejectFile(why) =
-                policy.verdict(counts.rows_rejected, counts.rows_read)
+            && let Verdict::RejectFile(why) = policy.verdict(counts.rows_rejected, counts.rows_read)
         {
             return Err(self.bad_rows(OnBadRow::Reject, why));
         }

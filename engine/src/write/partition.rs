@@ -27,8 +27,8 @@ use strata_storage::{AvroFileSink, FileSink, to_storage};
 
 use super::summary::{DataFile, PartitionOutput};
 use super::{FileFormat, WriteSpec};
-use crate::landing::LandingScanExec;
 use crate::expectations::{Checker, Split};
+use crate::landing::LandingScanExec;
 use crate::task_error::{TaskError, is_unreadable};
 
 /// `host:pid`, so a run can tell which process wrote each file; read once per process.

@@ -138,28 +138,29 @@ impl PartitionOutput {
         let mut stats: Vec<Option<String>> = Vec::new();
         let mut partitions = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
         // A row without a file names a landing file (`Scanned`) or nothing (`Counts`).
-        let mut push = |what: Written, file: Option<&DataFile>, name: &str, lost: u64, read: u64| {
-            kind.push(what.as_str());
-            path.push(file.map_or(name.to_owned(), |file| file.path().to_owned()));
-            rows.push(file.map_or(read, DataFile::rows));
-            bytes.push(file.map_or(0, DataFile::bytes));
-            dropped.push(lost);
-            let add = match file {
-                Some(DataFile::Delta(add)) => Some(add),
-                _ => None,
+        let mut push =
+            |what: Written, file: Option<&DataFile>, name: &str, lost: u64, read: u64| {
+                kind.push(what.as_str());
+                path.push(file.map_or(name.to_owned(), |file| file.path().to_owned()));
+                rows.push(file.map_or(read, DataFile::rows));
+                bytes.push(file.map_or(0, DataFile::bytes));
+                dropped.push(lost);
+                let add = match file {
+                    Some(DataFile::Delta(add)) => Some(add),
+                    _ => None,
+                };
+                modified.push(add.map_or(0, |add| add.modification_time));
+                stats.push(add.and_then(|add| add.stats.clone()));
+                let mut values: Vec<_> = add
+                    .map(|add| add.partition_values.iter().collect())
+                    .unwrap_or_default();
+                values.sort();
+                for (key, value) in values {
+                    partitions.keys().append_value(key);
+                    partitions.values().append_option(value.as_deref());
+                }
+                partitions.append(true)
             };
-            modified.push(add.map_or(0, |add| add.modification_time));
-            stats.push(add.and_then(|add| add.stats.clone()));
-            let mut values: Vec<_> = add
-                .map(|add| add.partition_values.iter().collect())
-                .unwrap_or_default();
-            values.sort();
-            for (key, value) in values {
-                partitions.keys().append_value(key);
-                partitions.values().append_option(value.as_deref());
-            }
-            partitions.append(true)
-        };
         push(Written::Counts, None, "", self.dropped, self.rows_read)?;
         for file in &self.data {
             push(Written::Data, Some(file), "", 0, 0)?;
@@ -168,7 +169,13 @@ impl PartitionOutput {
             push(Written::Rejects, Some(&DataFile::Avro(file)), "", 0, 0)?;
         }
         for file in &self.scanned {
-            push(Written::Scanned, None, &file.path, file.rows_rejected, file.rows_read)?;
+            push(
+                Written::Scanned,
+                None,
+                &file.path,
+                file.rows_rejected,
+                file.rows_read,
+            )?;
         }
         for add in self.quarantine {
             push(

@@ -59,7 +59,9 @@ impl CsvRows {
             .as_deref()
             .map(Regex::new)
             .transpose()
-            .map_err(|error| DataFusionError::Configuration(format!("format.null_regex: {error}")))?;
+            .map_err(|error| {
+                DataFusionError::Configuration(format!("format.null_regex: {error}"))
+            })?;
         Ok(Self {
             header_pending: layout.has_header,
             layout,
@@ -87,7 +89,12 @@ impl CsvRows {
         let mut rows = Vec::with_capacity(chunk.lines.len());
         for line in &chunk.lines {
             let text = chunk.text(line);
-            if line.length == 0 || self.layout.comment.is_some_and(|c| text.first() == Some(&c)) {
+            if line.length == 0
+                || self
+                    .layout
+                    .comment
+                    .is_some_and(|c| text.first() == Some(&c))
+            {
                 continue;
             }
             if std::mem::take(&mut self.header_pending) {
@@ -239,11 +246,17 @@ mod tests {
         let mut reader = LineReader::new(
             text.as_bytes(),
             1_000,
-            layout.newlines_in_values.then_some(super::super::lines::QuoteRule { quote: layout.quote, escape: layout.escape }),
+            layout
+                .newlines_in_values
+                .then_some(super::super::lines::QuoteRule {
+                    quote: layout.quote,
+                    escape: layout.escape,
+                }),
         );
         let mut chunk = Chunk::default();
         reader.fill(&mut chunk, 100).unwrap();
-        let mut rows = CsvRows::new(layout, vec!["id".into(), "name".into(), "score".into()]).unwrap();
+        let mut rows =
+            CsvRows::new(layout, vec!["id".into(), "name".into(), "score".into()]).unwrap();
         let mut rejects = Vec::new();
         let (columns, metas) = rows.parse(&chunk, 1_000, &mut rejects);
         let values = (0..metas.len())
@@ -321,14 +334,20 @@ mod tests {
         let mut reader = LineReader::new(text.as_slice(), 1_000, None);
         let mut chunk = Chunk::default();
         reader.fill(&mut chunk, 100).unwrap();
-        let mut rows =
-            CsvRows::new(CsvLayout::default(), vec!["id".into(), "name".into(), "score".into()])
-                .unwrap();
+        let mut rows = CsvRows::new(
+            CsvLayout::default(),
+            vec!["id".into(), "name".into(), "score".into()],
+        )
+        .unwrap();
         let mut rejects = Vec::new();
         let (columns, metas) = rows.parse(&chunk, 1_000, &mut rejects);
         assert_eq!(rejects.len(), 1);
         assert_eq!(rejects[0].column.as_deref(), Some("name"));
-        assert!(rejects[0].reason.contains("not valid UTF-8"), "{}", rejects[0].reason);
+        assert!(
+            rejects[0].reason.contains("not valid UTF-8"),
+            "{}",
+            rejects[0].reason
+        );
 
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),

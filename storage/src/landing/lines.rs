@@ -75,16 +75,18 @@ pub fn skip_to(input: &mut impl BufRead, start: u64) -> std::io::Result<RangeSta
         }
         // Line endings before `start - 1` are counted; the first at or after it ends
         // the row that the range before owns.
-        let counted = (start - 1).saturating_sub(position.offset).min(buffer.len() as u64) as usize;
+        let counted = (start - 1)
+            .saturating_sub(position.offset)
+            .min(buffer.len() as u64) as usize;
         position.lines_before += memchr_iter(b'\n', &buffer[..counted]).count() as u64;
-        if counted < buffer.len() {
-            if let Some(end) = memchr(b'\n', &buffer[counted..]) {
-                let consumed = counted + end + 1;
-                position.lines_before += 1;
-                position.offset += consumed as u64;
-                input.consume(consumed);
-                return Ok(position);
-            }
+        if counted < buffer.len()
+            && let Some(end) = memchr(b'\n', &buffer[counted..])
+        {
+            let consumed = counted + end + 1;
+            position.lines_before += 1;
+            position.offset += consumed as u64;
+            input.consume(consumed);
+            return Ok(position);
         }
         let consumed = buffer.len();
         position.offset += consumed as u64;
@@ -205,7 +207,9 @@ impl<R: Read> LineReader<R> {
                 }
                 if length > self.max_row_bytes {
                     too_long = true;
-                    chunk.data.truncate(start + RAW_TEXT_LIMIT.min(chunk.data.len() - start));
+                    chunk
+                        .data
+                        .truncate(start + RAW_TEXT_LIMIT.min(chunk.data.len() - start));
                 }
             }
             self.offset += consumed as u64;
@@ -239,7 +243,11 @@ impl<R: Read> LineReader<R> {
 mod tests {
     use super::*;
 
-    fn rows(text: &[u8], max_row_bytes: u64, join: Option<QuoteRule>) -> Vec<(u64, u64, u64, Vec<u8>)> {
+    fn rows(
+        text: &[u8],
+        max_row_bytes: u64,
+        join: Option<QuoteRule>,
+    ) -> Vec<(u64, u64, u64, Vec<u8>)> {
         let mut reader = LineReader::new(text, max_row_bytes, join);
         let mut chunk = Chunk::default();
         let mut found = Vec::new();
@@ -249,7 +257,12 @@ mod tests {
                 return found;
             }
             for line in &chunk.lines {
-                found.push((line.number, line.offset, line.length, chunk.text(line).to_vec()));
+                found.push((
+                    line.number,
+                    line.offset,
+                    line.length,
+                    chunk.text(line).to_vec(),
+                ));
             }
         }
     }

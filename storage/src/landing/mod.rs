@@ -59,7 +59,6 @@ impl FileKind {
             FileKind::Arrow => &[".arrow"],
         }
     }
-
 }
 
 /// How a landing source's files are compressed, as `format.compression` names it.
@@ -151,7 +150,11 @@ pub fn list_files(location: &str, suffixes: &[String]) -> Result<Listing> {
             continue;
         }
         let name = path.to_string_lossy().to_ascii_lowercase();
-        if path != root && !suffixes.iter().any(|suffix| name.ends_with(suffix.as_str())) {
+        if path != root
+            && !suffixes
+                .iter()
+                .any(|suffix| name.ends_with(suffix.as_str()))
+        {
             listing.ignored.push(path.display().to_string());
             continue;
         }
@@ -180,7 +183,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("strata-landing-list-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("day=1")).unwrap();
-        for name in ["a.json.gz", "day=1/b.NDJSON.gz", "c.jsonl.gz", "d.csv.gz", "e.json", "_f.json.gz"] {
+        for name in [
+            "a.json.gz",
+            "day=1/b.NDJSON.gz",
+            "c.jsonl.gz",
+            "d.csv.gz",
+            "e.json",
+            "_f.json.gz",
+        ] {
             std::fs::write(dir.join(name), b"{}").unwrap();
         }
         let suffixes = file_suffixes(FileKind::Json, Compression::Gzip);

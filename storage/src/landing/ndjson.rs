@@ -54,9 +54,10 @@ impl NdjsonRows {
             decoder.decode(line).ok()?;
             decoder.decode(b"\n").ok()?;
         }
-        let batch = decoder.flush().ok()?.unwrap_or_else(|| {
-            RecordBatch::new_empty(Arc::clone(&self.text_schema))
-        });
+        let batch = decoder
+            .flush()
+            .ok()?
+            .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.text_schema)));
         (batch.num_rows() == lines.len()).then_some(batch)
     }
 
@@ -117,8 +118,8 @@ impl NdjsonRows {
 
     /// One line as one row, or why it is not one.
     fn decode_one(&self, text: &[u8]) -> std::result::Result<RecordBatch, String> {
-        let value: serde_json::Value = serde_json::from_slice(text)
-            .map_err(|error| format!("malformed JSON: {error}"))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(text).map_err(|error| format!("malformed JSON: {error}"))?;
         if !value.is_object() {
             return Err("the line is JSON but not an object".to_owned());
         }
@@ -169,7 +170,9 @@ mod tests {
         let mut rejects = Vec::new();
         let (columns, rows) = parser.parse(&chunk, 1_000, &mut rejects).unwrap();
         let batch = to_declared(&schema, columns, &rows, &chunk, &mut rejects).unwrap();
-        let ids = batch.column(0).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let ids = batch
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
         assert_eq!(ids, &Int64Array::from(vec![1, 5]));
         assert_eq!(batch.column(1).as_string::<i32>().value(1), "55");
         let found: Vec<(u64, Option<&str>, &str)> = rejects

@@ -98,15 +98,15 @@ impl BadRowPolicy {
                     }
                 }
                 LIMIT => policy.limit = parse_limit(value)?,
-                MAX_ROW_BYTES => {
-                    policy.max_row_bytes = value
-                        .parse()
-                        .ok()
-                        .filter(|bytes| *bytes > 0)
-                        .ok_or_else(|| {
-                            format!("'{MAX_ROW_BYTES}' is '{value}'; it must be a number of bytes above 0")
-                        })?
-                }
+                MAX_ROW_BYTES => policy.max_row_bytes = value
+                    .parse()
+                    .ok()
+                    .filter(|bytes| *bytes > 0)
+                    .ok_or_else(|| {
+                        format!(
+                            "'{MAX_ROW_BYTES}' is '{value}'; it must be a number of bytes above 0"
+                        )
+                    })?,
                 _ => {}
             }
         }
@@ -133,7 +133,9 @@ impl BadRowPolicy {
 
 fn parse_limit(value: &str) -> Result<Limit, String> {
     let invalid = || {
-        format!("'{LIMIT}' is '{value}'; it must be a count of rows (100) or a share of a file's rows (5%)")
+        format!(
+            "'{LIMIT}' is '{value}'; it must be a count of rows (100) or a share of a file's rows (5%)"
+        )
     };
     match value.strip_suffix('%') {
         Some(percent) => {
@@ -164,10 +166,16 @@ mod tests {
         assert_eq!(policy.on_bad_row, OnBadRow::FailFile);
         assert_eq!(policy.limit, Limit::Share(0.025));
         assert_eq!(policy.max_row_bytes, 1024);
-        assert_eq!(BadRowPolicy::from_options([]).unwrap(), BadRowPolicy::default());
+        assert_eq!(
+            BadRowPolicy::from_options([]).unwrap(),
+            BadRowPolicy::default()
+        );
 
         let error = BadRowPolicy::from_options([("bad_rows", "skip")]).unwrap_err();
-        assert!(error.contains("'reject', 'fail_file' or 'fail_run'"), "{error}");
+        assert!(
+            error.contains("'reject', 'fail_file' or 'fail_run'"),
+            "{error}"
+        );
         for limit in ["lots", "120%", "-1"] {
             let error = BadRowPolicy::from_options([("bad_rows.limit", limit)]).unwrap_err();
             assert!(error.contains("a count of rows"), "{limit}: {error}");
@@ -182,13 +190,23 @@ mod tests {
         let Verdict::RejectFile(reason) = share.verdict(11, 100) else {
             panic!("11% is over 10%")
         };
-        assert!(reason.contains("11 of its 100 rows are bad, over the limit of 10%"), "{reason}");
+        assert!(
+            reason.contains("11 of its 100 rows are bad, over the limit of 10%"),
+            "{reason}"
+        );
         let count = BadRowPolicy {
             limit: Limit::Rows(2),
             ..BadRowPolicy::default()
         };
         assert_eq!(count.verdict(2, 3), Verdict::Ingest);
-        assert!(matches!(count.verdict(3, 1_000_000), Verdict::RejectFile(_)));
-        assert_eq!(share.verdict(0, 0), Verdict::Ingest, "an empty file is fine");
+        assert!(matches!(
+            count.verdict(3, 1_000_000),
+            Verdict::RejectFile(_)
+        ));
+        assert_eq!(
+            share.verdict(0, 0),
+            Verdict::Ingest,
+            "an empty file is fine"
+        );
     }
 }

@@ -69,7 +69,9 @@ pub fn rejects_batch(landing_file: &str, run_id: &str, rejects: &[Reject]) -> Re
     let number = |value: Option<u64>| value.map(|value| value as i64);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(vec![landing_file; count])),
-        Arc::new(Int64Array::from_iter(rejects.iter().map(|r| number(r.line)))),
+        Arc::new(Int64Array::from_iter(
+            rejects.iter().map(|r| number(r.line)),
+        )),
         Arc::new(Int64Array::from_iter(
             rejects.iter().map(|r| number(r.byte_offset)),
         )),

@@ -38,9 +38,9 @@ pub fn to_declared(
         } else {
             let cast = cast_with_options(&column, field.data_type(), &safe)?;
             if cast.null_count() > column.null_count() {
-                for row in 0..rows.len() {
-                    if bad[row].is_none() && column.is_valid(row) && cast.is_null(row) {
-                        bad[row] = Some((
+                for (row, bad) in bad.iter_mut().enumerate() {
+                    if bad.is_none() && column.is_valid(row) && cast.is_null(row) {
+                        *bad = Some((
                             index,
                             format!(
                                 "'{}' is not a {}",
@@ -54,9 +54,9 @@ pub fn to_declared(
             cast
         };
         if !field.is_nullable() && cast.null_count() > 0 {
-            for row in 0..rows.len() {
-                if bad[row].is_none() && cast.is_null(row) {
-                    bad[row] = Some((index, "no value, and the column is NOT NULL".to_owned()));
+            for (row, bad) in bad.iter_mut().enumerate() {
+                if bad.is_none() && cast.is_null(row) {
+                    *bad = Some((index, "no value, and the column is NOT NULL".to_owned()));
                 }
             }
         }
@@ -93,8 +93,9 @@ pub fn to_declared(
 fn quoted(column: &ArrayRef, row: usize) -> String {
     let text = match column.data_type() {
         DataType::Utf8 => column.as_string::<i32>().value(row).to_owned(),
-        _ => datafusion::arrow::util::display::array_value_to_string(column, row)
-            .unwrap_or_default(),
+        _ => {
+            datafusion::arrow::util::display::array_value_to_string(column, row).unwrap_or_default()
+        }
     };
     match text.char_indices().nth(QUOTED_VALUE_LIMIT) {
         Some((end, _)) => format!("{}…", &text[..end]),
