@@ -156,6 +156,13 @@ fn demo_generates_runs_and_shows_the_best_candidates() {
         "{stdout}"
     );
     assert!(dir.join("pipeline/40_ranked.sql").exists());
+    // As the README shows: gen's unparsable events are set aside one by one, and the
+    // cut-off delivery is rejected whole.
+    assert!(
+        stdout.contains("bad row(s) set aside in raw.events__rejects")
+            && stdout.contains("1 rejected whole"),
+        "{stdout}"
+    );
 
     // A second demo reuses the data and adds no raw rows.
     let again = strata(&["demo", "--scale", "0.002", "--warehouse", wh]);

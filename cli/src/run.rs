@@ -183,8 +183,10 @@ pub(crate) fn print_summary(report: &RunReport, out: &mut impl Write) -> std::io
         if table.rows_rejected > 0 {
             writeln!(
                 out,
-                "    {} bad row(s) set aside: strata rejects {} --warehouse …",
-                table.rows_rejected, table.table
+                "    {} bad row(s) set aside in {} (strata rejects {} shows them)",
+                table.rows_rejected,
+                format_args!("{}__rejects", table.table),
+                table.table
             )?;
         }
         for rejected in &table.rejected_files {
