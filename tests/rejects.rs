@@ -525,3 +525,43 @@ fn a_location_of_files_the_format_will_not_read_is_refused_by_name() {
         "{text}"
     );
 }
+
+#[test]
+fn a_corrupt_parquet_file_is_rejected_whole_and_the_others_are_ingested() {
+    let dir = workdir("rejects-parquet");
+    let landing = dir.join("landing/jobs");
+    std::fs::create_dir_all(&landing).unwrap();
+    let wh = dir.to_str().unwrap();
+    let made = strata(&[
+        "query",
+        &format!(
+            "COPY (SELECT 1 AS id, 'a' AS title UNION ALL SELECT 2, 'b') TO '{}' STORED AS PARQUET",
+            landing.join("a.parquet").display()
+        ),
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    // A delivery cut off in transit: no footer. (A file that ends in "PAR1" after a
+    // footer length larger than the file makes the parquet crate overflow an
+    // integer: a panic in debug builds, an error in release ones.)
+    let whole = std::fs::read(landing.join("a.parquet")).unwrap();
+    std::fs::write(landing.join("b.parquet"), &whole[..whole.len() / 2]).unwrap();
+    let pipeline = dir.join("jobs.sql");
+    std::fs::write(
+        &pipeline,
+        "CREATE EXTERNAL TABLE landing.jobs (id BIGINT, title VARCHAR) STORED AS PARQUET LOCATION 'landing/jobs/';\n\
+         CREATE TABLE raw.jobs AS SELECT * FROM landing.jobs;\n",
+    )
+    .unwrap();
+    let run = strata(&["run", pipeline.to_str().unwrap(), "--warehouse", wh]);
+    let out = stdout(&run);
+    assert!(run.status.success(), "{out}\n{}", stderr(&run));
+    let report = table_report(&out, "raw.jobs");
+    assert_eq!(report["rows_written"], 2, "{report}");
+    assert_eq!(report["files_rejected"], 1, "{report}");
+    let found = read_raw(&dir, "jobs");
+    assert_eq!(found["ids"], serde_json::json!([1, 2]));
+    let rejects = found["rejects"].as_array().unwrap();
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!(rejects[0][0], "b.parquet");
+    assert!(rejects[0][1].is_null(), "{rejects:?}");
+}

@@ -10,7 +10,7 @@ use datafusion::error::DataFusionError;
 use serde::{Deserialize, Serialize};
 use strata_storage::landing::OnBadRow;
 
-use crate::error::EngineError;
+use crate::error::{BuildStep, EngineError};
 
 /// Starts the marker; what follows up to [`MARKER_END`] is base64 (URL-safe), which no
 /// debug formatting escapes.
@@ -26,6 +26,9 @@ pub enum TaskError {
     UnreadableInput { executor: String, cause: String },
     /// A landing file cannot be read as its format (a gzip stream cut off, say).
     CorruptFile { file: String, why: String },
+    /// The task's input failed as it was read (a corrupt Parquet file, say), as
+    /// opposed to its output or the task itself.
+    BadInput { why: String },
     /// A landing file's bad rows stopped its scan: its policy says fail, or there are
     /// more than its limit.
     BadRows {
@@ -48,6 +51,7 @@ impl TaskError {
             TaskError::BadRows { file, why, .. } | TaskError::CorruptFile { file, why } => {
                 format!("{file}: {why}")
             }
+            TaskError::BadInput { why } => why.clone(),
         };
         let json = serde_json::to_vec(&self).unwrap_or_default();
         DataFusionError::Execution(format!(
@@ -79,6 +83,10 @@ impl TaskError {
             TaskError::BadRows { file, why, .. } | TaskError::CorruptFile { file, why } => {
                 EngineError::BadRows { file, why }
             }
+            TaskError::BadInput { why } => EngineError::Build {
+                step: BuildStep::RunningTheQuery,
+                source: DataFusionError::Execution(why),
+            },
         }
     }
 }

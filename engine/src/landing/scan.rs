@@ -30,7 +30,7 @@ use strata_storage::landing::{
 };
 use strata_storage::{AvroFileSink, FileSink, WrittenFile, paths};
 
-use crate::task_error::{TaskError, is_unreadable};
+use crate::task_error::TaskError;
 use crate::write::ScannedFile;
 
 /// How a scan reads its files; it crosses to executors with the plan.
@@ -356,16 +356,6 @@ impl FileScan {
                 Ok(())
             }
             Err(error) => {
-                let error = if TaskError::find(&error).is_some() || is_unreadable(&error) {
-                    error
-                } else {
-                    // The same words embedded and on a cluster, where Ballista wraps errors.
-                    TaskError::CorruptFile {
-                        file: self.file.clone(),
-                        why: error.strip_backtrace(),
-                    }
-                    .into_datafusion()
-                };
                 if let (Some(sink), Some(target)) = (sink, &self.rejects) {
                     let path = std::path::Path::new(&target.table_dir).join(sink.relative());
                     if let Err(error) = std::fs::remove_file(&path) {
@@ -390,30 +380,36 @@ impl FileScan {
             )
         })?;
         let policy = self.read.policy;
-        let mut reader = match self.range {
+        let reader = match self.range {
             Some((start, end)) => {
                 let mut input = std::io::BufReader::new(file);
-                let start = skip_to(&mut input, start).map_err(DataFusionError::IoError)?;
-                LandingReader::new(
-                    Box::new(input) as Box<dyn std::io::Read + Send>,
-                    &self.read.format,
-                    Arc::clone(&self.schema),
-                    policy.max_row_bytes,
-                    self.batch_size,
-                    (start, Some(end)),
-                )?
+                let start = skip_to(&mut input, start).map_err(DataFusionError::IoError);
+                start.and_then(|start| {
+                    LandingReader::new(
+                        Box::new(input) as Box<dyn std::io::Read + Send>,
+                        &self.read.format,
+                        Arc::clone(&self.schema),
+                        policy.max_row_bytes,
+                        self.batch_size,
+                        (start, Some(end)),
+                    )
+                })
             }
-            None => LandingReader::new(
-                FileCompressionType::from(CompressionTypeVariant::from(self.read.compression))
-                    .convert_read(file)?,
-                &self.read.format,
-                Arc::clone(&self.schema),
-                policy.max_row_bytes,
-                self.batch_size,
-                (RangeStart::default(), None),
-            )?,
+            None => FileCompressionType::from(CompressionTypeVariant::from(self.read.compression))
+                .convert_read(file)
+                .and_then(|input| {
+                    LandingReader::new(
+                        input,
+                        &self.read.format,
+                        Arc::clone(&self.schema),
+                        policy.max_row_bytes,
+                        self.batch_size,
+                        (RangeStart::default(), None),
+                    )
+                }),
         };
-        while let Some(parsed) = reader.next_rows()? {
+        let mut reader = reader.map_err(|error| self.corrupt(error))?;
+        while let Some(parsed) = reader.next_rows().map_err(|error| self.corrupt(error))? {
             counts.rows_read += parsed.rows;
             counts.rows_rejected += parsed.rejects.len() as u64;
             if let Some(first) = parsed.rejects.first() {
@@ -471,6 +467,16 @@ impl FileScan {
             return Err(self.bad_rows(OnBadRow::Reject, why));
         }
         Ok(())
+    }
+
+    /// A reading error as a file that cannot be read, in the same words embedded and
+    /// on a cluster (where Ballista wraps errors in its own).
+    fn corrupt(&self, error: DataFusionError) -> DataFusionError {
+        TaskError::CorruptFile {
+            file: self.file.clone(),
+            why: error.strip_backtrace(),
+        }
+        .into_datafusion()
     }
 
     fn bad_rows(&self, policy: OnBadRow, why: String) -> DataFusionError {

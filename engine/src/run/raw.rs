@@ -16,7 +16,7 @@ use super::Build;
 use super::report::{LandingFileReport, RejectedFile, TableReport, TableStatus};
 use crate::compile::PlannedTable;
 use crate::engine::{Engine, job_name};
-use crate::error::{EngineError, Result};
+use crate::error::{BuildStep, EngineError, Result};
 use crate::expectations::Checker;
 use crate::landing::{LandingSource, RejectsTarget};
 use crate::task_error::TaskError;
@@ -112,12 +112,18 @@ pub(super) async fn build(
                     why,
                     ..
                 })
-                | Some(TaskError::CorruptFile { why, .. }) => Err((why, false)),
+                | Some(TaskError::CorruptFile { why, .. })
+                | Some(TaskError::BadInput { why }) => Err((why, false)),
                 Some(task) => {
                     cleanup::remove_with_prefix(dir.path(), &prefix);
                     return Err(task.into_engine_error(Some(&file.path)));
                 }
-                None => Err((error.strip_backtrace(), false)),
+                // Not the file's data (its output, say): the table fails and the file
+                // is read again next run.
+                None => {
+                    cleanup::remove_with_prefix(dir.path(), &prefix);
+                    return Err(EngineError::at(BuildStep::RunningTheQuery, error));
+                }
             },
         };
         match outcome {
@@ -226,12 +232,22 @@ impl Ingest<'_> {
 
         let state = ctx.state();
         let query = DFStatement::Statement(Box::new(SqlStatement::Query(self.table.query.clone())));
-        let plan = state.statement_to_plan(query).await?;
-        let physical = ctx
-            .execute_logical_plan(plan)
-            .await?
-            .create_physical_plan()
-            .await?;
+        // The query planned at compile time; planning it again can only fail on this
+        // file (a Parquet footer that cannot be read, say).
+        let physical = async {
+            let plan = state.statement_to_plan(query).await?;
+            ctx.execute_logical_plan(plan)
+                .await?
+                .create_physical_plan()
+                .await
+        }
+        .await
+        .map_err(|error| {
+            TaskError::BadInput {
+                why: error.strip_backtrace(),
+            }
+            .into_datafusion()
+        })?;
         let schema = storage_schema(&physical.schema());
         let spec = WriteSpec {
             format: FileFormat::Avro,

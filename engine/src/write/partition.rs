@@ -91,6 +91,9 @@ impl PartitionWriter {
                 let batch = match batch {
                     Ok(batch) => batch,
                     Err(error) => {
+                        if TaskError::find(&error).is_some() {
+                            return Err(DataFusionError::Execution(error.strip_backtrace()));
+                        }
                         let unreachable =
                             is_unreadable(&error) || missing_input(&self.plan, &self.context).await;
                         return Err(if unreachable {
@@ -100,7 +103,10 @@ impl PartitionWriter {
                             }
                             .into_datafusion()
                         } else {
-                            DataFusionError::Execution(error.strip_backtrace())
+                            TaskError::BadInput {
+                                why: error.strip_backtrace(),
+                            }
+                            .into_datafusion()
                         });
                     }
                 };
