@@ -33,7 +33,7 @@ pub(super) async fn build(
     build: &Build<'_>,
     table: &TableDef,
     source: &SourceTable,
-    landing: &PlannedTable,
+    planned_source: &PlannedTable,
     on_rows: &(dyn Fn(u64) + Sync),
 ) -> Result<TableReport> {
     let mut report = TableReport::new(
@@ -41,7 +41,7 @@ pub(super) async fn build(
         table.name.layer.to_string(),
         TableStatus::UpToDate,
     );
-    let source_definition = landing.landing.as_ref().ok_or_else(|| {
+    let landing = planned_source.landing.as_ref().ok_or_else(|| {
         EngineError::DataFusion(datafusion::error::DataFusionError::Internal(format!(
             "{} is planned without its landing source",
             source.name
@@ -54,7 +54,7 @@ pub(super) async fn build(
     } else {
         log.ingested()?
     };
-    let new_files: Vec<SourceFile> = source_definition
+    let new_files: Vec<SourceFile> = landing
         .list()?
         .files
         .into_iter()
@@ -75,8 +75,8 @@ pub(super) async fn build(
             build,
             table,
             source,
+            planned_source,
             landing,
-            source_definition,
             prefix: &prefix,
             index,
         };
@@ -96,7 +96,7 @@ pub(super) async fn build(
                     )
                 };
                 // A share limit is for the whole file, so it is decided here.
-                match source_definition.policy.verdict(rows_rejected, rows_read) {
+                match landing.policy.verdict(rows_rejected, rows_read) {
                     Verdict::Ingest => Ok((summary, rows_read, rows_rejected)),
                     Verdict::RejectFile(why) => Err((why, false)),
                 }
@@ -198,8 +198,8 @@ struct Ingest<'a> {
     build: &'a Build<'a>,
     table: &'a TableDef,
     source: &'a SourceTable,
-    landing: &'a PlannedTable,
-    source_definition: &'a LandingSource,
+    planned_source: &'a PlannedTable,
+    landing: &'a LandingSource,
     /// Start of the names of every file this ingestion writes.
     prefix: &'a str,
     index: usize,
@@ -216,9 +216,9 @@ impl Ingest<'_> {
         let ctx = &build.compiled.ctx;
         let table_dir = build.warehouse.table(&self.table.name).to_string();
         // The landing table is this one file, with the columns the pipeline planned.
-        let provider = self.source_definition.table(
+        let provider = self.landing.table(
             vec![file.path.clone()],
-            Arc::clone(&self.landing.schema),
+            Arc::clone(&self.planned_source.schema),
             Some(RejectsTarget {
                 table_dir: table_dir.clone(),
                 prefix: self.prefix.to_owned(),
