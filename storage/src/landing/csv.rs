@@ -133,28 +133,32 @@ impl CsvRows {
                 ));
                 continue;
             }
-            let mut values = Vec::with_capacity(self.fields.len());
-            let mut invalid = None;
-            for (index, range) in self.fields.iter().enumerate() {
-                match std::str::from_utf8(&self.unescaped[range.clone()]) {
-                    Ok(value) => values.push(value),
-                    Err(error) => {
-                        invalid = Some((index, error));
-                        break;
-                    }
-                }
-            }
-            if let Some((index, error)) = invalid {
+            // One check for the row; its fields are valid if each starts and ends on a
+            // character (two halves of one character in two fields are not).
+            let row = std::str::from_utf8(&self.unescaped).ok().filter(|row| {
+                self.fields.iter().all(|range| {
+                    row.is_char_boundary(range.start) && row.is_char_boundary(range.end)
+                })
+            });
+            let Some(row) = row else {
+                let (index, valid_up_to) = self
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .find_map(|(index, range)| {
+                        std::str::from_utf8(&self.unescaped[range.clone()])
+                            .err()
+                            .map(|error| (index, error.valid_up_to()))
+                    })
+                    .unwrap_or((0, 0));
                 rejects.push(reject(
                     Some(&self.columns[index]),
-                    format!(
-                        "not valid UTF-8 (byte {} of the value)",
-                        error.valid_up_to() + 1
-                    ),
+                    format!("not valid UTF-8 (byte {} of the value)", valid_up_to + 1),
                 ));
                 continue;
-            }
-            for (builder, value) in builders.iter_mut().zip(values) {
+            };
+            for (builder, range) in builders.iter_mut().zip(&self.fields) {
+                let value = &row[range.clone()];
                 let null = match &self.null_regex {
                     Some(regex) => regex.is_match(value),
                     None => value.is_empty(),
@@ -364,5 +368,24 @@ mod tests {
             ]
         );
         assert_eq!(rejects[1].column.as_deref(), Some("score"));
+    }
+
+    #[test]
+    fn a_character_split_across_two_fields_is_not_valid_text() {
+        let mut text = b"id,name,score\n1,a".to_vec();
+        text.extend([0xc3, b',', 0xa9]);
+        text.push(b'\n');
+        let mut reader = LineReader::new(text.as_slice(), 1_000, None);
+        let mut chunk = Chunk::default();
+        reader.fill(&mut chunk, 100).unwrap();
+        let mut rows = CsvRows::new(
+            CsvLayout::default(),
+            vec!["id".into(), "name".into(), "score".into()],
+        )
+        .unwrap();
+        let mut rejects = Vec::new();
+        let (_, metas) = rows.parse(&chunk, 1_000, &mut rejects);
+        assert!(metas.is_empty());
+        assert_eq!(rejects[0].column.as_deref(), Some("name"));
     }
 }
