@@ -31,6 +31,19 @@ CREATE TABLE raw.events PARTITIONED BY (ingest_date)
 AS SELECT *, CURRENT_DATE AS ingest_date FROM landing.events;
 """
 
+# The same events as NDJSON (gzip), for the JSON reader.
+NDJSON_PIPELINE = """
+CREATE EXTERNAL TABLE landing.events (
+  event_id VARCHAR NOT NULL, ts TIMESTAMP, job_id BIGINT, candidate_id VARCHAR,
+  kind VARCHAR, publisher VARCHAR, campaign VARCHAR
+) STORED AS JSON LOCATION 'landing/events/' OPTIONS ('format.compression' 'gzip');
+
+CREATE TABLE raw.events PARTITIONED BY (ingest_date)
+AS SELECT *, CURRENT_DATE AS ingest_date FROM landing.events;
+"""
+
+COLUMNS = ["event_id", "ts", "job_id", "candidate_id", "kind", "publisher", "campaign"]
+
 # One bad row in a thousand, of four kinds in turn.
 EVERY = 1000
 
@@ -48,26 +61,48 @@ def corrupt(line, kind):
     return ",".join(fields)
 
 
-def bad_copy(clean, bad):
-    """Copies the events with every EVERY-th row made bad; returns how many."""
-    os.makedirs(os.path.join(bad, "landing", "events"))
+def corrupt_json(line, kind):
+    if kind == 0:
+        return line.replace('"job_id": ', '"job_id": "n/a", "was": ', 1)  # not a number
+    if kind == 1:
+        return line[: len(line) // 2]  # cut off: malformed JSON
+    if kind == 2:
+        return line.replace('"ts": "', '"ts": "yesterday', 1)  # not a timestamp
+    return "[" + line + "]"  # JSON, but not an object
+
+
+def to_ndjson(csv_line):
+    values = csv_line.split(",")
+    row = dict(zip(COLUMNS, values))
+    row["job_id"] = int(row["job_id"]) if row["job_id"] else None
+    return json.dumps(row)
+
+
+def copy(clean, target_dir, ndjson, bad):
+    """Copies the clean events (as CSV or NDJSON), every EVERY-th row made bad when
+    `bad`; returns how many were."""
+    os.makedirs(os.path.join(target_dir, "landing", "events"))
     count = 0
     for path in sorted(glob.glob(os.path.join(clean, "landing", "events", "*.csv.gz"))):
         with gzip.open(path, "rt") as source:
             lines = source.read().split("\n")
-        for index in range(1, len(lines)):
-            if lines[index] and index % EVERY == EVERY // 2:
-                lines[index] = corrupt(lines[index], count % 4)
+        if ndjson:
+            lines = [to_ndjson(line) for line in lines[1:] if line]
+        first = 0 if ndjson else 1
+        for index in range(first, len(lines)):
+            if bad and lines[index] and index % EVERY == EVERY // 2:
+                fix = corrupt_json if ndjson else corrupt
+                lines[index] = fix(lines[index], count % 4)
                 count += 1
-        target = os.path.join(bad, "landing", "events", os.path.basename(path))
-        with gzip.open(target, "wt", compresslevel=6) as out:
+        name = os.path.basename(path).replace(".csv.gz", ".ndjson.gz" if ndjson else ".csv.gz")
+        with gzip.open(os.path.join(target_dir, "landing", "events", name), "wt", compresslevel=6) as out:
             out.write("\n".join(lines))
     return count
 
 
 def uncompressed_bytes(warehouse):
     total = 0
-    for path in glob.glob(os.path.join(warehouse, "landing", "events", "*.csv.gz")):
+    for path in glob.glob(os.path.join(warehouse, "landing", "events", "*.gz")):
         with gzip.open(path, "rb") as source:
             while chunk := source.read(1 << 20):
                 total += len(chunk)
@@ -122,23 +157,27 @@ def main():
     parser.add_argument("--scale", default="4")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-duckdb", action="store_true")
+    parser.add_argument("--format", choices=["csv", "ndjson"], default="csv")
     args = parser.parse_args()
+    ndjson = args.format == "ndjson"
     strata = os.path.abspath(args.strata)
 
     work = tempfile.mkdtemp(prefix="strata-rejects-bench-")
+    generated = os.path.join(work, "generated")
     clean = os.path.join(work, "clean")
     bad = os.path.join(work, "bad")
     subprocess.run(
-        [strata, "gen", "--scale", args.scale, "--no-bad-data", "--out", clean],
+        [strata, "gen", "--scale", args.scale, "--no-bad-data", "--out", generated],
         check=True,
         capture_output=True,
     )
-    injected = bad_copy(clean, bad)
+    copy(generated, clean, ndjson, bad=False)
+    injected = copy(generated, bad, ndjson, bad=True)
     pipeline = os.path.join(work, "events.sql")
     with open(pipeline, "w") as handle:
-        handle.write(PIPELINE)
+        handle.write(NDJSON_PIPELINE if ndjson else PIPELINE)
     megabytes = uncompressed_bytes(clean) / 1e6
-    print(f"scale {args.scale}: {megabytes:.0f} MB of gzip CSV events uncompressed, "
+    print(f"scale {args.scale}: {megabytes:.0f} MB of gzip {args.format} events uncompressed, "
           f"{injected} bad rows injected (1 in {EVERY})")
 
     walls = {"clean": [], "bad": [], "duckdb clean": [], "duckdb bad": []}
@@ -151,7 +190,7 @@ def main():
             wall, table = run_strata(strata, warehouse, pipeline)
             walls[mode].append(wall)
             counts[mode] = (table["rows_read"], table["rows_written"], table["rows_rejected"])
-        if not args.no_duckdb:
+        if not args.no_duckdb and not ndjson:
             for mode, warehouse in (("duckdb clean", clean), ("duckdb bad", bad)):
                 wall, rejected = run_duckdb(warehouse, os.path.join(work, "out.parquet"))
                 walls[mode].append(wall)

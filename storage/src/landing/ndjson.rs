@@ -100,20 +100,36 @@ impl NdjsonRows {
         if let Some(batch) = self.decode_all(&texts) {
             return Ok((batch.columns().to_vec(), rows));
         }
-        // Some line is not one object that fits: find which, line by line.
+        // Some line is not one JSON object: set those aside (a cheap syntax check),
+        // then decode the others together again.
         let mut kept_rows = Vec::with_capacity(rows.len());
-        let mut batches = Vec::with_capacity(rows.len());
+        let mut kept_texts = Vec::with_capacity(rows.len());
         for (line, text) in rows.into_iter().zip(texts) {
+            match one_object(text) {
+                Ok(()) => {
+                    kept_rows.push(line);
+                    kept_texts.push(text);
+                }
+                Err(reason) => rejects.push(reject(chunk, &line, reason)),
+            }
+        }
+        if let Some(batch) = self.decode_all(&kept_texts) {
+            return Ok((batch.columns().to_vec(), kept_rows));
+        }
+        // A value the decoder refuses (an object where text goes, say): line by line.
+        let mut rows = Vec::with_capacity(kept_rows.len());
+        let mut batches = Vec::with_capacity(kept_rows.len());
+        for (line, text) in kept_rows.into_iter().zip(kept_texts) {
             match self.decode_one(text) {
                 Ok(batch) => {
                     batches.push(batch);
-                    kept_rows.push(line);
+                    rows.push(line);
                 }
                 Err(reason) => rejects.push(reject(chunk, &line, reason)),
             }
         }
         let batch = concat_batches(&self.text_schema, &batches)?;
-        Ok((batch.columns().to_vec(), kept_rows))
+        Ok((batch.columns().to_vec(), rows))
     }
 
     /// One line as one row, or why it is not one.
@@ -129,6 +145,16 @@ impl NdjsonRows {
             Some(batch) if batch.num_rows() == 1 => Ok(batch),
             _ => Err("the line does not hold exactly one JSON object".to_owned()),
         }
+    }
+}
+
+/// Whether a line is exactly one JSON object, checked without building it.
+fn one_object(text: &[u8]) -> std::result::Result<(), String> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(text)
+        .map_err(|error| format!("malformed JSON: {error}"))?;
+    match text.iter().find(|byte| !byte.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        _ => Err("the line is JSON but not an object".to_owned()),
     }
 }
 
@@ -158,7 +184,8 @@ mod tests {
                     \n\
                     [3]\n\
                     {\"id\": \"four\", \"name\": \"dee\"}\n\
-                    {\"id\": 5, \"name\": 55, \"extra\": true}\n";
+                    {\"id\": 5, \"name\": 55, \"extra\": true}\n\
+                    {\"id\": 6, \"name\": {\"first\": \"an\"}}\n";
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, true),
             Field::new("name", DataType::Utf8, true),
@@ -182,6 +209,7 @@ mod tests {
         assert_eq!(found[0].0, 2);
         assert!(found[0].2.starts_with("malformed JSON"), "{}", found[0].2);
         assert_eq!(found[1], (4, None, "the line is JSON but not an object"));
-        assert_eq!(found[2], (5, Some("id"), "'four' is not a BIGINT"));
+        assert_eq!(found[2].0, 7, "an object where text goes: {found:?}");
+        assert_eq!(found[3], (5, Some("id"), "'four' is not a BIGINT"));
     }
 }
