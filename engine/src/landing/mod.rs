@@ -259,3 +259,73 @@ fn csv_layout(options: &datafusion::config::CsvOptions, state: &SessionState) ->
             .unwrap_or(catalog.newlines_in_values),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::SessionContext;
+    use datafusion::sql::parser::DFParser;
+    use strata_storage::landing::{Limit, OnBadRow};
+
+    use super::*;
+
+    async fn source(sql: &str) -> Result<LandingSource> {
+        let mut statements = DFParser::parse_sql(sql)?;
+        let Some(DFStatement::CreateExternalTable(definition)) = statements.pop_front() else {
+            panic!("not an external table: {sql}")
+        };
+        LandingSource::from_definition(&definition, &SessionContext::new().state()).await
+    }
+
+    #[tokio::test]
+    async fn a_definition_is_read_once_with_its_policy_format_and_suffixes() {
+        let json = source(
+            "CREATE EXTERNAL TABLE landing.e (id BIGINT) STORED AS NDJSON LOCATION '/l/e/' \
+             OPTIONS ('format.compression' 'gzip', 'bad_rows' 'fail_file', 'bad_rows.limit' '3')",
+        )
+        .await
+        .unwrap();
+        assert_eq!(json.kind, FileKind::Json);
+        assert_eq!(json.compression, Compression::Gzip);
+        assert_eq!(json.policy.on_bad_row, OnBadRow::FailFile);
+        assert_eq!(json.policy.limit, Limit::Rows(3));
+        assert_eq!(json.suffixes(), [".json.gz", ".ndjson.gz", ".jsonl.gz"]);
+        assert_eq!(json.row_format, Some(RowFormat::Ndjson));
+
+        let csv = source(
+            "CREATE EXTERNAL TABLE landing.c (id BIGINT) STORED AS CSV LOCATION '/l/c/' \
+             OPTIONS ('format.delimiter' ';', 'format.has_header' 'false')",
+        )
+        .await
+        .unwrap();
+        let Some(RowFormat::Csv(layout)) = csv.row_format else {
+            panic!("CSV is read row by row")
+        };
+        assert_eq!((layout.delimiter, layout.has_header), (b';', false));
+    }
+
+    #[tokio::test]
+    async fn unknown_formats_and_options_are_errors_that_say_so() {
+        let xml = source("CREATE EXTERNAL TABLE landing.x STORED AS XML LOCATION '/l/x/'")
+            .await
+            .unwrap_err();
+        assert!(
+            xml.to_string()
+                .contains("STORED AS XML is not a landing format"),
+            "{xml}"
+        );
+        let typo = source(
+            "CREATE EXTERNAL TABLE landing.c (id BIGINT) STORED AS CSV LOCATION '/l/c/' \
+             OPTIONS ('format.delimeter' ';')",
+        )
+        .await
+        .unwrap_err();
+        assert!(typo.to_string().contains("delimeter"), "{typo}");
+        let policy = source(
+            "CREATE EXTERNAL TABLE landing.c (id BIGINT) STORED AS CSV LOCATION '/l/c/' \
+             OPTIONS ('bad_rows' 'ignore')",
+        )
+        .await
+        .unwrap_err();
+        assert!(policy.to_string().contains("'fail_run'"), "{policy}");
+    }
+}

@@ -498,3 +498,49 @@ fn describe(reject: &Reject) -> String {
     };
     format!("{place}{}", reject.reason)
 }
+
+#[cfg(test)]
+mod tests {
+    use strata_storage::landing::CsvLayout;
+
+    use super::*;
+
+    #[test]
+    fn large_uncompressed_files_are_cut_into_ranges_that_cover_them_exactly() {
+        let dir = std::env::temp_dir().join(format!("strata-split-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big.csv");
+        std::fs::write(&big, vec![b'x'; 1001]).unwrap();
+        let small = dir.join("small.csv");
+        std::fs::write(&small, b"x").unwrap();
+        let files = [big.display().to_string(), small.display().to_string()];
+        let mut read = ReadSpec {
+            format: RowFormat::Csv(CsvLayout::default()),
+            compression: Compression::Uncompressed,
+            policy: BadRowPolicy::default(),
+        };
+        let parts = split(&files, &read, 3, 100);
+        let ranges: Vec<_> = parts.iter().map(|part| part.range).collect();
+        assert_eq!(
+            ranges,
+            [Some((0, 334)), Some((334, 668)), Some((668, 1001)), None]
+        );
+        read.compression = Compression::Gzip;
+        assert!(
+            split(&files, &read, 3, 100)
+                .iter()
+                .all(|part| part.range.is_none())
+        );
+        read.compression = Compression::Uncompressed;
+        read.format = RowFormat::Csv(CsvLayout {
+            newlines_in_values: true,
+            ..CsvLayout::default()
+        });
+        assert_eq!(
+            split(&files, &read, 3, 100).len(),
+            2,
+            "rows may span ranges"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
