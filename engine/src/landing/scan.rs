@@ -431,13 +431,15 @@ impl FileScan {
                 };
                 sink.write(&rejects_batch(&self.file, &target.run_id, &parsed.rejects)?)?;
             }
-            let batch = match &self.projection {
-                Some(indices) => parsed.batch.project(indices)?,
-                None => parsed.batch,
-            };
-            if batch.num_rows() > 0 && tx.blocking_send(Ok(batch)).is_err() {
-                // The reader above stopped (cancelled, or failed elsewhere).
-                return Ok(());
+            for batch in parsed.batches {
+                let batch = match &self.projection {
+                    Some(indices) => batch.project(indices)?,
+                    None => batch,
+                };
+                if tx.blocking_send(Ok(batch)).is_err() {
+                    // The reader above stopped (cancelled, or failed elsewhere).
+                    return Ok(());
+                }
             }
         }
         // A share limit is decided for the whole file, by the orchestrator.

@@ -358,8 +358,9 @@ mod tests {
             Field::new("name", DataType::Utf8, true),
             Field::new("score", DataType::Float64, false),
         ]));
-        let batch = to_declared(&schema, columns, &metas, &chunk, &mut rejects).unwrap();
-        assert_eq!(batch.num_rows(), 1);
+        let batches = to_declared(&schema, columns, &metas, &chunk, &mut rejects).unwrap();
+        assert_eq!(batches.len(), 1, "the good row before the bad ones");
+        assert_eq!(batches[0].num_rows(), 1);
         assert_eq!(
             reasons(&rejects)[1..],
             [

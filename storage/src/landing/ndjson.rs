@@ -196,7 +196,9 @@ mod tests {
         let parser = NdjsonRows::new(&schema);
         let mut rejects = Vec::new();
         let (columns, rows) = parser.parse(&chunk, 1_000, &mut rejects).unwrap();
-        let batch = to_declared(&schema, columns, &rows, &chunk, &mut rejects).unwrap();
+        let batches = to_declared(&schema, columns, &rows, &chunk, &mut rejects).unwrap();
+        let batch = datafusion::arrow::compute::concat_batches(&schema, &batches).unwrap();
+        assert_eq!(batches.len(), 2, "slices around the bad row between them");
         let ids = batch
             .column(0)
             .as_primitive::<datafusion::arrow::datatypes::Int64Type>();

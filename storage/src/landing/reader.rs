@@ -21,10 +21,11 @@ pub enum RowFormat {
     Ndjson,
 }
 
-/// Rows read together: the good ones, and the bad ones set aside.
+/// Rows read together: the good ones (in one or more batches), and the bad ones set
+/// aside.
 #[derive(Debug)]
 pub struct Parsed {
-    pub batch: RecordBatch,
+    pub batches: Vec<RecordBatch>,
     /// Rows read (good and bad; not blank lines, comments or the header).
     pub rows: u64,
     pub rejects: Vec<Reject>,
@@ -109,10 +110,10 @@ impl<R: Read> LandingReader<R> {
                 // Only blank lines, comments or the header: read on.
                 continue;
             }
-            let batch = to_declared(&self.schema, columns, &rows, &self.chunk, &mut rejects)?;
+            let batches = to_declared(&self.schema, columns, &rows, &self.chunk, &mut rejects)?;
             rejects.sort_by_key(|reject| reject.line);
             return Ok(Some(Parsed {
-                batch,
+                batches,
                 rows: read,
                 rejects,
             }));

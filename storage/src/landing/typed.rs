@@ -3,10 +3,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions,
-};
-use datafusion::arrow::compute::{CastOptions, cast_with_options, filter};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::util::display::FormatOptions;
 use datafusion::error::Result;
@@ -18,14 +16,15 @@ use super::rejects::{Reject, bounded_text};
 const QUOTED_VALUE_LIMIT: usize = 60;
 
 /// Casts each column (text, or already typed) to its field's type and keeps the rows
-/// whose every value fits; each other row becomes a reject naming its first bad column.
+/// whose every value fits, as zero-copy slices between the bad rows; each bad row
+/// becomes a reject naming its first bad column.
 pub fn to_declared(
     schema: &SchemaRef,
     columns: Vec<ArrayRef>,
     rows: &[LineMeta],
     chunk: &Chunk,
     rejects: &mut Vec<Reject>,
-) -> Result<RecordBatch> {
+) -> Result<Vec<RecordBatch>> {
     let safe = CastOptions {
         safe: true,
         format_options: FormatOptions::default(),
@@ -62,31 +61,42 @@ pub fn to_declared(
         }
         typed.push(cast);
     }
-    let keep: BooleanArray = bad.iter().map(|bad| Some(bad.is_none())).collect();
+    let mut slices = Vec::new();
+    let mut good_from = 0;
     for (row, bad) in bad.into_iter().enumerate() {
-        if let Some((index, reason)) = bad {
-            let line = &rows[row];
-            rejects.push(Reject {
-                line: Some(line.number),
-                byte_offset: Some(line.offset),
-                column: Some(schema.field(index).name().clone()),
-                reason,
-                raw_text: Some(bounded_text(chunk.text(line))),
-                raw_bytes: Some(line.length),
-            });
-        }
+        let Some((index, reason)) = bad else {
+            continue;
+        };
+        let line = &rows[row];
+        rejects.push(Reject {
+            line: Some(line.number),
+            byte_offset: Some(line.offset),
+            column: Some(schema.field(index).name().clone()),
+            reason,
+            raw_text: Some(bounded_text(chunk.text(line))),
+            raw_bytes: Some(line.length),
+        });
+        slices.push(good_from..row);
+        good_from = row + 1;
     }
-    // The rejected rows may hold nulls a NOT NULL column refuses: filter them first.
-    let mut kept = Vec::with_capacity(typed.len());
-    for column in &typed {
-        kept.push(filter(column, &keep)?);
-    }
-    let options = RecordBatchOptions::new().with_row_count(Some(keep.true_count()));
-    Ok(RecordBatch::try_new_with_options(
-        Arc::clone(schema),
-        kept,
-        &options,
-    )?)
+    slices.push(good_from..rows.len());
+    // Each slice holds only good rows, so a NOT NULL column has no null in it.
+    slices
+        .into_iter()
+        .filter(|range| !range.is_empty())
+        .map(|range| {
+            let columns = typed
+                .iter()
+                .map(|column| column.slice(range.start, range.len()))
+                .collect();
+            let options = RecordBatchOptions::new().with_row_count(Some(range.len()));
+            Ok(RecordBatch::try_new_with_options(
+                Arc::clone(schema),
+                columns,
+                &options,
+            )?)
+        })
+        .collect()
 }
 
 /// A value as a reason quotes it: its start, if it is long.
