@@ -170,6 +170,11 @@ fn local_path(path: &str) -> &str {
     path.strip_prefix("file://").unwrap_or(path)
 }
 
+/// Batches a scan may parse ahead of the plan above it: enough for the good rows of a
+/// few chunks, which leave as several slices when a chunk has bad rows, so parsing
+/// and writing overlap.
+const BATCHES_AHEAD: usize = 32;
+
 /// Rejects files started in this process; part of their names, as for data files.
 static REJECT_WRITERS: AtomicU64 = AtomicU64::new(0);
 
@@ -297,7 +302,7 @@ impl ExecutionPlan for LandingScanExec {
     ) -> Result<SendableRecordBatchStream> {
         let mut builder = RecordBatchReceiverStreamBuilder::new(
             self.properties.eq_properties.schema().clone(),
-            2,
+            BATCHES_AHEAD,
         );
         if let Some(part) = self.parts.get(partition) {
             let job = FileScan {
