@@ -14,7 +14,6 @@ pub use lines::{RangeStart, skip_to};
 pub use policy::{BadRowPolicy, Limit, OnBadRow, Verdict};
 pub use reader::{LandingReader, Parsed, RowFormat};
 pub use rejects::{RAW_TEXT_LIMIT, Reject, rejects_batch, rejects_schema};
-pub use typed::sql_type;
 
 use std::path::Path;
 use std::time::UNIX_EPOCH;

@@ -114,7 +114,7 @@ fn quoted(column: &ArrayRef, row: usize) -> String {
 }
 
 /// A column type as it is written in a pipeline's SQL.
-pub fn sql_type(data_type: &DataType) -> String {
+fn sql_type(data_type: &DataType) -> String {
     match data_type {
         DataType::Boolean => "BOOLEAN".into(),
         DataType::Int8 => "TINYINT".into(),
