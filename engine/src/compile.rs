@@ -209,7 +209,7 @@ async fn plan_source(source: &SourceTable, warehouse: &Warehouse, ctx: &SessionC
             ),
         ]);
     }
-    let files: Vec<String> = listing.files.into_iter().map(|file| file.path).collect();
+    let files = listing.files;
     let registered = async {
         let schema = landing.schema(&files, &state).await?;
         let provider = landing.table(files, Arc::clone(&schema), None, false)?;

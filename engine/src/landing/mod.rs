@@ -19,6 +19,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::sql::parser::{CreateExternalTable, Statement as DFStatement};
+use strata_storage::SourceFile;
 use strata_storage::landing::{
     BadRowPolicy, Compression, CsvLayout, FileKind, Listing, RowFormat, file_suffixes, list_files,
     policy,
@@ -143,7 +144,7 @@ impl LandingSource {
     }
 
     /// The columns: declared ones, or those inferred from `files`.
-    pub async fn schema(&self, files: &[String], session: &dyn Session) -> Result<SchemaRef> {
+    pub async fn schema(&self, files: &[SourceFile], session: &dyn Session) -> Result<SchemaRef> {
         if let Some(declared) = &self.declared {
             return Ok(Arc::clone(declared));
         }
@@ -170,7 +171,7 @@ impl LandingSource {
     /// task of Strata's scan would read them all.
     pub fn table(
         &self,
-        files: Vec<String>,
+        files: Vec<SourceFile>,
         schema: SchemaRef,
         rejects: Option<RejectsTarget>,
         split_files: bool,
@@ -202,8 +203,11 @@ impl LandingSource {
     }
 }
 
-fn urls(files: &[String]) -> Result<Vec<ListingTableUrl>> {
-    files.iter().map(ListingTableUrl::parse).collect()
+fn urls(files: &[SourceFile]) -> Result<Vec<ListingTableUrl>> {
+    files
+        .iter()
+        .map(|file| ListingTableUrl::parse(&file.path))
+        .collect()
 }
 
 /// An option's value as text, without the quotes SQL wrote around it.

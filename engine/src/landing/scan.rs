@@ -28,7 +28,7 @@ use strata_storage::landing::{
     BadRowPolicy, Compression, LandingReader, Limit, OnBadRow, RangeStart, Reject, RowFormat,
     Verdict, rejects_batch, rejects_schema, skip_to,
 };
-use strata_storage::{AvroFileSink, FileSink, WrittenFile, paths};
+use strata_storage::{AvroFileSink, FileSink, SourceFile, WrittenFile, paths};
 
 use crate::task_error::TaskError;
 use crate::write::ScannedFile;
@@ -68,7 +68,7 @@ pub struct ScanOutcome {
 /// CSV or NDJSON landing files as a table, read row by row.
 #[derive(Debug)]
 pub struct LandingTable {
-    files: Vec<String>,
+    files: Vec<SourceFile>,
     schema: SchemaRef,
     read: ReadSpec,
     rejects: Option<RejectsTarget>,
@@ -78,7 +78,7 @@ pub struct LandingTable {
 
 impl LandingTable {
     pub fn new(
-        files: Vec<String>,
+        files: Vec<SourceFile>,
         schema: SchemaRef,
         read: ReadSpec,
         rejects: Option<RejectsTarget>,
@@ -136,12 +136,20 @@ impl TableProvider for LandingTable {
 
 /// The parts the files are read in: a large uncompressed file whose rows end at line
 /// breaks is cut into byte ranges, as DataFusion cuts its own scans.
-fn split(files: &[String], read: &ReadSpec, partitions: usize, min_bytes: u64) -> Vec<FilePart> {
+fn split(
+    files: &[SourceFile],
+    read: &ReadSpec,
+    partitions: usize,
+    min_bytes: u64,
+) -> Vec<FilePart> {
     let splittable = read.compression == Compression::Uncompressed
         && !matches!(&read.format, RowFormat::Csv(layout) if layout.newlines_in_values);
     let mut parts = Vec::new();
-    for path in files {
-        let size = std::fs::metadata(local_path(path)).map_or(0, |meta| meta.len());
+    for SourceFile {
+        path, size: bytes, ..
+    } in files
+    {
+        let size = *bytes;
         let ranges = if splittable && partitions > 1 && size >= min_bytes.max(1) {
             partitions as u64
         } else {
@@ -514,13 +522,12 @@ mod tests {
 
     #[test]
     fn large_uncompressed_files_are_cut_into_ranges_that_cover_them_exactly() {
-        let dir = std::env::temp_dir().join(format!("strata-split-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let big = dir.join("big.csv");
-        std::fs::write(&big, vec![b'x'; 1001]).unwrap();
-        let small = dir.join("small.csv");
-        std::fs::write(&small, b"x").unwrap();
-        let files = [big.display().to_string(), small.display().to_string()];
+        let file = |path: &str, size| SourceFile {
+            path: path.into(),
+            size,
+            modified_ms: 0,
+        };
+        let files = [file("/l/big.csv", 1001), file("/l/small.csv", 1)];
         let mut read = ReadSpec {
             format: RowFormat::Csv(CsvLayout::default()),
             compression: Compression::Uncompressed,
@@ -548,6 +555,5 @@ mod tests {
             2,
             "rows may span ranges"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -82,18 +82,16 @@ pub(super) async fn build(
         };
         let outcome = match ingest.run(&file, &on_file_rows).await {
             Ok(summary) => {
-                let scanned: Vec<_> = summary
-                    .scanned
-                    .iter()
-                    .filter(|scanned| scanned.path == file.path)
-                    .collect();
-                let (rows_read, rows_rejected) = if scanned.is_empty() {
+                // The job read this one file: its scans' counts are the file's.
+                let (rows_read, rows_rejected) = if summary.scanned.is_empty() {
                     (summary.rows_read, 0)
                 } else {
-                    (
-                        scanned.iter().map(|s| s.rows_read).sum(),
-                        scanned.iter().map(|s| s.rows_rejected).sum(),
-                    )
+                    summary
+                        .scanned
+                        .iter()
+                        .fold((0, 0), |(read, rejected), scanned| {
+                            (read + scanned.rows_read, rejected + scanned.rows_rejected)
+                        })
                 };
                 // A share limit is for the whole file, so it is decided here.
                 match landing.policy.verdict(rows_rejected, rows_read) {
@@ -217,7 +215,7 @@ impl Ingest<'_> {
         let table_dir = build.warehouse.table(&self.table.name).to_string();
         // The landing table is this one file, with the columns the pipeline planned.
         let provider = self.landing.table(
-            vec![file.path.clone()],
+            vec![file.clone()],
             Arc::clone(&self.planned_source.schema),
             Some(RejectsTarget {
                 table_dir: table_dir.clone(),

@@ -246,9 +246,11 @@ mod tests {
     use super::super::typed::to_declared;
     use super::*;
 
-    fn parse(text: &str, layout: CsvLayout) -> (Vec<Vec<Option<String>>>, Vec<Reject>) {
+    /// Splits `text` (columns id, name, score) into its chunk, text columns, good
+    /// rows and rejects.
+    fn split(text: &[u8], layout: CsvLayout) -> (Chunk, Vec<ArrayRef>, Vec<LineMeta>, Vec<Reject>) {
         let mut reader = LineReader::new(
-            text.as_bytes(),
+            text,
             1_000,
             layout
                 .newlines_in_values
@@ -263,6 +265,11 @@ mod tests {
             CsvRows::new(layout, vec!["id".into(), "name".into(), "score".into()]).unwrap();
         let mut rejects = Vec::new();
         let (columns, metas) = rows.parse(&chunk, 1_000, &mut rejects);
+        (chunk, columns, metas, rejects)
+    }
+
+    fn parse(text: &str, layout: CsvLayout) -> (Vec<Vec<Option<String>>>, Vec<Reject>) {
+        let (_, columns, metas, rejects) = split(text.as_bytes(), layout);
         let values = (0..metas.len())
             .map(|row| {
                 columns
@@ -335,16 +342,7 @@ mod tests {
         let mut text = b"id,name,score\n1,ok,1\n2,".to_vec();
         text.extend([0xff, 0xfe]);
         text.extend(b",2\n3,c,notanumber\n4,d,\n");
-        let mut reader = LineReader::new(text.as_slice(), 1_000, None);
-        let mut chunk = Chunk::default();
-        reader.fill(&mut chunk, 100).unwrap();
-        let mut rows = CsvRows::new(
-            CsvLayout::default(),
-            vec!["id".into(), "name".into(), "score".into()],
-        )
-        .unwrap();
-        let mut rejects = Vec::new();
-        let (columns, metas) = rows.parse(&chunk, 1_000, &mut rejects);
+        let (chunk, columns, metas, mut rejects) = split(&text, CsvLayout::default());
         assert_eq!(rejects.len(), 1);
         assert_eq!(rejects[0].column.as_deref(), Some("name"));
         assert!(
@@ -376,16 +374,7 @@ mod tests {
         let mut text = b"id,name,score\n1,a".to_vec();
         text.extend([0xc3, b',', 0xa9]);
         text.push(b'\n');
-        let mut reader = LineReader::new(text.as_slice(), 1_000, None);
-        let mut chunk = Chunk::default();
-        reader.fill(&mut chunk, 100).unwrap();
-        let mut rows = CsvRows::new(
-            CsvLayout::default(),
-            vec!["id".into(), "name".into(), "score".into()],
-        )
-        .unwrap();
-        let mut rejects = Vec::new();
-        let (_, metas) = rows.parse(&chunk, 1_000, &mut rejects);
+        let (_, _, metas, rejects) = split(&text, CsvLayout::default());
         assert!(metas.is_empty());
         assert_eq!(rejects[0].column.as_deref(), Some("name"));
     }
