@@ -356,6 +356,26 @@ fn bad_rows_are_rejected_one_at_a_time_and_the_counts_add_up() {
         "{}",
         stderr(&unknown)
     );
+    let no_layer = strata(&["rejects", "readings", "--warehouse", wh]);
+    assert!(!no_layer.status.success());
+    assert!(
+        stderr(&no_layer).contains("readings is not a table name; name a raw table as raw.<table>"),
+        "{}",
+        stderr(&no_layer)
+    );
+    let missing = dir.join("no-such-warehouse");
+    let nowhere = strata(&[
+        "rejects",
+        "raw.readings",
+        "--warehouse",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(!nowhere.status.success());
+    assert!(
+        stderr(&nowhere).contains("has no raw table raw.readings"),
+        "{}",
+        stderr(&nowhere)
+    );
     let enriched = strata(&["rejects", "enriched.readings", "--warehouse", wh]);
     assert!(
         stderr(&enriched).contains("not in the raw layer"),
