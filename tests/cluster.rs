@@ -25,6 +25,8 @@ pub struct Cluster {
     work_dirs: Vec<PathBuf>,
     /// A directory new executors do not see: a private mount covers it.
     hidden: Option<PathBuf>,
+    /// Environment of every process (a store's endpoint and credentials).
+    env: Vec<(String, String)>,
     pub address: String,
 }
 
@@ -36,6 +38,16 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with more arguments for `strata scheduler`.
     pub fn start_with(name: &str, executors: usize, scheduler_args: &[&str]) -> Cluster {
+        Self::start_in(name, executors, scheduler_args, &[])
+    }
+
+    /// Like [`Cluster::start_with`], every process with `env` set.
+    pub fn start_in(
+        name: &str,
+        executors: usize,
+        scheduler_args: &[&str],
+        env: &[(String, String)],
+    ) -> Cluster {
         let mut scheduler = Command::new(env!("CARGO_BIN_EXE_strata"))
             .args([
                 "scheduler",
@@ -45,6 +57,7 @@ impl Cluster {
                 "5",
             ])
             .args(scheduler_args)
+            .envs(env.iter().cloned())
             .env_remove("STRATA_FLIGHT_USERS")
             .env_remove("STRATA_FLIGHT_CONFIG")
             .stdout(Stdio::piped())
@@ -62,6 +75,7 @@ impl Cluster {
             executors: Vec::new(),
             work_dirs: Vec::new(),
             hidden: None,
+            env: env.to_vec(),
             address,
         };
         for index in 0..executors {
@@ -104,6 +118,7 @@ impl Cluster {
             ])
             .args(["--health-port", &health_port.to_string()])
             .args(["--work-dir", work_dir.to_str().unwrap()])
+            .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -220,7 +235,7 @@ fn contents(warehouse: &Path) -> Vec<(String, String)> {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut tables = Vec::new();
-        for table in published_tables(&Warehouse::local(warehouse)).unwrap() {
+        for table in published_tables(&Warehouse::local(warehouse)).await.unwrap() {
             let ctx = SessionContext::new();
             let provider = open(&table, None, &ctx.state(), DeltaReader::Native)
                 .await

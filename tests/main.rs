@@ -11,5 +11,6 @@ mod publish;
 mod rejects;
 mod run;
 mod slt;
+mod stores;
 mod support;
 mod top_k;

@@ -197,7 +197,7 @@ impl PipelineDb {
         strata_udfs::register_all(&ctx);
         strata_engine::compile::register_layers(&ctx)?;
         let warehouse = strata_storage::Warehouse::local(&self.warehouse);
-        for table in published_tables(&warehouse)? {
+        for table in published_tables(&warehouse).await? {
             let provider = open(&table, None, &ctx.state(), DeltaReader::Native).await?;
             ctx.register_table(table.name.to_string().as_str(), provider)?;
         }

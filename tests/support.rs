@@ -60,8 +60,14 @@ pub fn manifest_count(dir: &Path, key: &str) -> u64 {
 /// interpreter tears down their thread pools ("terminate called without an active
 /// exception") after all output is written, which would fail a correct check.
 pub fn python(args: &[&str]) -> String {
+    python_with(args, &[])
+}
+
+/// Runs `python3` as [`python`] does, with `env` set.
+pub fn python_with(args: &[&str], env: &[(String, String)]) -> String {
     let output = Command::new("python3")
         .args(args)
+        .envs(env.iter().cloned())
         .output()
         .expect("python3 runs");
     assert!(

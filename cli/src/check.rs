@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::Args;
 use strata_engine::{Engine, compile};
 use strata_language::{Sources, Statement, WriteMode};
-use strata_storage::Warehouse;
 
 use crate::error::CliError;
 
@@ -18,13 +17,13 @@ pub struct CheckArgs {
     pub pipeline: Vec<PathBuf>,
     /// Warehouse root that relative landing locations are resolved against.
     #[arg(long, env = "STRATA_WAREHOUSE", default_value = ".")]
-    pub warehouse: PathBuf,
+    pub warehouse: String,
 }
 
 /// Checks the pipeline and prints its tables in build order.
 pub async fn run(args: CheckArgs, out: &mut impl Write) -> Result<(), CliError> {
     let sources = Sources::load(&args.pipeline)?;
-    let warehouse = Warehouse::local(&args.warehouse);
+    let warehouse = crate::warehouse::open(&args.warehouse).await?;
     let compiled = compile(&sources, &warehouse, &Engine::Embedded)
         .await
         .map_err(|error| CliError::pipeline(error, &sources))?;

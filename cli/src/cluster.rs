@@ -29,7 +29,7 @@ pub struct SchedulerArgs {
     pub flight_sql_port: Option<u16>,
     /// Warehouse whose published tables Flight SQL serves (with --flight-sql-port).
     #[arg(long, env = "STRATA_WAREHOUSE", requires = "flight_sql_port")]
-    pub warehouse: Option<PathBuf>,
+    pub warehouse: Option<String>,
     #[command(flatten)]
     pub flight: FlightArgs,
     /// Host executors reach this scheduler by [default: the --listen address, or this

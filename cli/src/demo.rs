@@ -84,7 +84,7 @@ pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
         RunArgs {
             build: BuildArgs {
                 pipeline: vec![pipeline_dir],
-                warehouse: args.warehouse.clone(),
+                warehouse: args.warehouse.display().to_string(),
                 select: Vec::new(),
                 full_refresh: false,
                 strict: false,

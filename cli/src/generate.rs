@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use clap::Args;
 use strata_gen::Options;
+use strata_storage::StoreUrl;
+use strata_storage::store::{StoreKind, upload_dir};
 
 use crate::error::CliError;
 
@@ -15,9 +17,10 @@ pub struct GenArgs {
     /// Size: 1 is about one million tracking events; fractions such as 0.01 make test sets.
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
-    /// Directory to write to; data lands under `<out>/landing/`.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    /// Directory or store URL (`s3://bucket/prefix`…) to write to; data lands under
+    /// `<out>/landing/`.
+    #[arg(long, value_name = "PATH_OR_URL")]
+    pub out: String,
     /// Seed for every random choice: the same seed gives the same bytes.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -26,21 +29,33 @@ pub struct GenArgs {
     pub no_bad_data: bool,
 }
 
-/// Generates the data and prints what was written.
-pub fn run(args: GenArgs, out: &mut impl Write) -> Result<(), CliError> {
+/// Generates the data and prints what was written. Data for a store is generated in a
+/// scratch directory, then uploaded.
+pub async fn run(args: GenArgs, out: &mut impl Write) -> Result<(), CliError> {
     let started = Instant::now();
+    let target = StoreUrl::parse(&args.out)?;
+    let local = match target.kind() {
+        StoreKind::Local => PathBuf::from(target.display()),
+        _ => std::env::temp_dir().join(format!("strata-gen-{}", std::process::id())),
+    };
     let manifest = strata_gen::generate(&Options {
-        out: args.out.clone(),
+        out: local.clone(),
         scale: args.scale,
         seed: args.seed,
         bad_data: !args.no_bad_data,
     })?;
+    if target.kind() != StoreKind::Local {
+        let uploaded = upload_dir(&local.join("landing"), &target.child("landing")).await;
+        let _ = std::fs::remove_dir_all(&local);
+        uploaded?;
+    }
+    let landing = target.child("landing");
     writeln!(
         out,
         "wrote {} files ({:.1} MB) to {} in {:.1}s",
         manifest.files,
         manifest.bytes as f64 / 1e6,
-        args.out.join("landing").display(),
+        landing.display(),
         started.elapsed().as_secs_f64()
     )?;
     writeln!(
@@ -73,7 +88,7 @@ pub fn run(args: GenArgs, out: &mut impl Write) -> Result<(), CliError> {
     writeln!(
         out,
         "  manifest: {}",
-        args.out.join("landing/manifest.json").display()
+        landing.child("manifest.json").display()
     )?;
     Ok(())
 }

@@ -12,6 +12,7 @@ mod rejects;
 mod run;
 mod serve;
 mod submit;
+mod warehouse;
 
 use std::process::ExitCode;
 
@@ -96,7 +97,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Query(args) => query::run(args, &mut std::io::stdout().lock()).await,
             Command::Check(args) => check::run(args, &mut std::io::stdout().lock()).await,
-            Command::Gen(args) => generate::run(args, &mut std::io::stdout().lock()),
+            Command::Gen(args) => generate::run(args, &mut std::io::stdout().lock()).await,
             Command::Run(args) => run::run(args, &mut std::io::stdout().lock()).await,
             Command::Rejects(args) => rejects::run(args, &mut std::io::stdout().lock()).await,
             Command::Demo(args) => demo::run(args, &mut std::io::stdout().lock()).await,

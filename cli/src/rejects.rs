@@ -1,12 +1,11 @@
 //! `strata rejects`: print the landing rows a raw table set aside, and why.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use clap::Args;
 use datafusion::prelude::{SessionContext, col, lit};
 use strata_language::{Layer, TableName, did_you_mean};
-use strata_storage::{Warehouse, catalog, raw_table};
+use strata_storage::{StoreRegistry, Warehouse, catalog, raw_table};
 
 use crate::error::CliError;
 use crate::query::{OutputFormat, write_batches};
@@ -22,7 +21,7 @@ pub struct RejectsArgs {
     pub table: String,
     /// Warehouse root.
     #[arg(long, env = "STRATA_WAREHOUSE")]
-    pub warehouse: PathBuf,
+    pub warehouse: String,
     /// Only the rows this run rejected.
     #[arg(long, value_name = "RUN_ID")]
     pub run: Option<String>,
@@ -33,9 +32,9 @@ pub struct RejectsArgs {
 
 /// Prints the table's rejects, oldest run first, by file and line.
 pub async fn run(args: RejectsArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let warehouse = Warehouse::local(&args.warehouse);
-    let table = raw_table_name(&args.table, &warehouse)?;
-    let ctx = SessionContext::new();
+    let warehouse = crate::warehouse::open(&args.warehouse).await?;
+    let table = raw_table_name(&args.table, &warehouse).await?;
+    let ctx = SessionContext::new_with_config_rt(Default::default(), StoreRegistry::runtime());
     let Some(provider) =
         raw_table::rejects_provider(&warehouse.table(&table), &ctx.state()).await?
     else {
@@ -75,7 +74,7 @@ pub async fn run(args: RejectsArgs, out: &mut impl Write) -> Result<(), CliError
 
 /// The raw table a user named (`raw.events`, or its rejects table `raw.events__rejects`),
 /// if the warehouse has it.
-fn raw_table_name(name: &str, warehouse: &Warehouse) -> Result<TableName, CliError> {
+async fn raw_table_name(name: &str, warehouse: &Warehouse) -> Result<TableName, CliError> {
     let unknown = |why: String| CliError::UnknownTable(why);
     let (layer, table) = name.trim().split_once('.').ok_or_else(|| {
         unknown(format!(
@@ -92,10 +91,11 @@ fn raw_table_name(name: &str, warehouse: &Warehouse) -> Result<TableName, CliErr
         name: table.to_owned(),
     };
     let table = table.rejects_of().unwrap_or(table);
-    if catalog::find(warehouse, &table).is_some() {
+    if catalog::find(warehouse, &table).await.is_some() {
         return Ok(table);
     }
-    let known: Vec<String> = catalog::published_tables(warehouse)?
+    let known: Vec<String> = catalog::published_tables(warehouse)
+        .await?
         .into_iter()
         .filter(|published| published.name.layer == Layer::Raw && !published.is_set_aside())
         .map(|published| published.name.to_string())
@@ -104,7 +104,6 @@ fn raw_table_name(name: &str, warehouse: &Warehouse) -> Result<TableName, CliErr
         .map(|candidate| format!(" — did you mean {candidate}?"))
         .unwrap_or_default();
     Err(unknown(format!(
-        "the warehouse {} has no raw table {table}{hint}",
-        warehouse.root().display()
+        "the warehouse {warehouse} has no raw table {table}{hint}"
     )))
 }

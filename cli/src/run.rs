@@ -10,7 +10,6 @@ use clap::Args;
 use strata_engine::run::{RunEvent, RunOptions, RunReport, TableReport, TableStatus, run_pipeline};
 use strata_engine::{Engine, compile, scheduler_client};
 use strata_language::Sources;
-use strata_storage::Warehouse;
 
 use crate::error::CliError;
 
@@ -20,9 +19,10 @@ pub struct BuildArgs {
     /// Pipeline files, or directories of `.sql` files.
     #[arg(required = true, value_name = "PIPELINE")]
     pub pipeline: Vec<PathBuf>,
-    /// Warehouse root: landing data is read from it and tables are written under it.
-    #[arg(long, env = "STRATA_WAREHOUSE")]
-    pub warehouse: PathBuf,
+    /// Warehouse root, a directory or a store URL (`s3://bucket/prefix`, `gs://…`,
+    /// `az://…`, `abfss://…`): landing data is read from it and tables are written under it.
+    #[arg(long, env = "STRATA_WAREHOUSE", value_name = "PATH_OR_URL")]
+    pub warehouse: String,
     /// Build only these tables (comma-separated) and the tables they read.
     #[arg(long, value_delimiter = ',', value_name = "TABLES")]
     pub select: Vec<String>,
@@ -47,7 +47,7 @@ pub struct RunArgs {
 /// Checks, plans and runs the pipeline, then prints the summary; fails if any table failed.
 pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
     let sources = Sources::load(&args.build.pipeline)?;
-    let warehouse = Warehouse::local(&args.build.warehouse);
+    let warehouse = crate::warehouse::open(&args.build.warehouse).await?;
     let options = RunOptions {
         select: args.build.select.clone(),
         full_refresh: args.build.full_refresh,
@@ -72,7 +72,7 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
     .map_err(|error| CliError::pipeline(error, &sources))?;
 
     print_summary(&report, out)?;
-    writeln!(out, "report: {}", report.history_path(&warehouse).display())?;
+    writeln!(out, "report: {}", report.history_path(&warehouse))?;
     outcome(&report, args.build.strict)
 }
 

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use strata_engine::Engine;
@@ -17,7 +17,7 @@ use crate::error::CliError;
 pub struct ServeArgs {
     /// Warehouse root whose published tables are served.
     #[arg(long, env = "STRATA_WAREHOUSE")]
-    pub warehouse: PathBuf,
+    pub warehouse: String,
     /// Address to listen on; port 0 picks a free port and prints it.
     #[arg(long, default_value = "127.0.0.1:50051", env = "STRATA_FLIGHT_LISTEN")]
     pub listen: SocketAddr,
@@ -71,7 +71,7 @@ pub async fn run(args: ServeArgs, out: &mut impl Write) -> Result<(), CliError> 
 
 /// Binds a Flight SQL server whose queries run on `engine`, and says where on `out`.
 pub(crate) async fn bind(
-    warehouse_dir: &Path,
+    warehouse: &str,
     listen: SocketAddr,
     args: FlightArgs,
     engine: Engine,
@@ -92,8 +92,13 @@ pub(crate) async fn bind(
     let users = config.users.len();
     let show_quarantine = config.show_quarantine;
 
-    let warehouse = Warehouse::local(warehouse_dir);
-    let tables = published_tables(&warehouse)?;
+    let warehouse = Warehouse::open(warehouse)?;
+    let location = warehouse.to_string();
+    let tables = match warehouse.local_dir() {
+        // A missing directory is the server's own clear error, just below.
+        Some(dir) if !dir.is_dir() => Vec::new(),
+        _ => published_tables(&warehouse).await?,
+    };
     let runs_on = if engine.is_cluster() {
         "queries run on the cluster"
     } else {
@@ -114,7 +119,7 @@ pub(crate) async fn bind(
         "serving Flight SQL on {scheme}://{} ({} published tables in {}; {}; {runs_on})",
         server.local_addr(),
         visible,
-        warehouse_dir.display(),
+        location,
         match users {
             0 => "no credentials needed".to_owned(),
             n => format!("{n} user(s)"),

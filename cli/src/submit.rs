@@ -1,7 +1,6 @@
 //! `strata submit`, `strata runs` and `strata cancel`: pipelines run by a scheduler.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use clap::Args;
 use futures::StreamExt;
@@ -19,7 +18,7 @@ use crate::run::{BuildArgs, Progress, outcome, print_summary};
 /// Arguments of `strata submit`.
 #[derive(Args)]
 pub struct SubmitArgs {
-    // The warehouse must be a path the scheduler and executors see (shared storage).
+    // The warehouse must be a store URL, or a path the scheduler and executors all see.
     #[command(flatten)]
     pub build: BuildArgs,
     /// The scheduler, `host:port`.
@@ -56,6 +55,7 @@ fn refused(status: tonic::Status) -> CliError {
 pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliError> {
     let sources = Sources::load(&args.build.pipeline)?;
     let warehouse = absolute(&args.build.warehouse)?;
+    Warehouse::open(&warehouse)?;
     let mut client = scheduler_client::connect(&args.scheduler, "client", "strata submit").await?;
     let files = sources
         .iter()
@@ -67,7 +67,7 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
     let run_id = client
         .submit(SubmitRequest {
             files,
-            warehouse: warehouse.display().to_string(),
+            warehouse: warehouse.clone(),
             select: args.build.select,
             full_refresh: args.build.full_refresh,
             client_version: VERSION.to_owned(),
@@ -106,7 +106,7 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
                     writeln!(
                         out,
                         "report: {}",
-                        report.history_path(&Warehouse::local(&warehouse)).display()
+                        report.history_path(&Warehouse::open(&warehouse)?)
                     )?;
                     return outcome(&report, args.build.strict);
                 }
@@ -176,9 +176,15 @@ fn state_name(state: RunState) -> &'static str {
     }
 }
 
-fn absolute(path: &Path) -> Result<PathBuf, CliError> {
-    std::path::absolute(path).map_err(|source| CliError::Warehouse {
-        path: path.to_path_buf(),
-        source,
-    })
+/// The warehouse as the scheduler must see it: a store URL as given, a path made absolute.
+fn absolute(location: &str) -> Result<String, CliError> {
+    if location.contains("://") {
+        return Ok(location.to_owned());
+    }
+    std::path::absolute(location)
+        .map(|path| path.display().to_string())
+        .map_err(|source| CliError::Warehouse {
+            path: location.into(),
+            source,
+        })
 }

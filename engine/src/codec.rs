@@ -340,6 +340,7 @@ mod tests {
                 limit: Limit::Share(0.02),
                 ..BadRowPolicy::default()
             },
+            store: strata_storage::StoreOptions::default(),
         };
         let parts = vec![
             FilePart {

@@ -164,8 +164,7 @@ async fn plan_source(source: &SourceTable, warehouse: &Warehouse, ctx: &SessionC
                 Some(source.span),
             )
             .with_help(format!(
-                "relative LOCATIONs are resolved against the warehouse root {}",
-                warehouse.root().display()
+                "relative LOCATIONs are resolved against the warehouse root {warehouse}"
             ))
         })
         .collect();
@@ -179,6 +178,7 @@ async fn plan_source(source: &SourceTable, warehouse: &Warehouse, ctx: &SessionC
         .map_err(located)?;
     let listing = landing
         .list()
+        .await
         .map_err(|error| located(DataFusionError::from(error)))?;
     if listing.files.is_empty() && !listing.ignored.is_empty() {
         let names: Vec<&str> = listing
@@ -305,7 +305,8 @@ mod tests {
         let Statement::Source(source) = &compiled.pipeline.statements[0] else {
             panic!("the landing table comes first")
         };
-        let expected = warehouse.root().join("landing/jobs/").display().to_string();
+        let root = warehouse.local_dir().unwrap();
+        let expected = root.join("landing/jobs/").display().to_string();
         assert_eq!(
             source.definition.locations,
             [expected],
@@ -318,7 +319,7 @@ mod tests {
             .map(|field| field.name().clone())
             .collect();
         assert_eq!(columns, ["id", "fit", "words"]);
-        std::fs::remove_dir_all(warehouse.root()).unwrap();
+        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[tokio::test]
@@ -339,6 +340,6 @@ mod tests {
             problems[0].message
         );
         assert_eq!(problems[0].span.unwrap().span.start.line, 3);
-        std::fs::remove_dir_all(warehouse.root()).unwrap();
+        std::fs::remove_dir_all(warehouse.local_dir().unwrap()).unwrap();
     }
 }

@@ -16,6 +16,7 @@ use datafusion_proto::protobuf::PhysicalPlanNode;
 use futures::TryStreamExt;
 
 use strata_language::TableName;
+use strata_storage::StoreRegistry;
 
 use crate::codec::StrataPhysicalCodec;
 use crate::scheduler_client::scheduler_url;
@@ -73,10 +74,12 @@ impl Engine {
         }
     }
 
-    /// A session for planning on this side, set up as the engine runs plans.
+    /// A session for planning on this side, set up as the engine runs plans, reaching
+    /// every store Strata knows.
     pub fn session(&self) -> SessionContext {
         let state = SessionStateBuilder::new()
             .with_config(self.config().with_information_schema(false))
+            .with_runtime_env(StoreRegistry::runtime())
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);

@@ -8,11 +8,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ballista_core::extension::ballista_scalar_functions;
+use ballista_core::RuntimeProducer;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_executor::health::ExecutorHealth;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use strata_engine::codec::StrataPhysicalCodec;
 use strata_engine::{EngineError, scheduler_client};
+use strata_storage::StoreRegistry;
 
 /// How to run an executor.
 #[derive(Debug, Clone)]
@@ -110,6 +113,7 @@ pub async fn run(options: ExecutorOptions) -> Result<(), Error> {
         executor_heartbeat_interval_seconds: options.heartbeat_interval_seconds.max(1),
         work_dir: Some(options.work_dir.display().to_string()),
         override_function_registry: Some(Arc::new(functions)),
+        override_runtime_producer: Some(runtime_producer(options.work_dir.clone())),
         override_physical_codec: Some(StrataPhysicalCodec::shared()),
         health,
         ..ExecutorProcessConfig::default()
@@ -117,6 +121,18 @@ pub async fn run(options: ExecutorOptions) -> Result<(), Error> {
     let outcome = start_executor_process(Arc::new(config)).await;
     let _ = std::fs::remove_dir_all(&options.work_dir);
     outcome.map_err(Error::Ballista)
+}
+
+/// Each session's runtime: spill files in the work directory, and every store Strata
+/// knows, opened from the URLs the plans name and the executor's environment.
+fn runtime_producer(work_dir: PathBuf) -> RuntimeProducer {
+    Arc::new(move |_| {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_temp_file_path(work_dir.clone())
+            .with_object_store_registry(StoreRegistry::shared())
+            .build()?;
+        Ok(Arc::new(runtime))
+    })
 }
 
 fn split_address(address: &str) -> Result<(String, u16), Error> {

@@ -16,7 +16,10 @@ pub enum Error {
     #[error("users (--users or STRATA_FLIGHT_USERS): {0}")]
     Users(String),
     #[error("no warehouse at {0}: run a pipeline into it first, or check the path")]
-    NoWarehouse(PathBuf),
+    NoWarehouse(String),
+    /// The warehouse's store cannot be reached (a missing bucket, wrong credentials).
+    #[error("{0}")]
+    Store(#[from] strata_storage::StorageError),
     #[error(
         "refusing to serve {addr} without credentials: only loopback addresses may be served \
          without users; configure users (--config or STRATA_FLIGHT_USERS) or pass --insecure"

@@ -49,8 +49,10 @@ impl FlightSqlServer {
         config: ServerConfig,
         engine: Engine,
     ) -> Result<Self> {
-        if !warehouse.root().is_dir() {
-            return Err(Error::NoWarehouse(warehouse.root().to_owned()));
+        match warehouse.local_dir() {
+            Some(dir) if !dir.is_dir() => return Err(Error::NoWarehouse(warehouse.to_string())),
+            Some(_) => {}
+            None => warehouse.check().await?,
         }
         if config.users.is_empty() && !addr.ip().is_loopback() && !config.insecure {
             return Err(Error::Unauthenticated { addr });

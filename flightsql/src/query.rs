@@ -18,7 +18,7 @@ use strata_engine::Engine;
 use strata_language::{Layer, did_you_mean};
 use strata_storage::catalog::{self, PublishedTable};
 use strata_storage::delta_publish::DeltaReader;
-use strata_storage::{Warehouse, storage_schema};
+use strata_storage::{StoreRegistry, Warehouse, storage_schema};
 use tonic::Status;
 
 use crate::status::status;
@@ -84,7 +84,7 @@ impl Planner {
                 show_quarantine,
                 reader,
             },
-            runtime: Arc::new(RuntimeEnv::default()),
+            runtime: StoreRegistry::runtime(),
             engine,
         }
     }
@@ -95,13 +95,10 @@ impl Planner {
     }
 
     /// The tables clients may see, sorted by layer and name (this lists the warehouse).
-    pub fn tables(&self) -> Result<Vec<PublishedTable>, Status> {
-        let tables = catalog::published_tables(&self.visibility.warehouse).map_err(|error| {
-            Status::internal(format!(
-                "listing the warehouse {}: {error}",
-                self.visibility.warehouse.root().display()
-            ))
-        })?;
+    pub async fn tables(&self) -> Result<Vec<PublishedTable>, Status> {
+        let tables = catalog::published_tables(&self.visibility.warehouse)
+            .await
+            .map_err(|error| Status::internal(format!("listing the warehouse: {error}")))?;
         Ok(tables
             .into_iter()
             .filter(|table| self.visibility.show_quarantine || !table.is_set_aside())
@@ -137,7 +134,7 @@ impl Planner {
         refuse_write_statements(&statement)?;
         let references = state.resolve_table_references(&statement).map_err(status)?;
         for reference in &references {
-            self.check(reference)?;
+            self.check(reference).await?;
         }
         let plan = state.statement_to_plan(statement).await.map_err(status)?;
         refuse_writes(&plan)?;
@@ -169,7 +166,7 @@ impl Planner {
     }
 
     /// Says which catalog, schema or table a reference names that does not exist.
-    fn check(&self, reference: &TableReference) -> Result<(), Status> {
+    async fn check(&self, reference: &TableReference) -> Result<(), Status> {
         if reference
             .catalog()
             .is_some_and(|catalog| catalog != CATALOG)
@@ -188,15 +185,15 @@ impl Planner {
                 ))
             })?;
         let (name, _) = split_version(reference.table());
-        match self.visibility.find(layer, name) {
+        match self.visibility.find(layer, name).await {
             Some(_) => Ok(()),
-            None => Err(self.unknown_table(layer, name)),
+            None => Err(self.unknown_table(layer, name).await),
         }
     }
 
     /// A missing table, with the closest published name (this lists the warehouse).
-    fn unknown_table(&self, layer: Layer, name: &str) -> Status {
-        let tables = self.tables().unwrap_or_default();
+    async fn unknown_table(&self, layer: Layer, name: &str) -> Status {
+        let tables = self.tables().await.unwrap_or_default();
         unknown_table(layer, name, &tables)
     }
 }
@@ -344,10 +341,19 @@ mod tests {
     #[tokio::test]
     async fn a_point_query_opens_its_table_without_listing_the_warehouse() {
         let warehouse = warehouse("point").await;
-        // Injected failure: a layer that cannot be listed (a file where its directory goes).
-        std::fs::write(warehouse.layer_dir(Layer::Ranked), b"not a directory").unwrap();
+        let root = warehouse.local_dir().unwrap();
+        // Injected failure: a raw table whose commit log cannot be read, which a
+        // listing of the warehouse would trip over.
+        let log = root.join("raw/broken/_strata_log");
+        std::fs::create_dir_all(&log).unwrap();
+        std::fs::write(log.join("00000000000000000000.json"), "{").unwrap();
         let planner = Planner::new(warehouse.clone(), false, Engine::Embedded);
-        assert!(planner.tables().is_err(), "listing the warehouse fails");
+        let broken = planner
+            .plan("SELECT * FROM raw.broken", None)
+            .await
+            .err()
+            .expect("the broken table is listed, then fails to open");
+        assert!(broken.message().contains("raw/broken"), "{broken:?}");
 
         let planned = planner
             .plan(
@@ -365,7 +371,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows[0].num_rows(), 1);
-        std::fs::remove_dir_all(warehouse.root()).unwrap();
+        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[tokio::test]
@@ -406,6 +412,6 @@ mod tests {
             missing.message().contains("did you mean enriched.scores"),
             "{missing:?}"
         );
-        std::fs::remove_dir_all(warehouse.root()).unwrap();
+        std::fs::remove_dir_all(warehouse.local_dir().unwrap()).unwrap();
     }
 }

@@ -396,7 +396,7 @@ impl FlightSqlService for StrataFlightSql {
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let mut builder = query.into_builder();
-        let tables = self.planner.tables()?;
+        let tables = self.planner.tables().await?;
         let schemas = if builder.include_schema() {
             self.planner.table_schemas(&tables).await?
         } else {

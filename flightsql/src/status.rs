@@ -101,7 +101,9 @@ fn store_code(error: &StoreError) -> Code {
 fn storage_code(error: &StorageError) -> Code {
     match error {
         StorageError::DataFusion(inner) => code(inner),
-        StorageError::Io { .. }
+        // The warehouse's store did not answer, or refused the server's credentials.
+        StorageError::Store { .. } => Code::Unavailable,
+        StorageError::InvalidLocation { .. }
         | StorageError::Corrupt { .. }
         | StorageError::CommitConflict { .. }
         | StorageError::DuplicateFile(_)
@@ -154,7 +156,7 @@ mod tests {
             Code::ResourceExhausted
         );
         let corrupt = StorageError::Corrupt {
-            path: "raw/jobs/_strata_log/0.json".into(),
+            location: "raw/jobs/_strata_log/0.json".into(),
             reason: "eof".into(),
         };
         assert_eq!(

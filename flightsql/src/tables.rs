@@ -43,7 +43,7 @@ pub struct Visibility {
 
 impl Visibility {
     /// The published table a client may see under this name, found without listing.
-    pub fn find(&self, layer: Layer, name: &str) -> Option<PublishedTable> {
+    pub async fn find(&self, layer: Layer, name: &str) -> Option<PublishedTable> {
         let name = TableName {
             layer,
             name: name.to_owned(),
@@ -51,7 +51,7 @@ impl Visibility {
         if name.is_set_aside() && !self.show_quarantine {
             return None;
         }
-        catalog::find(&self.warehouse, &name)
+        catalog::find(&self.warehouse, &name).await
     }
 }
 
@@ -108,7 +108,7 @@ struct LayerSchema {
 impl SchemaProvider for LayerSchema {
     /// Lists the layer's directory: only metadata commands and error hints ask for this.
     fn table_names(&self) -> Vec<String> {
-        match catalog::published_tables(&self.visibility.warehouse) {
+        match block_on(catalog::published_tables(&self.visibility.warehouse)) {
             Ok(tables) => tables
                 .into_iter()
                 .filter(|table| table.name.layer == self.layer)
@@ -124,7 +124,7 @@ impl SchemaProvider for LayerSchema {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let (table, version) = split_version(name);
-        let Some(found) = self.visibility.find(self.layer, table) else {
+        let Some(found) = self.visibility.find(self.layer, table).await else {
             return Ok(None);
         };
         catalog::open(&found, version, &self.session, self.visibility.reader)
@@ -133,9 +133,7 @@ impl SchemaProvider for LayerSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.visibility
-            .find(self.layer, split_version(name).0)
-            .is_some()
+        block_on(self.visibility.find(self.layer, split_version(name).0)).is_some()
     }
 
     fn register_table(
@@ -150,6 +148,21 @@ impl SchemaProvider for LayerSchema {
     }
 }
 
+/// Runs store requests for one of DataFusion's synchronous catalog calls, on a thread
+/// of its own: a runtime's worker thread may not block on a future itself.
+fn block_on<T: Send>(work: impl Future<Output = T> + Send) -> T {
+    let handle = tokio::runtime::Handle::try_current();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || match handle {
+                Ok(handle) => handle.block_on(work),
+                Err(_) => futures::executor::block_on(work),
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,15 +174,15 @@ mod tests {
         assert_eq!(split_version("odd@name"), ("odd@name", None));
     }
 
-    #[test]
-    fn names_cannot_leave_their_layer() {
+    #[tokio::test]
+    async fn names_cannot_leave_their_layer() {
         let visibility = Visibility {
             warehouse: Warehouse::local(std::env::temp_dir()),
             show_quarantine: true,
             reader: DeltaReader::Native,
         };
         for name in ["../enriched/x", "a/b", ".hidden", ""] {
-            assert!(visibility.find(Layer::Raw, name).is_none(), "{name}");
+            assert!(visibility.find(Layer::Raw, name).await.is_none(), "{name}");
         }
     }
 }

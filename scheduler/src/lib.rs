@@ -19,10 +19,11 @@ use ballista_core::utils::{default_config_producer, default_session_builder};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
 use ballista_scheduler::scheduler_process::create_scheduler;
-use datafusion::execution::FunctionRegistry;
+use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use strata_engine::codec::StrataPhysicalCodec;
 use strata_proto::pipeline::pipeline_service_server::PipelineServiceServer;
+use strata_storage::StoreRegistry;
 use tokio::net::TcpListener;
 
 use crate::autoscaler::Autoscaler;
@@ -137,7 +138,9 @@ impl Scheduler {
             ..SchedulerConfig::default()
         };
         config.override_session_builder = Some(Arc::new(|config| {
-            let mut state = default_session_builder(config)?;
+            let mut state = SessionStateBuilder::new_from_existing(default_session_builder(config)?)
+                .with_runtime_env(StoreRegistry::runtime())
+                .build();
             for udf in strata_udfs::scalar_functions() {
                 state.register_udf(udf)?;
             }

@@ -1,7 +1,6 @@
 //! The pipeline service: runs submitted pipelines on this scheduler's executors,
 //! with the orchestration in this process so a run outlives its client.
 
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -181,19 +180,26 @@ impl PipelineRpc for PipelineService {
                 "the submission has no pipeline files",
             ));
         }
-        let root = PathBuf::from(&submitted.warehouse);
-        if !root.is_dir() {
-            return Err(Status::invalid_argument(format!(
-                "the warehouse {} is not a directory the scheduler can see; executors and \
-                 the scheduler need the same shared path",
-                root.display()
-            )));
+        let warehouse = Warehouse::open(&submitted.warehouse)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        match warehouse.local_dir() {
+            Some(root) if !root.is_dir() => {
+                return Err(Status::invalid_argument(format!(
+                    "the warehouse {} is not a directory the scheduler can see; executors and \
+                     the scheduler need the same shared path, or a warehouse in an object store",
+                    root.display()
+                )));
+            }
+            Some(_) => {}
+            None => warehouse
+                .check()
+                .await
+                .map_err(|error| Status::failed_precondition(error.to_string()))?,
         }
         let mut sources = Sources::default();
         for file in &submitted.files {
             sources.add(&file.path, file.text.clone());
         }
-        let warehouse = Warehouse::local(root);
         let engine = Engine::cluster(&self.url);
         let compiled = prepare(&sources, &warehouse, &engine).await?;
 
@@ -322,7 +328,8 @@ impl PipelineRpc for PipelineService {
         run.abort();
         let stopped = cancel_jobs(&self.scheduler, &run_id).await;
         let summary = run.summary();
-        let warehouse = Warehouse::local(&summary.warehouse);
+        let warehouse = Warehouse::open(&summary.warehouse)
+            .map_err(|error| Status::internal(error.to_string()))?;
         let tidied = tidy(
             stopped,
             &warehouse,
@@ -487,10 +494,14 @@ mod tests {
             layer: Layer::Raw,
             name: "jobs".into(),
         };
-        let file = warehouse.table(&jobs).join(&format!(
-            "{}00000-0-1.avro",
-            strata_storage::paths::run_file_prefix("run-1")
-        ));
+        let file = warehouse
+            .local_dir()
+            .unwrap()
+            .join("raw/jobs")
+            .join(format!(
+                "{}00000-0-1.avro",
+                strata_storage::paths::run_file_prefix("run-1")
+            ));
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(&file, b"Obj").unwrap();
         let tables = [jobs];

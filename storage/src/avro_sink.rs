@@ -2,9 +2,13 @@
 //! so it can give way to DataFusion's own Avro writer once DataFusion has one.
 
 use std::fs::File;
-use std::io::BufWriter;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use object_store::buffered::BufWriter;
+use tokio::io::AsyncWriteExt;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
@@ -14,12 +18,18 @@ use datafusion::error::{DataFusionError, Result};
 use arrow_avro::compression::CompressionCodec;
 use arrow_avro::writer::{AvroWriter, WriterBuilder};
 
+use crate::error::StorageError;
+use crate::paths::TableDir;
+
 /// A file being written, one batch at a time.
+#[async_trait]
 pub trait FileSink: Send {
     /// Appends a batch (already in the sink's schema).
-    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+    async fn write(&mut self, batch: &RecordBatch) -> Result<()>;
     /// Finishes the file and says what was written.
-    fn finish(self: Box<Self>) -> Result<WrittenFile>;
+    async fn finish(self: Box<Self>) -> Result<WrittenFile>;
+    /// Drops the file: nothing names it, so this only tidies.
+    async fn abort(self: Box<Self>);
 }
 
 /// A finished data file.
@@ -120,77 +130,194 @@ pub fn to_storage(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch
 }
 
 /// An Avro object container file with snappy blocks (fast, and read by every Avro library).
+///
+/// On the local disk it is written in place; in an object store it is uploaded in
+/// parts as it grows, and appears only when it is finished.
 pub struct AvroFileSink {
     relative: String,
-    path: PathBuf,
-    writer: AvroWriter<BufWriter<File>>,
+    location: String,
+    writer: AvroWriter<Output>,
+    upload: Option<Upload>,
     rows: u64,
 }
 
-impl AvroFileSink {
-    /// Creates `table_dir/relative`, with its directories.
-    pub fn create(table_dir: &Path, relative: String, schema: &Schema) -> Result<Self> {
-        let path = table_dir.join(&relative);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|error| io(&path, error))?;
+/// An object being uploaded: the bytes the writer has produced and not yet sent.
+struct Upload {
+    pending: Arc<Mutex<Vec<u8>>>,
+    writer: BufWriter,
+    sent: u64,
+}
+
+/// Where an Avro writer's bytes go: a local file, or a buffer drained into an upload.
+enum Output {
+    File(std::io::BufWriter<File>),
+    Buffer(Arc<Mutex<Vec<u8>>>),
+}
+
+impl Write for Output {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Output::File(file) => file.write(bytes),
+            Output::Buffer(buffer) => {
+                buffer
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
         }
-        let file = File::create(&path).map_err(|error| io(&path, error))?;
-        let writer = WriterBuilder::new(schema.clone())
-            .with_compression(Some(CompressionCodec::Snappy))
-            .build(BufWriter::new(file))
-            .map_err(|error| avro(&path, error))?;
-        Ok(Self {
-            relative,
-            path,
-            writer,
-            rows: 0,
-        })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::File(file) => file.flush(),
+            Output::Buffer(_) => Ok(()),
+        }
     }
 }
 
+/// Bytes an upload gathers before it sends them as one part.
+const UPLOAD_PART_BYTES: usize = 16 * 1024 * 1024;
+
 impl AvroFileSink {
+    /// Creates `relative` in the table, with its directories.
+    pub fn create(table: &TableDir, relative: String, schema: &Schema) -> Result<Self> {
+        let location = table.url_of(&relative);
+        let (output, upload) = match table.local_dir() {
+            Some(dir) => {
+                let path = dir.join(&relative);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|error| io(&location, error))?;
+                }
+                let file = File::create(&path).map_err(|error| io(&location, error))?;
+                (Output::File(std::io::BufWriter::new(file)), None)
+            }
+            None => {
+                let pending = Arc::new(Mutex::new(Vec::new()));
+                let upload = Upload {
+                    pending: Arc::clone(&pending),
+                    writer: BufWriter::with_capacity(
+                        Arc::clone(table.store()),
+                        table.join(&relative),
+                        UPLOAD_PART_BYTES,
+                    ),
+                    sent: 0,
+                };
+                (Output::Buffer(pending), Some(upload))
+            }
+        };
+        let writer = WriterBuilder::new(schema.clone())
+            .with_compression(Some(CompressionCodec::Snappy))
+            .build(output)
+            .map_err(|error| avro(&location, error))?;
+        Ok(Self {
+            relative,
+            location,
+            writer,
+            upload,
+            rows: 0,
+        })
+    }
+
     /// The file's path relative to its table directory.
     pub fn relative(&self) -> &str {
         &self.relative
     }
+
+    /// Sends what the writer has buffered, once there is a part's worth (or at the end).
+    async fn drain(&mut self, at_end: bool) -> Result<()> {
+        let Some(upload) = &mut self.upload else {
+            return Ok(());
+        };
+        let bytes = {
+            let mut pending = upload
+                .pending
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if pending.len() < UPLOAD_PART_BYTES && !at_end {
+                return Ok(());
+            }
+            Bytes::from(std::mem::take(&mut *pending))
+        };
+        upload.sent += bytes.len() as u64;
+        upload
+            .writer
+            .put(bytes)
+            .await
+            .map_err(|error| store(&self.location, &error))
+    }
 }
 
+#[async_trait]
 impl FileSink for AvroFileSink {
-    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+    async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;
         self.writer
             .write(batch)
-            .map_err(|error| avro(&self.path, error))
+            .map_err(|error| avro(&self.location, error))?;
+        self.drain(false).await
     }
 
-    fn finish(mut self: Box<Self>) -> Result<WrittenFile> {
+    async fn finish(mut self: Box<Self>) -> Result<WrittenFile> {
         self.writer
             .finish()
-            .map_err(|error| avro(&self.path, error))?;
-        let mut inner = self.writer.into_inner();
-        std::io::Write::flush(&mut inner).map_err(|error| io(&self.path, error))?;
-        let file = inner
-            .into_inner()
-            .map_err(|error| io(&self.path, error.into_error()))?;
-        file.sync_all().map_err(|error| io(&self.path, error))?;
-        let bytes = file
-            .metadata()
-            .map_err(|error| io(&self.path, error))?
-            .len();
+            .map_err(|error| avro(&self.location, error))?;
+        self.drain(true).await?;
+        let bytes = match (self.writer.into_inner(), self.upload) {
+            (Output::File(mut file), _) => {
+                file.flush().map_err(|error| io(&self.location, error))?;
+                let file = file
+                    .into_inner()
+                    .map_err(|error| io(&self.location, error.into_error()))?;
+                file.sync_all().map_err(|error| io(&self.location, error))?;
+                file.metadata()
+                    .map_err(|error| io(&self.location, error))?
+                    .len()
+            }
+            (Output::Buffer(_), Some(mut upload)) => {
+                upload
+                    .writer
+                    .shutdown()
+                    .await
+                    .map_err(|error| io(&self.location, error))?;
+                upload.sent
+            }
+            (Output::Buffer(_), None) => 0,
+        };
         Ok(WrittenFile {
             path: self.relative,
             rows: self.rows,
             bytes,
         })
     }
+
+    async fn abort(self: Box<Self>) {
+        let outcome = match self.upload {
+            Some(mut upload) => upload.writer.abort().await.map_err(|error| error.to_string()),
+            None => match self.writer.into_inner() {
+                Output::File(file) => {
+                    drop(file);
+                    std::fs::remove_file(&self.location).map_err(|error| error.to_string())
+                }
+                Output::Buffer(_) => Ok(()),
+            },
+        };
+        if let Err(error) = outcome {
+            tracing::debug!("dropping {}: {error}", self.location);
+        }
+    }
 }
 
-fn io(path: &Path, error: std::io::Error) -> DataFusionError {
-    DataFusionError::External(format!("{}: {error}", path.display()).into())
+fn io(location: &str, error: std::io::Error) -> DataFusionError {
+    DataFusionError::External(format!("{location}: {error}").into())
 }
 
-fn avro(path: &Path, error: impl std::fmt::Display) -> DataFusionError {
-    DataFusionError::External(format!("writing Avro to {}: {error}", path.display()).into())
+fn store(location: &str, error: &object_store::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(StorageError::store(location, error)))
+}
+
+fn avro(location: &str, error: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::External(format!("writing Avro to {location}: {error}").into())
 }
 
 #[cfg(test)]

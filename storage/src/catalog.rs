@@ -34,29 +34,28 @@ impl PublishedTable {
 }
 
 /// Lists the published tables of the raw, enriched and ranked layers, sorted.
-pub fn published_tables(warehouse: &Warehouse) -> crate::Result<Vec<PublishedTable>> {
+pub async fn published_tables(warehouse: &Warehouse) -> crate::Result<Vec<PublishedTable>> {
     let mut tables = Vec::new();
     for layer in [Layer::Raw, Layer::Enriched, Layer::Ranked] {
         let layer_dir = warehouse.layer_dir(layer);
-        let entries = match std::fs::read_dir(&layer_dir) {
-            Ok(entries) => entries,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(error) => return Err(StorageError::io(&layer_dir, error)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|error| StorageError::io(&layer_dir, error))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+        let listing = warehouse
+            .store()
+            .list_with_delimiter(Some(&layer_dir))
+            .await
+            .map_err(|error| StorageError::store(&warehouse.display_path(&layer_dir), &error))?;
+        for prefix in listing.common_prefixes {
+            let Some(name) = prefix.filename().map(str::to_owned) else {
                 continue;
             };
             let name = TableName { layer, name };
             let dir = warehouse.table(&name);
-            if layer == Layer::Raw && has_rejects(&name, &dir) {
+            if layer == Layer::Raw && has_rejects(&name, &dir).await {
                 tables.push(PublishedTable {
                     name: name.rejects(),
                     dir: dir.clone(),
                 });
             }
-            if is_published(&name, &dir) {
+            if is_published(&name, &dir).await {
                 tables.push(PublishedTable { name, dir });
             }
         }
@@ -65,44 +64,45 @@ pub fn published_tables(warehouse: &Warehouse) -> crate::Result<Vec<PublishedTab
     Ok(tables)
 }
 
-/// The published table of that name, looking at its own directory only (no listing).
-pub fn find(warehouse: &Warehouse, name: &TableName) -> Option<PublishedTable> {
+/// The published table of that name, looking at its own directory only (no listing of the layer).
+pub async fn find(warehouse: &Warehouse, name: &TableName) -> Option<PublishedTable> {
     // A name from a client's query must not reach outside its layer's directory.
     if name.name.is_empty() || name.name.starts_with('.') || name.name.contains(['/', '\\']) {
         return None;
     }
     if let Some(table) = name.rejects_of() {
         let dir = warehouse.table(&table);
-        return has_rejects(&table, &dir).then(|| PublishedTable {
+        return has_rejects(&table, &dir).await.then(|| PublishedTable {
             name: name.clone(),
             dir,
         });
     }
     let dir = warehouse.table(name);
-    is_published(name, &dir).then(|| PublishedTable {
+    is_published(name, &dir).await.then(|| PublishedTable {
         name: name.clone(),
         dir,
     })
 }
 
 /// Whether the raw table in `dir` has committed rejected rows.
-fn has_rejects(name: &TableName, dir: &TableDir) -> bool {
+async fn has_rejects(name: &TableName, dir: &TableDir) -> bool {
     CommitLog::new(dir)
         .has_reject_files()
+        .await
         .unwrap_or_else(|error| {
             tracing::warn!("{name}: {error}");
             false
         })
 }
 
-fn is_published(name: &TableName, dir: &TableDir) -> bool {
+async fn is_published(name: &TableName, dir: &TableDir) -> bool {
     match name.layer.format() {
-        Some(Format::Avro) => raw_table::has_commits(dir).unwrap_or_else(|error| {
+        Some(Format::Avro) => raw_table::has_commits(dir).await.unwrap_or_else(|error| {
             // Listed, so that reading it reports the problem instead of "unknown table".
             tracing::warn!("{name}: {error}");
             true
         }),
-        _ => delta_publish::has_table(dir),
+        _ => delta_publish::has_table(dir).await,
     }
 }
 

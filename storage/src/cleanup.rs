@@ -2,9 +2,10 @@
 //! for a reader that lists directories instead of reading commits.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectMeta, ObjectStoreExt};
 use strata_language::{Format, TableName};
 
 use crate::delta_publish;
@@ -33,10 +34,10 @@ pub async fn remove_uncommitted(
     for table in tables {
         let dir = warehouse.table(table);
         if table.layer.format() == Some(Format::Avro) {
-            sweep.removed += remove_with_prefix(dir.path(), &paths::run_file_prefix(run_id));
+            sweep.removed += remove_with_prefix(&dir, &paths::run_file_prefix(run_id)).await;
             continue;
         }
-        remove_dir(&dir.staging(run_id));
+        remove_below(&dir, &dir.staging(run_id).path().clone()).await;
         for name in [table.clone(), table.quarantine()] {
             let dir = warehouse.table(&name);
             let committed = match committed_files(&dir).await {
@@ -47,14 +48,11 @@ pub async fn remove_uncommitted(
                     continue;
                 }
             };
-            for file in data_files(dir.path()) {
-                let relative = file
-                    .strip_prefix(dir.path())
-                    .unwrap_or(&file)
-                    .display()
-                    .to_string();
-                if !committed.contains(&relative) && modified_ms(&file) >= since_ms {
-                    sweep.removed += usize::from(remove_file(&file));
+            for file in data_files(&dir).await {
+                let relative = relative_to(&dir, &file.location);
+                let modified_ms = file.last_modified.timestamp_millis().max(0) as u64;
+                if !committed.contains(&relative) && modified_ms >= since_ms {
+                    sweep.removed += usize::from(remove_file(&dir, &file.location).await);
                 }
             }
         }
@@ -62,59 +60,68 @@ pub async fn remove_uncommitted(
     sweep
 }
 
-/// Removes files whose name starts with `prefix`, in `dir` and below; returns how many went.
-pub fn remove_with_prefix(dir: &Path, prefix: &str) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
+/// Removes the table's files whose name starts with `prefix`, at any depth; returns how many went.
+pub async fn remove_with_prefix(dir: &TableDir, prefix: &str) -> usize {
     let mut removed = 0;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            removed += remove_with_prefix(&path, prefix);
-        } else if entry.file_name().to_string_lossy().starts_with(prefix) {
-            removed += usize::from(remove_file(&path));
+    for file in listed(dir, dir.path()).await {
+        if file.location.filename().is_some_and(|name| name.starts_with(prefix)) {
+            removed += usize::from(remove_file(dir, &file.location).await);
         }
     }
     removed
 }
 
-/// Removes a directory and what it holds; one that is not there is already removed.
-pub fn remove_dir(dir: &Path) {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => tracing::warn!("removing {}: {error}", dir.display()),
+/// Removes a directory of the table and what it holds; one that is not there is already removed.
+pub async fn remove_below(dir: &TableDir, below: &StorePath) {
+    for file in listed(dir, below).await {
+        remove_file(dir, &file.location).await;
+    }
+    if let Some(local) = dir.local_dir() {
+        // A local store leaves empty directories behind.
+        let relative = relative_to(dir, below);
+        let _ = std::fs::remove_dir_all(local.join(relative));
     }
 }
 
-fn remove_file(file: &Path) -> bool {
-    match std::fs::remove_file(file) {
-        Ok(()) => true,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+/// Every file under `below`, or none if it cannot be listed (a sweep is tidiness).
+async fn listed(dir: &TableDir, below: &StorePath) -> Vec<ObjectMeta> {
+    match dir.store().list(Some(below)).try_collect().await {
+        Ok(files) => files,
         Err(error) => {
-            tracing::warn!("removing {}: {error}", file.display());
+            tracing::debug!("listing {}: {error}", dir.location().url_of(below));
+            Vec::new()
+        }
+    }
+}
+
+async fn remove_file(dir: &TableDir, file: &StorePath) -> bool {
+    match dir.store().delete(file).await {
+        Ok(()) => true,
+        Err(object_store::Error::NotFound { .. }) => false,
+        Err(error) => {
+            tracing::warn!("removing {}: {error}", dir.location().url_of(file));
             false
         }
     }
 }
 
+/// A path in the table, relative to the table's directory.
+fn relative_to(dir: &TableDir, path: &StorePath) -> String {
+    path.prefix_match(dir.path())
+        .map(|parts| parts.map(|part| part.as_ref().to_owned()).collect::<Vec<_>>().join("/"))
+        .unwrap_or_else(|| path.to_string())
+}
+
 /// The data files the Delta table in `dir` names now: none if it has no log yet, an
 /// error if it has one that cannot be read.
 async fn committed_files(dir: &TableDir) -> Result<HashSet<String>> {
-    let log = dir.delta_log();
-    let has_log = match std::fs::read_dir(&log) {
-        Ok(mut entries) => entries.next().is_some(),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
-        Err(error) => return Err(StorageError::io(&log, error)),
-    };
-    if !has_log {
+    if !delta_publish::has_table(dir).await {
         return Ok(HashSet::new());
     }
     let table = delta_publish::load(dir, None).await?;
     let snapshot = table
         .snapshot()
-        .map_err(|error| StorageError::delta(dir.path(), error))?;
+        .map_err(|error| StorageError::delta(dir, error))?;
     Ok(snapshot
         .log_data()
         .iter()
@@ -123,31 +130,20 @@ async fn committed_files(dir: &TableDir) -> Result<HashSet<String>> {
 }
 
 /// Parquet files under a Delta table's directory, outside its log and staging area.
-fn data_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return files;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if path.is_dir() {
-            if TableDir::is_data_entry(&name) {
-                files.extend(data_files(&path));
-            }
-        } else if name.ends_with(".parquet") {
-            files.push(path);
-        }
-    }
-    files
-}
-
-fn modified_ms(path: &Path) -> u64 {
-    std::fs::metadata(path)
-        .and_then(|meta| meta.modified())
-        .ok()
-        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |age| age.as_millis() as u64)
+async fn data_files(dir: &TableDir) -> Vec<ObjectMeta> {
+    listed(dir, dir.path())
+        .await
+        .into_iter()
+        .filter(|file| {
+            let relative = relative_to(dir, &file.location);
+            relative.ends_with(".parquet")
+                && relative
+                    .split('/')
+                    .rev()
+                    .skip(1)
+                    .all(TableDir::is_data_entry)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -165,31 +161,59 @@ mod tests {
             name: "events".into(),
         };
         let dir = warehouse.table(&events);
-        std::fs::create_dir_all(dir.delta_log()).unwrap();
+        let store = warehouse.store();
         // Injected failure: a log that deltalake cannot read.
-        std::fs::write(
-            dir.delta_log().join("00000000000000000000.json"),
-            "not json",
-        )
-        .unwrap();
+        store
+            .put(
+                &dir.delta_log().join("00000000000000000000.json"),
+                "not json".into(),
+            )
+            .await
+            .unwrap();
         let committed = dir.join("part-00000-committed.parquet");
-        std::fs::write(&committed, b"PAR1").unwrap();
-        let unlogged = warehouse
-            .table(&events.quarantine())
-            .join("part-00000-new.parquet");
-        std::fs::create_dir_all(unlogged.parent().unwrap()).unwrap();
-        std::fs::write(&unlogged, b"PAR1").unwrap();
+        store.put(&committed, "PAR1".into()).await.unwrap();
+        let quarantine = warehouse.table(&events.quarantine());
+        let unlogged = quarantine.join("part-00000-new.parquet");
+        store.put(&unlogged, "PAR1".into()).await.unwrap();
+        let staged = quarantine.join("_strata_staging/run-1/part-1.parquet");
+        store.put(&staged, "PAR1".into()).await.unwrap();
 
         let sweep = remove_uncommitted(&warehouse, std::slice::from_ref(&events), "run-1", 0).await;
 
-        assert!(committed.exists(), "a file of an unreadable table is kept");
+        assert!(
+            store.head(&committed).await.is_ok(),
+            "a file of an unreadable table is kept"
+        );
         assert_eq!(sweep.skipped.len(), 1);
         assert_eq!(sweep.skipped[0].0, events);
         assert!(
-            !unlogged.exists(),
+            store.head(&unlogged).await.is_err(),
             "a table with no log has nothing committed"
+        );
+        assert!(
+            store.head(&staged).await.is_ok(),
+            "staged files are not data files"
         );
         assert_eq!(sweep.removed, 1);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_raw_run_s_files_are_removed_by_prefix_in_a_store() {
+        let warehouse = Warehouse::open("memory://sweep-raw/wh").unwrap();
+        let events = TableName {
+            layer: Layer::Raw,
+            name: "events".into(),
+        };
+        let dir = warehouse.table(&events);
+        let ours = dir.join(&format!("day=1/{}00001-0.avro", paths::run_file_prefix("run-1")));
+        let theirs = dir.join(&format!("day=1/{}00001-0.avro", paths::run_file_prefix("run-2")));
+        for file in [&ours, &theirs] {
+            warehouse.store().put(file, "Obj".into()).await.unwrap();
+        }
+        let sweep = remove_uncommitted(&warehouse, &[events], "run-1", 0).await;
+        assert_eq!(sweep.removed, 1);
+        assert!(warehouse.store().head(&ours).await.is_err());
+        assert!(warehouse.store().head(&theirs).await.is_ok());
     }
 }

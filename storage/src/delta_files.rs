@@ -19,6 +19,8 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use deltalake_core::DeltaTable;
 
+use crate::store::StoreUrl;
+
 /// The files of one Delta table version, with their partition values.
 #[derive(Debug)]
 pub struct DeltaFiles {
@@ -28,6 +30,8 @@ pub struct DeltaFiles {
     partition_fields: Vec<FieldRef>,
     schema: SchemaRef,
     files: Vec<PartitionedFile>,
+    /// The store the files are in.
+    store_url: ObjectStoreUrl,
 }
 
 impl DeltaFiles {
@@ -44,9 +48,8 @@ impl DeltaFiles {
             .cloned()
             .partition(|field| partition_columns.contains(field.name()));
         let file_schema = Arc::new(Schema::new(data_fields));
-        let root = table.table_url().to_file_path().map_err(|()| {
-            DataFusionError::Plan(format!("{} is not a local table", table.table_url()))
-        })?;
+        let location = StoreUrl::parse(table.table_url().as_str())?;
+        let store_url = ObjectStoreUrl::parse(location.root().as_str())?;
         let mut files = Vec::new();
         for file in snapshot.log_data().iter() {
             let values = file.partition_values_map();
@@ -57,8 +60,7 @@ impl DeltaFiles {
                     None => ScalarValue::try_from(field.data_type()),
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let path = root.join(file.path().as_ref());
-            let path = path.display().to_string();
+            let path = format!("{}/{}", location.path(), file.path());
             files.push(
                 PartitionedFile::new(path.trim_start_matches('/'), file.size().max(0) as u64)
                     .with_partition_values(partition_values),
@@ -77,6 +79,7 @@ impl DeltaFiles {
             partition_fields,
             schema,
             files,
+            store_url,
         })
     }
 }
@@ -118,7 +121,7 @@ impl TableProvider for DeltaFiles {
             let group = index % groups.len();
             groups[group].push(file.clone());
         }
-        let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
+        let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
             .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)

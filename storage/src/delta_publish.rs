@@ -17,7 +17,8 @@ use deltalake_core::kernel::{
 };
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
-use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError, ensure_table_uri};
+use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::StreamExt;
 
 use crate::delta_files::DeltaFiles;
 use crate::error::{Result, StorageError};
@@ -25,26 +26,33 @@ use crate::paths::TableDir;
 
 /// Opens the Delta table at a directory, or an empty handle if none exists yet.
 pub async fn open(dir: &TableDir) -> Result<DeltaTable> {
-    std::fs::create_dir_all(dir.path()).map_err(|error| StorageError::io(dir.path(), error))?;
-    let delta = |error| StorageError::delta(dir.path(), error);
-    let url = ensure_table_uri(dir.to_string()).map_err(delta)?;
-    DeltaTable::try_from_url(url).await.map_err(delta)
+    if let Some(local) = dir.local_dir() {
+        // deltalake opens a local table only in a directory that exists.
+        std::fs::create_dir_all(&local).map_err(|error| StorageError::Store {
+            location: dir.to_string(),
+            reason: error.to_string(),
+        })?;
+    }
+    DeltaTable::try_from_url(dir.table_url())
+        .await
+        .map_err(|error| StorageError::delta(dir, error))
 }
 
 /// Loads the Delta table at a directory as it is now (or at `version`); an error if it has none.
 pub async fn load(dir: &TableDir, version: Option<u64>) -> Result<DeltaTable> {
-    let delta = |error| StorageError::delta(dir.path(), error);
-    let url = ensure_table_uri(dir.to_string()).map_err(delta)?;
-    let mut builder = DeltaTableBuilder::from_url(url).map_err(delta)?;
+    let delta = |error| StorageError::delta(dir, error);
+    let mut builder = DeltaTableBuilder::from_url(dir.table_url()).map_err(delta)?;
     if let Some(version) = version {
         builder = builder.with_version(version);
     }
     builder.load().await.map_err(delta)
 }
 
-/// Whether a Delta table has been created in `dir`, without opening it.
-pub fn has_table(dir: &TableDir) -> bool {
-    dir.delta_log().is_dir()
+/// Whether a Delta table has been created in `dir`, without opening it (one listing request).
+pub async fn has_table(dir: &TableDir) -> bool {
+    let log = dir.delta_log();
+    let mut entries = dir.store().list(Some(&log));
+    matches!(entries.next().await, Some(Ok(_)))
 }
 
 /// Whether the handle points at an existing table (with at least one commit).
@@ -74,7 +82,7 @@ pub async fn write(
     }
     builder
         .await
-        .map_err(|error| StorageError::delta(std::path::Path::new(&dir), error))
+        .map_err(|error| StorageError::delta(&dir, error))
 }
 
 /// Commits data files written elsewhere (by the parallel writer) as one new version,
@@ -90,7 +98,7 @@ pub async fn commit_files(
     let dir = table.table_url().to_string();
     commit_adds(table, adds, replace, partition_columns, schema, name)
         .await
-        .map_err(|error| StorageError::delta(std::path::Path::new(&dir), error))
+        .map_err(|error| StorageError::delta(&dir, error))
 }
 
 async fn commit_adds(
@@ -168,7 +176,7 @@ pub async fn merge(
     columns: &[String],
 ) -> Result<DeltaTable> {
     let dir = table.table_url().to_string();
-    let delta = |error| StorageError::delta(std::path::Path::new(&dir), error);
+    let delta = |error| StorageError::delta(&dir, error);
     let side = |alias: &str, column: &str| {
         Expr::Column(Column::new(Some(TableReference::bare(alias)), column))
     };

@@ -1,9 +1,10 @@
-//! The error type of `strata-storage`: which file or table could not be read or written.
-
-use std::path::PathBuf;
+//! The error type of `strata-storage`: which file, table or store could not be read or
+//! written. Locations are paths or URLs as users wrote them, never credentials.
 
 use datafusion::error::DataFusionError;
 use deltalake_core::DeltaTableError;
+
+use crate::store::describe;
 
 /// Result with the storage layer's error.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -11,25 +12,25 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// Why the warehouse could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// A file or directory could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    /// A warehouse or landing location is not a path or a URL Strata can reach.
+    #[error("{location}: {reason}")]
+    InvalidLocation { location: String, reason: String },
+    /// A store refused or failed a request (a missing bucket, wrong credentials, no answer).
+    #[error("{location}: {reason}")]
+    Store { location: String, reason: String },
     /// A file Strata keeps (a commit, a run report) could not be understood.
-    #[error("cannot read {}: {reason}", path.display())]
-    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot read {location}: {reason}")]
+    Corrupt { location: String, reason: String },
     /// Another build committed this version of a raw table first; nothing was committed.
-    #[error("another run committed version {version} of {} first; nothing was committed", table.display())]
-    CommitConflict { table: PathBuf, version: u64 },
+    #[error("another run committed version {version} of {table} first; nothing was committed")]
+    CommitConflict { table: String, version: u64 },
     /// Two tasks reported writing one file, so one overwrote the other.
     #[error("two tasks reported writing {0}; nothing was committed")]
     DuplicateFile(String),
     /// A Delta table could not be opened, written or committed.
-    #[error("{}: {source}", table.display())]
+    #[error("{table}: {source}")]
     Delta {
-        table: PathBuf,
+        table: String,
         source: Box<DeltaTableError>,
     },
     /// DataFusion failed reading or registering a table.
@@ -38,18 +39,18 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// An I/O error on a path.
-    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        StorageError::Io {
-            path: path.to_path_buf(),
-            source,
+    /// A store's error on a location, described without credentials.
+    pub fn store(location: &str, source: &object_store::Error) -> Self {
+        StorageError::Store {
+            location: location.to_owned(),
+            reason: describe(source),
         }
     }
 
-    /// A Delta error on the table in `table`.
-    pub fn delta(table: &std::path::Path, source: DeltaTableError) -> Self {
+    /// A Delta error on the table at `table`.
+    pub fn delta(table: impl std::fmt::Display, source: DeltaTableError) -> Self {
         StorageError::Delta {
-            table: table.to_path_buf(),
+            table: table.to_string(),
             source: Box::new(source),
         }
     }

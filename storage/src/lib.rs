@@ -1,4 +1,4 @@
-//! Strata's warehouse: every path in it ([`paths`]), the raw zone's Avro files and
+//! Strata's warehouse: the stores it lives in ([`store`]), every path in it ([`paths`]), the raw zone's Avro files and
 //! the commit log that makes each raw build all-or-nothing, the Delta tables of the
 //! enriched and ranked zones, and the catalog of what is published.
 
@@ -12,8 +12,10 @@ mod error;
 pub mod landing;
 pub mod paths;
 pub mod raw_table;
+pub mod store;
 
 pub use avro_sink::{AvroFileSink, FileSink, WrittenFile, storage_schema, to_storage};
 pub use commit_log::{Commit, CommitLog, SourceFile};
 pub use error::{Result, StorageError};
 pub use paths::{TableDir, Warehouse};
+pub use store::{StoreOptions, StoreRegistry, StoreUrl};

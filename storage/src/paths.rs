@@ -4,8 +4,14 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use object_store::ObjectStore;
+use object_store::path::Path as StorePath;
 use strata_language::{Layer, TableName};
+
+use crate::error::{Result, StorageError};
+use crate::store::{StoreKind, StoreOptions, StoreUrl};
 
 /// Directory of Strata's own records (run history) under the warehouse root.
 const STRATA_DIR: &str = "_strata";
@@ -20,59 +26,97 @@ const DELTA_LOG_DIR: &str = "_delta_log";
 /// The start of every raw data file's name.
 const PART: &str = "part";
 /// Where a raw table keeps the files of its rejected rows, inside the table's directory.
-const REJECTS_DIR: &str = "_rejects";
+pub const REJECTS_DIR: &str = "_rejects";
 
-/// A warehouse on the local file system.
+/// A warehouse: a directory on the local disk or a prefix in an object store.
 #[derive(Debug, Clone)]
 pub struct Warehouse {
-    root: PathBuf,
+    root: StoreUrl,
+    store: Arc<dyn ObjectStore>,
 }
 
 impl Warehouse {
-    /// A warehouse rooted at a directory (created when a run first writes to it).
-    pub fn local(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+    /// The warehouse at a path or URL, its store configured from the environment.
+    pub fn open(location: &str) -> Result<Self> {
+        let root = StoreUrl::parse(location)?;
+        let store = root.open(&StoreOptions::default())?;
+        Ok(Self { root, store })
     }
 
-    /// The root directory.
-    pub fn root(&self) -> &Path {
+    /// A warehouse in a local directory (created when a run first writes to it).
+    pub fn local(root: impl AsRef<Path>) -> Self {
+        let path = std::path::absolute(root.as_ref()).unwrap_or_else(|_| root.as_ref().into());
+        Self::open(&path.display().to_string())
+            .unwrap_or_else(|error| panic!("a local path is always a location: {error}"))
+    }
+
+    /// Where the warehouse is.
+    pub fn location(&self) -> &StoreUrl {
         &self.root
     }
 
+    /// The warehouse's store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The local directory, when the warehouse is on this machine's disk.
+    pub fn local_dir(&self) -> Option<PathBuf> {
+        (self.root.kind() == StoreKind::Local).then(|| PathBuf::from(self.root.display()))
+    }
+
+    /// Checks that the warehouse can be reached: a store's bucket exists and accepts the
+    /// credentials. A local directory is created by the first run that writes to it.
+    pub async fn check(&self) -> Result<()> {
+        if self.root.kind() == StoreKind::Local {
+            return Ok(());
+        }
+        self.store
+            .list_with_delimiter(Some(self.root.path()))
+            .await
+            .map(|_| ())
+            .map_err(|error| StorageError::store(&self.root.display(), &error))
+    }
+
     /// Where a layer's tables live: `<root>/<layer>`.
-    pub fn layer_dir(&self, layer: Layer) -> PathBuf {
-        self.root.join(layer.as_str())
+    pub fn layer_dir(&self, layer: Layer) -> StorePath {
+        self.root.child(layer.as_str()).path().clone()
     }
 
     /// Where a built table's files live: `<root>/<layer>/<name>`.
     pub fn table(&self, table: &TableName) -> TableDir {
         TableDir {
-            path: self.layer_dir(table.layer).join(&table.name),
+            location: self.root.child(layer_and_name(table).as_str()),
+            store: Arc::clone(&self.store),
         }
     }
 
     /// Where the run history is kept: `<root>/_strata/runs`.
-    pub fn runs_dir(&self) -> PathBuf {
-        self.root.join(STRATA_DIR).join(RUNS_DIR)
+    pub fn runs_dir(&self) -> StorePath {
+        self.root.child(STRATA_DIR).child(RUNS_DIR).path().clone()
     }
 
     /// The report of one run: `<root>/_strata/runs/<run_id>.json`.
-    pub fn run_report(&self, run_id: &str) -> PathBuf {
+    pub fn run_report(&self, run_id: &str) -> StorePath {
         self.runs_dir().join(format!("{run_id}.json"))
+    }
+
+    /// A path in the warehouse, as users see it (a path on disk, a URL in a store).
+    pub fn display_path(&self, path: &StorePath) -> String {
+        self.root.url_of(path)
     }
 
     /// Resolves a landing `LOCATION`: URLs and absolute paths stay, relative paths are under the root.
     pub fn resolve_location(&self, location: &str) -> String {
         if location.contains("://") || Path::new(location).is_absolute() {
-            location.to_owned()
+            return location.to_owned();
+        }
+        let joined = self.root.child(location).display();
+        // A trailing slash says the location is a directory.
+        if location.ends_with('/') && !joined.ends_with('/') {
+            format!("{joined}/")
         } else {
-            let joined = self.root.join(location).display().to_string();
-            // A trailing slash tells DataFusion the location is a directory.
-            if location.ends_with('/') && !joined.ends_with('/') {
-                format!("{joined}/")
-            } else {
-                joined
-            }
+            joined
         }
     }
 
@@ -89,41 +133,97 @@ impl Warehouse {
     }
 }
 
-/// One table's directory, and the places inside it that Strata owns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableDir {
-    path: PathBuf,
+impl fmt::Display for Warehouse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.root.display())
+    }
 }
 
+/// `<layer>/<name>`, a table's place under the warehouse root.
+fn layer_and_name(table: &TableName) -> String {
+    format!("{}/{}", table.layer.as_str(), table.name)
+}
+
+/// One table's directory, and the places inside it that Strata owns.
+#[derive(Debug, Clone)]
+pub struct TableDir {
+    location: StoreUrl,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl PartialEq for TableDir {
+    fn eq(&self, other: &Self) -> bool {
+        self.location == other.location
+    }
+}
+
+impl Eq for TableDir {}
+
 impl TableDir {
-    /// The directory itself.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The table at a location named by [`TableDir`]'s display (a plan carries it so),
+    /// its store configured from the environment.
+    pub fn open(location: &str) -> Result<Self> {
+        let location = StoreUrl::parse(location)?;
+        let store = location.open(&StoreOptions::default())?;
+        Ok(Self { location, store })
+    }
+
+    /// The table's directory, in its store.
+    pub fn path(&self) -> &StorePath {
+        self.location.path()
+    }
+
+    /// Where the table is.
+    pub fn location(&self) -> &StoreUrl {
+        &self.location
+    }
+
+    /// The table's store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
     }
 
     /// A file or directory inside the table, from a path relative to it.
-    pub fn join(&self, relative: &str) -> PathBuf {
-        self.path.join(relative)
+    pub fn join(&self, relative: &str) -> StorePath {
+        self.location.child(relative).path().clone()
+    }
+
+    /// A file inside the table as users and DataFusion name it (a path or a URL).
+    pub fn url_of(&self, relative: &str) -> String {
+        self.location.child(relative).display()
+    }
+
+    /// The table's URL, as deltalake opens it.
+    pub fn table_url(&self) -> url::Url {
+        self.location.to_url(true)
+    }
+
+    /// The directory on this machine's disk, when the table is on it.
+    pub fn local_dir(&self) -> Option<PathBuf> {
+        (self.location.kind() == StoreKind::Local).then(|| PathBuf::from(self.location.display()))
     }
 
     /// The raw commit log.
-    pub fn raw_log(&self) -> PathBuf {
-        self.path.join(RAW_LOG_DIR)
+    pub fn raw_log(&self) -> StorePath {
+        self.join(RAW_LOG_DIR)
     }
 
     /// The Delta transaction log.
-    pub fn delta_log(&self) -> PathBuf {
-        self.path.join(DELTA_LOG_DIR)
+    pub fn delta_log(&self) -> StorePath {
+        self.join(DELTA_LOG_DIR)
     }
 
     /// Where every build stages rows it merges, whatever the run.
-    pub fn staging_root(&self) -> PathBuf {
-        self.path.join(STAGING_DIR)
+    pub fn staging_root(&self) -> StorePath {
+        self.join(STAGING_DIR)
     }
 
-    /// Where one run stages the rows it merges.
-    pub fn staging(&self, run_id: &str) -> PathBuf {
-        self.staging_root().join(run_id)
+    /// Where one run stages the rows it merges, as a table of its own.
+    pub fn staging(&self, run_id: &str) -> TableDir {
+        TableDir {
+            location: self.location.child(&format!("{STAGING_DIR}/{run_id}")),
+            store: Arc::clone(&self.store),
+        }
     }
 
     /// Whether a directory entry of the table holds data rather than Strata's or Delta's own files.
@@ -134,7 +234,7 @@ impl TableDir {
 
 impl fmt::Display for TableDir {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.path.display())
+        write!(f, "{}", self.location.display())
     }
 }
 
@@ -184,11 +284,6 @@ pub fn is_raw_commit_file(name: &str) -> bool {
     name.ends_with(".json") && !name.starts_with('.')
 }
 
-/// Where a commit is written before it claims its version.
-pub fn staged_raw_commit_file(version: u64, run_id: &str) -> String {
-    format!(".{version:020}.{run_id}.tmp")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,27 +299,37 @@ mod tests {
     fn tables_live_under_their_layer() {
         let warehouse = Warehouse::local("/wh");
         let table = warehouse.table(&events());
-        assert_eq!(table.path(), Path::new("/wh/enriched/events"));
+        assert_eq!(table.to_string(), "/wh/enriched/events");
+        assert_eq!(table.path().as_ref(), "wh/enriched/events");
         assert_eq!(
-            warehouse.table(&events().quarantine()).path(),
-            Path::new("/wh/enriched/events__quarantine")
+            warehouse.table(&events().quarantine()).to_string(),
+            "/wh/enriched/events__quarantine"
         );
+        assert_eq!(table.raw_log().as_ref(), "wh/enriched/events/_strata_log");
+        assert_eq!(table.delta_log().as_ref(), "wh/enriched/events/_delta_log");
         assert_eq!(
-            table.raw_log(),
-            Path::new("/wh/enriched/events/_strata_log")
+            table.staging("run-1").to_string(),
+            "/wh/enriched/events/_strata_staging/run-1"
         );
+        assert_eq!(table.table_url().as_str(), "file:///wh/enriched/events/");
         assert_eq!(
-            table.delta_log(),
-            Path::new("/wh/enriched/events/_delta_log")
+            warehouse.display_path(&warehouse.run_report("run-1")),
+            "/wh/_strata/runs/run-1.json"
         );
+    }
+
+    #[test]
+    fn a_warehouse_in_a_store_names_its_tables_by_url() {
+        let warehouse = Warehouse::open("s3://lake/wh/").unwrap();
+        let table = warehouse.table(&events());
+        assert_eq!(table.to_string(), "s3://lake/wh/enriched/events");
+        assert_eq!(table.table_url().as_str(), "s3://lake/wh/enriched/events/");
+        assert_eq!(table.url_of("a.avro"), "s3://lake/wh/enriched/events/a.avro");
         assert_eq!(
-            table.staging("run-1"),
-            Path::new("/wh/enriched/events/_strata_staging/run-1")
+            warehouse.resolve_location("landing/jobs/"),
+            "s3://lake/wh/landing/jobs/"
         );
-        assert_eq!(
-            warehouse.run_report("run-1"),
-            Path::new("/wh/_strata/runs/run-1.json")
-        );
+        assert!(warehouse.local_dir().is_none());
     }
 
     #[test]
@@ -274,6 +379,6 @@ mod tests {
         assert_eq!(raw_commit_file(12), "00000000000000000012.json");
         assert!(raw_commit_file(1) < raw_commit_file(10));
         assert!(is_raw_commit_file(&raw_commit_file(3)));
-        assert!(!is_raw_commit_file(&staged_raw_commit_file(3, "run-1")));
+        assert!(!is_raw_commit_file(".00000000000000000003.json.tmp"));
     }
 }

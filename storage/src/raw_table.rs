@@ -33,8 +33,8 @@ pub async fn register(
 }
 
 /// Whether the raw table in `table` has committed data files.
-pub fn has_commits(table: &TableDir) -> crate::Result<bool> {
-    CommitLog::new(table).has_data_files()
+pub async fn has_commits(table: &TableDir) -> crate::Result<bool> {
+    CommitLog::new(table).has_data_files().await
 }
 
 /// The committed files of the raw table in `table` as one table, or `None` if it has none.
@@ -44,6 +44,7 @@ pub async fn provider(
 ) -> Result<Option<Arc<dyn TableProvider>>> {
     let files = CommitLog::new(table)
         .data_files()
+        .await
         .map_err(DataFusionError::from)?;
     avro_files(table, &files, session).await
 }
@@ -56,6 +57,7 @@ pub async fn rejects_provider(
 ) -> Result<Option<Arc<dyn TableProvider>>> {
     let files = CommitLog::new(table)
         .reject_files()
+        .await
         .map_err(DataFusionError::from)?;
     avro_files(table, &files, session).await
 }
@@ -70,7 +72,7 @@ async fn avro_files(
     }
     let urls = files
         .iter()
-        .map(|file| ListingTableUrl::parse(table.join(&file.path).display().to_string()))
+        .map(|file| ListingTableUrl::parse(table.url_of(&file.path)))
         .collect::<Result<Vec<_>>>()?;
     let options = ListingOptions::new(Arc::new(AvroFormat)).with_file_extension(".avro");
     let config = ListingTableConfig::new_with_multi_paths(urls)

@@ -19,7 +19,8 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::sql::parser::{CreateExternalTable, Statement as DFStatement};
-use strata_storage::SourceFile;
+use strata_storage::store::is_store_option;
+use strata_storage::{SourceFile, StoreOptions, StoreUrl};
 use strata_storage::landing::{
     BadRowPolicy, Compression, CsvLayout, FileKind, Listing, RowFormat, file_suffixes, list_files,
     policy,
@@ -42,21 +43,35 @@ pub struct LandingSource {
     /// How CSV and NDJSON files are read row by row.
     row_format: Option<RowFormat>,
     pub policy: BadRowPolicy,
+    /// The source's own store settings (`'aws.region'`…), on top of the environment's.
+    pub store: StoreOptions,
 }
 
 impl LandingSource {
-    /// Reads a `CREATE EXTERNAL TABLE` for Strata: its `bad_rows` options here, its
-    /// `format.*` options as DataFusion reads them (refusing unknown ones).
+    /// Reads a `CREATE EXTERNAL TABLE` for Strata: its `bad_rows` and store options
+    /// (`aws.*`, `gcp.*`, `azure.*`) here, its `format.*` options as DataFusion reads
+    /// them (refusing unknown ones). A store configured by options is registered on the
+    /// session, so DataFusion's readers of Parquet, Avro and Arrow files use it too.
     pub async fn from_definition(
         definition: &CreateExternalTable,
         state: &SessionState,
     ) -> Result<Self> {
         let mut definition = definition.clone();
-        let (ours, theirs): (Vec<_>, Vec<_>) =
-            definition.options.into_iter().partition(|(key, _)| {
-                policy::OPTION_NAMES.contains(&key.to_ascii_lowercase().as_str())
-            });
+        let (stores, rest): (Vec<_>, Vec<_>) = definition
+            .options
+            .into_iter()
+            .partition(|(key, _)| is_store_option(&key.to_ascii_lowercase()));
+        let (ours, theirs): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(key, _)| {
+            policy::OPTION_NAMES.contains(&key.to_ascii_lowercase().as_str())
+        });
         definition.options = theirs;
+        let store_values: Vec<(String, String)> = stores
+            .iter()
+            .map(|(key, value)| (key.to_ascii_lowercase(), option_text(value)))
+            .collect();
+        let store = StoreOptions::from_source_options(
+            store_values.iter().map(|(key, value)| (key, value)),
+        );
         let values: Vec<(String, String)> = ours
             .iter()
             .map(|(key, value)| (key.clone(), option_text(value)))
@@ -112,6 +127,15 @@ impl LandingSource {
         };
         let declared = (!command.schema.fields().is_empty())
             .then(|| Arc::new(command.schema.as_arrow().clone()));
+        if !store.is_empty() {
+            for location in &command.locations {
+                let location = StoreUrl::parse(location).map_err(DataFusionError::from)?;
+                let opened = location.open(&store).map_err(DataFusionError::from)?;
+                state
+                    .runtime_env()
+                    .register_object_store(location.root(), opened);
+            }
+        }
         Ok(Self {
             name,
             kind,
@@ -121,6 +145,7 @@ impl LandingSource {
             format,
             row_format,
             policy,
+            store,
         })
     }
 
@@ -130,11 +155,11 @@ impl LandingSource {
     }
 
     /// The files under every location, sorted by path.
-    pub fn list(&self) -> strata_storage::Result<Listing> {
+    pub async fn list(&self) -> strata_storage::Result<Listing> {
         let suffixes = self.suffixes();
         let mut listing = Listing::default();
         for location in &self.locations {
-            let mut found = list_files(location, &suffixes)?;
+            let mut found = list_files(location, &self.store, &suffixes).await?;
             listing.files.append(&mut found.files);
             listing.ignored.append(&mut found.ignored);
         }
@@ -184,6 +209,7 @@ impl LandingSource {
                     format: format.clone(),
                     compression: self.compression,
                     policy: self.policy,
+                    store: self.store.clone(),
                 },
                 rejects,
                 split_files,

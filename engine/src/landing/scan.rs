@@ -4,6 +4,7 @@
 //! writer above it with the rows' counts.
 
 use std::fmt;
+use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -15,7 +16,12 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use futures::TryStreamExt;
+use object_store::{GetResultPayload, ObjectStoreExt};
+use tokio_util::io::{StreamReader, SyncIoBridge};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -28,7 +34,9 @@ use strata_storage::landing::{
     BadRowPolicy, Compression, LandingReader, Limit, OnBadRow, RangeStart, Reject, RowFormat,
     Verdict, rejects_batch, rejects_schema, skip_to,
 };
-use strata_storage::{AvroFileSink, FileSink, SourceFile, WrittenFile, paths};
+use strata_storage::{
+    AvroFileSink, FileSink, SourceFile, StoreOptions, StoreUrl, TableDir, WrittenFile, paths,
+};
 
 use crate::task_error::TaskError;
 use crate::write::ScannedFile;
@@ -39,6 +47,9 @@ pub struct ReadSpec {
     pub format: RowFormat,
     pub compression: Compression,
     pub policy: BadRowPolicy,
+    /// The source's own store settings (`'aws.region'`…); empty when the environment's serve.
+    #[serde(default)]
+    pub store: StoreOptions,
 }
 
 /// Where a scan writes the bad rows it finds: the raw table's directory, the build's
@@ -144,13 +155,15 @@ fn split(
 ) -> Vec<FilePart> {
     let splittable = read.compression == Compression::Uncompressed
         && !matches!(&read.format, RowFormat::Csv(layout) if layout.newlines_in_values);
+    // A range's reader counts the lines before it, so only a local file is read in ranges.
+    let local = |path: &str| !path.contains("://");
     let mut parts = Vec::new();
     for SourceFile {
         path, size: bytes, ..
     } in files
     {
         let size = *bytes;
-        let ranges = if splittable && partitions > 1 && size >= min_bytes.max(1) {
+        let ranges = if splittable && local(path) && partitions > 1 && size >= min_bytes.max(1) {
             partitions as u64
         } else {
             1
@@ -171,11 +184,6 @@ fn split(
         }
     }
     parts
-}
-
-/// A landing file's path on this machine.
-fn local_path(path: &str) -> &str {
-    path.strip_prefix("file://").unwrap_or(path)
 }
 
 /// Batches a scan may parse ahead of the plan above it: enough for the good rows of a
@@ -306,7 +314,7 @@ impl ExecutionPlan for LandingScanExec {
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let mut builder = RecordBatchReceiverStreamBuilder::new(
             self.properties.eq_properties.schema().clone(),
@@ -323,6 +331,8 @@ impl ExecutionPlan for LandingScanExec {
                 batch_size: self.batch_size,
                 partition,
                 outcomes: Arc::clone(&self.outcomes),
+                runtime: context.runtime_env(),
+                handle: tokio::runtime::Handle::current(),
             };
             let tx = builder.tx();
             builder.spawn_blocking(move || job.run(&tx));
@@ -342,6 +352,9 @@ struct FileScan {
     batch_size: usize,
     partition: usize,
     outcomes: Arc<Mutex<Vec<ScanOutcome>>>,
+    /// Where the file's store is found, and the runtime its requests run on.
+    runtime: Arc<RuntimeEnv>,
+    handle: tokio::runtime::Handle,
 }
 
 type Sender = tokio::sync::mpsc::Sender<Result<datafusion::arrow::array::RecordBatch>>;
@@ -357,7 +370,9 @@ impl FileScan {
         match self.read_rows(tx, &mut sink, &mut counts) {
             Ok(()) => {
                 let rejects = sink
-                    .map(|sink: Box<AvroFileSink>| (sink as Box<dyn FileSink>).finish())
+                    .map(|sink: Box<AvroFileSink>| {
+                        self.handle.block_on((sink as Box<dyn FileSink>).finish())
+                    })
                     .transpose()?;
                 self.outcomes
                     .lock()
@@ -369,11 +384,8 @@ impl FileScan {
                 Ok(())
             }
             Err(error) => {
-                if let (Some(sink), Some(target)) = (sink, &self.rejects) {
-                    let path = std::path::Path::new(&target.table_dir).join(sink.relative());
-                    if let Err(error) = std::fs::remove_file(&path) {
-                        tracing::debug!("removing {}: {error}", path.display());
-                    }
+                if let Some(sink) = sink {
+                    self.handle.block_on((sink as Box<dyn FileSink>).abort());
                 }
                 Err(error)
             }
@@ -386,11 +398,8 @@ impl FileScan {
         sink: &mut Option<Box<AvroFileSink>>,
         counts: &mut ScannedFile,
     ) -> Result<()> {
-        let file = std::fs::File::open(local_path(&self.file)).map_err(|error| {
-            DataFusionError::Context(
-                format!("opening {}", self.file),
-                Box::new(DataFusionError::IoError(error)),
-            )
+        let file = self.open().map_err(|error| {
+            DataFusionError::Context(format!("opening {}", self.file), Box::new(error))
         })?;
         let policy = self.read.policy;
         let reader = match self.range {
@@ -433,7 +442,7 @@ impl FileScan {
                 let sink = match sink {
                     Some(sink) => sink,
                     None => sink.insert(Box::new(AvroFileSink::create(
-                        std::path::Path::new(&target.table_dir),
+                        &TableDir::open(&target.table_dir).map_err(DataFusionError::from)?,
                         paths::rejects_file(
                             &target.prefix,
                             self.partition,
@@ -442,7 +451,8 @@ impl FileScan {
                         &rejects_schema(),
                     )?)),
                 };
-                sink.write(&rejects_batch(&self.file, &target.run_id, &parsed.rejects)?)?;
+                let batch = rejects_batch(&self.file, &target.run_id, &parsed.rejects)?;
+                self.handle.block_on(sink.write(&batch))?;
             }
             for batch in parsed.batches {
                 let batch = match &self.projection {
@@ -457,6 +467,29 @@ impl FileScan {
         }
         // A share limit is decided for the whole file, by the orchestrator.
         Ok(())
+    }
+
+    /// The file's bytes from its start: a local file as it is, a stored object as the
+    /// stream of its download.
+    fn open(&self) -> Result<Box<dyn Read + Send>> {
+        let location = StoreUrl::parse(&self.file)?;
+        let store = if self.read.store.is_empty() {
+            self.runtime
+                .object_store(ObjectStoreUrl::parse(location.root().as_str())?)?
+        } else {
+            location.open(&self.read.store)?
+        };
+        let object = self
+            .handle
+            .block_on(store.get(location.path()))
+            .map_err(|error| DataFusionError::ObjectStore(Box::new(error)))?;
+        Ok(match object.payload {
+            GetResultPayload::File(file, _) => Box::new(file),
+            GetResultPayload::Stream(stream) => Box::new(SyncIoBridge::new_with_handle(
+                StreamReader::new(stream.map_err(std::io::Error::other)),
+                self.handle.clone(),
+            )),
+        })
     }
 
     /// Stops at a bad row when the policy says so, or at a count limit passed part way.
@@ -526,18 +559,25 @@ mod tests {
             path: path.into(),
             size,
             modified_ms: 0,
+            etag: None,
         };
-        let files = [file("/l/big.csv", 1001), file("/l/small.csv", 1)];
+        let files = [
+            file("/l/big.csv", 1001),
+            file("/l/small.csv", 1),
+            file("s3://b/big.csv", 1001),
+        ];
         let mut read = ReadSpec {
             format: RowFormat::Csv(CsvLayout::default()),
             compression: Compression::Uncompressed,
             policy: BadRowPolicy::default(),
+            store: StoreOptions::default(),
         };
         let parts = split(&files, &read, 3, 100);
         let ranges: Vec<_> = parts.iter().map(|part| part.range).collect();
         assert_eq!(
             ranges,
-            [Some((0, 334)), Some((334, 668)), Some((668, 1001)), None]
+            [Some((0, 334)), Some((334, 668)), Some((668, 1001)), None, None],
+            "a stored file is read whole"
         );
         read.compression = Compression::Gzip;
         assert!(
@@ -552,7 +592,7 @@ mod tests {
         });
         assert_eq!(
             split(&files, &read, 3, 100).len(),
-            2,
+            3,
             "rows may span ranges"
         );
     }

@@ -121,7 +121,7 @@ pub async fn run_pipeline(
             .filter_map(|node| reports[node].take())
             .collect(),
     };
-    report.save(warehouse)?;
+    report.save(warehouse).await?;
     Ok(report)
 }
 

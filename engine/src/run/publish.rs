@@ -15,7 +15,7 @@ use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use deltalake_core::DeltaTable;
 use strata_language::rules::SCD2_COLUMNS;
 use strata_language::{OnViolation, TableDef, WriteMode};
-use strata_storage::{cleanup, delta_publish, storage_schema};
+use strata_storage::{TableDir, cleanup, delta_publish, storage_schema};
 
 use super::Build;
 use super::report::{TableReport, TableStatus};
@@ -68,7 +68,7 @@ pub(super) async fn build(
     let spec = WriteSpec {
         format: FileFormat::Delta,
         table_dir: if merges {
-            staging.display().to_string()
+            staging.to_string()
         } else {
             dir.to_string()
         },
@@ -122,7 +122,7 @@ pub(super) async fn build(
         // Every build but an append reads its whole input, so its bad rows replace the
         // quarantine's; an append adds the bad rows of what it added.
         let appends = table.mode == WriteMode::Append && !build.full_refresh;
-        let replaced = !appends && delta_publish::has_table(&quarantine_dir);
+        let replaced = !appends && delta_publish::has_table(&quarantine_dir).await;
         if !written.quarantine.is_empty() || replaced {
             let quarantine = delta_publish::open(&quarantine_dir).await?;
             delta_publish::commit_files(
@@ -138,14 +138,13 @@ pub(super) async fn build(
         Ok(published)
     }
     .await;
-    cleanup::remove_dir(&dir.staging_root());
+    cleanup::remove_below(&dir, &dir.staging_root()).await;
     let published = outcome?;
 
-    if let Ok(files) = published.get_file_uris() {
-        for uri in files {
+    if let Ok(snapshot) = published.snapshot() {
+        for file in snapshot.log_data().iter() {
             report.files += 1;
-            let path = uri.strip_prefix("file://").unwrap_or(&uri).to_owned();
-            report.bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            report.bytes += file.size().max(0) as u64;
         }
     }
     delta_publish::register(ctx, &name, &published)
@@ -157,7 +156,7 @@ pub(super) async fn build(
 /// The staged rows as one frame (empty, with the table's columns, when nothing was kept).
 async fn staged_rows(
     ctx: &SessionContext,
-    staging: &std::path::Path,
+    staging: &TableDir,
     adds: &[deltalake_core::kernel::Add],
     schema: &SchemaRef,
 ) -> datafusion::error::Result<DataFrame> {
@@ -166,7 +165,7 @@ async fn staged_rows(
     }
     let paths: Vec<String> = adds
         .iter()
-        .map(|add| staging.join(&add.path).display().to_string())
+        .map(|add| staging.url_of(&add.path))
         .collect();
     let options = ParquetReadOptions::default().schema(schema);
     ctx.read_parquet(paths, options).await

@@ -1,15 +1,16 @@
 //! Building a raw table: each new landing file once, into Avro files, committed together
 //! with the rows set aside as rejects.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use strata_language::{SourceTable, TableDef};
 use strata_storage::landing::{OnBadRow, Reject, Verdict, rejects_batch, rejects_schema};
+use datafusion::error::DataFusionError;
 use strata_storage::{
-    AvroFileSink, CommitLog, FileSink, SourceFile, WrittenFile, cleanup, paths, storage_schema,
+    AvroFileSink, CommitLog, FileSink, SourceFile, StorageError, TableDir, WrittenFile, cleanup,
+    paths, storage_schema,
 };
 
 use super::Build;
@@ -42,20 +43,21 @@ pub(super) async fn build(
         TableStatus::UpToDate,
     );
     let landing = planned_source.landing.as_ref().ok_or_else(|| {
-        EngineError::DataFusion(datafusion::error::DataFusionError::Internal(format!(
+        EngineError::DataFusion(DataFusionError::Internal(format!(
             "{} is planned without its landing source",
             source.name
         )))
     })?;
     let dir = build.warehouse.table(&table.name);
     let log = CommitLog::new(&dir);
-    let ingested = if build.full_refresh {
-        HashSet::new()
-    } else {
-        log.ingested()?
-    };
+    let mut state = log.state().await?;
+    if build.full_refresh {
+        state.ingested.clear();
+    }
+    let ingested = &state.ingested;
     let new_files: Vec<SourceFile> = landing
-        .list()?
+        .list()
+        .await?
         .files
         .into_iter()
         .filter(|file| !ingested.contains(file))
@@ -113,13 +115,13 @@ pub(super) async fn build(
                 | Some(TaskError::CorruptFile { why, .. })
                 | Some(TaskError::BadInput { why }) => Err((why, false)),
                 Some(task) => {
-                    cleanup::remove_with_prefix(dir.path(), &prefix);
+                    cleanup::remove_with_prefix(&dir, &prefix).await;
                     return Err(task.into_engine_error(Some(&file.path)));
                 }
                 // Not the file's data (its output, say): the table fails and the file
                 // is read again next run.
                 None => {
-                    cleanup::remove_with_prefix(dir.path(), &prefix);
+                    cleanup::remove_with_prefix(&dir, &prefix).await;
                     return Err(EngineError::at(BuildStep::RunningTheQuery, error));
                 }
             },
@@ -135,7 +137,7 @@ pub(super) async fn build(
                 written.absorb(summary);
             }
             Err((reason, fails_run)) => {
-                cleanup::remove_with_prefix(dir.path(), &prefix);
+                cleanup::remove_with_prefix(&dir, &prefix).await;
                 report.add_landing_file(LandingFileReport::rejected(&file.path));
                 report.rejected_files.push(RejectedFile {
                     path: file.path.clone(),
@@ -145,37 +147,142 @@ pub(super) async fn build(
                 rejected_whole.push((file.path.clone(), reason));
             }
         }
-        sources.push(file);
+        sources.push((file, prefix));
     }
     written.check_distinct()?;
     let mut rejects = written.rejects.clone();
     if !rejected_whole.is_empty() {
-        rejects.push(write_rejected_files(build, &dir, &rejected_whole)?);
+        rejects.push(write_rejected_files(build, &dir, &rejected_whole).await?);
     }
     report.rows_written = written.rows_written();
     report.files = written.data.len() as u64;
     report.bytes = written.bytes_written();
     report.writers = written.writers.clone();
-    log.commit(
-        build.run_id,
-        build.full_refresh,
-        sources,
-        written.avro_files(),
-        rejects,
-    )?;
+    let committed = commit(
+        build,
+        &dir,
+        &log,
+        state.next_version,
+        Staged {
+            sources,
+            files: written.avro_files(),
+            rejects,
+        },
+    )
+    .await?;
+    for (path, dropped) in committed.raced {
+        report.withdraw_landing_file(&path);
+        report.files -= dropped.iter().filter(|file| !is_reject(file)).count() as u64;
+        report.bytes -= dropped
+            .iter()
+            .filter(|file| !is_reject(file))
+            .map(|file| file.bytes)
+            .sum::<u64>();
+    }
     report.status = TableStatus::Built;
     Ok(report)
 }
 
-/// Records the landing files rejected whole, one row each, in the rejects table.
-fn write_rejected_files(
+/// What one raw build wrote, by landing file, ready to commit.
+struct Staged {
+    /// Each landing file with the prefix of every file written from it.
+    sources: Vec<(SourceFile, String)>,
+    files: Vec<WrittenFile>,
+    rejects: Vec<WrittenFile>,
+}
+
+/// The landing files of a build that a concurrent run committed first, each with the
+/// files this build had written from it and then dropped.
+#[derive(Default)]
+struct Committed {
+    raced: Vec<(String, Vec<WrittenFile>)>,
+}
+
+/// Whether a written file holds rejected rows rather than the table's.
+fn is_reject(file: &WrittenFile) -> bool {
+    file.path.starts_with(paths::REJECTS_DIR)
+}
+
+/// How many times a build re-reads the log after losing a commit race.
+const COMMIT_ATTEMPTS: usize = 5;
+
+/// Commits a build as `version`, the one after the last commit it read before it started.
+/// When another run claimed it first, the log is read again:
+/// landing files that run ingested are dropped from this commit (with the files written
+/// from them), and the rest is committed as the next version. A landing file is thus
+/// ingested once however many runs race.
+async fn commit(
     build: &Build<'_>,
-    dir: &strata_storage::TableDir,
+    dir: &TableDir,
+    log: &CommitLog,
+    mut version: u64,
+    mut staged: Staged,
+) -> Result<Committed> {
+    let mut committed = Committed::default();
+    for attempt in 1..=COMMIT_ATTEMPTS {
+        let sources = staged.sources.iter().map(|(file, _)| file.clone()).collect();
+        match log
+            .commit(
+                version,
+                build.run_id,
+                build.full_refresh,
+                sources,
+                staged.files.clone(),
+                staged.rejects.clone(),
+            )
+            .await
+        {
+            Ok(_) => return Ok(committed),
+            Err(StorageError::CommitConflict { .. })
+                if !build.full_refresh && attempt < COMMIT_ATTEMPTS =>
+            {
+                let state = log.state().await?;
+                version = state.next_version;
+                let (taken, kept): (Vec<_>, Vec<_>) = staged
+                    .sources
+                    .into_iter()
+                    .partition(|(file, _)| state.ingested.contains(file));
+                for (file, prefix) in &taken {
+                    tracing::info!("{} was ingested by a concurrent run; dropping this run's copy", file.path);
+                    let written_from = |written: &WrittenFile| {
+                        written
+                            .path
+                            .rsplit('/')
+                            .next()
+                            .is_some_and(|name| name.starts_with(prefix.as_str()))
+                    };
+                    let (dropped, files): (Vec<_>, Vec<_>) =
+                        staged.files.drain(..).partition(written_from);
+                    let (rejects_dropped, rejects): (Vec<_>, Vec<_>) =
+                        staged.rejects.drain(..).partition(written_from);
+                    staged.files = files;
+                    staged.rejects = rejects;
+                    cleanup::remove_with_prefix(dir, prefix).await;
+                    let dropped = dropped.into_iter().chain(rejects_dropped).collect();
+                    committed.raced.push((file.path.clone(), dropped));
+                }
+                staged.sources = kept;
+            }
+            Err(error) => {
+                cleanup::remove_with_prefix(dir, &paths::run_file_prefix(build.run_id)).await;
+                return Err(error.into());
+            }
+        }
+    }
+    Err(EngineError::DataFusion(DataFusionError::Execution(format!(
+        "{dir}: other runs kept committing first; nothing was committed"
+    ))))
+}
+
+/// Records the landing files rejected whole, one row each, in the rejects table.
+async fn write_rejected_files(
+    build: &Build<'_>,
+    dir: &TableDir,
     rejected: &[(String, String)],
 ) -> Result<WrittenFile> {
     let mut sink = Box::new(
         AvroFileSink::create(
-            dir.path(),
+            dir,
             paths::rejected_files_file(build.run_id),
             &rejects_schema(),
         )
@@ -184,10 +291,11 @@ fn write_rejected_files(
     for (path, reason) in rejected {
         let batch = rejects_batch(path, build.run_id, &[Reject::file(reason.clone())])
             .map_err(EngineError::DataFusion)?;
-        sink.write(&batch).map_err(EngineError::DataFusion)?;
+        sink.write(&batch).await.map_err(EngineError::DataFusion)?;
     }
     (sink as Box<dyn FileSink>)
         .finish()
+        .await
         .map_err(EngineError::DataFusion)
 }
 

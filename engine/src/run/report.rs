@@ -1,7 +1,6 @@
 //! What a run did, table by table: shown after a run and kept in the run history.
 
-use std::path::PathBuf;
-
+use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 use strata_storage::{StorageError, Warehouse};
@@ -99,6 +98,10 @@ pub struct TableReport {
     /// A raw table's landing files rejected whole.
     #[serde(default)]
     pub files_rejected: u64,
+    /// A raw table's landing files that a concurrent run committed first; this run
+    /// dropped what it wrote from them, so each is ingested once.
+    #[serde(default)]
+    pub files_raced: u64,
     /// A raw table's landing files, one by one.
     #[serde(default)]
     pub landing_files: Vec<LandingFileReport>,
@@ -125,8 +128,28 @@ impl TableReport {
             files_ingested: 0,
             files_partly_rejected: 0,
             files_rejected: 0,
+            files_raced: 0,
             landing_files: Vec::new(),
         }
+    }
+
+    /// Takes back a landing file that a concurrent run committed first: its rows and
+    /// rejects are that run's, and this run dropped what it wrote from it.
+    pub fn withdraw_landing_file(&mut self, path: &str) {
+        if let Some(index) = self.landing_files.iter().position(|file| file.path == path) {
+            let file = self.landing_files.remove(index);
+            self.rows_read -= file.rows_read;
+            self.rows_rejected -= file.rows_rejected;
+            self.rows_written -= file.rows_ingested;
+            let counter = match (file.rejected_whole, file.rows_rejected) {
+                (true, _) => &mut self.files_rejected,
+                (false, 0) => &mut self.files_ingested,
+                (false, _) => &mut self.files_partly_rejected,
+            };
+            *counter -= 1;
+        }
+        self.rejected_files.retain(|file| file.path != path);
+        self.files_raced += 1;
     }
 
     /// Counts a landing file a raw build read or rejected.
@@ -191,21 +214,23 @@ impl RunReport {
             .collect()
     }
 
-    /// Where the report is kept in the warehouse's run history.
-    pub fn history_path(&self, warehouse: &Warehouse) -> PathBuf {
-        warehouse.run_report(&self.run_id)
+    /// Where the report is kept in the warehouse's run history (a path or a URL).
+    pub fn history_path(&self, warehouse: &Warehouse) -> String {
+        warehouse.display_path(&warehouse.run_report(&self.run_id))
     }
 
     /// Saves the report in the warehouse's run history.
-    pub fn save(&self, warehouse: &Warehouse) -> Result<PathBuf, StorageError> {
-        let path = self.history_path(warehouse);
-        let dir = warehouse.runs_dir();
-        std::fs::create_dir_all(&dir).map_err(|source| StorageError::io(&dir, source))?;
-        let text = serde_json::to_string_pretty(self).map_err(|error| StorageError::Corrupt {
-            path: path.clone(),
+    pub async fn save(&self, warehouse: &Warehouse) -> Result<String, StorageError> {
+        let location = self.history_path(warehouse);
+        let text = serde_json::to_vec_pretty(self).map_err(|error| StorageError::Corrupt {
+            location: location.clone(),
             reason: error.to_string(),
         })?;
-        std::fs::write(&path, text).map_err(|source| StorageError::io(&path, source))?;
-        Ok(path)
+        warehouse
+            .store()
+            .put(&warehouse.run_report(&self.run_id), text.into())
+            .await
+            .map_err(|error| StorageError::store(&location, &error))?;
+        Ok(location)
     }
 }

@@ -20,10 +20,10 @@ use datafusion::object_store::{Error as ObjectStoreError, ObjectStoreExt};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::Count;
 use deltalake_core::datafile::writer::{DeltaWriter, WriterConfig};
-use deltalake_core::{DeltaTableBuilder, DeltaTableError, ensure_table_uri};
+use deltalake_core::{DeltaTableBuilder, DeltaTableError};
 use futures::StreamExt;
 use strata_storage::paths;
-use strata_storage::{AvroFileSink, FileSink, to_storage};
+use strata_storage::{AvroFileSink, FileSink, TableDir, to_storage};
 
 use super::summary::{DataFile, PartitionOutput};
 use super::{FileFormat, WriteSpec};
@@ -145,7 +145,7 @@ impl PartitionWriter {
         match data {
             Sinks::Avro(sinks) => {
                 for (_, sink) in sinks {
-                    output.data.push(DataFile::Avro(sink.finish()?));
+                    output.data.push(DataFile::Avro(sink.finish().await?));
                 }
             }
             Sinks::Delta(writer) => {
@@ -184,15 +184,13 @@ impl PartitionWriter {
                     let sink = match sinks.get_mut(&path) {
                         Some(sink) => sink,
                         None => {
-                            let sink = AvroFileSink::create(
-                                std::path::Path::new(&self.spec.table_dir),
-                                self.file_name(&path),
-                                &self.schema,
-                            )?;
+                            let table = TableDir::open(&self.spec.table_dir)?;
+                            let sink =
+                                AvroFileSink::create(&table, self.file_name(&path), &self.schema)?;
                             sinks.entry(path).or_insert(Box::new(sink))
                         }
                     };
-                    sink.write(&rows)?;
+                    sink.write(&rows).await?;
                 }
                 Ok(())
             }
@@ -212,12 +210,8 @@ impl PartitionWriter {
     async fn abort(&self, data: Sinks, quarantine: Option<DeltaWriter>) {
         match data {
             Sinks::Avro(sinks) => {
-                for (path, _) in sinks {
-                    let file =
-                        std::path::Path::new(&self.spec.table_dir).join(self.file_name(&path));
-                    if let Err(error) = std::fs::remove_file(&file) {
-                        tracing::debug!("removing {}: {error}", file.display());
-                    }
+                for (_, sink) in sinks {
+                    sink.abort().await;
                 }
             }
             Sinks::Delta(writer) => {
@@ -236,10 +230,8 @@ async fn delta_writer(
     schema: &SchemaRef,
     partition_columns: &[String],
 ) -> Result<DeltaWriter> {
-    std::fs::create_dir_all(dir)
-        .map_err(|error| DataFusionError::Execution(format!("{dir}: {error}")))?;
-    let url = ensure_table_uri(dir).map_err(delta_error)?;
-    let store = DeltaTableBuilder::from_url(url)
+    let table = TableDir::open(dir)?;
+    let store = DeltaTableBuilder::from_url(table.table_url())
         .map_err(delta_error)?
         .build_storage()
         .map_err(delta_error)?

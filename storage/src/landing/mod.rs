@@ -15,14 +15,14 @@ pub use policy::{BadRowPolicy, Limit, OnBadRow, Verdict};
 pub use reader::{LandingReader, Parsed, RowFormat};
 pub use rejects::{RAW_TEXT_LIMIT, Reject, rejects_batch, rejects_schema};
 
-use std::path::Path;
-use std::time::UNIX_EPOCH;
-
 use datafusion::common::parsers::CompressionTypeVariant;
+use futures::TryStreamExt;
+use object_store::{ObjectMeta, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
 use crate::commit_log::SourceFile;
 use crate::error::{Result, StorageError};
+use crate::store::{StoreKind, StoreOptions, StoreUrl};
 
 /// A landing source's file format, as `STORED AS` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,61 +124,79 @@ pub struct Listing {
     pub ignored: Vec<String>,
 }
 
-/// The files under a local landing location whose names end with one of `suffixes`.
+/// The files under a landing location whose names end with one of `suffixes`.
 ///
 /// A location may be one file (read whatever its name) or a directory (searched
-/// recursively; hidden and `_`-prefixed entries are skipped, as DataFusion does).
-pub fn list_files(location: &str, suffixes: &[String]) -> Result<Listing> {
-    let root = Path::new(location.strip_prefix("file://").unwrap_or(location));
+/// recursively; hidden and `_`-prefixed entries are skipped, as DataFusion does). In an
+/// object store this costs one request per thousand files, and one more to tell a file
+/// from a directory when the location does not end with `/`.
+pub async fn list_files(
+    location: &str,
+    options: &StoreOptions,
+    suffixes: &[String],
+) -> Result<Listing> {
+    let root = StoreUrl::parse(location)?;
+    let store = root.open(options)?;
+    let failed = |error: object_store::Error| StorageError::store(location, &error);
     let mut listing = Listing::default();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        let metadata =
-            std::fs::metadata(&path).map_err(|source| StorageError::io(&path, source))?;
-        if metadata.is_dir() {
-            for entry in
-                std::fs::read_dir(&path).map_err(|source| StorageError::io(&path, source))?
-            {
-                let entry = entry.map_err(|source| StorageError::io(&path, source))?;
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                if !name.starts_with('.') && !name.starts_with('_') {
-                    stack.push(entry.path());
-                }
+    if !location.ends_with('/') {
+        match store.head(root.path()).await {
+            Ok(meta) => {
+                listing.files.push(source_file(&root, meta));
+                return Ok(listing);
             }
-            continue;
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(error) => return Err(failed(error)),
         }
-        let name = path.to_string_lossy().to_ascii_lowercase();
-        if path != root
-            && !suffixes
-                .iter()
-                .any(|suffix| name.ends_with(suffix.as_str()))
+    }
+    let found: Vec<ObjectMeta> = store
+        .list(Some(root.path()))
+        .try_collect()
+        .await
+        .map_err(failed)?;
+    for meta in found {
+        let relative: Vec<String> = meta
+            .location
+            .prefix_match(root.path())
+            .map(|parts| parts.map(|part| part.as_ref().to_owned()).collect())
+            .unwrap_or_default();
+        if relative
+            .iter()
+            .any(|part| part.starts_with('.') || part.starts_with('_'))
         {
-            listing.ignored.push(path.display().to_string());
             continue;
         }
-        let modified = metadata
-            .modified()
-            .ok()
-            .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |age| age.as_millis() as u64);
-        listing.files.push(SourceFile {
-            path: path.display().to_string(),
-            size: metadata.len(),
-            modified_ms: modified,
-        });
+        let name = meta.location.as_ref().to_ascii_lowercase();
+        if suffixes.iter().any(|suffix| name.ends_with(suffix.as_str())) {
+            listing.files.push(source_file(&root, meta));
+        } else {
+            listing.ignored.push(root.url_of(&meta.location));
+        }
     }
     listing.files.sort_by(|a, b| a.path.cmp(&b.path));
     listing.ignored.sort();
     Ok(listing)
 }
 
+/// A listed file as a source file: a local file by its path, size and modification
+/// time (as Strata has always named it), a stored one by its URL and ETag as well.
+fn source_file(root: &StoreUrl, meta: ObjectMeta) -> SourceFile {
+    SourceFile {
+        path: root.url_of(&meta.location),
+        size: meta.size,
+        modified_ms: meta.last_modified.timestamp_millis().max(0) as u64,
+        etag: (root.kind() != StoreKind::Local)
+            .then_some(meta.e_tag)
+            .flatten(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn ndjson_files_are_found_by_every_usual_extension_and_others_are_named() {
+    #[tokio::test]
+    async fn ndjson_files_are_found_by_every_usual_extension_and_others_are_named() {
         let dir = std::env::temp_dir().join(format!("strata-landing-list-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("day=1")).unwrap();
@@ -193,7 +211,10 @@ mod tests {
             std::fs::write(dir.join(name), b"{}").unwrap();
         }
         let suffixes = file_suffixes(FileKind::Json, Compression::Gzip);
-        let listing = list_files(&dir.display().to_string(), &suffixes).unwrap();
+        let options = StoreOptions::default();
+        let listing = list_files(&dir.display().to_string(), &options, &suffixes)
+            .await
+            .unwrap();
         let names: Vec<&str> = listing
             .files
             .iter()
@@ -206,8 +227,38 @@ mod tests {
             .map(|path| path.rsplit('/').next().unwrap())
             .collect();
         assert_eq!(ignored, ["d.csv.gz", "e.json"]);
-        let one = list_files(&dir.join("e.json").display().to_string(), &suffixes).unwrap();
+        let one = list_files(&dir.join("e.json").display().to_string(), &options, &suffixes)
+            .await
+            .unwrap();
         assert_eq!(one.files.len(), 1, "a location naming one file reads it");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stored_landing_zone_is_listed_with_etags() {
+        let root = StoreUrl::parse("memory://landing-list/in").unwrap();
+        let store = root.open(&StoreOptions::default()).unwrap();
+        for name in ["a.csv", "b/c.csv", "d.json", "_tmp/e.csv"] {
+            store
+                .put(&root.child(name).path().clone(), "x,y".into())
+                .await
+                .unwrap();
+        }
+        let suffixes = file_suffixes(FileKind::Csv, Compression::Uncompressed);
+        let options = StoreOptions::default();
+        let listing = list_files("memory://landing-list/in/", &options, &suffixes)
+            .await
+            .unwrap();
+        let paths: Vec<&str> = listing.files.iter().map(|file| file.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["memory://landing-list/in/a.csv", "memory://landing-list/in/b/c.csv"]
+        );
+        assert!(listing.files.iter().all(|file| file.etag.is_some() && file.size == 3));
+        assert_eq!(listing.ignored, ["memory://landing-list/in/d.json"]);
+        let one = list_files("memory://landing-list/in/a.csv", &options, &suffixes)
+            .await
+            .unwrap();
+        assert_eq!(one.files.len(), 1);
     }
 }

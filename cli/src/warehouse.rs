@@ -1,0 +1,14 @@
+//! Opening the warehouse a command names: a directory or a store URL, checked before
+//! any work so a missing bucket or wrong credentials is one clear error up front.
+
+use strata_storage::Warehouse;
+
+use crate::error::CliError;
+
+/// Opens a warehouse and checks that its store answers; a local directory may not
+/// exist yet (the first run creates it).
+pub async fn open(location: &str) -> Result<Warehouse, CliError> {
+    let warehouse = Warehouse::open(location)?;
+    warehouse.check().await?;
+    Ok(warehouse)
+}
