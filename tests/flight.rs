@@ -22,15 +22,15 @@ pub struct Server {
 impl Server {
     /// Starts `strata serve` on a free loopback port with `args` and waits until it listens.
     pub fn start(warehouse: &Path, args: &[&str]) -> Server {
+        Self::start_in(warehouse.to_str().unwrap(), args, &[])
+    }
+
+    /// Like [`Server::start`], for a warehouse at a path or URL, with `env` set.
+    pub fn start_in(warehouse: &str, args: &[&str], env: &[(String, String)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args([
-                "serve",
-                "--warehouse",
-                warehouse.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-            ])
+            .args(["serve", "--warehouse", warehouse, "--listen", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().cloned())
             .env_remove("STRATA_FLIGHT_USERS")
             .env_remove("STRATA_FLIGHT_CONFIG")
             .stdout(Stdio::piped())

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, PersistentVolumeClaim, Service, ServiceAccount,
+    ConfigMap, Container, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -150,12 +150,12 @@ fn help(command: &str) -> String {
     stdout(&output)
 }
 
-/// The kinds every overlay must have, with how many of each (and nothing else).
-const KINDS: [(&str, usize); 9] = [
+/// The kinds every overlay must have, with how many of each; an overlay adds where its
+/// warehouse is (a volume claim, or a store's credentials), and nothing else.
+const KINDS: [(&str, usize); 8] = [
     ("ConfigMap", 1),
     ("Deployment", 2),
     ("NetworkPolicy", 1),
-    ("PersistentVolumeClaim", 1),
     ("PodDisruptionBudget", 1),
     ("Role", 1),
     ("RoleBinding", 1),
@@ -163,19 +163,20 @@ const KINDS: [(&str, usize); 9] = [
     ("ServiceAccount", 2),
 ];
 
-fn check_overlay(overlay: &str) -> Rendered {
+fn check_overlay(overlay: &str, warehouse_kind: &str) -> Rendered {
     let rendered = Rendered::render(overlay);
     // Every object types cleanly, and nothing else is in the overlay.
     let _: Vec<ConfigMap> = rendered.all("ConfigMap");
     let _: Vec<Deployment> = rendered.all("Deployment");
     let _: Vec<NetworkPolicy> = rendered.all("NetworkPolicy");
     let _: Vec<PersistentVolumeClaim> = rendered.all("PersistentVolumeClaim");
+    let _: Vec<Secret> = rendered.all("Secret");
     let _: Vec<PodDisruptionBudget> = rendered.all("PodDisruptionBudget");
     let _: Vec<Role> = rendered.all("Role");
     let _: Vec<RoleBinding> = rendered.all("RoleBinding");
     let _: Vec<Service> = rendered.all("Service");
     let _: Vec<ServiceAccount> = rendered.all("ServiceAccount");
-    for (kind, count) in KINDS {
+    for (kind, count) in KINDS.into_iter().chain([(warehouse_kind, 1)]) {
         let found = rendered
             .objects
             .iter()
@@ -183,7 +184,7 @@ fn check_overlay(overlay: &str) -> Rendered {
             .count();
         assert_eq!(found, count, "{overlay}: {kind}");
     }
-    let expected: usize = KINDS.iter().map(|(_, count)| count).sum();
+    let expected: usize = KINDS.iter().map(|(_, count)| count).sum::<usize>() + 1;
     assert_eq!(
         rendered.objects.len(),
         expected,
@@ -236,8 +237,10 @@ fn check_overlay(overlay: &str) -> Rendered {
         let read = [&scheduler_help, &executor_help, &drain_help]
             .iter()
             .any(|help| help.contains(&format!("[env: {key}=")));
+        // A store's settings are read by its client, as the warehouse's help says.
+        let store_setting = key.starts_with("AWS_") && scheduler_help.contains("AWS_*");
         assert!(
-            read || key == "STRATA_LOG",
+            read || store_setting || key == "STRATA_LOG",
             "{overlay}: nothing reads {key}"
         );
     }
@@ -437,7 +440,18 @@ fn check_rbac(rendered: &Rendered) {
 
 #[test]
 fn the_dev_overlay_runs_one_executor_without_autoscaling() {
-    let dev = check_overlay("dev");
+    let dev = check_overlay("dev", "PersistentVolumeClaim");
+    assert_eq!(dev.config()["STRATA_WAREHOUSE"], "/warehouse");
+    for name in ["strata-scheduler", "strata-executor"] {
+        let (_, container) = dev.deployment(name);
+        let mounts = container.volume_mounts.unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|mount| mount.name == "warehouse" && mount.mount_path == "/warehouse"),
+            "{name} mounts the warehouse"
+        );
+    }
     assert_eq!(dev.namespace, "strata-dev");
     let config = dev.config();
     assert!(!config.contains_key("STRATA_AUTOSCALE"), "{config:?}");
@@ -448,7 +462,7 @@ fn the_dev_overlay_runs_one_executor_without_autoscaling() {
 
 #[test]
 fn the_prod_overlay_autoscales_executors_between_its_bounds() {
-    let prod = check_overlay("prod");
+    let prod = check_overlay("prod", "Secret");
     assert_eq!(prod.namespace, "strata");
     let config = prod.config();
     assert_eq!(config["STRATA_AUTOSCALE"], "kubernetes");
@@ -464,4 +478,39 @@ fn the_prod_overlay_autoscales_executors_between_its_bounds() {
         container.image.as_deref(),
         Some("registry.example.com/strata:0.1.0")
     );
+}
+
+#[test]
+fn the_prod_overlay_keeps_the_warehouse_in_s3_with_credentials_from_a_secret() {
+    let prod = Rendered::render("prod");
+    let config = prod.config();
+    let warehouse = &config["STRATA_WAREHOUSE"];
+    assert!(warehouse.starts_with("s3://"), "{warehouse}");
+    // The CLI takes the URL: `strata check` opens the warehouse it names.
+    assert!(help("run").contains("s3://bucket/prefix"));
+    let secret: Secret = prod.one("Secret", "strata-store-credentials");
+    let keys: BTreeSet<String> = secret.string_data.unwrap().into_keys().collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["AWS_ACCESS_KEY_ID".to_owned(), "AWS_SECRET_ACCESS_KEY".to_owned()])
+    );
+    for name in ["strata-scheduler", "strata-executor"] {
+        let (deployment, container) = prod.deployment(name);
+        let from_secret = container
+            .env_from
+            .unwrap()
+            .iter()
+            .any(|source| {
+                source.secret_ref.as_ref().map(|secret| secret.name.as_str())
+                    == Some("strata-store-credentials")
+            });
+        assert!(from_secret, "{name} reads the store's credentials");
+        let volumes = deployment.spec.template.spec.unwrap().volumes.unwrap();
+        assert!(
+            volumes
+                .iter()
+                .all(|volume| volume.persistent_volume_claim.is_none()),
+            "{name}: no shared volume in prod"
+        );
+    }
 }

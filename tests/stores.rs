@@ -12,7 +12,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cluster::{Cluster, free_port};
-use crate::support::{example, python_with, stderr, stdout, strata, workdir};
+use crate::flight::Server;
+use crate::support::{example, python_with, stderr, stdout, strata, table_report, workdir};
 
 /// Reads every table of a warehouse with independent readers; see the script.
 const DUMP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/stores/dump.py");
@@ -255,7 +256,27 @@ fn the_example_in_s3_equals_the_local_run_as_deltalake_and_fastavro_read_it() {
         !keys.iter().any(|key| key.contains("_strata_staging")),
         "no staging file is left: {keys:?}"
     );
+
+    // Flight SQL serves the warehouse from the store, to the ADBC driver.
+    let server = Server::start_in(warehouse, &[], &s3.env);
+    let counted = s3.python(&["-c", COUNT_OVER_FLIGHT, &server.uri()]);
+    let expected = s3.dump(warehouse, &["ranked.candidates_per_job"]);
+    assert_eq!(
+        counted.trim(),
+        expected["ranked.candidates_per_job"].as_array().unwrap().len().to_string()
+    );
 }
+
+/// Counts a ranked table's rows through Flight SQL with the ADBC driver.
+const COUNT_OVER_FLIGHT: &str = r#"
+import os, sys
+import adbc_driver_flightsql.dbapi as flight_sql
+with flight_sql.connect(sys.argv[1]) as connection, connection.cursor() as cursor:
+    cursor.execute("SELECT count(*) FROM ranked.candidates_per_job")
+    print(cursor.fetchone()[0])
+sys.stdout.flush()
+os._exit(0)
+"#;
 
 #[test]
 fn the_example_on_a_cluster_reads_and_writes_s3_directly() {
@@ -375,16 +396,87 @@ keys = [item["Key"] for item in client.list_objects_v2(Bucket=sys.argv[1], Prefi
 print(json.dumps([json.loads(client.get_object(Bucket=sys.argv[1], Key=key)["Body"].read()) for key in keys]))
 "#;
 
-/// Uploads a directory's files to an S3 bucket under `landing/`; prints how many.
+/// Uploads a directory's files to an S3 bucket under a prefix (`landing/` unless
+/// given); prints how many.
 const UPLOAD: &str = r#"
 import os, sys
 import boto3
 client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+prefix = sys.argv[3] if len(sys.argv) > 3 else "landing/"
 names = sorted(os.listdir(sys.argv[1]))
 for name in names:
-    client.upload_file(os.path.join(sys.argv[1], name), sys.argv[2], "landing/" + name)
+    client.upload_file(os.path.join(sys.argv[1], name), sys.argv[2], prefix + name)
 print(len(names))
 "#;
+
+/// A landing zone in another store than the warehouse, reached with its own OPTIONS.
+const OWN_OPTIONS: &str = "\
+CREATE EXTERNAL TABLE landing.readings (id BIGINT NOT NULL, value DOUBLE)
+STORED AS CSV LOCATION 's3://deliveries/readings/'
+OPTIONS ('format.has_header' 'true', 'bad_rows.limit' '5', @STORE@);
+CREATE EXTERNAL TABLE landing.jobs STORED AS PARQUET LOCATION 's3://deliveries/jobs/' OPTIONS (@STORE@);
+CREATE TABLE raw.readings AS SELECT * FROM landing.readings;
+CREATE TABLE raw.jobs AS SELECT * FROM landing.jobs;
+";
+
+#[test]
+fn a_landing_zone_in_another_store_is_read_with_its_own_options_and_no_secret_is_shown() {
+    let s3 = StoreServer::moto();
+    s3.create("deliveries");
+    let dir = workdir("stores-own-options");
+    let generated = strata(&["gen", "--scale", "0.002", "--out", dir.to_str().unwrap()]);
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let jobs = dir.join("landing/jobs");
+    let uploaded = s3.python(&["-c", UPLOAD, jobs.to_str().unwrap(), "deliveries", "jobs/"]);
+    let readings = dir.join("readings");
+    std::fs::create_dir_all(&readings).unwrap();
+    std::fs::write(readings.join("r.csv"), "id,value\n1,0.5\n2,1.5\n3,oops\n").unwrap();
+    s3.python(&["-c", UPLOAD, readings.to_str().unwrap(), "deliveries", "readings/"]);
+
+    // The store's settings are the source's own: this process has none in its environment.
+    let endpoint = &s3.env[3].1;
+    let store = format!(
+        "'aws.endpoint' '{endpoint}', 'aws.access_key_id' 'strata-test', \
+         'aws.secret_access_key' '{S3_SECRET}', 'aws.region' 'us-east-1'"
+    );
+    let pipeline = dir.join("pipeline.sql");
+    std::fs::write(&pipeline, OWN_OPTIONS.replace("@STORE@", &store)).unwrap();
+    let warehouse = dir.join("wh");
+    let run = strata(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let report = table_report(&stdout(&run), "raw.readings");
+    assert_eq!(report["rows_written"], 2, "{report}");
+    assert_eq!(report["rows_rejected"], 1, "{report}");
+    let jobs_report = table_report(&stdout(&run), "raw.jobs");
+    assert_eq!(
+        jobs_report["files_ingested"].as_u64().unwrap(),
+        uploaded.trim().parse::<u64>().unwrap(),
+        "{jobs_report}"
+    );
+    let history = std::fs::read_dir(warehouse.join("_strata/runs")).unwrap();
+    for entry in history {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains(S3_SECRET), "the run report holds no secret");
+    }
+    assert!(!stdout(&run).contains(S3_SECRET) && !stderr(&run).contains(S3_SECRET));
+
+    // A misspelt store option is a located error of `strata check`.
+    std::fs::write(
+        &pipeline,
+        OWN_OPTIONS.replace("@STORE@", "'aws.acess_key_id' 'x'"),
+    )
+    .unwrap();
+    let check = strata(&["check", pipeline.to_str().unwrap(), "--warehouse", warehouse.to_str().unwrap()]);
+    assert!(!check.status.success());
+    let said = format!("{}{}", stdout(&check), stderr(&check));
+    assert!(said.contains("unknown store option 'acess_key_id'"), "{said}");
+    assert!(said.contains("pipeline.sql:1"), "{said}");
+}
 
 #[test]
 fn a_missing_bucket_or_an_endpoint_that_does_not_answer_is_one_clear_error() {

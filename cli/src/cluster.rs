@@ -27,8 +27,10 @@ pub struct SchedulerArgs {
     /// Also serve Flight SQL on this port (of the --listen host), running queries on the cluster.
     #[arg(long, requires = "warehouse", value_name = "PORT")]
     pub flight_sql_port: Option<u16>,
-    /// Warehouse whose published tables Flight SQL serves (with --flight-sql-port).
-    #[arg(long, env = "STRATA_WAREHOUSE", requires = "flight_sql_port")]
+    /// Warehouse whose published tables Flight SQL serves (with --flight-sql-port): a
+    /// directory or a store URL. Stores take their endpoint and credentials from the
+    /// standard AWS_*, AZURE_* and GOOGLE_* environment variables.
+    #[arg(long, env = "STRATA_WAREHOUSE", requires = "flight_sql_port", value_name = "PATH_OR_URL")]
     pub warehouse: Option<String>,
     #[command(flatten)]
     pub flight: FlightArgs,

@@ -20,7 +20,9 @@ pub struct BuildArgs {
     #[arg(required = true, value_name = "PIPELINE")]
     pub pipeline: Vec<PathBuf>,
     /// Warehouse root, a directory or a store URL (`s3://bucket/prefix`, `gs://…`,
-    /// `az://…`, `abfss://…`): landing data is read from it and tables are written under it.
+    /// `az://…`, `abfss://…`, `memory://`): landing data is read from it and tables are
+    /// written under it. Stores take their endpoint and credentials from the standard
+    /// AWS_*, AZURE_* and GOOGLE_* environment variables.
     #[arg(long, env = "STRATA_WAREHOUSE", value_name = "PATH_OR_URL")]
     pub warehouse: String,
     /// Build only these tables (comma-separated) and the tables they read.
@@ -191,6 +193,13 @@ pub(crate) fn print_summary(report: &RunReport, out: &mut impl Write) -> std::io
         }
         for rejected in &table.rejected_files {
             writeln!(out, "    rejected {}: {}", rejected.path, rejected.reason)?;
+        }
+        if table.files_raced > 0 {
+            writeln!(
+                out,
+                "    {} landing file(s) were ingested by a concurrent run first; this run dropped its copy",
+                table.files_raced
+            )?;
         }
         if let Some(error) = &table.error {
             writeln!(out, "    error: {error}")?;

@@ -15,8 +15,9 @@ use crate::error::CliError;
 /// Arguments of `strata serve`.
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Warehouse root whose published tables are served.
-    #[arg(long, env = "STRATA_WAREHOUSE")]
+    /// Warehouse whose published tables are served: a directory or a store URL
+    /// (`s3://bucket/prefix`, `gs://…`, `az://…`).
+    #[arg(long, env = "STRATA_WAREHOUSE", value_name = "PATH_OR_URL")]
     pub warehouse: String,
     /// Address to listen on; port 0 picks a free port and prints it.
     #[arg(long, default_value = "127.0.0.1:50051", env = "STRATA_FLIGHT_LISTEN")]

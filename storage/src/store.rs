@@ -440,9 +440,15 @@ impl StoreRegistry {
     }
 }
 
+/// A store's key: scheme, host and port, and the user part that `abfss://` URLs use for
+/// the container (DataFusion's own registry drops it, mixing up containers).
 fn registry_key(url: &Url) -> String {
+    let user = match url.username() {
+        "" => String::new(),
+        name => format!("{name}@"),
+    };
     format!(
-        "{}://{}",
+        "{}://{user}{}",
         url.scheme(),
         &url[url::Position::BeforeHost..url::Position::AfterPort]
     )
@@ -595,6 +601,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("unknown store option 'no_such_thing'"), "{error}");
+    }
+
+    #[test]
+    fn containers_of_one_azure_account_are_different_stores() {
+        let registry = StoreRegistry::default();
+        let a = Url::parse("abfss://a@acct.dfs.core.windows.net/x").unwrap();
+        let b = Url::parse("abfss://b@acct.dfs.core.windows.net/x").unwrap();
+        assert_ne!(registry_key(&a), registry_key(&b));
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        registry.register_store(&a, Arc::clone(&store));
+        assert!(Arc::ptr_eq(&registry.get_store(&a).unwrap(), &store));
+        assert!(registry.deregister_store(&b).is_err());
     }
 
     #[test]
