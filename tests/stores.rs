@@ -302,6 +302,20 @@ fn the_example_on_a_cluster_reads_and_writes_s3_directly() {
 }
 
 #[test]
+fn the_demo_runs_in_a_bucket() {
+    let s3 = StoreServer::moto();
+    s3.create("demo");
+    let demo = s3.strata(&["demo", "--scale", "0.002", "--warehouse", "s3://demo/wh"]);
+    assert!(demo.status.success(), "{}", stderr(&demo));
+    let said = stdout(&demo);
+    assert!(said.contains("3/3 the best candidates"), "{said}");
+    assert!(said.contains("tables are under s3://demo/wh"), "{said}");
+    let again = s3.strata(&["demo", "--warehouse", "s3://demo/wh"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stdout(&again).contains("1/3 reusing the data in s3://demo/wh/landing"));
+}
+
+#[test]
 fn the_example_in_azure_equals_the_local_run() {
     let local = local_reference("stores-azure-local");
     let azure = StoreServer::azurite("example");

@@ -2,16 +2,16 @@
 //! best candidates for a few jobs. The example's SQL is built into the binary.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use arrow::util::pretty::pretty_format_batches;
 use clap::Args;
-use datafusion::prelude::SessionContext;
-use strata_gen::Options;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use object_store::ObjectStoreExt;
 use strata_language::{Layer, TableName};
-use strata_storage::{Warehouse, delta_publish};
+use strata_storage::{StoreRegistry, Warehouse, delta_publish};
 
 use crate::error::CliError;
+use crate::generate::GenArgs;
 use crate::run::{BuildArgs, RunArgs};
 
 /// The recruitment example, one file per layer.
@@ -40,14 +40,21 @@ pub struct DemoArgs {
     /// Size of the generated data: 1 is about one million tracking events.
     #[arg(long, default_value_t = 0.1)]
     pub scale: f64,
-    /// Where to put the data, the pipeline and the tables.
-    #[arg(long, default_value = "strata-demo")]
-    pub warehouse: PathBuf,
+    /// Where to put the data and the tables: a directory (which also gets the
+    /// pipeline's files) or a store URL (`s3://bucket/prefix`…).
+    #[arg(long, default_value = "strata-demo", value_name = "PATH_OR_URL")]
+    pub warehouse: String,
 }
 
 /// Runs the demo end to end.
 pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let pipeline_dir = args.warehouse.join("pipeline");
+    let warehouse = crate::warehouse::open(&args.warehouse).await?;
+    // The pipeline's files go beside the tables on a local disk, and in a scratch
+    // directory when the warehouse is in a store.
+    let pipeline_dir = match warehouse.local_dir() {
+        Some(dir) => dir.join("pipeline"),
+        None => std::env::temp_dir().join(format!("strata-demo-pipeline-{}", std::process::id())),
+    };
     std::fs::create_dir_all(&pipeline_dir).map_err(|source| CliError::Write {
         path: pipeline_dir.clone(),
         source,
@@ -56,24 +63,27 @@ pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
         let path = pipeline_dir.join(name);
         std::fs::write(&path, text).map_err(|source| CliError::Write { path, source })?;
     }
-    if !args.warehouse.join("landing/manifest.json").exists() {
+    let landing = warehouse.location().child("landing");
+    let manifest = landing.child("manifest.json");
+    let generated = warehouse.store().head(manifest.path()).await.is_ok();
+    if !generated {
         writeln!(
             out,
             "1/3 generating recruitment data (scale {}) …",
             args.scale
         )?;
-        strata_gen::generate(&Options {
-            out: args.warehouse.clone(),
-            scale: args.scale,
-            seed: 42,
-            bad_data: true,
-        })?;
+        crate::generate::run(
+            GenArgs {
+                scale: args.scale,
+                out: args.warehouse.clone(),
+                seed: 42,
+                no_bad_data: false,
+            },
+            &mut std::io::sink(),
+        )
+        .await?;
     } else {
-        writeln!(
-            out,
-            "1/3 reusing the data in {}",
-            args.warehouse.join("landing").display()
-        )?;
+        writeln!(out, "1/3 reusing the data in {}", landing.display())?;
     }
     writeln!(
         out,
@@ -83,8 +93,8 @@ pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
     let run = crate::run::run(
         RunArgs {
             build: BuildArgs {
-                pipeline: vec![pipeline_dir],
-                warehouse: args.warehouse.display().to_string(),
+                pipeline: vec![pipeline_dir.clone()],
+                warehouse: args.warehouse.clone(),
                 select: Vec::new(),
                 full_refresh: false,
                 strict: false,
@@ -96,20 +106,27 @@ pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
     .await;
     run?;
     writeln!(out, "3/3 the best candidates for three open jobs:")?;
-    let best = best_candidates(&args.warehouse).await?;
+    let best = best_candidates(&warehouse).await?;
     writeln!(out, "{best}")?;
-    writeln!(
-        out,
-        "tables are under {}; run `strata check {}` to see the pipeline",
-        args.warehouse.display(),
-        args.warehouse.join("pipeline").display()
-    )?;
+    match warehouse.local_dir() {
+        Some(_) => writeln!(
+            out,
+            "tables are under {warehouse}; run `strata check {}` to see the pipeline",
+            pipeline_dir.display()
+        )?,
+        None => {
+            let _ = std::fs::remove_dir_all(&pipeline_dir);
+            writeln!(
+                out,
+                "tables are under {warehouse}; run `strata check examples/recruitment --warehouse {warehouse}` to see the pipeline"
+            )?
+        }
+    }
     Ok(())
 }
 
-async fn best_candidates(warehouse: &Path) -> Result<String, CliError> {
-    let warehouse = Warehouse::local(warehouse);
-    let ctx = SessionContext::new();
+async fn best_candidates(warehouse: &Warehouse) -> Result<String, CliError> {
+    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), StoreRegistry::runtime());
     strata_engine::compile::register_layers(&ctx)?;
     for (layer, name) in [
         (Layer::Enriched, "jobs"),

@@ -323,8 +323,53 @@ fn avro(location: &str, error: impl std::fmt::Display) -> DataFusionError {
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::{Array, Int64Array, UInt8Array, UInt64Array};
+    use object_store::ObjectStoreExt;
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_file_in_a_store_appears_only_when_finished_and_reads_back() {
+        let warehouse = crate::Warehouse::open("memory://avro-sink/wh").unwrap();
+        let table = warehouse.table(&strata_language::TableName {
+            layer: strata_language::Layer::Raw,
+            name: "events".into(),
+        });
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let mut sink = Box::new(
+            AvroFileSink::create(&table, "day=1/part-a.avro".into(), &schema).unwrap(),
+        );
+        // Enough rows for several upload parts, so the file is sent in pieces.
+        let rows: Vec<i64> = (0..6_000_000).collect();
+        for chunk in rows.chunks(500_000) {
+            let batch = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from(chunk.to_vec()))],
+            )
+            .unwrap();
+            sink.write(&batch).await.unwrap();
+        }
+        let path = table.join("day=1/part-a.avro");
+        assert!(
+            table.store().head(&path).await.is_err(),
+            "nothing is visible before the file is finished"
+        );
+        let written = (sink as Box<dyn FileSink>).finish().await.unwrap();
+        assert_eq!(written.rows, 6_000_000);
+        let bytes = table.store().get(&path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(written.bytes, bytes.len() as u64);
+        assert!(bytes.len() > UPLOAD_PART_BYTES, "{} bytes", bytes.len());
+        let read: i64 = apache_avro::Reader::new(&bytes[..])
+            .unwrap()
+            .map(|row| match row.unwrap() {
+                apache_avro::types::Value::Record(fields) => match &fields[0].1 {
+                    apache_avro::types::Value::Long(id) => *id,
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            })
+            .sum();
+        assert_eq!(read, rows.iter().sum::<i64>());
+    }
 
     #[test]
     fn unsigned_columns_are_stored_signed_and_overflow_is_an_error() {
