@@ -526,6 +526,22 @@ fn a_missing_bucket_or_an_endpoint_that_does_not_answer_is_one_clear_error() {
         .filter(|key| !key.starts_with("errors/landing/"))
         .collect();
     assert!(committed.is_empty(), "nothing was written: {committed:?}");
+
+    // A warehouse in this process's memory cannot be shared with a cluster.
+    let submitted = strata(&[
+        "submit",
+        &example(),
+        "--warehouse",
+        "memory://wh",
+        "--scheduler",
+        "127.0.0.1:1",
+    ]);
+    assert!(!submitted.status.success());
+    assert!(
+        stderr(&submitted).contains("memory://wh/ lives in this process's memory"),
+        "{}",
+        stderr(&submitted)
+    );
 }
 
 #[test]

@@ -58,6 +58,11 @@ pub enum CliError {
     /// A scheduler could not be reached, refused, or a cluster process failed.
     #[error("{0}")]
     Cluster(String),
+    /// A warehouse only this process can see was given to a cluster.
+    #[error(
+        "{0} lives in this process's memory, which a cluster's processes cannot see; use a store URL (s3://, gs://, az://) or a shared path"
+    )]
+    NotShared(String),
     /// Results could not be written out (for example a closed pipe).
     #[error("cannot write results: {0}")]
     Output(#[from] std::io::Error),

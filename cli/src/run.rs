@@ -57,6 +57,7 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
     };
     let engine = match &args.scheduler {
         Some(url) => {
+            crate::warehouse::refuse_unshared(&warehouse)?;
             scheduler_client::connect(url, "client", "strata run").await?;
             Engine::cluster(url)
         }

@@ -55,7 +55,7 @@ fn refused(status: tonic::Status) -> CliError {
 pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliError> {
     let sources = Sources::load(&args.build.pipeline)?;
     let warehouse = absolute(&args.build.warehouse)?;
-    Warehouse::open(&warehouse)?;
+    crate::warehouse::refuse_unshared(&Warehouse::open(&warehouse)?)?;
     let mut client = scheduler_client::connect(&args.scheduler, "client", "strata submit").await?;
     let files = sources
         .iter()

@@ -2,6 +2,7 @@
 //! any work so a missing bucket or wrong credentials is one clear error up front.
 
 use strata_storage::Warehouse;
+use strata_storage::store::StoreKind;
 
 use crate::error::CliError;
 
@@ -11,4 +12,12 @@ pub async fn open(location: &str) -> Result<Warehouse, CliError> {
     let warehouse = Warehouse::open(location)?;
     warehouse.check().await?;
     Ok(warehouse)
+}
+
+/// Refuses a warehouse that other processes (a cluster's) cannot reach.
+pub fn refuse_unshared(warehouse: &Warehouse) -> Result<(), CliError> {
+    match warehouse.location().kind() {
+        StoreKind::Memory => Err(CliError::NotShared(warehouse.to_string())),
+        _ => Ok(()),
+    }
 }

@@ -44,6 +44,11 @@ impl Warehouse {
     }
 
     /// A warehouse in a local directory (created when a run first writes to it).
+    ///
+    /// # Panics
+    ///
+    /// If `root` is empty, the one path that names no directory; [`Warehouse::open`]
+    /// returns that as an error.
     pub fn local(root: impl AsRef<Path>) -> Self {
         let path = std::path::absolute(root.as_ref()).unwrap_or_else(|_| root.as_ref().into());
         Self::open(&path.display().to_string())
