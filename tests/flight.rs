@@ -72,8 +72,8 @@ pub fn example_warehouse() -> &'static Path {
         assert!(generated.status.success(), "{}", stderr(&generated));
         let run = strata(&["run", &example(), "--warehouse", wh]);
         assert!(run.status.success(), "{}", stderr(&run));
-        // A second run gives enriched.events a version 1 to travel back from.
-        let again = strata(&["run", &example(), "--warehouse", wh]);
+        // A rebuild gives enriched.events a version 1 to travel back from.
+        let again = strata(&["run", &example(), "--warehouse", wh, "--full-refresh"]);
         assert!(again.status.success(), "{}", stderr(&again));
         dir
     })

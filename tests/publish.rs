@@ -135,9 +135,26 @@ fn the_recruitment_example_publishes_delta_tables_with_expectations_applied() {
         "rows quarantined: {report}"
     );
 
-    // A second run ingests nothing new, and each enriched build is one more version.
+    // A second run ingests nothing new, so every replace-mode table is up to date: its
+    // definition and the versions it reads are those its current version was built from.
     let again = strata(&["run", &example, "--warehouse", wh]);
     assert!(again.status.success(), "{}", crate::support::stdout(&again));
+    for table in [
+        "enriched.events",
+        "enriched.job_events_daily",
+        "enriched.job_keywords",
+        "ranked.candidates_per_job",
+        "ranked.jobs_per_candidate",
+    ] {
+        let report = table_report(&crate::support::stdout(&again), table);
+        assert_eq!(report["status"], "up_to_date", "{table}: {report}");
+    }
+    assert_eq!(values(&python(READ_EXAMPLE, &dir))["events_version"], "0");
+
+    // A full refresh rebuilds them: each is one more version, whose quarantine replaces
+    // the last one's.
+    let refreshed = strata(&["run", &example, "--warehouse", wh, "--full-refresh"]);
+    assert!(refreshed.status.success(), "{}", crate::support::stdout(&refreshed));
     let found_again = values(&python(READ_EXAMPLE, &dir));
     assert_eq!(found_again["events_version"], "1");
     assert_eq!(found_again["events_rows"], found["events_rows"]);
@@ -391,4 +408,46 @@ print("operation", t.history(1)[0]["operation"])
     ));
     assert_eq!(found["rows"], "1=Lyon;2=Turin;3=Ghent", "{found:?}");
     assert_eq!(found["operation"], "MERGE", "{found:?}");
+}
+
+#[test]
+fn a_replace_table_rebuilds_only_when_its_inputs_or_its_definition_change() {
+    let (dir, pipeline) = scores_pipeline(
+        "publish-up-to-date",
+        "id,score\n1,0.5\n2,0.9\n",
+        "ON VIOLATION DROP ROW",
+        "CREATE TABLE ranked.best AS SELECT max(score) AS best FROM enriched.scores;\n\
+         CREATE TABLE ranked.stamped AS SELECT count(*) AS n, now() AS at FROM enriched.scores;\n",
+    );
+    let wh = dir.to_str().unwrap();
+    let run = || {
+        let output = strata(&["run", pipeline.to_str().unwrap(), "--warehouse", wh]);
+        assert!(output.status.success(), "{}", crate::support::stderr(&output));
+        let out = crate::support::stdout(&output);
+        let status = |table: &str| table_report(&out, table)["status"].as_str().unwrap().to_owned();
+        (status("enriched.scores"), status("ranked.best"), status("ranked.stamped"))
+    };
+    let built = ("built".to_owned(), "built".to_owned(), "built".to_owned());
+    assert_eq!(run(), built);
+    // Nothing new: replace builds are up to date, except one whose query reads the clock.
+    assert_eq!(
+        run(),
+        ("up_to_date".to_owned(), "up_to_date".to_owned(), "built".to_owned())
+    );
+    // A new delivery reaches every table that reads it.
+    std::fs::write(dir.join("landing/scores/b.csv"), "id,score\n3,0.7\n").unwrap();
+    assert_eq!(run(), built);
+    // A changed definition rebuilds that table, and what reads it only if its rows changed
+    // version.
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(&pipeline, text.replace("max(score) AS best", "max(score) * 2 AS best")).unwrap();
+    assert_eq!(
+        run(),
+        ("up_to_date".to_owned(), "built".to_owned(), "built".to_owned())
+    );
+    let read = python(
+        "import sys\nfrom deltalake import DeltaTable\nprint(DeltaTable(sys.argv[1] + '/ranked/best').to_pyarrow_table().column('best')[0].as_py())",
+        &dir,
+    );
+    assert_eq!(read, ["1.8"]);
 }

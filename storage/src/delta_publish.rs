@@ -11,7 +11,7 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{Expr, Operator, binary_expr, lit};
 use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake_core::kernel::transaction::CommitBuilder;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::kernel::{
     Action, Add, MetadataExt, StructType, new_metadata, normalize_for_delta,
 };
@@ -85,8 +85,18 @@ pub async fn write(
         .map_err(|error| StorageError::delta(&dir, error))
 }
 
+/// Where a commit records what its build read, in the commit's `commitInfo`.
+const INPUTS_KEY: &str = "strataInputs";
+
+/// What the build of the table's current version read, as its commit recorded it.
+pub async fn recorded_inputs(table: &DeltaTable) -> Option<serde_json::Value> {
+    let last = table.history(Some(1)).next().await?.ok()?;
+    last.info.get(INPUTS_KEY).cloned()
+}
+
 /// Commits data files written elsewhere (by the parallel writer) as one new version,
 /// replacing every current file or adding to them; creates the table on its first commit.
+/// `inputs`, what the build read, is recorded with the commit ([`recorded_inputs`]).
 pub async fn commit_files(
     table: DeltaTable,
     adds: Vec<Add>,
@@ -94,9 +104,12 @@ pub async fn commit_files(
     partition_columns: &[String],
     schema: &SchemaRef,
     name: &str,
+    inputs: Option<serde_json::Value>,
 ) -> Result<DeltaTable> {
     let dir = table.table_url().to_string();
-    commit_adds(table, adds, replace, partition_columns, schema, name)
+    let properties = CommitProperties::default()
+        .with_metadata(inputs.map(|inputs| (INPUTS_KEY.to_owned(), inputs)));
+    commit_adds(table, adds, replace, partition_columns, schema, name, properties)
         .await
         .map_err(|error| StorageError::delta(&dir, error))
 }
@@ -108,6 +121,7 @@ async fn commit_adds(
     partition_columns: &[String],
     schema: &SchemaRef,
     name: &str,
+    properties: CommitProperties,
 ) -> Result<DeltaTable, DeltaTableError> {
     if !exists(&table) {
         let columns: StructType = normalize_for_delta(schema).try_into_kernel()?;
@@ -117,6 +131,7 @@ async fn commit_adds(
             .with_columns(columns.fields().cloned())
             .with_partition_columns(partition_columns.to_vec())
             .with_actions(adds.into_iter().map(Action::Add))
+            .with_commit_properties(properties)
             .await;
     }
     let mut actions: Vec<Action> = Vec::new();
@@ -156,7 +171,7 @@ async fn commit_adds(
         partition_by: Some(partition_columns.to_vec()).filter(|columns| !columns.is_empty()),
         predicate: None,
     };
-    CommitBuilder::default()
+    CommitBuilder::from(properties)
         .with_actions(actions)
         .build(Some(table.snapshot()?), table.log_store(), operation)
         .await?;

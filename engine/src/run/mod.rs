@@ -186,7 +186,7 @@ impl Build<'_> {
         };
         let outcome = match name.layer.format() {
             Some(Format::Avro) => self.raw_table(node, table, &on_rows).await,
-            _ => publish::build(self, table, &on_rows).await,
+            _ => publish::build(self, node, table, &on_rows).await,
         };
         let mut report = outcome.unwrap_or_else(|error| {
             let mut report = TableReport::new(name.to_string(), layer, TableStatus::Failed);

@@ -3,19 +3,21 @@ use std::sync::Arc;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::Column;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
 use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::functions::string::expr_fn::concat_ws;
 use datafusion::functions_nested::expr_fn::array_to_string;
 use datafusion::functions_window::expr_fn::{lag, lead};
-use datafusion::logical_expr::{Expr, ExprFunctionExt, cast, lit};
+use datafusion::logical_expr::{Expr, ExprFunctionExt, LogicalPlan, Volatility, cast, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use deltalake_core::DeltaTable;
 use strata_language::rules::SCD2_COLUMNS;
-use strata_language::{OnViolation, TableDef, WriteMode};
-use strata_storage::{TableDir, cleanup, delta_publish, storage_schema};
+use serde_json::Value;
+use strata_language::{Format, OnViolation, Statement, TableDef, WriteMode};
+use strata_storage::{CommitLog, TableDir, cleanup, delta_publish, storage_schema};
 
 use super::Build;
 use super::report::{TableReport, TableStatus};
@@ -28,9 +30,12 @@ use crate::write::{FileFormat, WriteFilesExec, WriteSpec};
 ///
 /// The query and its expectations run where the engine runs them, every partition
 /// writing its own files; this side commits them once. MERGE KEY into an existing
-/// table and SCD2 stage the checked rows instead and merge them here.
+/// table and SCD2 stage the checked rows instead and merge them here. A replace build
+/// whose definition and inputs are those its table's current version was built from
+/// is up to date, and does nothing.
 pub(super) async fn build(
     build: &Build<'_>,
+    node: usize,
     table: &TableDef,
     on_rows: &(dyn Fn(u64) + Sync),
 ) -> Result<TableReport> {
@@ -44,6 +49,7 @@ pub(super) async fn build(
     let state = ctx.state();
     let query = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
     let plan = state.statement_to_plan(query).await.map_err(planning)?;
+    let repeatable = is_repeatable(&plan);
     let frame = ctx.execute_logical_plan(plan).await.map_err(planning)?;
     let physical = frame.create_physical_plan().await.map_err(planning)?;
     let schema = storage_schema(&physical.schema());
@@ -55,6 +61,21 @@ pub(super) async fn build(
     let quarantine_name = table.name.quarantine();
     let quarantine_dir = build.warehouse.table(&quarantine_name);
     let target = delta_publish::open(&dir).await?;
+    let inputs = match table.mode {
+        WriteMode::Replace if repeatable => inputs(build, node, table).await?,
+        _ => None,
+    };
+    if let Some(current) = &inputs
+        && !build.full_refresh
+        && delta_publish::exists(&target)
+        && delta_publish::recorded_inputs(&target).await.as_ref() == Some(current)
+    {
+        delta_publish::register(ctx, &name, &target)
+            .await
+            .map_err(|error| EngineError::at(BuildStep::Registering, error))?;
+        report.status = TableStatus::UpToDate;
+        return Ok(report);
+    }
     let merges = match &table.mode {
         WriteMode::Scd2 { .. } => true,
         WriteMode::Merge { .. } => delta_publish::exists(&target) && !build.full_refresh,
@@ -116,6 +137,7 @@ pub(super) async fn build(
                 &table.partitioned_by,
                 &schema,
                 &name,
+                inputs,
             )
             .await?
         };
@@ -132,6 +154,7 @@ pub(super) async fn build(
                 &[],
                 &quarantine_schema,
                 &quarantine_name.to_string(),
+                None,
             )
             .await?;
         }
@@ -151,6 +174,63 @@ pub(super) async fn build(
         .await
         .map_err(|error| EngineError::at(BuildStep::Registering, error))?;
     Ok(report)
+}
+
+/// What a replace build reads, as its commit records it: the table's definition and the
+/// version of every table it reads. `None` when that cannot tell whether a rebuild would
+/// change anything: a read of a landing source, or of a table with no version yet.
+async fn inputs(build: &Build<'_>, node: usize, table: &TableDef) -> Result<Option<Value>> {
+    let statements = &build.compiled.pipeline.statements;
+    let mut reads = serde_json::Map::new();
+    for &upstream in build.compiled.graph.upstream(node) {
+        let Statement::Table(read) = &statements[upstream] else {
+            return Ok(None);
+        };
+        let dir = build.warehouse.table(&read.name);
+        let version = match read.name.layer.format() {
+            Some(Format::Avro) => Some(CommitLog::new(&dir).state().await?.next_version),
+            _ => match delta_publish::load(&dir, None).await {
+                Ok(published) => published.version(),
+                Err(_) => None,
+            },
+        };
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        reads.insert(read.name.to_string(), Value::from(version));
+    }
+    let expectations: Vec<String> = table
+        .expectations
+        .iter()
+        .map(|rule| format!("{} CHECK ({}) {:?}", rule.name, rule.predicate, rule.on_violation))
+        .collect();
+    let definition = format!(
+        "{} PARTITIONED BY {:?} EXPECT [{}]",
+        table.query,
+        table.partitioned_by,
+        expectations.join("; ")
+    );
+    Ok(Some(serde_json::json!({ "definition": definition, "reads": reads })))
+}
+
+/// Whether the query gives the same rows from the same inputs: it calls no function whose
+/// result may change between runs (`now()`, `random()`).
+fn is_repeatable(plan: &LogicalPlan) -> bool {
+    let mut repeatable = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|inner| {
+                if let Expr::ScalarFunction(call) = inner
+                    && call.func.signature().volatility != Volatility::Immutable
+                {
+                    repeatable = false;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    repeatable
 }
 
 /// The staged rows as one frame (empty, with the table's columns, when nothing was kept).
