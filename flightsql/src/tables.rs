@@ -148,19 +148,22 @@ impl SchemaProvider for LayerSchema {
     }
 }
 
-/// Runs store requests for one of DataFusion's synchronous catalog calls, on a thread
-/// of its own: a runtime's worker thread may not block on a future itself.
+/// Runs store requests for one of DataFusion's synchronous catalog calls. On a
+/// multi-threaded runtime the worker hands its other tasks on and blocks in place, so
+/// the runtime keeps driving the requests' I/O; elsewhere a helper thread waits for them.
 fn block_on<T: Send>(work: impl Future<Output = T> + Send) -> T {
-    let handle = tokio::runtime::Handle::try_current();
-    std::thread::scope(|scope| {
-        scope
-            .spawn(move || match handle {
-                Ok(handle) => handle.block_on(work),
-                Err(_) => futures::executor::block_on(work),
-            })
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(work))
+        }
+        Ok(handle) => std::thread::scope(|scope| {
+            scope
+                .spawn(move || handle.block_on(work))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
+        Err(_) => futures::executor::block_on(work),
+    }
 }
 
 #[cfg(test)]
