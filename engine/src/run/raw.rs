@@ -203,8 +203,9 @@ fn is_reject(file: &WrittenFile) -> bool {
     file.path.starts_with(paths::REJECTS_DIR)
 }
 
-/// How many times a build re-reads the log after losing a commit race.
-const COMMIT_ATTEMPTS: usize = 5;
+/// How many times a build re-reads the log after losing a commit race; after that it
+/// fails with the conflict, having committed nothing.
+const COMMIT_RETRIES: usize = 4;
 
 /// Commits a build as `version`, the one after the last commit it read before it started.
 /// When another run claimed it first, the log is read again:
@@ -219,7 +220,8 @@ async fn commit(
     mut staged: Staged,
 ) -> Result<Committed> {
     let mut committed = Committed::default();
-    for attempt in 1..=COMMIT_ATTEMPTS {
+    let mut retries = 0;
+    loop {
         let sources = staged.sources.iter().map(|(file, _)| file.clone()).collect();
         match log
             .commit(
@@ -234,8 +236,9 @@ async fn commit(
         {
             Ok(_) => return Ok(committed),
             Err(StorageError::CommitConflict { .. })
-                if !build.full_refresh && attempt < COMMIT_ATTEMPTS =>
+                if !build.full_refresh && retries < COMMIT_RETRIES =>
             {
+                retries += 1;
                 let state = log.state().await?;
                 version = state.next_version;
                 let (taken, kept): (Vec<_>, Vec<_>) = staged
@@ -262,6 +265,12 @@ async fn commit(
                     committed.raced.push((file.path.clone(), dropped));
                 }
                 staged.sources = kept;
+                if staged.sources.is_empty() {
+                    // The other runs ingested every file this one read: nothing is left
+                    // to commit, and nothing this run wrote is named anywhere.
+                    cleanup::remove_with_prefix(dir, &paths::run_file_prefix(build.run_id)).await;
+                    return Ok(committed);
+                }
             }
             Err(error) => {
                 cleanup::remove_with_prefix(dir, &paths::run_file_prefix(build.run_id)).await;
@@ -269,9 +278,6 @@ async fn commit(
             }
         }
     }
-    Err(EngineError::DataFusion(DataFusionError::Execution(format!(
-        "{dir}: other runs kept committing first; nothing was committed"
-    ))))
 }
 
 /// Records the landing files rejected whole, one row each, in the rejects table.
