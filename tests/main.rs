@@ -4,6 +4,7 @@ mod autoscale;
 mod check;
 mod cli;
 mod cluster;
+mod continuous;
 mod example;
 mod flight;
 mod k8s;

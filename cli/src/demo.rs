@@ -100,6 +100,8 @@ pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
                 strict: false,
             },
             scheduler: None,
+            continuous: false,
+            interval: std::time::Duration::from_secs(10),
         },
         out,
     )

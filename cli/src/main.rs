@@ -3,6 +3,7 @@
 mod autoscale;
 mod check;
 mod cluster;
+mod continuous;
 mod demo;
 mod drain;
 mod error;

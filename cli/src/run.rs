@@ -44,6 +44,13 @@ pub struct RunArgs {
     /// Run the work on this Strata scheduler's executors (`host:port`); orchestration stays here.
     #[arg(long, env = "STRATA_SCHEDULER", value_name = "URL")]
     pub scheduler: Option<String>,
+    /// Run micro-batches until stopped (Ctrl-C or SIGTERM finishes the current batch):
+    /// each ingests the landing files that arrived and rebuilds what they change.
+    #[arg(long, conflicts_with = "full_refresh")]
+    pub continuous: bool,
+    /// Time between the end of one batch and the start of the next (`10s`, `1m`).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, requires = "continuous")]
+    pub interval: Duration,
 }
 
 /// Checks, plans and runs the pipeline, then prints the summary; fails if any table failed.
@@ -63,6 +70,10 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
         }
         None => Engine::Embedded,
     };
+    if args.continuous {
+        return crate::continuous::run(&sources, &warehouse, &engine, &options, args.interval, out)
+            .await;
+    }
     let progress = Progress::default();
     let report = async {
         let compiled = compile(&sources, &warehouse, &engine).await?;
