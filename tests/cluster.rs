@@ -235,7 +235,10 @@ fn contents(warehouse: &Path) -> Vec<(String, String)> {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut tables = Vec::new();
-        for table in published_tables(&Warehouse::local(warehouse)).await.unwrap() {
+        for table in published_tables(&Warehouse::local(warehouse))
+            .await
+            .unwrap()
+        {
             let ctx = SessionContext::new();
             let provider = open(&table, None, &ctx.state(), DeltaReader::Native)
                 .await

@@ -33,7 +33,11 @@ os._exit(0)
 
 /// The number of a `batch N: …` line.
 fn batch_of(line: &str) -> Option<u64> {
-    line.strip_prefix("batch ")?.split([':', ' ']).next()?.parse().ok()
+    line.strip_prefix("batch ")?
+        .split([':', ' '])
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Reads lines until one satisfies `until`; returns every line read.
@@ -67,7 +71,13 @@ fn a_continuous_run_publishes_new_files_within_two_batches_and_stops_cleanly() {
     std::fs::write(dir.join("pipeline.sql"), PIPELINE).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["run", dir.join("pipeline.sql").to_str().unwrap()])
-        .args(["--warehouse", dir.to_str().unwrap(), "--continuous", "--interval", "1s"])
+        .args([
+            "--warehouse",
+            dir.to_str().unwrap(),
+            "--continuous",
+            "--interval",
+            "1s",
+        ])
         .env_remove("STRATA_WAREHOUSE")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

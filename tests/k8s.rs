@@ -492,18 +492,20 @@ fn the_prod_overlay_keeps_the_warehouse_in_s3_with_credentials_from_a_secret() {
     let keys: BTreeSet<String> = secret.string_data.unwrap().into_keys().collect();
     assert_eq!(
         keys,
-        BTreeSet::from(["AWS_ACCESS_KEY_ID".to_owned(), "AWS_SECRET_ACCESS_KEY".to_owned()])
+        BTreeSet::from([
+            "AWS_ACCESS_KEY_ID".to_owned(),
+            "AWS_SECRET_ACCESS_KEY".to_owned()
+        ])
     );
     for name in ["strata-scheduler", "strata-executor"] {
         let (deployment, container) = prod.deployment(name);
-        let from_secret = container
-            .env_from
-            .unwrap()
-            .iter()
-            .any(|source| {
-                source.secret_ref.as_ref().map(|secret| secret.name.as_str())
-                    == Some("strata-store-credentials")
-            });
+        let from_secret = container.env_from.unwrap().iter().any(|source| {
+            source
+                .secret_ref
+                .as_ref()
+                .map(|secret| secret.name.as_str())
+                == Some("strata-store-credentials")
+        });
         assert!(from_secret, "{name} reads the store's credentials");
         let volumes = deployment.spec.template.spec.unwrap().volumes.unwrap();
         assert!(

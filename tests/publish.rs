@@ -154,7 +154,11 @@ fn the_recruitment_example_publishes_delta_tables_with_expectations_applied() {
     // A full refresh rebuilds them: each is one more version, whose quarantine replaces
     // the last one's.
     let refreshed = strata(&["run", &example, "--warehouse", wh, "--full-refresh"]);
-    assert!(refreshed.status.success(), "{}", crate::support::stdout(&refreshed));
+    assert!(
+        refreshed.status.success(),
+        "{}",
+        crate::support::stdout(&refreshed)
+    );
     let found_again = values(&python(READ_EXAMPLE, &dir));
     assert_eq!(found_again["events_version"], "1");
     assert_eq!(found_again["events_rows"], found["events_rows"]);
@@ -422,17 +426,34 @@ fn a_replace_table_rebuilds_only_when_its_inputs_or_its_definition_change() {
     let wh = dir.to_str().unwrap();
     let run = || {
         let output = strata(&["run", pipeline.to_str().unwrap(), "--warehouse", wh]);
-        assert!(output.status.success(), "{}", crate::support::stderr(&output));
+        assert!(
+            output.status.success(),
+            "{}",
+            crate::support::stderr(&output)
+        );
         let out = crate::support::stdout(&output);
-        let status = |table: &str| table_report(&out, table)["status"].as_str().unwrap().to_owned();
-        (status("enriched.scores"), status("ranked.best"), status("ranked.stamped"))
+        let status = |table: &str| {
+            table_report(&out, table)["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        (
+            status("enriched.scores"),
+            status("ranked.best"),
+            status("ranked.stamped"),
+        )
     };
     let built = ("built".to_owned(), "built".to_owned(), "built".to_owned());
     assert_eq!(run(), built);
     // Nothing new: replace builds are up to date, except one whose query reads the clock.
     assert_eq!(
         run(),
-        ("up_to_date".to_owned(), "up_to_date".to_owned(), "built".to_owned())
+        (
+            "up_to_date".to_owned(),
+            "up_to_date".to_owned(),
+            "built".to_owned()
+        )
     );
     // A new delivery reaches every table that reads it.
     std::fs::write(dir.join("landing/scores/b.csv"), "id,score\n3,0.7\n").unwrap();
@@ -440,10 +461,18 @@ fn a_replace_table_rebuilds_only_when_its_inputs_or_its_definition_change() {
     // A changed definition rebuilds that table, and what reads it only if its rows changed
     // version.
     let text = std::fs::read_to_string(&pipeline).unwrap();
-    std::fs::write(&pipeline, text.replace("max(score) AS best", "max(score) * 2 AS best")).unwrap();
+    std::fs::write(
+        &pipeline,
+        text.replace("max(score) AS best", "max(score) * 2 AS best"),
+    )
+    .unwrap();
     assert_eq!(
         run(),
-        ("up_to_date".to_owned(), "built".to_owned(), "built".to_owned())
+        (
+            "up_to_date".to_owned(),
+            "built".to_owned(),
+            "built".to_owned()
+        )
     );
     let read = python(
         "import sys\nfrom deltalake import DeltaTable\nprint(DeltaTable(sys.argv[1] + '/ranked/best').to_pyarrow_table().column('best')[0].as_py())",

@@ -54,7 +54,14 @@ impl StoreServer {
     fn moto() -> Self {
         let port = free_port();
         let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -65,7 +72,10 @@ impl StoreServer {
                 ("AWS_ACCESS_KEY_ID".into(), "strata-test".into()),
                 ("AWS_SECRET_ACCESS_KEY".into(), S3_SECRET.into()),
                 ("AWS_REGION".into(), "us-east-1".into()),
-                ("AWS_ENDPOINT_URL".into(), format!("http://127.0.0.1:{port}")),
+                (
+                    "AWS_ENDPOINT_URL".into(),
+                    format!("http://127.0.0.1:{port}"),
+                ),
             ],
         };
         wait_for_port(port, "moto");
@@ -263,7 +273,11 @@ fn the_example_in_s3_equals_the_local_run_as_deltalake_and_fastavro_read_it() {
     let expected = s3.dump(warehouse, &["ranked.candidates_per_job"]);
     assert_eq!(
         counted.trim(),
-        expected["ranked.candidates_per_job"].as_array().unwrap().len().to_string()
+        expected["ranked.candidates_per_job"]
+            .as_array()
+            .unwrap()
+            .len()
+            .to_string()
     );
 }
 
@@ -445,7 +459,13 @@ fn a_landing_zone_in_another_store_is_read_with_its_own_options_and_no_secret_is
     let readings = dir.join("readings");
     std::fs::create_dir_all(&readings).unwrap();
     std::fs::write(readings.join("r.csv"), "id,value\n1,0.5\n2,1.5\n3,oops\n").unwrap();
-    s3.python(&["-c", UPLOAD, readings.to_str().unwrap(), "deliveries", "readings/"]);
+    s3.python(&[
+        "-c",
+        UPLOAD,
+        readings.to_str().unwrap(),
+        "deliveries",
+        "readings/",
+    ]);
 
     // The store's settings are the source's own: this process has none in its environment.
     let endpoint = &s3.env[3].1;
@@ -485,10 +505,18 @@ fn a_landing_zone_in_another_store_is_read_with_its_own_options_and_no_secret_is
         OWN_OPTIONS.replace("@STORE@", "'aws.acess_key_id' 'x'"),
     )
     .unwrap();
-    let check = strata(&["check", pipeline.to_str().unwrap(), "--warehouse", warehouse.to_str().unwrap()]);
+    let check = strata(&[
+        "check",
+        pipeline.to_str().unwrap(),
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+    ]);
     assert!(!check.status.success());
     let said = format!("{}{}", stdout(&check), stderr(&check));
-    assert!(said.contains("unknown store option 'acess_key_id'"), "{said}");
+    assert!(
+        said.contains("unknown store option 'acess_key_id'"),
+        "{said}"
+    );
     assert!(said.contains("pipeline.sql:1"), "{said}");
 }
 
@@ -503,7 +531,11 @@ fn a_missing_bucket_or_an_endpoint_that_does_not_answer_is_one_clear_error() {
     assert!(!missing.status.success());
     let said = stderr(&missing);
     assert!(said.contains("s3://no-such-bucket/wh"), "{said}");
-    assert_eq!(said.lines().filter(|l| l.starts_with("Error")).count(), 1, "{said}");
+    assert_eq!(
+        said.lines().filter(|l| l.starts_with("Error")).count(),
+        1,
+        "{said}"
+    );
     assert!(!said.contains(S3_SECRET), "{said}");
 
     let closed = format!("http://127.0.0.1:{}", free_port());

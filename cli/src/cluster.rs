@@ -30,7 +30,12 @@ pub struct SchedulerArgs {
     /// Warehouse whose published tables Flight SQL serves (with --flight-sql-port): a
     /// directory or a store URL. Stores take their endpoint and credentials from the
     /// standard AWS_*, AZURE_* and GOOGLE_* environment variables.
-    #[arg(long, env = "STRATA_WAREHOUSE", requires = "flight_sql_port", value_name = "PATH_OR_URL")]
+    #[arg(
+        long,
+        env = "STRATA_WAREHOUSE",
+        requires = "flight_sql_port",
+        value_name = "PATH_OR_URL"
+    )]
     pub warehouse: Option<String>,
     #[command(flatten)]
     pub flight: FlightArgs,

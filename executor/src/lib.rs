@@ -7,8 +7,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ballista_core::extension::ballista_scalar_functions;
 use ballista_core::RuntimeProducer;
+use ballista_core::extension::ballista_scalar_functions;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_executor::health::ExecutorHealth;

@@ -138,9 +138,10 @@ impl Scheduler {
             ..SchedulerConfig::default()
         };
         config.override_session_builder = Some(Arc::new(|config| {
-            let mut state = SessionStateBuilder::new_from_existing(default_session_builder(config)?)
-                .with_runtime_env(StoreRegistry::runtime())
-                .build();
+            let mut state =
+                SessionStateBuilder::new_from_existing(default_session_builder(config)?)
+                    .with_runtime_env(StoreRegistry::runtime())
+                    .build();
             for udf in strata_udfs::scalar_functions() {
                 state.register_udf(udf)?;
             }

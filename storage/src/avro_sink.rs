@@ -293,7 +293,11 @@ impl FileSink for AvroFileSink {
 
     async fn abort(self: Box<Self>) {
         let outcome = match self.upload {
-            Some(mut upload) => upload.writer.abort().await.map_err(|error| error.to_string()),
+            Some(mut upload) => upload
+                .writer
+                .abort()
+                .await
+                .map_err(|error| error.to_string()),
             None => match self.writer.into_inner() {
                 Output::File(file) => {
                     drop(file);
@@ -335,9 +339,8 @@ mod tests {
             name: "events".into(),
         });
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
-        let mut sink = Box::new(
-            AvroFileSink::create(&table, "day=1/part-a.avro".into(), &schema).unwrap(),
-        );
+        let mut sink =
+            Box::new(AvroFileSink::create(&table, "day=1/part-a.avro".into(), &schema).unwrap());
         // Enough rows for several upload parts, so the file is sent in pieces.
         let rows: Vec<i64> = (0..6_000_000).collect();
         for chunk in rows.chunks(500_000) {
@@ -355,7 +358,14 @@ mod tests {
         );
         let written = (sink as Box<dyn FileSink>).finish().await.unwrap();
         assert_eq!(written.rows, 6_000_000);
-        let bytes = table.store().get(&path).await.unwrap().bytes().await.unwrap();
+        let bytes = table
+            .store()
+            .get(&path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(written.bytes, bytes.len() as u64);
         assert!(bytes.len() > UPLOAD_PART_BYTES, "{} bytes", bytes.len());
         let read: i64 = apache_avro::Reader::new(&bytes[..])

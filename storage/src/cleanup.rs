@@ -64,7 +64,11 @@ pub async fn remove_uncommitted(
 pub async fn remove_with_prefix(dir: &TableDir, prefix: &str) -> usize {
     let mut removed = 0;
     for file in listed(dir, dir.path()).await {
-        if file.location.filename().is_some_and(|name| name.starts_with(prefix)) {
+        if file
+            .location
+            .filename()
+            .is_some_and(|name| name.starts_with(prefix))
+        {
             removed += usize::from(remove_file(dir, &file.location).await);
         }
     }
@@ -108,7 +112,12 @@ async fn remove_file(dir: &TableDir, file: &StorePath) -> bool {
 /// A path in the table, relative to the table's directory.
 fn relative_to(dir: &TableDir, path: &StorePath) -> String {
     path.prefix_match(dir.path())
-        .map(|parts| parts.map(|part| part.as_ref().to_owned()).collect::<Vec<_>>().join("/"))
+        .map(|parts| {
+            parts
+                .map(|part| part.as_ref().to_owned())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
         .unwrap_or_else(|| path.to_string())
 }
 
@@ -206,8 +215,14 @@ mod tests {
             name: "events".into(),
         };
         let dir = warehouse.table(&events);
-        let ours = dir.join(&format!("day=1/{}00001-0.avro", paths::run_file_prefix("run-1")));
-        let theirs = dir.join(&format!("day=1/{}00001-0.avro", paths::run_file_prefix("run-2")));
+        let ours = dir.join(&format!(
+            "day=1/{}00001-0.avro",
+            paths::run_file_prefix("run-1")
+        ));
+        let theirs = dir.join(&format!(
+            "day=1/{}00001-0.avro",
+            paths::run_file_prefix("run-2")
+        ));
         for file in [&ours, &theirs] {
             warehouse.store().put(file, "Obj".into()).await.unwrap();
         }

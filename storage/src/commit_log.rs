@@ -126,7 +126,9 @@ impl CommitLog {
             .map_ok(|meta| meta.location)
             .try_collect()
             .await
-            .map_err(|error| StorageError::store(&self.table.location().url_of(&self.dir), &error))?;
+            .map_err(|error| {
+                StorageError::store(&self.table.location().url_of(&self.dir), &error)
+            })?;
         paths.retain(|path| path.filename().is_some_and(paths::is_raw_commit_file));
         paths.sort();
         Ok(paths)
@@ -225,7 +227,10 @@ impl CommitLog {
                 table: self.table.to_string(),
                 version,
             }),
-            Err(error) => Err(StorageError::store(&self.table.location().url_of(&path), &error)),
+            Err(error) => Err(StorageError::store(
+                &self.table.location().url_of(&path),
+                &error,
+            )),
         }
     }
 }
@@ -268,24 +273,34 @@ mod tests {
         let log = CommitLog::new(&table);
         assert!(log.commits().await.unwrap().is_empty());
         log.commit(
-            0, "run-1",
+            0,
+            "run-1",
             false,
             vec![landing("a.csv")],
             vec![written("a.avro")],
             vec![written("_rejects/a.avro")],
-        ).await.unwrap();
+        )
+        .await
+        .unwrap();
         log.commit(
-            1, "run-2",
+            1,
+            "run-2",
             false,
             vec![landing("b.csv")],
             vec![written("b.avro")],
             Vec::new(),
-        ).await.unwrap();
+        )
+        .await
+        .unwrap();
         assert_eq!(log.ingested().await.unwrap().len(), 2);
-        assert_eq!(log.reject_files().await.unwrap(), [written("_rejects/a.avro")]);
+        assert_eq!(
+            log.reject_files().await.unwrap(),
+            [written("_rejects/a.avro")]
+        );
         let reset = log
             .commit(
-                2, "run-3",
+                2,
+                "run-3",
                 true,
                 vec![landing("a.csv")],
                 vec![written("c.avro")],
@@ -294,7 +309,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(reset.version, 2);
-        assert_eq!(log.ingested().await.unwrap(), HashSet::from([landing("a.csv")]));
+        assert_eq!(
+            log.ingested().await.unwrap(),
+            HashSet::from([landing("a.csv")])
+        );
         let files: Vec<String> = log
             .data_files()
             .await
@@ -309,12 +327,15 @@ mod tests {
         );
         assert!(log.has_data_files().await.unwrap());
         log.commit(
-            3, "run-4",
+            3,
+            "run-4",
             true,
             vec![landing("empty.csv")],
             Vec::new(),
             Vec::new(),
-        ).await.unwrap();
+        )
+        .await
+        .unwrap();
         assert!(
             !log.has_data_files().await.unwrap(),
             "a reset to nothing hides the older files"
@@ -327,7 +348,8 @@ mod tests {
         let log = CommitLog::new(&table);
         let first = log
             .commit(
-                0, "run-1",
+                0,
+                "run-1",
                 false,
                 vec![landing("a.csv")],
                 Vec::new(),
@@ -349,12 +371,19 @@ mod tests {
             ),
             "{conflict:?}"
         );
-        assert_eq!(log.commits().await.unwrap().len(), 1, "the loser left no commit");
+        assert_eq!(
+            log.commits().await.unwrap().len(),
+            1,
+            "the loser left no commit"
+        );
         table
             .store()
             .put(&table.raw_log().join(paths::raw_commit_file(1)), "{".into())
             .await
             .unwrap();
-        assert!(matches!(log.ingested().await, Err(StorageError::Corrupt { .. })));
+        assert!(matches!(
+            log.ingested().await,
+            Err(StorageError::Corrupt { .. })
+        ));
     }
 }

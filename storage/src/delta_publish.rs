@@ -109,9 +109,17 @@ pub async fn commit_files(
     let dir = table.table_url().to_string();
     let properties = CommitProperties::default()
         .with_metadata(inputs.map(|inputs| (INPUTS_KEY.to_owned(), inputs)));
-    commit_adds(table, adds, replace, partition_columns, schema, name, properties)
-        .await
-        .map_err(|error| StorageError::delta(&dir, error))
+    commit_adds(
+        table,
+        adds,
+        replace,
+        partition_columns,
+        schema,
+        name,
+        properties,
+    )
+    .await
+    .map_err(|error| StorageError::delta(&dir, error))
 }
 
 async fn commit_adds(

@@ -329,7 +329,10 @@ mod tests {
         let table = warehouse.table(&events());
         assert_eq!(table.to_string(), "s3://lake/wh/enriched/events");
         assert_eq!(table.table_url().as_str(), "s3://lake/wh/enriched/events/");
-        assert_eq!(table.url_of("a.avro"), "s3://lake/wh/enriched/events/a.avro");
+        assert_eq!(
+            table.url_of("a.avro"),
+            "s3://lake/wh/enriched/events/a.avro"
+        );
         assert_eq!(
             warehouse.resolve_location("landing/jobs/"),
             "s3://lake/wh/landing/jobs/"

@@ -14,16 +14,16 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use deltalake_core::logstore::{
-    LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
-    default_logstore, logstore_factories, object_store_factories,
+    LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig, default_logstore,
+    logstore_factories, object_store_factories,
 };
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::buffered::BufWriter;
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as StorePath;
-use object_store::buffered::BufWriter;
 use object_store::{ObjectStore, RetryConfig};
 use tokio::io::AsyncWriteExt;
 use url::Url;
@@ -103,8 +103,7 @@ impl StoreOptions {
     fn for_kind(&self, kind: StoreKind) -> impl Iterator<Item = (&str, &str)> {
         let prefix = kind.option_prefix().unwrap_or("\0");
         self.0.iter().filter_map(move |(key, value)| {
-            key.strip_prefix(prefix)
-                .map(|name| (name, value.as_str()))
+            key.strip_prefix(prefix).map(|name| (name, value.as_str()))
         })
     }
 }
@@ -157,7 +156,8 @@ impl StoreUrl {
             &url[url::Position::BeforeUsername..url::Position::AfterPort]
         ))
         .map_err(|error| invalid(error.to_string()))?;
-        let path = StorePath::from_url_path(url.path()).map_err(|error| invalid(error.to_string()))?;
+        let path =
+            StorePath::from_url_path(url.path()).map_err(|error| invalid(error.to_string()))?;
         Ok(Self { root, path, kind })
     }
 
@@ -195,7 +195,10 @@ impl StoreUrl {
         for part in relative.split('/').filter(|part| !part.is_empty()) {
             path = path.join(part);
         }
-        Self { path, ..self.clone() }
+        Self {
+            path,
+            ..self.clone()
+        }
     }
 
     /// The location as a full URL, with a trailing slash when it is a directory.
@@ -238,7 +241,9 @@ static OPENED: LazyLock<Mutex<Opened>> = LazyLock::new(Mutex::default);
 
 fn open_store(root: &Url, kind: StoreKind, options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
     let key = (root.to_string(), options.clone());
-    let mut opened = OPENED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut opened = OPENED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(store) = opened.get(&key) {
         return Ok(Arc::clone(store));
     }
@@ -275,7 +280,11 @@ fn config_keys<K: FromStr>(
         .collect()
 }
 
-fn build_store(root: &Url, kind: StoreKind, options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+fn build_store(
+    root: &Url,
+    kind: StoreKind,
+    options: &StoreOptions,
+) -> Result<Arc<dyn ObjectStore>> {
     let error = |source: object_store::Error| StorageError::Store {
         location: root.to_string(),
         reason: describe(&source),
@@ -334,9 +343,14 @@ pub async fn upload_dir(from: &std::path::Path, to: &StoreUrl) -> Result<usize> 
                 pending.push(path);
                 continue;
             }
-            let relative = path.strip_prefix(from).unwrap_or(&path).display().to_string();
+            let relative = path
+                .strip_prefix(from)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
             let target = to.child(&relative);
-            let failed = |error: object_store::Error| StorageError::store(&target.display(), &error);
+            let failed =
+                |error: object_store::Error| StorageError::store(&target.display(), &error);
             let mut file = tokio::fs::File::open(&path).await.map_err(local_error)?;
             let mut upload = BufWriter::new(Arc::clone(&store), target.path().clone());
             tokio::io::copy(&mut file, &mut upload)
@@ -536,7 +550,12 @@ impl LogStoreFactory for DeltaStores {
         location: &Url,
         options: &StorageConfig,
     ) -> deltalake_core::DeltaResult<Arc<dyn LogStore>> {
-        Ok(default_logstore(prefixed_store, root_store, location, options))
+        Ok(default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
     }
 }
 
@@ -561,7 +580,10 @@ mod tests {
         assert_eq!(s3.kind(), StoreKind::S3);
         assert_eq!(s3.root().as_str(), "s3://lake/");
         assert_eq!(s3.path().as_ref(), "warehouse");
-        assert_eq!(s3.child("raw/events").display(), "s3://lake/warehouse/raw/events");
+        assert_eq!(
+            s3.child("raw/events").display(),
+            "s3://lake/warehouse/raw/events"
+        );
         assert_eq!(
             s3.child("raw").to_url(true).as_str(),
             "s3://lake/warehouse/raw/"
@@ -600,7 +622,10 @@ mod tests {
             .open(&StoreOptions::from_source_options(&bad))
             .unwrap_err()
             .to_string();
-        assert!(error.contains("unknown store option 'no_such_thing'"), "{error}");
+        assert!(
+            error.contains("unknown store option 'no_such_thing'"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -640,6 +665,9 @@ mod tests {
         }
         assert!(scrubbed.contains("bucket missing"), "{scrubbed}");
         assert!(scrubbed.contains("GET http://h/c?…"), "{scrubbed}");
-        assert!(scrubbed.ends_with("check the store's credentials"), "{scrubbed}");
+        assert!(
+            scrubbed.ends_with("check the store's credentials"),
+            "{scrubbed}"
+        );
     }
 }

@@ -19,12 +19,12 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::sql::parser::{CreateExternalTable, Statement as DFStatement};
-use strata_storage::store::is_store_option;
-use strata_storage::{SourceFile, StoreOptions, StoreUrl};
 use strata_storage::landing::{
     BadRowPolicy, Compression, CsvLayout, FileKind, Listing, RowFormat, file_suffixes, list_files,
     policy,
 };
+use strata_storage::store::is_store_option;
+use strata_storage::{SourceFile, StoreOptions, StoreUrl};
 
 pub use scan::{FilePart, LandingScanExec, LandingTable, ReadSpec, RejectsTarget, ScanOutcome};
 
@@ -69,9 +69,8 @@ impl LandingSource {
             .iter()
             .map(|(key, value)| (key.to_ascii_lowercase(), option_text(value)))
             .collect();
-        let store = StoreOptions::from_source_options(
-            store_values.iter().map(|(key, value)| (key, value)),
-        );
+        let store =
+            StoreOptions::from_source_options(store_values.iter().map(|(key, value)| (key, value)));
         let values: Vec<(String, String)> = ours
             .iter()
             .map(|(key, value)| (key.clone(), option_text(value)))

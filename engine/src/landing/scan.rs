@@ -19,9 +19,6 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use futures::TryStreamExt;
-use object_store::{GetResultPayload, ObjectStoreExt};
-use tokio_util::io::{StreamReader, SyncIoBridge};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -29,6 +26,8 @@ use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
+use futures::TryStreamExt;
+use object_store::{GetResultPayload, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use strata_storage::landing::{
     BadRowPolicy, Compression, LandingReader, Limit, OnBadRow, RangeStart, Reject, RowFormat,
@@ -37,6 +36,7 @@ use strata_storage::landing::{
 use strata_storage::{
     AvroFileSink, FileSink, SourceFile, StoreOptions, StoreUrl, TableDir, WrittenFile, paths,
 };
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::task_error::TaskError;
 use crate::write::ScannedFile;
@@ -576,7 +576,13 @@ mod tests {
         let ranges: Vec<_> = parts.iter().map(|part| part.range).collect();
         assert_eq!(
             ranges,
-            [Some((0, 334)), Some((334, 668)), Some((668, 1001)), None, None],
+            [
+                Some((0, 334)),
+                Some((334, 668)),
+                Some((668, 1001)),
+                None,
+                None
+            ],
             "a stored file is read whole"
         );
         read.compression = Compression::Gzip;

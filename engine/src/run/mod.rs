@@ -138,7 +138,9 @@ pub async fn oldest_waiting_ms(compiled: &Compiled, warehouse: &Warehouse) -> Re
         if table.name.layer.format() != Some(Format::Avro) {
             continue;
         }
-        let ingested = CommitLog::new(&warehouse.table(&table.name)).ingested().await?;
+        let ingested = CommitLog::new(&warehouse.table(&table.name))
+            .ingested()
+            .await?;
         for &upstream in graph.upstream(node) {
             let Some(landing) = compiled.planned(upstream).and_then(|p| p.landing.as_ref()) else {
                 continue;

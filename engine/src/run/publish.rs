@@ -14,8 +14,8 @@ use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use deltalake_core::DeltaTable;
-use strata_language::rules::SCD2_COLUMNS;
 use serde_json::Value;
+use strata_language::rules::SCD2_COLUMNS;
 use strata_language::{Format, OnViolation, Statement, TableDef, WriteMode};
 use strata_storage::{CommitLog, TableDir, cleanup, delta_publish, storage_schema};
 
@@ -202,7 +202,12 @@ async fn inputs(build: &Build<'_>, node: usize, table: &TableDef) -> Result<Opti
     let expectations: Vec<String> = table
         .expectations
         .iter()
-        .map(|rule| format!("{} CHECK ({}) {:?}", rule.name, rule.predicate, rule.on_violation))
+        .map(|rule| {
+            format!(
+                "{} CHECK ({}) {:?}",
+                rule.name, rule.predicate, rule.on_violation
+            )
+        })
         .collect();
     let definition = format!(
         "{} PARTITIONED BY {:?} EXPECT [{}]",
@@ -210,7 +215,9 @@ async fn inputs(build: &Build<'_>, node: usize, table: &TableDef) -> Result<Opti
         table.partitioned_by,
         expectations.join("; ")
     );
-    Ok(Some(serde_json::json!({ "definition": definition, "reads": reads })))
+    Ok(Some(
+        serde_json::json!({ "definition": definition, "reads": reads }),
+    ))
 }
 
 /// Whether the query gives the same rows from the same inputs: it calls no function whose
@@ -243,10 +250,7 @@ async fn staged_rows(
     if adds.is_empty() {
         return ctx.read_batch(RecordBatch::new_empty(Arc::clone(schema)));
     }
-    let paths: Vec<String> = adds
-        .iter()
-        .map(|add| staging.url_of(&add.path))
-        .collect();
+    let paths: Vec<String> = adds.iter().map(|add| staging.url_of(&add.path)).collect();
     let options = ParquetReadOptions::default().schema(schema);
     ctx.read_parquet(paths, options).await
 }

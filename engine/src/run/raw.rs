@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
+use datafusion::error::DataFusionError;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use strata_language::{SourceTable, TableDef};
 use strata_storage::landing::{OnBadRow, Reject, Verdict, rejects_batch, rejects_schema};
-use datafusion::error::DataFusionError;
 use strata_storage::{
     AvroFileSink, CommitLog, FileSink, SourceFile, StorageError, TableDir, WrittenFile, cleanup,
     paths, storage_schema,
@@ -222,7 +222,11 @@ async fn commit(
     let mut committed = Committed::default();
     let mut retries = 0;
     loop {
-        let sources = staged.sources.iter().map(|(file, _)| file.clone()).collect();
+        let sources = staged
+            .sources
+            .iter()
+            .map(|(file, _)| file.clone())
+            .collect();
         match log
             .commit(
                 version,
@@ -246,7 +250,10 @@ async fn commit(
                     .into_iter()
                     .partition(|(file, _)| state.ingested.contains(file));
                 for (file, prefix) in &taken {
-                    tracing::info!("{} was ingested by a concurrent run; dropping this run's copy", file.path);
+                    tracing::info!(
+                        "{} was ingested by a concurrent run; dropping this run's copy",
+                        file.path
+                    );
                     let written_from = |written: &WrittenFile| {
                         written
                             .path

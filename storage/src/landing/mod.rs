@@ -167,7 +167,10 @@ pub async fn list_files(
             continue;
         }
         let name = meta.location.as_ref().to_ascii_lowercase();
-        if suffixes.iter().any(|suffix| name.ends_with(suffix.as_str())) {
+        if suffixes
+            .iter()
+            .any(|suffix| name.ends_with(suffix.as_str()))
+        {
             listing.files.push(source_file(&root, meta));
         } else {
             listing.ignored.push(root.url_of(&meta.location));
@@ -227,9 +230,13 @@ mod tests {
             .map(|path| path.rsplit('/').next().unwrap())
             .collect();
         assert_eq!(ignored, ["d.csv.gz", "e.json"]);
-        let one = list_files(&dir.join("e.json").display().to_string(), &options, &suffixes)
-            .await
-            .unwrap();
+        let one = list_files(
+            &dir.join("e.json").display().to_string(),
+            &options,
+            &suffixes,
+        )
+        .await
+        .unwrap();
         assert_eq!(one.files.len(), 1, "a location naming one file reads it");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -249,12 +256,24 @@ mod tests {
         let listing = list_files("memory://landing-list/in/", &options, &suffixes)
             .await
             .unwrap();
-        let paths: Vec<&str> = listing.files.iter().map(|file| file.path.as_str()).collect();
+        let paths: Vec<&str> = listing
+            .files
+            .iter()
+            .map(|file| file.path.as_str())
+            .collect();
         assert_eq!(
             paths,
-            ["memory://landing-list/in/a.csv", "memory://landing-list/in/b/c.csv"]
+            [
+                "memory://landing-list/in/a.csv",
+                "memory://landing-list/in/b/c.csv"
+            ]
         );
-        assert!(listing.files.iter().all(|file| file.etag.is_some() && file.size == 3));
+        assert!(
+            listing
+                .files
+                .iter()
+                .all(|file| file.etag.is_some() && file.size == 3)
+        );
         assert_eq!(listing.ignored, ["memory://landing-list/in/d.json"]);
         let one = list_files("memory://landing-list/in/a.csv", &options, &suffixes)
             .await
