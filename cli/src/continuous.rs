@@ -5,11 +5,11 @@
 //! by the next one, since nothing of it was committed.
 
 use std::io::Write;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use strata_engine::Engine;
 use strata_engine::compile::compile;
-use strata_engine::run::{RunOptions, RunReport, oldest_waiting_ms, run_pipeline};
-use strata_engine::{Engine, EngineError};
+use strata_engine::run::{RunOptions, TableStatus, run_pipeline};
 use strata_language::{Layer, Sources};
 use strata_storage::Warehouse;
 
@@ -36,7 +36,10 @@ pub async fn run(
     let mut stopping = false;
     for batch in 1_u64.. {
         let started = Instant::now();
-        let work = one_batch(sources, warehouse, engine, options);
+        let work = async {
+            let compiled = compile(sources, warehouse, engine).await?;
+            run_pipeline(&compiled, warehouse, engine, options, &|_| {}).await
+        };
         tokio::pin!(work);
         // A signal during a batch lets it finish: stopping half way would leave nothing
         // wrong (nothing uncommitted is visible), but would waste the batch's work.
@@ -52,7 +55,7 @@ pub async fn run(
         };
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
-            Ok((report, lag_ms)) => {
+            Ok(report) => {
                 let rows: u64 = report
                     .tables
                     .iter()
@@ -62,13 +65,13 @@ pub async fn run(
                 let built = report
                     .tables
                     .iter()
-                    .filter(|table| table.status == strata_engine::run::TableStatus::Built)
+                    .filter(|table| table.status == TableStatus::Built)
                     .count();
                 writeln!(
                     out,
                     "batch {batch}: {rows} landing rows in {seconds:.2}s ({:.0} rows/s), {built} table(s) built, lag {:.1}s, run {}",
                     rows as f64 / seconds.max(1e-3),
-                    lag_ms as f64 / 1000.0,
+                    report.lag_ms() as f64 / 1000.0,
                     report.run_id
                 )?;
                 for failure in report.failures() {
@@ -94,23 +97,4 @@ pub async fn run(
     }
     writeln!(out, "stopped")?;
     Ok(())
-}
-
-/// One batch: plans against what has arrived, notes how long the oldest waiting file has
-/// waited, and runs.
-async fn one_batch(
-    sources: &Sources,
-    warehouse: &Warehouse,
-    engine: &Engine,
-    options: &RunOptions,
-) -> Result<(RunReport, u64), EngineError> {
-    let compiled = compile(sources, warehouse, engine).await?;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |age| age.as_millis() as u64);
-    let lag_ms = oldest_waiting_ms(&compiled, warehouse)
-        .await?
-        .map_or(0, |oldest| now_ms.saturating_sub(oldest));
-    let report = run_pipeline(&compiled, warehouse, engine, options, &|_| {}).await?;
-    Ok((report, lag_ms))
 }

@@ -49,12 +49,6 @@ pub enum CliError {
     /// The Flight SQL server could not start or stopped with an error.
     #[error(transparent)]
     Serve(#[from] strata_flightsql::Error),
-    /// The warehouse path could not be made absolute.
-    #[error("cannot read the warehouse {}: {source}", path.display())]
-    Warehouse {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
     /// A scheduler could not be reached, refused, or a cluster process failed.
     #[error("{0}")]
     Cluster(String),

@@ -54,8 +54,9 @@ fn refused(status: tonic::Status) -> CliError {
 /// Submits the pipeline, follows it like `strata run`, and fails if the run did.
 pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliError> {
     let sources = Sources::load(&args.build.pipeline)?;
-    let warehouse = absolute(&args.build.warehouse)?;
-    crate::warehouse::refuse_unshared(&Warehouse::open(&warehouse)?)?;
+    // The scheduler sees the warehouse as a store URL, or a path made absolute here.
+    let warehouse = Warehouse::open(&args.build.warehouse)?;
+    crate::warehouse::refuse_unshared(&warehouse)?;
     let mut client = scheduler_client::connect(&args.scheduler, "client", "strata submit").await?;
     let files = sources
         .iter()
@@ -67,7 +68,7 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
     let run_id = client
         .submit(SubmitRequest {
             files,
-            warehouse: warehouse.clone(),
+            warehouse: warehouse.to_string(),
             select: args.build.select,
             full_refresh: args.build.full_refresh,
             client_version: VERSION.to_owned(),
@@ -103,11 +104,7 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
             Some(run_event::Event::RunFinished(end)) => {
                 if let Ok(report) = serde_json::from_str::<RunReport>(&end.report_json) {
                     print_summary(&report, out)?;
-                    writeln!(
-                        out,
-                        "report: {}",
-                        report.history_path(&Warehouse::open(&warehouse)?)
-                    )?;
+                    writeln!(out, "report: {}", report.history_path(&warehouse))?;
                     return outcome(&report, args.build.strict);
                 }
                 return match end.state() {
@@ -174,17 +171,4 @@ fn state_name(state: RunState) -> &'static str {
         RunState::Cancelled => "cancelled",
         RunState::Unspecified => "unknown",
     }
-}
-
-/// The warehouse as the scheduler must see it: a store URL as given, a path made absolute.
-fn absolute(location: &str) -> Result<String, CliError> {
-    if location.contains("://") {
-        return Ok(location.to_owned());
-    }
-    std::path::absolute(location)
-        .map(|path| path.display().to_string())
-        .map_err(|source| CliError::Warehouse {
-            path: location.into(),
-            source,
-        })
 }

@@ -8,6 +8,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use strata_language::{Format, TableName};
 
+use crate::avro_sink::WrittenFile;
 use crate::delta_publish;
 use crate::error::{Result, StorageError};
 use crate::paths::{self, TableDir, Warehouse};
@@ -71,6 +72,15 @@ pub async fn remove_with_prefix(dir: &TableDir, prefix: &str) -> usize {
         {
             removed += usize::from(remove_file(dir, &file.location).await);
         }
+    }
+    removed
+}
+
+/// Removes files the table's build wrote and will not commit, by their known paths (no listing).
+pub async fn remove_written(dir: &TableDir, files: &[WrittenFile]) -> usize {
+    let mut removed = 0;
+    for file in files {
+        removed += usize::from(remove_file(dir, &dir.join(&file.path)).await);
     }
     removed
 }

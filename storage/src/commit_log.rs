@@ -148,6 +148,16 @@ impl CommitLog {
         Ok(self.state().await?.ingested)
     }
 
+    /// The version the next commit claims, from one listing of the log (no commit is read).
+    pub async fn next_version(&self) -> Result<u64> {
+        Ok(self
+            .commit_files()
+            .await?
+            .last()
+            .and_then(|path| paths::raw_commit_version(path.filename()?))
+            .map_or(0, |last| last + 1))
+    }
+
     /// The table as a build starts from it: the version its commit must claim, and the
     /// landing files ingested so far. Claiming that version fails if another build
     /// committed after this was read, so no landing file is ingested twice.
@@ -359,6 +369,7 @@ mod tests {
             .unwrap();
         // A second writer that read the log before the first committed claims the same version.
         assert_eq!(log.state().await.unwrap().next_version, 1);
+        assert_eq!(log.next_version().await.unwrap(), 1);
         let late = Commit {
             run_id: "run-2".into(),
             ..first

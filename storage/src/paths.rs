@@ -284,6 +284,11 @@ pub fn raw_commit_file(version: u64) -> String {
     format!("{version:020}.json")
 }
 
+/// The version a commit file's name holds, if it is a commit's name.
+pub fn raw_commit_version(name: &str) -> Option<u64> {
+    name.strip_suffix(".json")?.parse().ok()
+}
+
 /// Whether a commit log entry is a commit (and not a commit being written).
 pub fn is_raw_commit_file(name: &str) -> bool {
     name.ends_with(".json") && !name.starts_with('.')
@@ -386,6 +391,8 @@ mod tests {
     fn commits_sort_by_version_and_staged_ones_are_not_commits() {
         assert_eq!(raw_commit_file(12), "00000000000000000012.json");
         assert!(raw_commit_file(1) < raw_commit_file(10));
+        assert_eq!(raw_commit_version(&raw_commit_file(12)), Some(12));
+        assert_eq!(raw_commit_version("notes.txt"), None);
         assert!(is_raw_commit_file(&raw_commit_file(3)));
         assert!(!is_raw_commit_file(".00000000000000000003.json.tmp"));
     }

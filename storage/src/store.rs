@@ -82,15 +82,14 @@ pub fn is_store_option(key: &str) -> bool {
 pub struct StoreOptions(BTreeMap<String, String>);
 
 impl StoreOptions {
-    /// The store options among a source's options (`'aws.region' 'eu-west-1'`).
-    pub fn from_source_options<'a>(
-        options: impl IntoIterator<Item = (&'a String, &'a String)>,
-    ) -> Self {
+    /// The store options among a source's options (`'aws.region' 'eu-west-1'`), keys
+    /// lowercased as SQL option names are.
+    pub fn from_source_options(options: impl IntoIterator<Item = (String, String)>) -> Self {
         Self(
             options
                 .into_iter()
+                .map(|(key, value)| (key.to_ascii_lowercase(), value))
                 .filter(|(key, _)| is_store_option(key))
-                .map(|(key, value)| (key.clone(), value.clone()))
                 .collect(),
         )
     }
@@ -613,13 +612,13 @@ mod tests {
             ("format.has_header".to_owned(), "true".to_owned()),
         ]
         .into();
-        let store = StoreOptions::from_source_options(&options);
+        let store = StoreOptions::from_source_options(options);
         assert_eq!(format!("{store:?}"), r#"{"aws.secret_access_key": "***"}"#);
         let bad: BTreeMap<String, String> =
             [("aws.no_such_thing".to_owned(), "1".to_owned())].into();
         let error = StoreUrl::parse("s3://b/x")
             .unwrap()
-            .open(&StoreOptions::from_source_options(&bad))
+            .open(&StoreOptions::from_source_options(bad))
             .unwrap_err()
             .to_string();
         assert!(

@@ -65,12 +65,11 @@ impl LandingSource {
             policy::OPTION_NAMES.contains(&key.to_ascii_lowercase().as_str())
         });
         definition.options = theirs;
-        let store_values: Vec<(String, String)> = stores
-            .iter()
-            .map(|(key, value)| (key.to_ascii_lowercase(), option_text(value)))
-            .collect();
-        let store =
-            StoreOptions::from_source_options(store_values.iter().map(|(key, value)| (key, value)));
+        let store = StoreOptions::from_source_options(
+            stores
+                .iter()
+                .map(|(key, value)| (key.clone(), option_text(value))),
+        );
         let values: Vec<(String, String)> = ours
             .iter()
             .map(|(key, value)| (key.clone(), option_text(value)))

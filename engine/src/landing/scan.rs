@@ -33,6 +33,7 @@ use strata_storage::landing::{
     BadRowPolicy, Compression, LandingReader, Limit, OnBadRow, RangeStart, Reject, RowFormat,
     Verdict, rejects_batch, rejects_schema, skip_to,
 };
+use strata_storage::store::StoreKind;
 use strata_storage::{
     AvroFileSink, FileSink, SourceFile, StoreOptions, StoreUrl, TableDir, WrittenFile, paths,
 };
@@ -156,7 +157,7 @@ fn split(
     let splittable = read.compression == Compression::Uncompressed
         && !matches!(&read.format, RowFormat::Csv(layout) if layout.newlines_in_values);
     // A range's reader counts the lines before it, so only a local file is read in ranges.
-    let local = |path: &str| !path.contains("://");
+    let local = |path: &str| StoreUrl::parse(path).is_ok_and(|url| url.kind() == StoreKind::Local);
     let mut parts = Vec::new();
     for SourceFile {
         path, size: bytes, ..

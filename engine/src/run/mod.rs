@@ -12,7 +12,7 @@ use futures::future::join_all;
 use strata_language::{
     Diagnostic, Format, Graph, LanguageError, Pipeline, Statement, TableName, did_you_mean,
 };
-use strata_storage::{CommitLog, Warehouse, raw_table};
+use strata_storage::{Warehouse, raw_table};
 
 use crate::compile::Compiled;
 use crate::engine::Engine;
@@ -123,36 +123,6 @@ pub async fn run_pipeline(
     };
     report.save(warehouse).await?;
     Ok(report)
-}
-
-/// When the oldest landing file that no raw table has ingested yet was delivered (its
-/// modification time, in ms since the epoch), or `None` when every file is ingested: how
-/// far behind its deliveries a pipeline runs.
-pub async fn oldest_waiting_ms(compiled: &Compiled, warehouse: &Warehouse) -> Result<Option<u64>> {
-    let (pipeline, graph) = (&compiled.pipeline, &compiled.graph);
-    let mut oldest: Option<u64> = None;
-    for (node, statement) in pipeline.statements.iter().enumerate() {
-        let Statement::Table(table) = statement else {
-            continue;
-        };
-        if table.name.layer.format() != Some(Format::Avro) {
-            continue;
-        }
-        let ingested = CommitLog::new(&warehouse.table(&table.name))
-            .ingested()
-            .await?;
-        for &upstream in graph.upstream(node) {
-            let Some(landing) = compiled.planned(upstream).and_then(|p| p.landing.as_ref()) else {
-                continue;
-            };
-            for file in landing.list().await?.files {
-                if !ingested.contains(&file) {
-                    oldest = Some(oldest.map_or(file.modified_ms, |ms| ms.min(file.modified_ms)));
-                }
-            }
-        }
-    }
-    Ok(oldest)
 }
 
 /// The selected nodes and their upstreams; unknown names are errors with suggestions.

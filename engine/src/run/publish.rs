@@ -188,11 +188,8 @@ async fn inputs(build: &Build<'_>, node: usize, table: &TableDef) -> Result<Opti
         };
         let dir = build.warehouse.table(&read.name);
         let version = match read.name.layer.format() {
-            Some(Format::Avro) => Some(CommitLog::new(&dir).state().await?.next_version),
-            _ => match delta_publish::load(&dir, None).await {
-                Ok(published) => published.version(),
-                Err(_) => None,
-            },
+            Some(Format::Avro) => Some(CommitLog::new(&dir).next_version().await?),
+            _ => delta_publish::latest_version(&dir).await.ok(),
         };
         let Some(version) = version else {
             return Ok(None);

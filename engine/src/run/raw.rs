@@ -65,6 +65,7 @@ pub(super) async fn build(
     if new_files.is_empty() {
         return Ok(report);
     }
+    report.oldest_new_file_ms = new_files.iter().map(|file| file.modified_ms).min();
 
     let mut sources = Vec::new();
     let mut written = WriteSummary::default();
@@ -267,8 +268,9 @@ async fn commit(
                         staged.rejects.drain(..).partition(written_from);
                     staged.files = files;
                     staged.rejects = rejects;
-                    cleanup::remove_with_prefix(dir, prefix).await;
-                    let dropped = dropped.into_iter().chain(rejects_dropped).collect();
+                    let dropped: Vec<WrittenFile> =
+                        dropped.into_iter().chain(rejects_dropped).collect();
+                    cleanup::remove_written(dir, &dropped).await;
                     committed.raced.push((file.path.clone(), dropped));
                 }
                 staged.sources = kept;

@@ -102,6 +102,10 @@ pub struct TableReport {
     /// dropped what it wrote from them, so each is ingested once.
     #[serde(default)]
     pub files_raced: u64,
+    /// When the oldest landing file this raw build found new was delivered (its
+    /// modification time, ms since the epoch): how far behind its deliveries it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_new_file_ms: Option<u64>,
     /// A raw table's landing files, one by one.
     #[serde(default)]
     pub landing_files: Vec<LandingFileReport>,
@@ -129,6 +133,7 @@ impl TableReport {
             files_partly_rejected: 0,
             files_rejected: 0,
             files_raced: 0,
+            oldest_new_file_ms: None,
             landing_files: Vec::new(),
         }
     }
@@ -212,6 +217,15 @@ impl RunReport {
                 )
             })
             .collect()
+    }
+
+    /// How long the oldest landing file the run ingested had waited when the run started.
+    pub fn lag_ms(&self) -> u64 {
+        self.tables
+            .iter()
+            .filter_map(|table| table.oldest_new_file_ms)
+            .min()
+            .map_or(0, |oldest| self.started_at_ms.saturating_sub(oldest))
     }
 
     /// Where the report is kept in the warehouse's run history (a path or a URL).

@@ -46,7 +46,11 @@ pub(super) static WRITERS_STARTED: AtomicU64 = AtomicU64::new(0);
 
 /// The files of one partition, open while its rows stream in.
 enum Sinks {
-    Avro(BTreeMap<String, Box<dyn FileSink>>),
+    /// The table, and one file per Hive partition seen so far.
+    Avro {
+        table: TableDir,
+        files: BTreeMap<String, Box<dyn FileSink>>,
+    },
     Delta(Box<DeltaWriter>),
 }
 
@@ -68,7 +72,10 @@ impl PartitionWriter {
     pub(super) async fn run(self, mut input: SendableRecordBatchStream) -> Result<RecordBatch> {
         let identity = WRITER_IDENTITY.as_str();
         let mut data = match self.spec.format {
-            FileFormat::Avro => Sinks::Avro(BTreeMap::new()),
+            FileFormat::Avro => Sinks::Avro {
+                table: TableDir::open(&self.spec.table_dir)?,
+                files: BTreeMap::new(),
+            },
             FileFormat::Delta => Sinks::Delta(Box::new(
                 delta_writer(
                     &self.spec.table_dir,
@@ -143,8 +150,8 @@ impl PartitionWriter {
         }
 
         match data {
-            Sinks::Avro(sinks) => {
-                for (_, sink) in sinks {
+            Sinks::Avro { files, .. } => {
+                for (_, sink) in files {
                     output.data.push(DataFile::Avro(sink.finish().await?));
                 }
             }
@@ -179,15 +186,14 @@ impl PartitionWriter {
     ) -> Result<()> {
         match sinks {
             Sinks::Delta(writer) => writer.write(batch).await.map_err(delta_error),
-            Sinks::Avro(sinks) => {
+            Sinks::Avro { table, files } => {
                 for (path, rows) in split_by_partition(batch, partition_columns)? {
-                    let sink = match sinks.get_mut(&path) {
+                    let sink = match files.get_mut(&path) {
                         Some(sink) => sink,
                         None => {
-                            let table = TableDir::open(&self.spec.table_dir)?;
                             let sink =
-                                AvroFileSink::create(&table, self.file_name(&path), &self.schema)?;
-                            sinks.entry(path).or_insert(Box::new(sink))
+                                AvroFileSink::create(table, self.file_name(&path), &self.schema)?;
+                            files.entry(path).or_insert(Box::new(sink))
                         }
                     };
                     sink.write(&rows).await?;
@@ -209,8 +215,8 @@ impl PartitionWriter {
     /// Removes what a failed partition wrote; nothing names those files, so this is tidiness.
     async fn abort(&self, data: Sinks, quarantine: Option<DeltaWriter>) {
         match data {
-            Sinks::Avro(sinks) => {
-                for (_, sink) in sinks {
+            Sinks::Avro { files, .. } => {
+                for (_, sink) in files {
                     sink.abort().await;
                 }
             }
