@@ -124,3 +124,53 @@ fn query_needs_sql_or_a_file() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("required"), "{}", stderr(&output));
 }
+
+#[test]
+fn a_location_strata_cannot_reach_and_a_bad_interval_are_clear_errors() {
+    let dir = crate::support::workdir("cli-bad-locations");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pipeline = dir.join("p.sql");
+    std::fs::write(
+        &pipeline,
+        "CREATE EXTERNAL TABLE landing.a (id BIGINT) STORED AS CSV LOCATION 'landing/a/';\n\
+         CREATE TABLE raw.a AS SELECT * FROM landing.a;\n",
+    )
+    .unwrap();
+    let pipeline = pipeline.to_str().unwrap();
+    for args in [
+        vec!["gen", "--scale", "0.001", "--out", "ftp://host/wh"],
+        vec!["check", pipeline, "--warehouse", "ftp://host/wh"],
+        vec!["run", pipeline, "--warehouse", "s3:///no-bucket"],
+    ] {
+        let output = strata(&args);
+        assert!(!output.status.success(), "{args:?}");
+        let said = stderr(&output);
+        assert!(
+            said.contains("Strata reads s3://") || said.contains("names no bucket"),
+            "{args:?}: {said}"
+        );
+    }
+    let bad_interval = [
+        "run",
+        pipeline,
+        "--warehouse",
+        ".",
+        "--continuous",
+        "--interval",
+        "soon",
+    ];
+    let interval = strata(&bad_interval);
+    assert!(!interval.status.success());
+    assert!(
+        stderr(&interval).contains("--interval"),
+        "{}",
+        stderr(&interval)
+    );
+    let without = strata(&["run", pipeline, "--warehouse", ".", "--interval", "5s"]);
+    assert!(!without.status.success());
+    assert!(
+        stderr(&without).contains("--continuous"),
+        "{}",
+        stderr(&without)
+    );
+}
