@@ -7,6 +7,7 @@ mod cluster;
 mod continuous;
 mod example;
 mod flight;
+mod incremental;
 mod k8s;
 mod publish;
 mod rejects;

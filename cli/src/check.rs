@@ -47,23 +47,42 @@ pub async fn run(args: CheckArgs, out: &mut impl Write) -> Result<(), CliError> 
                 let mode = match &table.mode {
                     WriteMode::Replace => "replace".to_owned(),
                     WriteMode::Append => "append".to_owned(),
-                    WriteMode::Merge { key } => format!("merge on ({})", key.join(", ")),
+                    WriteMode::Merge {
+                        key,
+                        sequence_by: None,
+                    } => format!("merge on ({})", key.join(", ")),
+                    WriteMode::Merge {
+                        key,
+                        sequence_by: Some(sequence_by),
+                    } => format!("merge on ({}) by {sequence_by}", key.join(", ")),
                     WriteMode::Scd2 { key, sequence_by } => {
                         format!("scd2 on ({}) by {sequence_by}", key.join(", "))
                     }
                 };
+                let stream = table.stream().and_then(|read| read.table_name());
                 let reads: Vec<String> = graph
                     .upstream(node)
                     .iter()
-                    .map(|&up| pipeline.statements[up].name().to_string())
+                    .map(|&up| {
+                        let name = pipeline.statements[up].name();
+                        if stream.as_ref() == Some(name) {
+                            format!("the new rows of {name}")
+                        } else {
+                            name.to_string()
+                        }
+                    })
                     .collect();
+                let incremental = if stream.is_some() {
+                    " (incremental: each build reads only the rows its stream added since the last one, the other tables whole)"
+                } else {
+                    ""
+                };
                 format!(
-                    "{}, {mode}, {} expectation(s), reads {}",
-                    table.format,
+                    "{}, {mode}, {} expectation(s), reads {}{incremental}",
+                    table.format.to_string().to_lowercase(),
                     table.expectations.len(),
                     reads.join(", ")
                 )
-                .to_lowercase()
             }
         };
         writeln!(out, "  {:<32} {detail}", statement.name().to_string())?;

@@ -206,6 +206,20 @@ pub(crate) fn print_summary(report: &RunReport, out: &mut impl Write) -> std::io
         for rejected in &table.rejected_files {
             writeln!(out, "    rejected {}: {}", rejected.path, rejected.reason)?;
         }
+        if let Some(stream) = &table.stream {
+            match stream.from {
+                Some(from) => writeln!(
+                    out,
+                    "    incremental: read what {} added from position {from} to {}",
+                    stream.table, stream.to
+                )?,
+                None => writeln!(
+                    out,
+                    "    read all of {} (to position {}): a first build, a full refresh, a new definition, or a stream rewritten since",
+                    stream.table, stream.to
+                )?,
+            }
+        }
         if table.files_raced > 0 {
             writeln!(
                 out,

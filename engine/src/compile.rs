@@ -23,6 +23,7 @@ use strata_storage::Warehouse;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::landing::LandingSource;
+use crate::stream::incremental_problem;
 
 /// A statement that planned cleanly, with what it produces.
 #[derive(Debug, Clone)]
@@ -235,6 +236,17 @@ async fn plan_table(table: &TableDef, ctx: &SessionContext) -> Planned {
         .map_err(|error| vec![Diagnostic::from_engine(error, table.query_span)])?;
     let output = plan.schema().clone();
     let mut problems = check_clauses(table, &output);
+    if let Some(read) = table.stream()
+        && let Some(stream) = read.table_name()
+        && let Some(problem) = incremental_problem(&plan, &stream)
+    {
+        problems.push(
+            Diagnostic::error(problem, Some(read.span)).with_help(format!(
+                "read {stream} whole (FROM {stream}) and write {} REPLACE, or compute this downstream of an incremental table",
+                table.name
+            )),
+        );
+    }
     for expectation in &table.expectations {
         let predicate = ExprWithAlias {
             expr: expectation.predicate.clone(),

@@ -8,9 +8,11 @@ pub mod compile;
 pub mod engine;
 mod error;
 pub mod expectations;
+pub mod faults;
 pub mod landing;
 pub mod run;
 pub mod scheduler_client;
+pub mod stream;
 pub mod task_error;
 pub mod write;
 

@@ -332,7 +332,8 @@ mod tests {
         let table = delta_publish::open(&warehouse.table(&scores))
             .await
             .unwrap();
-        delta_publish::write(table, vec![batch], true, &[], "enriched.scores")
+        let provenance = delta_publish::Provenance::default();
+        delta_publish::write(table, vec![batch], true, &[], "enriched.scores", provenance)
             .await
             .unwrap();
         warehouse

@@ -106,6 +106,7 @@ fn storage_code(error: &StorageError) -> Code {
         StorageError::InvalidLocation { .. }
         | StorageError::Corrupt { .. }
         | StorageError::CommitConflict { .. }
+        | StorageError::DeltaConflict { .. }
         | StorageError::DuplicateFile(_)
         | StorageError::Delta { .. } => Code::Internal,
     }

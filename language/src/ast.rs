@@ -170,8 +170,13 @@ pub enum WriteMode {
     Replace,
     /// The new rows are added to the table.
     Append,
-    /// Rows replace the current row with the same key, or are inserted.
-    Merge { key: Vec<String> },
+    /// Rows replace the current row with the same key, or are inserted; with a
+    /// sequence column the row with the greatest value wins, in a build and against
+    /// the table.
+    Merge {
+        key: Vec<String>,
+        sequence_by: Option<String>,
+    },
     /// Slowly changing dimension, type 2: keeps `valid_from`, `valid_to` and `is_current`.
     Scd2 {
         key: Vec<String>,
@@ -179,11 +184,38 @@ pub enum WriteMode {
     },
 }
 
+impl WriteMode {
+    /// The clause's keyword, as a pipeline writes it.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            WriteMode::Replace => "REPLACE",
+            WriteMode::Append => "APPEND",
+            WriteMode::Merge { .. } => "MERGE",
+            WriteMode::Scd2 { .. } => "SCD2",
+        }
+    }
+}
+
 /// A table a query reads, as written, with where it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableRef {
     pub parts: Vec<String>,
     pub span: SourceSpan,
+    /// Read as `STREAM(<table>)`: only the rows added since the reader's last build.
+    pub stream: bool,
+}
+
+impl TableRef {
+    /// The pipeline table it names, when it is written `<layer>.<name>`.
+    pub fn table_name(&self) -> Option<TableName> {
+        match self.parts.as_slice() {
+            [layer, name] => Some(TableName {
+                layer: Layer::parse(layer)?,
+                name: name.clone(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for TableRef {
@@ -214,6 +246,13 @@ pub struct TableDef {
     pub query_span: SourceSpan,
     pub reads: Vec<TableRef>,
     pub span: SourceSpan,
+}
+
+impl TableDef {
+    /// The table it reads incrementally, as `STREAM(<table>)`, if any.
+    pub fn stream(&self) -> Option<&TableRef> {
+        self.reads.iter().find(|read| read.stream)
+    }
 }
 
 /// One statement of a pipeline.

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::ast::{Layer, Pipeline, Statement, TableName};
+use crate::ast::{Layer, Pipeline, Statement, TableName, WriteMode};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::error::{LanguageError, Result};
 use crate::source::{SourceSpan, Sources};
@@ -83,10 +83,19 @@ impl Graph {
                     problems.push(problem);
                     continue;
                 }
+                if read.stream
+                    && let Some(problem) =
+                        stream_read(statement, &pipeline.statements[target], read.span)
+                {
+                    problems.push(problem);
+                }
                 if !upstream[position].contains(&target) {
                     upstream[position].push(target);
                 }
             }
+        }
+        for statement in &pipeline.statements {
+            problems.extend(streams_of_one_table(statement));
         }
         if !problems.is_empty() {
             return Err(LanguageError::Invalid(problems));
@@ -188,6 +197,93 @@ impl Graph {
                 .flatten()
         })
     }
+}
+
+/// `STREAM(t)` reads the rows `t` added since the reader's last build: `t` must only
+/// grow, and the reader must add them to what it built rather than replace it.
+fn stream_read(reader: &Statement, read: &Statement, span: SourceSpan) -> Option<Diagnostic> {
+    let Statement::Table(table) = reader else {
+        return None;
+    };
+    let problem = match read {
+        Statement::Source(source) => Diagnostic::error(
+            format!(
+                "{} cannot read STREAM({}): a raw table already reads only the landing files it has not ingested",
+                table.name, source.name
+            ),
+            Some(span),
+        )
+        .with_help(format!("write FROM {}", source.name)),
+        Statement::Table(upstream)
+            if upstream.name.layer != Layer::Raw && upstream.mode != WriteMode::Append =>
+        {
+            Diagnostic::error(
+                format!(
+                    "STREAM({}) needs a table that only grows, but {} is written {}",
+                    upstream.name,
+                    upstream.name,
+                    upstream.mode.keyword()
+                ),
+                Some(span),
+            )
+            .with_help(format!(
+                "read it whole (FROM {}), or write it WRITE APPEND",
+                upstream.name
+            ))
+        }
+        Statement::Table(_) if table.mode == WriteMode::Replace => Diagnostic::error(
+            format!(
+                "{} reads a STREAM, so it must add to what it built, but it is written REPLACE",
+                table.name
+            ),
+            Some(span),
+        )
+        .with_help("write it WRITE APPEND, MERGE KEY (…) or SCD2 KEY (…) SEQUENCE BY …"),
+        Statement::Table(_) => return None,
+    };
+    Some(problem)
+}
+
+/// A table reads at most one stream, and never the same table both as a stream and whole.
+fn streams_of_one_table(statement: &Statement) -> Vec<Diagnostic> {
+    let Statement::Table(table) = statement else {
+        return Vec::new();
+    };
+    let Some(first) = table.stream() else {
+        return Vec::new();
+    };
+    table
+        .reads
+        .iter()
+        .filter(|read| read.span != first.span)
+        .filter_map(|read| {
+            if read.stream {
+                Some(
+                    Diagnostic::error(
+                        format!(
+                            "{} reads two streams, {first} and {read}; a table reads at most one",
+                            table.name
+                        ),
+                        Some(read.span),
+                    )
+                    .with_help(format!("read {read} whole: FROM {read}")),
+                )
+            } else if read.parts == first.parts {
+                Some(
+                    Diagnostic::error(
+                        format!(
+                            "{} reads {read} both as STREAM({read}) and whole",
+                            table.name
+                        ),
+                        Some(read.span),
+                    )
+                    .with_help("read it one way: the new rows, or all of them"),
+                )
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// Data flows landing → raw → enriched → ranked; only raw tables read landing files.

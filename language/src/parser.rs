@@ -7,7 +7,10 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
-use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Query, Spanned, Visit, Visitor};
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, Query,
+    Spanned, TableFactor, Visit, VisitMut, Visitor, VisitorMut,
+};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{IsOptional, Parser, ParserError};
@@ -307,7 +310,8 @@ impl FileParser<'_> {
             ));
         }
         let query_start = parser.peek_token().span.start;
-        let query = parser.parse_query().map_err(fail)?;
+        let mut query = parser.parse_query().map_err(fail)?;
+        let streams = self.unwrap_streams(&mut query)?;
         let trailing = parser.peek_token();
         if trailing.token != Token::EOF {
             return Err(Diagnostic::error(
@@ -319,7 +323,7 @@ impl FileParser<'_> {
             ));
         }
         let query_span = self.span(Span::new(query_start, span.end));
-        let reads = self.reads(&query);
+        let reads = self.reads(&query, &streams);
         let format = format.unwrap_or_else(|| name.layer.format().unwrap_or(Format::Delta));
         // Raw tables only ever grow by new landing files.
         let mode = mode.unwrap_or(if name.layer == Layer::Raw {
@@ -417,7 +421,7 @@ impl FileParser<'_> {
         })
     }
 
-    /// `WRITE REPLACE | APPEND | MERGE KEY (…) | SCD2 KEY (…) SEQUENCE BY col`.
+    /// `WRITE REPLACE | APPEND | MERGE KEY (…) [SEQUENCE BY col] | SCD2 KEY (…) SEQUENCE BY col`.
     fn write_mode(&self, parser: &mut Parser, span: Span) -> Parsed<WriteMode> {
         let fail = |error: ParserError| self.parser_error(error, span);
         let mode = parser.next_token();
@@ -435,7 +439,15 @@ impl FileParser<'_> {
         } else if word_is(&mode, "APPEND") {
             Ok(WriteMode::Append)
         } else if word_is(&mode, "MERGE") {
-            Ok(WriteMode::Merge { key: key(parser)? })
+            let key = key(parser)?;
+            let sequence_by = if word_is(&parser.peek_token(), "SEQUENCE") {
+                parser.next_token();
+                parser.expect_keyword(Keyword::BY).map_err(fail)?;
+                Some(normalize_ident(&parser.parse_identifier().map_err(fail)?))
+            } else {
+                None
+            };
+            Ok(WriteMode::Merge { key, sequence_by })
         } else if word_is(&mode, "SCD2") {
             let key = key(parser)?;
             self.expect_word(parser, "SEQUENCE")?;
@@ -445,7 +457,7 @@ impl FileParser<'_> {
         } else {
             Err(Diagnostic::error(
                 format!(
-                    "expected REPLACE, APPEND, MERGE KEY (…) or SCD2 KEY (…) SEQUENCE BY … after WRITE, found {}",
+                    "expected REPLACE, APPEND, MERGE KEY (…) [SEQUENCE BY …] or SCD2 KEY (…) SEQUENCE BY … after WRITE, found {}",
                     describe(&mode.token)
                 ),
                 Some(self.span(mode.span)),
@@ -465,10 +477,28 @@ impl FileParser<'_> {
         }
     }
 
-    /// The tables a query reads, leaving out the names its own `WITH` clauses define.
-    fn reads(&self, query: &Query) -> Vec<TableRef> {
+    /// Rewrites every `STREAM(<table>)` in the query's `FROM` clauses to the table itself,
+    /// and returns where each such name was written, so [`Self::reads`] can mark it.
+    fn unwrap_streams(&self, query: &mut Query) -> Parsed<Vec<SourceSpan>> {
+        let mut streams = Streams::default();
+        if let ControlFlow::Break(span) = VisitMut::visit(query, &mut streams) {
+            return Err(Diagnostic::error(
+                "STREAM takes one table name, as in STREAM(raw.events)",
+                Some(self.span(span)),
+            ));
+        }
+        Ok(streams
+            .names
+            .into_iter()
+            .map(|span| self.span(span))
+            .collect())
+    }
+
+    /// The tables a query reads, leaving out the names its own `WITH` clauses define;
+    /// those written at `streams` are read as streams.
+    fn reads(&self, query: &Query, streams: &[SourceSpan]) -> Vec<TableRef> {
         let mut collector = Relations::default();
-        let _ = query.visit(&mut collector);
+        let _ = Visit::visit(query, &mut collector);
         collector
             .relations
             .into_iter()
@@ -478,13 +508,17 @@ impl FileParser<'_> {
                         .as_ident()
                         .is_some_and(|ident| collector.ctes.contains(&normalize_ident(ident))))
             })
-            .map(|relation| TableRef {
-                parts: relation
-                    .0
-                    .iter()
-                    .filter_map(|part| part.as_ident().map(normalize_ident))
-                    .collect(),
-                span: self.span(relation.span()),
+            .map(|relation| {
+                let span = self.span(relation.span());
+                TableRef {
+                    parts: relation
+                        .0
+                        .iter()
+                        .filter_map(|part| part.as_ident().map(normalize_ident))
+                        .collect(),
+                    stream: streams.contains(&span),
+                    span,
+                }
             })
             .collect()
     }
@@ -498,6 +532,42 @@ fn describe(token: &Token) -> String {
     match token {
         Token::EOF => "the end of the statement".to_owned(),
         other => other.to_string(),
+    }
+}
+
+/// Finds `STREAM(<table>)` table factors and replaces each with its table, keeping its
+/// alias; breaks at one whose argument is not a table name.
+#[derive(Default)]
+struct Streams {
+    names: Vec<Span>,
+}
+
+impl VisitorMut for Streams {
+    type Break = Span;
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<Span> {
+        let TableFactor::Table { name, args, .. } = factor else {
+            return ControlFlow::Continue(());
+        };
+        let is_stream = matches!(name.0.as_slice(),
+            [ObjectNamePart::Identifier(ident)] if ident.quote_style.is_none()
+                && ident.value.eq_ignore_ascii_case("stream"));
+        let Some(call) = args.as_ref().filter(|_| is_stream) else {
+            return ControlFlow::Continue(());
+        };
+        let table = match call.args.as_slice() {
+            [FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::CompoundIdentifier(parts)))] => {
+                ObjectName::from(parts.clone())
+            }
+            [FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Identifier(part)))] => {
+                ObjectName::from(vec![part.clone()])
+            }
+            _ => return ControlFlow::Break(name.span()),
+        };
+        self.names.push(table.span());
+        *name = table;
+        *args = None;
+        ControlFlow::Continue(())
     }
 }
 
@@ -564,7 +634,8 @@ mod tests {
         assert_eq!(
             table.mode,
             WriteMode::Merge {
-                key: vec!["Id".into()]
+                key: vec!["Id".into()],
+                sequence_by: None,
             }
         );
         assert_eq!(table.expectations[0].on_violation, OnViolation::DropRow);
@@ -573,6 +644,52 @@ mod tests {
             reads,
             ["raw.jobs", "raw.cities"],
             "the CTE is not a table read"
+        );
+    }
+
+    #[test]
+    fn a_stream_read_is_the_table_itself_marked_as_a_stream() {
+        let pipeline = parse_one(
+            "CREATE TABLE enriched.readings WRITE MERGE KEY (id) SEQUENCE BY version\n\
+             AS SELECT r.*, s.site FROM STREAM(raw.Readings) AS r JOIN raw.sensors s USING (sensor)",
+        )
+        .unwrap();
+        let Statement::Table(table) = &pipeline.statements[0] else {
+            panic!()
+        };
+        assert_eq!(
+            table.mode,
+            WriteMode::Merge {
+                key: vec!["id".into()],
+                sequence_by: Some("version".into()),
+            }
+        );
+        let reads: Vec<(String, bool)> = table
+            .reads
+            .iter()
+            .map(|read| (read.to_string(), read.stream))
+            .collect();
+        assert_eq!(
+            reads,
+            [("raw.readings".into(), true), ("raw.sensors".into(), false)]
+        );
+        let stream = table.stream().unwrap().span.span;
+        assert_eq!((stream.start.line, stream.start.column), (2, 35));
+        let query = table.query.to_string();
+        assert!(
+            query.contains("FROM raw.Readings AS r JOIN"),
+            "STREAM( ) is gone from the query the engine plans: {query}"
+        );
+    }
+
+    #[test]
+    fn stream_takes_a_table_name() {
+        let found =
+            problems("CREATE TABLE enriched.a WRITE APPEND AS SELECT * FROM STREAM('raw.a')");
+        assert!(
+            found[0].message.contains("STREAM takes one table name"),
+            "{}",
+            found[0].message
         );
     }
 

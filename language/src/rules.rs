@@ -53,7 +53,12 @@ pub fn check_clauses(table: &TableDef, output: &DFSchema) -> Vec<Diagnostic> {
         require(column, "partition");
     }
     match &table.mode {
-        WriteMode::Merge { key } => key.iter().for_each(|column| require(column, "key")),
+        WriteMode::Merge { key, sequence_by } => {
+            key.iter().for_each(|column| require(column, "key"));
+            if let Some(sequence_by) = sequence_by {
+                require(sequence_by, "sequence");
+            }
+        }
         WriteMode::Scd2 { key, sequence_by } => {
             key.iter().for_each(|column| require(column, "key"));
             require(sequence_by, "sequence");

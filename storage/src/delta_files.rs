@@ -37,6 +37,11 @@ pub struct DeltaFiles {
 impl DeltaFiles {
     /// The files of the table's loaded version.
     pub fn try_new(table: &DeltaTable) -> Result<Self> {
+        Self::with_files(table, |_| true)
+    }
+
+    /// The files of the table's loaded version whose paths (relative to the table) `keep` accepts.
+    pub fn with_files(table: &DeltaTable, keep: impl Fn(&str) -> bool) -> Result<Self> {
         let external =
             |error: deltalake_core::DeltaTableError| DataFusionError::External(Box::new(error));
         let snapshot = table.snapshot().map_err(external)?;
@@ -51,7 +56,7 @@ impl DeltaFiles {
         let location = StoreUrl::parse(table.table_url().as_str())?;
         let store_url = ObjectStoreUrl::parse(location.root().as_str())?;
         let mut files = Vec::new();
-        for file in snapshot.log_data().iter() {
+        for file in snapshot.log_data().iter().filter(|file| keep(&file.path())) {
             let values = file.partition_values_map();
             let partition_values = partition_fields
                 .iter()
@@ -81,6 +86,13 @@ impl DeltaFiles {
             files,
             store_url,
         })
+    }
+}
+
+impl DeltaFiles {
+    /// Whether it names no file.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
     }
 }
 

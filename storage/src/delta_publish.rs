@@ -6,14 +6,15 @@ use std::sync::Arc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{Column, TableReference};
+use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::error::DataFusionError;
+use datafusion::functions_aggregate::expr_fn::{count, max, min};
 use datafusion::logical_expr::{Expr, Operator, binary_expr, lit};
 use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::kernel::{
-    Action, Add, MetadataExt, StructType, new_metadata, normalize_for_delta,
+    Action, Add, MetadataExt, StructType, Transaction, new_metadata, normalize_for_delta,
 };
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
@@ -67,10 +68,12 @@ pub async fn write(
     replace: bool,
     partition_columns: &[String],
     name: &str,
+    provenance: Provenance,
 ) -> Result<DeltaTable> {
     let dir = table.table_url().to_string();
     let mut builder = table
         .write(batches)
+        .with_commit_properties(provenance.properties())
         .with_save_mode(if replace {
             SaveMode::Overwrite
         } else {
@@ -88,6 +91,31 @@ pub async fn write(
 /// Where a commit records what its build read, in the commit's `commitInfo`.
 const INPUTS_KEY: &str = "strataInputs";
 
+/// The application id of the Delta transaction every incremental build commits.
+const STREAM_APP_ID: &str = "strata";
+
+/// What a build records in its commit: what it read and, for a build that read the new
+/// rows of a table, the Delta transaction (`txn`) that makes two builds from the same
+/// position conflict, so only one of them commits those rows.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    pub inputs: Option<serde_json::Value>,
+    /// The position the build read its stream up to.
+    pub stream_position: Option<u64>,
+}
+
+impl Provenance {
+    fn properties(self) -> CommitProperties {
+        let mut properties = CommitProperties::default()
+            .with_metadata(self.inputs.map(|inputs| (INPUTS_KEY.to_owned(), inputs)));
+        if let Some(position) = self.stream_position {
+            properties = properties
+                .with_application_transaction(Transaction::new(STREAM_APP_ID, position as i64));
+        }
+        properties
+    }
+}
+
 /// What the build of the table's current version read, as its commit recorded it.
 pub async fn recorded_inputs(table: &DeltaTable) -> Option<serde_json::Value> {
     let last = table.history(Some(1)).next().await?.ok()?;
@@ -96,7 +124,7 @@ pub async fn recorded_inputs(table: &DeltaTable) -> Option<serde_json::Value> {
 
 /// Commits data files written elsewhere (by the parallel writer) as one new version,
 /// replacing every current file or adding to them; creates the table on its first commit.
-/// `inputs`, what the build read, is recorded with the commit ([`recorded_inputs`]).
+/// What the build read is recorded with the commit ([`recorded_inputs`]).
 pub async fn commit_files(
     table: DeltaTable,
     adds: Vec<Add>,
@@ -104,11 +132,9 @@ pub async fn commit_files(
     partition_columns: &[String],
     schema: &SchemaRef,
     name: &str,
-    inputs: Option<serde_json::Value>,
+    provenance: Provenance,
 ) -> Result<DeltaTable> {
     let dir = table.table_url().to_string();
-    let properties = CommitProperties::default()
-        .with_metadata(inputs.map(|inputs| (INPUTS_KEY.to_owned(), inputs)));
     commit_adds(
         table,
         adds,
@@ -116,7 +142,7 @@ pub async fn commit_files(
         partition_columns,
         schema,
         name,
-        properties,
+        provenance.properties(),
     )
     .await
     .map_err(|error| StorageError::delta(&dir, error))
@@ -187,16 +213,31 @@ async fn commit_adds(
     Ok(table)
 }
 
-/// Upserts `source` matched on the `on` columns as one commit: changed rows are updated,
-/// new ones inserted, and a source that changes nothing commits nothing.
+/// How a merge matches and orders rows.
+#[derive(Debug, Clone, Copy)]
+pub struct MergeOn<'a> {
+    /// The columns that match an incoming row with a row of the table.
+    pub key: &'a [String],
+    /// A column whose greater value wins: an incoming row older than the table's row of
+    /// its key changes nothing.
+    pub sequence_by: Option<&'a str>,
+}
+
+/// Upserts `source` matched on the key as one commit: changed rows are updated, new
+/// ones inserted, and a source that changes nothing commits nothing.
+///
+/// Only the table's files whose key ranges overlap the incoming keys' are read: each key
+/// column is bounded by the incoming rows' least and greatest value (Delta's file
+/// statistics skip the rest).
 ///
 /// The conditions are expressions over named columns, never SQL text, so any column
 /// name (mixed case, spaces) means exactly that column.
 pub async fn merge(
     table: DeltaTable,
     source: DataFrame,
-    on: &[String],
+    on: MergeOn<'_>,
     columns: &[String],
+    provenance: Provenance,
 ) -> Result<DeltaTable> {
     let dir = table.table_url().to_string();
     let delta = |error| StorageError::delta(&dir, error);
@@ -204,7 +245,9 @@ pub async fn merge(
         Expr::Column(Column::new(Some(TableReference::bare(alias)), column))
     };
     let (target, incoming) = (|c: &str| side(TARGET, c), |c: &str| side(SOURCE, c));
+    let bounds = key_bounds(&source, on.key).await?;
     let predicate = on
+        .key
         .iter()
         .map(|column| {
             binary_expr(
@@ -213,22 +256,32 @@ pub async fn merge(
                 incoming(column),
             )
         })
+        .chain(bounds)
         .reduce(Expr::and)
         .unwrap_or(lit(true));
     let changed = columns
         .iter()
-        .filter(|column| !on.contains(column))
+        .filter(|column| !on.key.contains(column))
         .map(|column| binary_expr(target(column), Operator::IsDistinctFrom, incoming(column)))
         .reduce(Expr::or)
         .unwrap_or(lit(false));
+    let update_when = match on.sequence_by {
+        Some(sequence) => changed.and(
+            target(sequence)
+                .is_null()
+                .or(incoming(sequence).gt_eq(target(sequence))),
+        ),
+        None => changed,
+    };
     let (table, _metrics) = table
         .merge(source, predicate)
         .with_source_alias(SOURCE)
         .with_target_alias(TARGET)
+        .with_commit_properties(provenance.properties())
         .when_matched_update(|update| {
             columns
                 .iter()
-                .fold(update.predicate(changed), |update, column| {
+                .fold(update.predicate(update_when), |update, column| {
                     update.update(Column::new_unqualified(column), incoming(column))
                 })
         })
@@ -242,6 +295,47 @@ pub async fn merge(
         .await
         .map_err(delta)?;
     Ok(table)
+}
+
+/// For each key column, `target.k BETWEEN <least> AND <greatest incoming value>`, or
+/// `target.k IS NULL` when an incoming key is NULL: a condition with no reference to the
+/// incoming rows, which the merge uses to skip the table's files.
+async fn key_bounds(source: &DataFrame, key: &[String]) -> datafusion::error::Result<Vec<Expr>> {
+    let column = |name: &str| Expr::Column(Column::new_unqualified(name));
+    let target = |name: &str| Expr::Column(Column::new(Some(TableReference::bare(TARGET)), name));
+    let aggregates: Vec<Expr> = key
+        .iter()
+        .flat_map(|name| {
+            [
+                min(column(name)),
+                max(column(name)),
+                count(lit(1)) - count(column(name)),
+            ]
+        })
+        .collect();
+    let batches = source
+        .clone()
+        .aggregate(vec![], aggregates)?
+        .collect()
+        .await?;
+    let Some(row) = batches.iter().find(|batch| batch.num_rows() == 1) else {
+        return Ok(Vec::new());
+    };
+    let mut bounds = Vec::new();
+    for (index, name) in key.iter().enumerate() {
+        let value = |offset: usize| ScalarValue::try_from_array(row.column(index * 3 + offset), 0);
+        let (least, greatest, nulls) = (value(0)?, value(1)?, value(2)?);
+        let has_nulls = !matches!(nulls, ScalarValue::Int64(Some(0)));
+        let bound = match (least.is_null(), has_nulls) {
+            (true, _) => target(name).is_null(),
+            (false, false) => target(name).between(lit(least), lit(greatest)),
+            (false, true) => target(name)
+                .between(lit(least), lit(greatest))
+                .or(target(name).is_null()),
+        };
+        bounds.push(bound);
+    }
+    Ok(bounds)
 }
 
 /// The aliases a merge gives the table and the incoming rows.

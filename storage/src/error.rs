@@ -3,6 +3,7 @@
 
 use datafusion::error::DataFusionError;
 use deltalake_core::DeltaTableError;
+use deltalake_core::kernel::transaction::{CommitConflictError, TransactionError};
 
 use crate::store::describe;
 
@@ -24,6 +25,12 @@ pub enum StorageError {
     /// Another build committed this version of a raw table first; nothing was committed.
     #[error("another run committed version {version} of {table} first; nothing was committed")]
     CommitConflict { table: String, version: u64 },
+    /// Another run committed to a Delta table while this build ran, in a way that
+    /// conflicts with what this build read; nothing was committed.
+    #[error(
+        "{table}: another run committed to this table while this build ran ({what}); nothing was committed, and the next run builds from what that run committed"
+    )]
+    DeltaConflict { table: String, what: &'static str },
     /// Two tasks reported writing one file, so one overwrote the other.
     #[error("two tasks reported writing {0}; nothing was committed")]
     DuplicateFile(String),
@@ -47,11 +54,34 @@ impl StorageError {
         }
     }
 
-    /// A Delta error on the table at `table`.
+    /// A Delta error on the table at `table`; a commit conflict says which run won.
     pub fn delta(table: impl std::fmt::Display, source: DeltaTableError) -> Self {
-        StorageError::Delta {
-            table: table.to_string(),
-            source: Box::new(source),
+        let what = match &source {
+            DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(conflict),
+            } => match conflict {
+                CommitConflictError::ConcurrentTransaction => {
+                    Some("it built from the same rows of the same stream")
+                }
+                CommitConflictError::ConcurrentAppend => Some("it added rows this build read"),
+                CommitConflictError::ConcurrentDeleteRead
+                | CommitConflictError::ConcurrentDeleteDelete => {
+                    Some("it rewrote files this build read")
+                }
+                CommitConflictError::MetadataChanged => Some("it changed the table's columns"),
+                _ => None,
+            },
+            _ => None,
+        };
+        match what {
+            Some(what) => StorageError::DeltaConflict {
+                table: table.to_string(),
+                what,
+            },
+            None => StorageError::Delta {
+                table: table.to_string(),
+                source: Box::new(source),
+            },
         }
     }
 }

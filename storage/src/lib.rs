@@ -9,6 +9,7 @@ pub mod commit_log;
 pub mod delta_files;
 pub mod delta_publish;
 mod error;
+pub mod increment;
 pub mod landing;
 pub mod paths;
 pub mod raw_table;

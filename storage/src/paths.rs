@@ -218,11 +218,6 @@ impl TableDir {
         self.join(DELTA_LOG_DIR)
     }
 
-    /// Where every build stages rows it merges, whatever the run.
-    pub fn staging_root(&self) -> StorePath {
-        self.join(STAGING_DIR)
-    }
-
     /// Where one run stages the rows it merges, as a table of its own.
     pub fn staging(&self, run_id: &str) -> TableDir {
         TableDir {

@@ -62,7 +62,8 @@ pub async fn rejects_provider(
     avro_files(table, &files, session).await
 }
 
-async fn avro_files(
+/// The listed Avro files of the raw table in `table` as one table, or `None` if there are none.
+pub(crate) async fn avro_files(
     table: &TableDir,
     files: &[WrittenFile],
     session: &dyn Session,

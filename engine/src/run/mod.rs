@@ -18,7 +18,9 @@ use crate::compile::Compiled;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 
-pub use report::{LandingFileReport, RejectedFile, RunReport, TableReport, TableStatus};
+pub use report::{
+    LandingFileReport, RejectedFile, RunReport, StreamRead, TableReport, TableStatus,
+};
 
 /// What to build.
 #[derive(Debug, Clone, Default)]

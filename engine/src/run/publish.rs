@@ -7,24 +7,31 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
 use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::functions::string::expr_fn::concat_ws;
+use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::functions_nested::expr_fn::array_to_string;
-use datafusion::functions_window::expr_fn::{lag, lead};
-use datafusion::logical_expr::{Expr, ExprFunctionExt, LogicalPlan, Volatility, cast, lit};
+use datafusion::functions_window::expr_fn::{lag, lead, rank};
+use datafusion::logical_expr::{
+    Expr, ExprFunctionExt, JoinType, LogicalPlan, Volatility, cast, lit,
+};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use deltalake_core::DeltaTable;
 use serde_json::Value;
 use strata_language::rules::SCD2_COLUMNS;
-use strata_language::{Format, OnViolation, Statement, TableDef, WriteMode};
+use strata_language::{Format, OnViolation, Statement, TableDef, TableName, TableRef, WriteMode};
+use strata_storage::delta_files::DeltaFiles;
+use strata_storage::delta_publish::{MergeOn, Provenance};
+use strata_storage::increment::{self, Increment};
 use strata_storage::{CommitLog, TableDir, cleanup, delta_publish, storage_schema};
 
 use super::Build;
-use super::report::{TableReport, TableStatus};
+use super::report::{StreamRead, TableReport, TableStatus};
 use crate::engine::job_name;
 use crate::error::{BuildStep, EngineError, Result};
 use crate::expectations::Checker;
 use crate::write::{FileFormat, WriteFilesExec, WriteSpec};
+use crate::{faults, stream};
 
 /// Builds and publishes one table; on any error nothing is committed to it.
 ///
@@ -32,7 +39,9 @@ use crate::write::{FileFormat, WriteFilesExec, WriteSpec};
 /// writing its own files; this side commits them once. MERGE KEY into an existing
 /// table and SCD2 stage the checked rows instead and merge them here. A replace build
 /// whose definition and inputs are those its table's current version was built from
-/// is up to date, and does nothing.
+/// is up to date, and does nothing. A table that reads a `STREAM` reads only the rows
+/// its stream added since the position its last commit recorded, and records the new
+/// position in the commit that adds what it built from them.
 pub(super) async fn build(
     build: &Build<'_>,
     node: usize,
@@ -46,39 +55,85 @@ pub(super) async fn build(
         TableStatus::Built,
     );
     let planning = |error| EngineError::at(BuildStep::Planning, error);
-    let state = ctx.state();
-    let query = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
-    let plan = state.statement_to_plan(query).await.map_err(planning)?;
-    let repeatable = is_repeatable(&plan);
-    let frame = ctx.execute_logical_plan(plan).await.map_err(planning)?;
-    let physical = frame.create_physical_plan().await.map_err(planning)?;
-    let schema = storage_schema(&physical.schema());
-    let checker = Checker::new(&table.expectations, &schema, &state, build.run_id)
-        .map_err(|error| EngineError::at(BuildStep::Expectations, error))?;
-
     let name = table.name.to_string();
     let dir = build.warehouse.table(&table.name);
     let quarantine_name = table.name.quarantine();
     let quarantine_dir = build.warehouse.table(&quarantine_name);
     let target = delta_publish::open(&dir).await?;
-    let inputs = match table.mode {
-        WriteMode::Replace if repeatable => inputs(build, node, table).await?,
+    let recorded = match delta_publish::exists(&target) {
+        true => delta_publish::recorded_inputs(&target).await,
+        false => None,
+    };
+    let definition = definition(table);
+    let stream = match table.stream() {
+        Some(read) => {
+            Some(stream_rows(build, node, table, read, recorded.as_ref(), &definition).await?)
+        }
+        None => None,
+    };
+    let state = match &stream {
+        Some(stream) => {
+            stream::session_reading(&ctx.state(), &stream.table, Arc::clone(&stream.rows.rows))
+                .await
+                .map_err(planning)?
+        }
+        None => ctx.state(),
+    };
+    if let Some(stream) = &stream {
+        report.stream = Some(StreamRead {
+            table: stream.table.to_string(),
+            from: stream.since.filter(|_| !stream.rows.whole),
+            to: stream.rows.position,
+        });
+        if stream.rows.is_empty(stream.since) {
+            return up_to_date(ctx, &name, &target, report).await;
+        }
+    }
+    // A build that reads its stream's new rows adds to the table; any other rebuilds.
+    let rebuild = build.full_refresh || stream.as_ref().is_some_and(|stream| stream.rows.whole);
+    let incremental = stream.is_some() && !rebuild;
+    let query = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
+    let plan = state.statement_to_plan(query).await.map_err(planning)?;
+    let repeatable = is_repeatable(&plan);
+    let frame = DataFrame::new(state.clone(), plan);
+    let physical = frame.create_physical_plan().await.map_err(planning)?;
+    let schema = storage_schema(&physical.schema());
+    let checker = Checker::new(&table.expectations, &schema, &state, build.run_id)
+        .map_err(|error| EngineError::at(BuildStep::Expectations, error))?;
+
+    let reads = match (&table.mode, &stream) {
+        (WriteMode::Replace, _) if repeatable => read_versions(build, node).await?,
         _ => None,
     };
-    if let Some(current) = &inputs
+    let inputs = match (&stream, reads) {
+        (Some(stream), reads) => Some(serde_json::json!({
+            "definition": definition,
+            "reads": reads,
+            "stream": { "table": stream.table.to_string(), "position": stream.rows.position },
+        })),
+        (None, Some(reads)) => {
+            Some(serde_json::json!({ "definition": definition, "reads": reads }))
+        }
+        (None, None) => None,
+    };
+    if table.mode == WriteMode::Replace
         && !build.full_refresh
-        && delta_publish::exists(&target)
-        && delta_publish::recorded_inputs(&target).await.as_ref() == Some(current)
+        && inputs.is_some()
+        && recorded == inputs
     {
-        delta_publish::register(ctx, &name, &target)
-            .await
-            .map_err(|error| EngineError::at(BuildStep::Registering, error))?;
-        report.status = TableStatus::UpToDate;
-        return Ok(report);
+        return up_to_date(ctx, &name, &target, report).await;
     }
+    let provenance = Provenance {
+        inputs,
+        stream_position: stream.as_ref().map(|stream| stream.rows.position),
+    };
     let merges = match &table.mode {
-        WriteMode::Scd2 { .. } => true,
-        WriteMode::Merge { .. } => delta_publish::exists(&target) && !build.full_refresh,
+        WriteMode::Scd2 { .. }
+        | WriteMode::Merge {
+            sequence_by: Some(_),
+            ..
+        } => true,
+        WriteMode::Merge { .. } => delta_publish::exists(&target) && !rebuild,
         WriteMode::Replace | WriteMode::Append => false,
     };
     let staging = dir.staging(build.run_id);
@@ -123,13 +178,21 @@ pub(super) async fn build(
         on_rows(report.rows_read);
         written.check_distinct()?;
         let adds = written.delta_adds();
+        faults::before_commit(&table.name).await;
         let published = if merges {
             let staged = staged_rows(ctx, &staging, &adds, &schema)
                 .await
                 .map_err(|error| EngineError::at(BuildStep::ReadingStagedRows, error))?;
-            merge_staged(build, table, target, staged, &schema, &mut report).await?
+            let merge = Merge {
+                table,
+                target,
+                schema: &schema,
+                provenance,
+                rebuild,
+            };
+            merge_staged(build, merge, staged, &mut report).await?
         } else {
-            let replace = table.mode != WriteMode::Append || build.full_refresh;
+            let replace = table.mode != WriteMode::Append && !incremental || rebuild;
             delta_publish::commit_files(
                 target,
                 adds,
@@ -137,13 +200,13 @@ pub(super) async fn build(
                 &table.partitioned_by,
                 &schema,
                 &name,
-                inputs,
+                provenance,
             )
             .await?
         };
-        // Every build but an append reads its whole input, so its bad rows replace the
-        // quarantine's; an append adds the bad rows of what it added.
-        let appends = table.mode == WriteMode::Append && !build.full_refresh;
+        // A build that reads all its input replaces the quarantine with its bad rows; an
+        // append or an incremental build adds the bad rows of what it added.
+        let appends = (table.mode == WriteMode::Append || incremental) && !rebuild;
         let replaced = !appends && delta_publish::has_table(&quarantine_dir).await;
         if !written.quarantine.is_empty() || replaced {
             let quarantine = delta_publish::open(&quarantine_dir).await?;
@@ -154,14 +217,14 @@ pub(super) async fn build(
                 &[],
                 &quarantine_schema,
                 &quarantine_name.to_string(),
-                None,
+                Provenance::default(),
             )
             .await?;
         }
         Ok(published)
     }
     .await;
-    cleanup::remove_below(&dir, &dir.staging_root()).await;
+    cleanup::remove_below(&dir, staging.path()).await;
     let published = outcome?;
 
     if let Ok(snapshot) = published.snapshot() {
@@ -176,10 +239,110 @@ pub(super) async fn build(
     Ok(report)
 }
 
-/// What a replace build reads, as its commit records it: the table's definition and the
-/// version of every table it reads. `None` when that cannot tell whether a rebuild would
-/// change anything: a read of a landing source, or of a table with no version yet.
-async fn inputs(build: &Build<'_>, node: usize, table: &TableDef) -> Result<Option<Value>> {
+/// Nothing to build: registers the table as it stands for downstream queries.
+async fn up_to_date(
+    ctx: &SessionContext,
+    name: &str,
+    target: &DeltaTable,
+    mut report: TableReport,
+) -> Result<TableReport> {
+    delta_publish::register(ctx, name, target)
+        .await
+        .map_err(|error| EngineError::at(BuildStep::Registering, error))?;
+    report.status = TableStatus::UpToDate;
+    Ok(report)
+}
+
+/// The rows a table reads from its stream in this build.
+struct StreamRows {
+    table: TableName,
+    /// The position the table's last commit recorded, if it still applies.
+    since: Option<u64>,
+    rows: Increment,
+}
+
+/// Reads the new rows of the table's stream since the position its last build recorded.
+/// There is no position to read from when the table has no version, when its
+/// definition or its stream changed since (the table is rebuilt), or on a full refresh.
+async fn stream_rows(
+    build: &Build<'_>,
+    node: usize,
+    table: &TableDef,
+    read: &TableRef,
+    recorded: Option<&Value>,
+    definition: &str,
+) -> Result<StreamRows> {
+    let planning = |error| EngineError::at(BuildStep::Planning, error);
+    let stream = read.table_name().ok_or_else(|| {
+        planning(DataFusionError::Plan(format!(
+            "{}: STREAM({read}) does not name a pipeline table",
+            table.name
+        )))
+    })?;
+    let since = recorded
+        .filter(|_| !build.full_refresh)
+        .filter(|recorded| recorded["definition"].as_str() == Some(definition))
+        .filter(|recorded| recorded["stream"]["table"].as_str() == Some(&stream.to_string()))
+        .and_then(|recorded| recorded["stream"]["position"].as_u64());
+    let compiled = build.compiled;
+    let planned = compiled
+        .graph
+        .upstream(node)
+        .iter()
+        .copied()
+        .find(|&up| compiled.pipeline.statements[up].name() == &stream)
+        .and_then(|up| compiled.planned(up));
+    let (Some(format), Some(planned)) = (stream.layer.format(), planned) else {
+        return Err(planning(DataFusionError::Plan(format!(
+            "{}: STREAM({stream}) is not a table this pipeline builds",
+            table.name
+        ))));
+    };
+    let rows = increment::read(
+        &build.warehouse.table(&stream),
+        format,
+        since,
+        &planned.schema,
+        &build.compiled.ctx.state(),
+    )
+    .await
+    .map_err(planning)?;
+    Ok(StreamRows {
+        table: stream,
+        since,
+        rows,
+    })
+}
+
+/// The table's definition as its commits record it: a change rebuilds the table.
+fn definition(table: &TableDef) -> String {
+    let expectations: Vec<String> = table
+        .expectations
+        .iter()
+        .map(|rule| {
+            format!(
+                "{} CHECK ({}) {:?}",
+                rule.name, rule.predicate, rule.on_violation
+            )
+        })
+        .collect();
+    let stream = table
+        .stream()
+        .map(|read| format!(" STREAM {read}"))
+        .unwrap_or_default();
+    format!(
+        "{}{stream} PARTITIONED BY {:?} WRITE {:?} EXPECT [{}]",
+        table.query,
+        table.partitioned_by,
+        table.mode,
+        expectations.join("; ")
+    )
+}
+
+/// The version of every table a build reads, as its commit records them. `None` when
+/// that cannot tell whether a rebuild would change anything: a read of a landing source,
+/// or of a table with no version yet.
+async fn read_versions(build: &Build<'_>, node: usize) -> Result<Option<Value>> {
     let statements = &build.compiled.pipeline.statements;
     let mut reads = serde_json::Map::new();
     for &upstream in build.compiled.graph.upstream(node) {
@@ -196,25 +359,7 @@ async fn inputs(build: &Build<'_>, node: usize, table: &TableDef) -> Result<Opti
         };
         reads.insert(read.name.to_string(), Value::from(version));
     }
-    let expectations: Vec<String> = table
-        .expectations
-        .iter()
-        .map(|rule| {
-            format!(
-                "{} CHECK ({}) {:?}",
-                rule.name, rule.predicate, rule.on_violation
-            )
-        })
-        .collect();
-    let definition = format!(
-        "{} PARTITIONED BY {:?} EXPECT [{}]",
-        table.query,
-        table.partitioned_by,
-        expectations.join("; ")
-    );
-    Ok(Some(
-        serde_json::json!({ "definition": definition, "reads": reads }),
-    ))
+    Ok(Some(Value::Object(reads)))
 }
 
 /// Whether the query gives the same rows from the same inputs: it calls no function whose
@@ -252,25 +397,58 @@ async fn staged_rows(
     ctx.read_parquet(paths, options).await
 }
 
+/// What a staged build merges into.
+struct Merge<'a> {
+    table: &'a TableDef,
+    target: DeltaTable,
+    schema: &'a SchemaRef,
+    provenance: Provenance,
+    /// The staged rows are the whole table: they replace it rather than merge into it.
+    rebuild: bool,
+}
+
 /// Merges staged rows into the table (MERGE KEY), or derives and publishes SCD2 history.
 async fn merge_staged(
     build: &Build<'_>,
-    table: &TableDef,
-    target: DeltaTable,
+    merge: Merge<'_>,
     staged: DataFrame,
-    schema: &SchemaRef,
     report: &mut TableReport,
 ) -> Result<DeltaTable> {
+    let Merge {
+        table,
+        target,
+        schema,
+        provenance,
+        rebuild,
+    } = merge;
     let ctx = &build.compiled.ctx;
     let name = table.name.to_string();
     let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let into_existing = delta_publish::exists(&target) && !rebuild;
+    let replace = |target, batches| {
+        delta_publish::write(
+            target,
+            batches,
+            true,
+            &table.partitioned_by,
+            &name,
+            provenance.clone(),
+        )
+    };
     match &table.mode {
         WriteMode::Scd2 { key, sequence_by } => {
-            let history = scd2_history(staged, schema, key, sequence_by)
+            let deriving = |error| EngineError::at(BuildStep::DerivingHistory, error);
+            let rows = if into_existing && table.stream().is_some() {
+                // Only the new rows were read: the history of their keys so far joins them.
+                with_versions_of_their_keys(ctx, staged, &target, schema, key).map_err(deriving)?
+            } else {
+                staged
+            };
+            let history = scd2_history(rows, schema, key, sequence_by)
                 .await
-                .map_err(|error| EngineError::at(BuildStep::DerivingHistory, error))?;
+                .map_err(deriving)?;
             report.rows_written = history.iter().map(|b| b.num_rows() as u64).sum();
-            if delta_publish::exists(&target) && !build.full_refresh {
+            if into_existing {
                 let columns: Vec<String> = columns
                     .into_iter()
                     .chain(SCD2_COLUMNS.map(str::to_owned))
@@ -280,18 +458,33 @@ async fn merge_staged(
                     .cloned()
                     .chain([SCD2_COLUMNS[0].to_owned()])
                     .collect();
-                let source = ctx
-                    .read_batches(history)
-                    .map_err(|error| EngineError::at(BuildStep::DerivingHistory, error))?;
-                Ok(delta_publish::merge(target, source, &on, &columns).await?)
+                let source = ctx.read_batches(history).map_err(deriving)?;
+                let on = MergeOn {
+                    key: &on,
+                    sequence_by: None,
+                };
+                Ok(delta_publish::merge(target, source, on, &columns, provenance).await?)
             } else {
-                Ok(
-                    delta_publish::write(target, history, true, &table.partitioned_by, &name)
-                        .await?,
-                )
+                Ok(replace(target, history).await?)
             }
         }
-        WriteMode::Merge { key } => Ok(delta_publish::merge(target, staged, key, &columns).await?),
+        WriteMode::Merge { key, sequence_by } => {
+            let staging = |error| EngineError::at(BuildStep::ReadingStagedRows, error);
+            let latest = latest_per_key(staged, key, sequence_by.as_deref())
+                .await
+                .map_err(staging)?;
+            let on = MergeOn {
+                key,
+                sequence_by: sequence_by.as_deref(),
+            };
+            if into_existing {
+                Ok(delta_publish::merge(target, latest, on, &columns, provenance).await?)
+            } else {
+                let rows = latest.collect().await.map_err(staging)?;
+                report.rows_written = rows.iter().map(|b| b.num_rows() as u64).sum();
+                Ok(replace(target, rows).await?)
+            }
+        }
         WriteMode::Replace | WriteMode::Append => Err(EngineError::at(
             BuildStep::Planning,
             DataFusionError::Internal(format!(
@@ -299,6 +492,88 @@ async fn merge_staged(
             )),
         )),
     }
+}
+
+/// The staged rows with every version the table holds of their keys, in the staged
+/// rows' columns: an incremental SCD2 build derives its keys' history from both.
+fn with_versions_of_their_keys(
+    ctx: &SessionContext,
+    staged: DataFrame,
+    target: &DeltaTable,
+    schema: &SchemaRef,
+    key: &[String],
+) -> datafusion::error::Result<DataFrame> {
+    let column = |name: &str| Expr::Column(Column::new_unqualified(name));
+    let stored = ctx.read_table(Arc::new(DeltaFiles::try_new(target)?))?;
+    let columns: Vec<Expr> = schema
+        .fields()
+        .iter()
+        .map(|field| cast(column(field.name()), field.data_type().clone()).alias(field.name()))
+        .collect();
+    let keys: Vec<&str> = key.iter().map(String::as_str).collect();
+    let staged_keys = staged
+        .clone()
+        .select(key.iter().map(|name| column(name)).collect::<Vec<_>>())?
+        .distinct()?;
+    stored
+        .select(columns)?
+        .join(staged_keys, JoinType::LeftSemi, &keys, &keys, None)?
+        .union(staged)
+}
+
+/// One row per key: with a sequence column the row with its greatest value, without
+/// one the only row. Identical rows count once; two different rows of a key with no
+/// sequence to tell them apart are an error, not a guess.
+async fn latest_per_key(
+    rows: DataFrame,
+    key: &[String],
+    sequence_by: Option<&str>,
+) -> datafusion::error::Result<DataFrame> {
+    let column = |name: &str| Expr::Column(Column::new_unqualified(name));
+    let names: Vec<String> = rows
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| field.name().clone())
+        .collect();
+    let mut latest = rows.distinct()?;
+    if let Some(sequence_by) = sequence_by {
+        let rank = rank()
+            .partition_by(key.iter().map(|name| column(name)).collect())
+            .order_by(vec![column(sequence_by).sort(false, false)])
+            .build()?
+            .alias(RANK);
+        latest = latest
+            .window(vec![rank])?
+            .filter(column(RANK).eq(lit(1u64)))?
+            .select(names.iter().map(|name| column(name)).collect::<Vec<_>>())?;
+    }
+    let repeated = latest
+        .clone()
+        .aggregate(
+            key.iter().map(|name| column(name)).collect(),
+            vec![count(lit(1)).alias(ROWS)],
+        )?
+        .filter(column(ROWS).gt(lit(1i64)))?
+        .count()
+        .await?;
+    if repeated > 0 {
+        let (what, hint) = match sequence_by {
+            Some(sequence_by) => (
+                format!("different rows with the same greatest {sequence_by}"),
+                format!("give each change of a key its own {sequence_by}"),
+            ),
+            None => (
+                "different rows".to_owned(),
+                "add SEQUENCE BY <column> to MERGE KEY to say which row wins".to_owned(),
+            ),
+        };
+        return Err(DataFusionError::Execution(format!(
+            "{repeated} keys ({}) have {what}; {hint}",
+            key.join(", ")
+        )));
+    }
+    Ok(latest)
 }
 
 /// SCD type 2 from every version of every key: a row per change, with the span it was current.
@@ -396,6 +671,9 @@ const NULL_MARK: &str = "\u{0}";
 const FINGERPRINT: &str = "__strata_fingerprint";
 const PREVIOUS: &str = "__strata_previous";
 const AMBIGUOUS: &str = "__strata_ambiguous";
+/// Working columns of picking the latest row of each key.
+const RANK: &str = "__strata_rank";
+const ROWS: &str = "__strata_rows";
 
 #[cfg(test)]
 mod tests {

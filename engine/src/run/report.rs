@@ -109,6 +109,20 @@ pub struct TableReport {
     /// A raw table's landing files, one by one.
     #[serde(default)]
     pub landing_files: Vec<LandingFileReport>,
+    /// What a table that reads a `STREAM` read of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamRead>,
+}
+
+/// The part of its stream an incremental build read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamRead {
+    pub table: String,
+    /// The position read from; none when the whole table was read (a first build, a
+    /// full refresh, a changed definition, or a stream rewritten since).
+    pub from: Option<u64>,
+    /// The position read up to, recorded in the build's commit.
+    pub to: u64,
 }
 
 impl TableReport {
@@ -135,6 +149,7 @@ impl TableReport {
             files_raced: 0,
             oldest_new_file_ms: None,
             landing_files: Vec::new(),
+            stream: None,
         }
     }
 

@@ -1,0 +1,151 @@
+//! What a table added since a reader last read it, for incremental builds: the commits
+//! of a raw table from a version on, or the files a Delta table added after a version.
+//!
+//! A position is "the next version": a reader that recorded position `p` reads the
+//! versions `p` and later. Both kinds of table count their versions from 0, so a first
+//! read (no position) and a read from 0 are the same: the whole table.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::empty::EmptyTable;
+use datafusion::error::{DataFusionError, Result};
+use deltalake_core::DeltaTable;
+use strata_language::Format;
+
+use crate::avro_sink::storage_schema;
+use crate::commit_log::CommitLog;
+use crate::delta_files::DeltaFiles;
+use crate::delta_publish;
+use crate::paths::TableDir;
+use crate::raw_table;
+
+/// The rows a reader at some position has not read yet.
+#[derive(Debug)]
+pub struct Increment {
+    /// Where the table stands now: what the reader records, to read from next time.
+    pub position: u64,
+    /// The rows to read: only the new ones or, when `whole`, the whole table.
+    pub rows: Arc<dyn TableProvider>,
+    /// The whole table is read: there was no position, or the table was rewritten
+    /// (a full refresh, a replace) since it, so "what was added" has no meaning.
+    pub whole: bool,
+}
+
+impl Increment {
+    /// Whether the table did not change since `since`.
+    pub fn is_empty(&self, since: Option<u64>) -> bool {
+        !self.whole && Some(self.position) == since
+    }
+}
+
+/// The rows of the table in `dir`, stored as `format`, added at or after version `since`
+/// (all of them without one). `planned` is the table's schema, for a table with no rows.
+pub async fn read(
+    dir: &TableDir,
+    format: Format,
+    since: Option<u64>,
+    planned: &SchemaRef,
+    session: &dyn Session,
+) -> Result<Increment> {
+    let increment = match format {
+        Format::Avro => raw_since(dir, since, session).await?,
+        _ => delta_since(dir, since).await?,
+    };
+    Ok(increment.unwrap_or_else(|(position, whole)| Increment {
+        position,
+        rows: Arc::new(EmptyTable::new(storage_schema(planned))),
+        whole,
+    }))
+}
+
+/// A read that found no file to read: where the table stands, and whether it was whole.
+type NoRows = (u64, bool);
+
+async fn raw_since(
+    dir: &TableDir,
+    since: Option<u64>,
+    session: &dyn Session,
+) -> Result<std::result::Result<Increment, NoRows>> {
+    let mut commits = CommitLog::new(dir)
+        .commits()
+        .await
+        .map_err(DataFusionError::from)?;
+    let position = commits.last().map_or(0, |last| last.version + 1);
+    let rewritten = |since: u64| {
+        since > position
+            || commits
+                .iter()
+                .any(|commit| commit.version >= since && commit.reset)
+    };
+    let whole = since.is_none_or(rewritten);
+    let first = match since {
+        Some(since) if !whole => commits.partition_point(|commit| commit.version < since),
+        _ => commits.iter().rposition(|commit| commit.reset).unwrap_or(0),
+    };
+    let files: Vec<_> = commits
+        .drain(first..)
+        .flat_map(|commit| commit.files)
+        .collect();
+    Ok(raw_table::avro_files(dir, &files, session)
+        .await?
+        .map(|rows| Increment {
+            position,
+            rows,
+            whole,
+        })
+        .ok_or((position, whole)))
+}
+
+async fn delta_since(
+    dir: &TableDir,
+    since: Option<u64>,
+) -> Result<std::result::Result<Increment, NoRows>> {
+    let table = delta_publish::load(dir, None).await?;
+    let position = table.version().map_or(0, |version| version + 1);
+    if since == Some(position) {
+        return Ok(Err((position, false)));
+    }
+    let before = match since {
+        Some(since) if since > 0 && since < position => {
+            // A version whose log was cleaned up cannot be compared with: read it all.
+            delta_publish::load(dir, Some(since - 1)).await.ok()
+        }
+        _ => None,
+    };
+    let read = |keep: &dyn Fn(&str) -> bool, whole| {
+        let files = DeltaFiles::with_files(&table, keep)?;
+        Ok::<_, DataFusionError>(if files.is_empty() {
+            Err((position, whole))
+        } else {
+            Ok(Increment {
+                position,
+                rows: Arc::new(files),
+                whole,
+            })
+        })
+    };
+    let Some(before) = before else {
+        return read(&|_| true, true);
+    };
+    let (earlier, now) = (file_paths(&before)?, file_paths(&table)?);
+    if earlier.is_subset(&now) {
+        read(&|path| !earlier.contains(path), false)
+    } else {
+        read(&|_| true, true)
+    }
+}
+
+/// The paths of the files of a Delta table's loaded version.
+fn file_paths(table: &DeltaTable) -> Result<HashSet<String>> {
+    let snapshot = table
+        .snapshot()
+        .map_err(|error| DataFusionError::External(Box::new(error)))?;
+    Ok(snapshot
+        .log_data()
+        .iter()
+        .map(|file| file.path().into_owned())
+        .collect())
+}

@@ -1,0 +1,366 @@
+//! Incremental tables (`FROM STREAM(…)`), as a sensor team uses them: readings arrive
+//! in ten deliveries, with corrections of earlier readings. After every run each
+//! incremental table equals a `--full-refresh` build of the same landing files, row for
+//! row (append with a quarantine, merge with corrections, SCD2, and a stream–static
+//! join downstream of an append table); and a run killed between the write and the
+//! commit of an incremental build neither loses nor duplicates a row.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::support::{python, stderr, stdout, strata, table_report, workdir};
+
+/// The pipeline, reading its landing files from `landing` (shared by both warehouses).
+fn pipeline(landing: &Path) -> String {
+    let landing = landing.display();
+    format!(
+        "\
+CREATE EXTERNAL TABLE landing.readings (
+  reading_id BIGINT NOT NULL, sensor_id VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, value DOUBLE, version BIGINT NOT NULL
+) STORED AS CSV LOCATION '{landing}/readings/' OPTIONS ('format.has_header' 'true');
+CREATE EXTERNAL TABLE landing.sensors (sensor_id VARCHAR NOT NULL, site VARCHAR)
+STORED AS CSV LOCATION '{landing}/sensors/' OPTIONS ('format.has_header' 'true');
+
+CREATE TABLE raw.readings AS SELECT * FROM landing.readings;
+CREATE TABLE raw.sensors AS SELECT * FROM landing.sensors;
+
+-- Every delivered row once; implausible values set aside.
+CREATE TABLE enriched.reading_log (
+  CONSTRAINT plausible EXPECT (value BETWEEN -60 AND 60) ON VIOLATION QUARANTINE
+) WRITE APPEND
+AS SELECT reading_id, sensor_id, ts, value, version FROM STREAM(raw.readings);
+
+-- Each reading as last corrected.
+CREATE TABLE enriched.readings WRITE MERGE KEY (reading_id) SEQUENCE BY version
+AS SELECT reading_id, sensor_id, ts, value, version FROM STREAM(raw.readings);
+
+-- Each sensor's level over time, a version per change.
+CREATE TABLE enriched.sensor_levels WRITE SCD2 KEY (sensor_id) SEQUENCE BY ts
+AS SELECT sensor_id, ts, round(value / 10) AS level FROM STREAM(raw.readings) WHERE version = 1;
+
+-- New log rows joined with the sensors as they are now.
+CREATE TABLE ranked.readings_by_site WRITE APPEND
+AS SELECT l.reading_id, l.version, l.value, s.site
+   FROM STREAM(enriched.reading_log) AS l JOIN raw.sensors AS s USING (sensor_id);
+"
+    )
+}
+
+/// The tables compared after every run.
+const TABLES: [&str; 5] = [
+    "enriched/reading_log",
+    "enriched/reading_log__quarantine",
+    "enriched/readings",
+    "enriched/sensor_levels",
+    "ranked/readings_by_site",
+];
+
+const SENSORS: usize = 7;
+const PER_BATCH: u64 = 300;
+
+/// Delivery `batch`: `PER_BATCH` new readings (one of them implausible), one per sensor
+/// per minute and later than every earlier delivery's; from the second delivery on,
+/// corrections of earlier readings, each with a higher version than any before it.
+fn deliver(landing: &Path, batch: u64) {
+    let at = |id: u64| {
+        let minute = id / SENSORS as u64;
+        let (hours, minutes) = (minute / 60, minute % 60);
+        format!(
+            "2026-01-{:02}T{:02}:{minutes:02}:00",
+            hours / 24 + 1,
+            hours % 24
+        )
+    };
+    let mut text = String::from("reading_id,sensor_id,ts,value,version\n");
+    let first = batch * PER_BATCH;
+    for id in first..first + PER_BATCH {
+        let value = if id == first + 7 {
+            999.0
+        } else {
+            ((id * 37) % 80) as f64 - 20.0
+        };
+        let sensor = id as usize % SENSORS;
+        text.push_str(&format!("{id},s{sensor},{},{value},1\n", at(id)));
+    }
+    for correction in 0..batch * 5 {
+        let id = (correction * 53 + batch) % first;
+        let value = (id % 30 + batch) as f64 - 5.5;
+        let sensor = id as usize % SENSORS;
+        text.push_str(&format!(
+            "{id},s{sensor},{},{value},{}\n",
+            at(id),
+            batch + 1
+        ));
+    }
+    let dir = landing.join("readings");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("batch-{batch:02}.csv")), text).unwrap();
+}
+
+fn sensors(landing: &Path) {
+    let dir = landing.join("sensors");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = String::from("sensor_id,site\n");
+    for sensor in 0..SENSORS {
+        if sensor != 3 {
+            text.push_str(&format!("s{sensor},site-{}\n", sensor % 3));
+        }
+    }
+    std::fs::write(dir.join("sensors.csv"), text).unwrap();
+}
+
+/// Every row of each table, sorted, one JSON line per table.
+const DUMP: &str = r#"
+import json, os, sys
+from deltalake import DeltaTable
+wh, tables = sys.argv[1], sys.argv[2:]
+for name in tables:
+    rows = DeltaTable(os.path.join(wh, name)).to_pyarrow_table().to_pylist()
+    for row in rows:
+        row.pop("_run_id", None)
+    print(name, json.dumps(sorted(json.dumps(row, sort_keys=True, default=str) for row in rows)))
+sys.stdout.flush()
+os._exit(0)
+"#;
+
+fn dump(warehouse: &Path) -> Vec<String> {
+    let mut args = vec!["-c", DUMP, warehouse.to_str().unwrap()];
+    args.extend(TABLES);
+    python(&args).lines().map(str::to_owned).collect()
+}
+
+fn run(pipeline: &Path, warehouse: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "run",
+        pipeline.to_str().unwrap(),
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let output = strata(&args);
+    assert!(
+        output.status.success(),
+        "strata run {extra:?} failed:\n{}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+struct Setup {
+    pipeline: PathBuf,
+    landing: PathBuf,
+    incremental: PathBuf,
+    full: PathBuf,
+}
+
+fn setup(name: &str) -> Setup {
+    let dir = workdir(name);
+    let landing = dir.join("landing");
+    std::fs::create_dir_all(&landing).unwrap();
+    sensors(&landing);
+    let pipeline = dir.join("sensors.sql");
+    std::fs::write(&pipeline, self::pipeline(&landing)).unwrap();
+    Setup {
+        pipeline,
+        landing,
+        incremental: dir.join("incremental"),
+        full: dir.join("full"),
+    }
+}
+
+#[test]
+fn ten_deliveries_built_incrementally_equal_a_full_refresh_after_each() {
+    let setup = setup("incremental-ten-deliveries");
+    for batch in 0..10 {
+        deliver(&setup.landing, batch);
+        let shown = run(&setup.pipeline, &setup.incremental, &[]);
+        run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+        let (built, rebuilt) = (dump(&setup.incremental), dump(&setup.full));
+        assert_eq!(built.len(), TABLES.len());
+        for (built, rebuilt) in built.iter().zip(&rebuilt) {
+            assert!(
+                built == rebuilt,
+                "after delivery {batch}, incremental and full refresh differ:\n{}\n{}",
+                &built[..built.len().min(2000)],
+                &rebuilt[..rebuilt.len().min(2000)]
+            );
+        }
+        // The incremental run read only this delivery's rows.
+        let delivered = PER_BATCH + batch * 5;
+        for table in ["enriched.reading_log", "enriched.readings"] {
+            let report = table_report(&shown, table);
+            assert_eq!(report["rows_read"], delivered, "{table} in run {batch}");
+            let from = &report["stream"]["from"];
+            assert_eq!(
+                from.is_null(),
+                batch == 0,
+                "{table} read its stream from {from} in run {batch}"
+            );
+        }
+    }
+    // Every correction was applied: 3,000 readings, each at its latest version.
+    let readings = dump(&setup.incremental)[2].clone();
+    assert_eq!(readings.matches("reading_id").count(), 3000);
+    assert!(
+        readings.contains(r#"\"version\": 10"#),
+        "{}",
+        &readings[..500]
+    );
+
+    // Nothing new: every incremental table is up to date and nothing is committed.
+    let shown = run(&setup.pipeline, &setup.incremental, &[]);
+    for table in [
+        "enriched.reading_log",
+        "enriched.readings",
+        "enriched.sensor_levels",
+        "ranked.readings_by_site",
+    ] {
+        assert_eq!(
+            table_report(&shown, table)["status"],
+            "up_to_date",
+            "{table}: {shown}"
+        );
+    }
+    assert_eq!(dump(&setup.incremental), dump(&setup.full));
+}
+
+#[test]
+fn a_build_killed_before_its_commit_loses_and_duplicates_nothing() {
+    let setup = setup("incremental-killed");
+    deliver(&setup.landing, 0);
+    run(&setup.pipeline, &setup.incremental, &[]);
+    deliver(&setup.landing, 1);
+    let mut child = run_paused_at(&setup, "enriched.reading_log", 60, &[]);
+    // Its data files are written: the table directory holds more Parquet files than
+    // its log names.
+    let log = setup.incremental.join("enriched/reading_log");
+    let written = files_ending(&log, "parquet");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let versions = files_ending(&log.join("_delta_log"), "json");
+    assert_eq!(versions, 1, "the killed build committed nothing");
+    assert!(
+        written > 1,
+        "the killed build had written its files ({written})"
+    );
+
+    run(&setup.pipeline, &setup.incremental, &[]);
+    deliver(&setup.landing, 2);
+    run(&setup.pipeline, &setup.incremental, &[]);
+    run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+    assert_eq!(dump(&setup.incremental), dump(&setup.full));
+    let log_rows = dump(&setup.incremental)[0].matches("reading_id").count();
+    assert_eq!(
+        log_rows,
+        3 * 300 + 5 + 10 - 3,
+        "every delivered row once, the 3 implausible ones set aside"
+    );
+}
+
+/// How many files of a directory have the extension `ext`.
+fn files_ending(dir: &Path, ext: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|entry| {
+            let path = entry.as_ref().unwrap().path();
+            path.extension().is_some_and(|found| found == ext)
+        })
+        .count()
+}
+
+/// Starts `strata run` with the build of `table` paused before its commit for
+/// `seconds`, and returns once it has paused.
+fn run_paused_at(setup: &Setup, table: &str, seconds: u64, extra: &[&str]) -> std::process::Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "run",
+            setup.pipeline.to_str().unwrap(),
+            "--warehouse",
+            setup.incremental.to_str().unwrap(),
+        ])
+        .args(extra)
+        .env(strata_engine::faults::PAUSE_BEFORE_COMMIT, table)
+        .env(strata_engine::faults::PAUSE_SECONDS, seconds.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let paused = line.starts_with(strata_engine::faults::PAUSED);
+        seen.push(line);
+        if paused {
+            assert!(seen.last().unwrap().ends_with(table), "{seen:?}");
+            // Keep reading, so the run never writes to a closed pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            return child;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the build of {table} never paused before its commit: {seen:?}");
+}
+
+#[test]
+fn two_runs_building_from_the_same_position_commit_the_new_rows_once() {
+    let setup = setup("incremental-race");
+    deliver(&setup.landing, 0);
+    run(&setup.pipeline, &setup.incremental, &[]);
+    deliver(&setup.landing, 1);
+    // The first run reads delivery 1 and waits before its commit; the second reads the
+    // same rows from the same position and commits first. Both build only the log (and
+    // the raw tables it reads), so they race on that table alone.
+    let select = ["--select", "enriched.reading_log"];
+    let first = run_paused_at(&setup, "enriched.reading_log", 6, &select);
+    let second = run(&setup.pipeline, &setup.incremental, &select);
+    assert_eq!(
+        table_report(&second, "enriched.reading_log")["status"],
+        "built"
+    );
+    let first = first.wait_with_output().unwrap();
+    let shown = stdout(&first);
+    let lost = table_report(&shown, "enriched.reading_log");
+    assert_eq!(lost["status"], "failed", "{shown}");
+    assert!(
+        lost["error"].as_str().is_some_and(|error| error
+            .contains("another run committed to this table while this build ran (it built from the same rows of the same stream)")),
+        "{lost}"
+    );
+    assert!(!first.status.success());
+
+    run(&setup.pipeline, &setup.incremental, &[]);
+    run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+    assert_eq!(dump(&setup.incremental), dump(&setup.full));
+    let log_rows = dump(&setup.incremental)[0].matches("reading_id").count();
+    assert_eq!(log_rows, 2 * 300 + 5 - 2, "each delivered row once");
+}
+
+#[test]
+fn check_explains_what_is_read_incrementally() {
+    let setup = setup("incremental-check");
+    deliver(&setup.landing, 0);
+    let output = strata(&[
+        "check",
+        setup.pipeline.to_str().unwrap(),
+        "--warehouse",
+        setup.incremental.to_str().unwrap(),
+    ]);
+    let shown = stdout(&output);
+    assert!(output.status.success(), "{shown}{}", stderr(&output));
+    let line = shown
+        .lines()
+        .find(|line| line.trim_start().starts_with("ranked.readings_by_site"))
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(
+        line.contains("reads the new rows of enriched.reading_log, raw.sensors (incremental"),
+        "{line}"
+    );
+    assert!(
+        shown.contains("merge on (reading_id) by version"),
+        "{shown}"
+    );
+}
