@@ -1,12 +1,14 @@
-//! `strata run --continuous`: a file dropped into the landing zone is published within
-//! two batches, and SIGTERM lets the current batch finish, exits 0, and leaves nothing
-//! half-committed (every raw file on disk is named by a commit).
+//! `strata run --continuous` and `strata submit --continuous`: a file dropped into the
+//! landing zone is published within two batches, and SIGTERM lets the current batch
+//! finish, exits 0, and leaves nothing half-committed (every raw file on disk is named
+//! by a commit).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
 
+use crate::cluster::Cluster;
 use crate::support::{python, workdir};
 
 const PIPELINE: &str = "\
@@ -65,12 +67,29 @@ fn csv(first: u64, rows: u64) -> String {
 
 #[test]
 fn a_continuous_run_publishes_new_files_within_two_batches_and_stops_cleanly() {
-    let dir = workdir("continuous");
+    publishes_within_two_batches_and_stops_cleanly("continuous", "run", &[]);
+}
+
+#[test]
+fn continuous_submissions_to_a_cluster_publish_and_stop_cleanly() {
+    let cluster = Cluster::start("continuous-submit", 1);
+    publishes_within_two_batches_and_stops_cleanly(
+        "continuous-submit",
+        "submit",
+        &["--scheduler", &cluster.address],
+    );
+}
+
+/// `strata <command> --continuous` publishes a file within two batches of its landing,
+/// and SIGTERM lets the running batch finish and exits 0 with nothing half-committed.
+fn publishes_within_two_batches_and_stops_cleanly(name: &str, command: &str, args: &[&str]) {
+    let dir = workdir(name);
     let landing = dir.join("landing/readings");
     std::fs::create_dir_all(&landing).unwrap();
     std::fs::write(dir.join("pipeline.sql"), PIPELINE).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["run", dir.join("pipeline.sql").to_str().unwrap()])
+        .args([command, dir.join("pipeline.sql").to_str().unwrap()])
+        .args(args)
         .args([
             "--warehouse",
             dir.to_str().unwrap(),

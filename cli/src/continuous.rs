@@ -1,30 +1,29 @@
-//! `strata run --continuous`: micro-batches until stopped. Each batch picks up the
+//! `strata run --continuous` and `strata submit --continuous`: micro-batches until stopped. Each batch picks up the
 //! landing files that arrived, builds what they affect (tables whose inputs did not
 //! change are up to date and skipped), and commits. SIGINT or SIGTERM lets the current
 //! batch finish, then exits 0; a failing batch is reported and its files are read again
 //! by the next one, since nothing of it was committed.
 
+use std::future::Future;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use strata_engine::Engine;
-use strata_engine::compile::compile;
-use strata_engine::run::{RunOptions, TableStatus, run_pipeline};
-use strata_language::{Layer, Sources};
-use strata_storage::Warehouse;
+use strata_engine::run::{RunReport, TableStatus};
+use strata_language::Layer;
 
 use crate::error::CliError;
 use crate::serve::shutdown_signal;
 
-/// Runs batches every `interval` until a signal; the exit is clean whatever the batches did.
-pub async fn run(
-    sources: &Sources,
-    warehouse: &Warehouse,
-    engine: &Engine,
-    options: &RunOptions,
+/// Runs `batch` every `interval` until a signal; the exit is clean whatever the batches did.
+pub async fn run<Batch, Outcome>(
     interval: Duration,
     out: &mut impl Write,
-) -> Result<(), CliError> {
+    mut batch: Batch,
+) -> Result<(), CliError>
+where
+    Batch: FnMut() -> Outcome,
+    Outcome: Future<Output = Result<RunReport, CliError>>,
+{
     writeln!(
         out,
         "running continuously every {}; Ctrl-C or SIGTERM stops after the current batch",
@@ -34,12 +33,9 @@ pub async fn run(
     let stop = shutdown_signal();
     tokio::pin!(stop);
     let mut stopping = false;
-    for batch in 1_u64.. {
+    for number in 1_u64.. {
         let started = Instant::now();
-        let work = async {
-            let compiled = compile(sources, warehouse, engine).await?;
-            run_pipeline(&compiled, warehouse, engine, options, &|_| {}).await
-        };
+        let work = batch();
         tokio::pin!(work);
         // A signal during a batch lets it finish: stopping half way would leave nothing
         // wrong (nothing uncommitted is visible), but would waste the batch's work.
@@ -48,7 +44,7 @@ pub async fn run(
                 outcome = &mut work => break outcome,
                 _ = &mut stop, if !stopping => {
                     stopping = true;
-                    writeln!(out, "stopping after batch {batch} …")?;
+                    writeln!(out, "stopping after batch {number} …")?;
                     out.flush()?;
                 }
             }
@@ -69,7 +65,7 @@ pub async fn run(
                     .count();
                 writeln!(
                     out,
-                    "batch {batch}: {rows} landing rows in {seconds:.2}s ({:.0} rows/s), {built} table(s) built, lag {:.1}s, run {}",
+                    "batch {number}: {rows} landing rows in {seconds:.2}s ({:.0} rows/s), {built} table(s) built, lag {:.1}s, run {}",
                     rows as f64 / seconds.max(1e-3),
                     report.lag_ms() as f64 / 1000.0,
                     report.run_id
@@ -81,8 +77,7 @@ pub async fn run(
             Err(error) => {
                 writeln!(
                     out,
-                    "batch {batch} failed after {seconds:.1}s: {}; retried next batch",
-                    CliError::pipeline(error, sources)
+                    "batch {number} failed after {seconds:.1}s: {error}; retried next batch"
                 )?;
             }
         }

@@ -98,10 +98,10 @@ pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
                 select: Vec::new(),
                 full_refresh: false,
                 strict: false,
+                continuous: false,
+                interval: std::time::Duration::from_secs(10),
             },
             scheduler: None,
-            continuous: false,
-            interval: std::time::Duration::from_secs(10),
         },
         out,
     )

@@ -25,10 +25,10 @@ pub enum CliError {
         format: &'static str,
         source: ArrowError,
     },
-    /// The run finished, but some tables failed or were skipped.
     /// A table the warehouse does not have, or a name that is not one.
     #[error("{0}")]
     UnknownTable(String),
+    /// The run finished, but some tables failed or were skipped.
     #[error("the run failed:\n  {0}")]
     RunFailed(String),
     /// Synthetic data could not be generated.

@@ -34,6 +34,13 @@ pub struct BuildArgs {
     /// Fail (exit non-zero) if any landing row or file is rejected, for CI of pipelines.
     #[arg(long)]
     pub strict: bool,
+    /// Run micro-batches until stopped (Ctrl-C or SIGTERM finishes the current batch):
+    /// each ingests the landing files that arrived and rebuilds what they change.
+    #[arg(long, conflicts_with = "full_refresh")]
+    pub continuous: bool,
+    /// Time between the end of one batch and the start of the next (`10s`, `1m`).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, requires = "continuous")]
+    pub interval: Duration,
 }
 
 /// Arguments of `strata run`.
@@ -44,13 +51,6 @@ pub struct RunArgs {
     /// Run the work on this Strata scheduler's executors (`host:port`); orchestration stays here.
     #[arg(long, env = "STRATA_SCHEDULER", value_name = "URL")]
     pub scheduler: Option<String>,
-    /// Run micro-batches until stopped (Ctrl-C or SIGTERM finishes the current batch):
-    /// each ingests the landing files that arrived and rebuilds what they change.
-    #[arg(long, conflicts_with = "full_refresh")]
-    pub continuous: bool,
-    /// Time between the end of one batch and the start of the next (`10s`, `1m`).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, requires = "continuous")]
-    pub interval: Duration,
 }
 
 /// Checks, plans and runs the pipeline, then prints the summary; fails if any table failed.
@@ -70,9 +70,17 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
         }
         None => Engine::Embedded,
     };
-    if args.continuous {
-        return crate::continuous::run(&sources, &warehouse, &engine, &options, args.interval, out)
-            .await;
+    if args.build.continuous {
+        let batch = || async {
+            let report = async {
+                let compiled = compile(&sources, &warehouse, &engine).await?;
+                run_pipeline(&compiled, &warehouse, &engine, &options, &|_| {}).await
+            };
+            report
+                .await
+                .map_err(|error| CliError::pipeline(error, &sources))
+        };
+        return crate::continuous::run(args.build.interval, out, batch).await;
     }
     let progress = Progress::default();
     let report = async {

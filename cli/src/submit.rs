@@ -7,10 +7,12 @@ use futures::StreamExt;
 use strata_engine::run::{RunReport, TableReport};
 use strata_engine::scheduler_client::{self, VERSION};
 use strata_language::Sources;
+use strata_proto::pipeline::pipeline_service_client::PipelineServiceClient;
 use strata_proto::pipeline::{
     CancelRequest, ListRunsRequest, PipelineFile, RunState, SubmitRequest, WatchRequest, run_event,
 };
 use strata_storage::Warehouse;
+use tonic::transport::Channel;
 
 use crate::error::CliError;
 use crate::run::{BuildArgs, Progress, outcome, print_summary};
@@ -25,7 +27,7 @@ pub struct SubmitArgs {
     #[arg(long, env = "STRATA_SCHEDULER")]
     pub scheduler: String,
     /// Print the run id and return; the run goes on without this client.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "continuous")]
     pub detach: bool,
 }
 
@@ -51,28 +53,48 @@ fn refused(status: tonic::Status) -> CliError {
     CliError::Cluster(status.message().to_owned())
 }
 
-/// Submits the pipeline, follows it like `strata run`, and fails if the run did.
+/// Submits the pipeline, follows it like `strata run`, and fails if the run did; with
+/// `--continuous`, submits a run every interval until stopped.
 pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliError> {
     let sources = Sources::load(&args.build.pipeline)?;
     // The scheduler sees the warehouse as a store URL, or a path made absolute here.
     let warehouse = Warehouse::open(&args.build.warehouse)?;
     crate::warehouse::refuse_unshared(&warehouse)?;
     let mut client = scheduler_client::connect(&args.scheduler, "client", "strata submit").await?;
-    let files = sources
+    let files: Vec<PipelineFile> = sources
         .iter()
         .map(|(_, file)| PipelineFile {
             path: file.path.display().to_string(),
             text: file.text.clone(),
         })
         .collect();
+    let request = SubmitRequest {
+        files,
+        warehouse: warehouse.to_string(),
+        select: args.build.select.clone(),
+        full_refresh: args.build.full_refresh,
+        client_version: VERSION.to_owned(),
+    };
+    if args.build.continuous {
+        let batch = || {
+            let (mut client, request) = (client.clone(), request.clone());
+            async move {
+                let run_id = client
+                    .submit(request)
+                    .await
+                    .map_err(refused)?
+                    .into_inner()
+                    .run_id;
+                match watch(&mut client, &run_id, None).await? {
+                    Finished::Report(report) => Ok(report),
+                    Finished::Ended { state, error } => Err(ended(&run_id, state, error)),
+                }
+            }
+        };
+        return crate::continuous::run(args.build.interval, out, batch).await;
+    }
     let run_id = client
-        .submit(SubmitRequest {
-            files,
-            warehouse: warehouse.to_string(),
-            select: args.build.select,
-            full_refresh: args.build.full_refresh,
-            client_version: VERSION.to_owned(),
-        })
+        .submit(request)
         .await
         .map_err(refused)?
         .into_inner()
@@ -82,47 +104,82 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
     if args.detach {
         return Ok(());
     }
+    let progress = Progress::default();
+    match watch(&mut client, &run_id, Some(&progress)).await {
+        Ok(Finished::Report(report)) => {
+            print_summary(&report, out)?;
+            writeln!(out, "report: {}", report.history_path(&warehouse))?;
+            outcome(&report, args.build.strict)
+        }
+        Ok(Finished::Ended {
+            state: RunState::Succeeded,
+            ..
+        }) => Ok(()),
+        Ok(Finished::Ended { state, error }) => Err(ended(&run_id, state, error)),
+        Err(CliError::Cluster(lost)) => Err(CliError::Cluster(format!(
+            "{lost}; it may still be running (see `strata runs --scheduler {}`)",
+            args.scheduler
+        ))),
+        Err(error) => Err(error),
+    }
+}
+
+/// How a watched run ended: with its report, or only its state when the report could not
+/// be read.
+enum Finished {
+    Report(RunReport),
+    Ended { state: RunState, error: String },
+}
+
+/// Follows a run to its end, showing its tables' progress on `progress`.
+async fn watch(
+    client: &mut PipelineServiceClient<Channel>,
+    run_id: &str,
+    progress: Option<&Progress>,
+) -> Result<Finished, CliError> {
     let mut events = client
         .watch(WatchRequest {
-            run_id: run_id.clone(),
+            run_id: run_id.to_owned(),
         })
         .await
         .map_err(refused)?
         .into_inner();
-    let progress = Progress::default();
     while let Some(event) = events.next().await {
-        match event.map_err(refused)?.event {
-            Some(run_event::Event::Started(started)) => progress.started(&started.table),
-            Some(run_event::Event::Progress(table)) => {
+        match (event.map_err(refused)?.event, progress) {
+            (Some(run_event::Event::Started(started)), Some(progress)) => {
+                progress.started(&started.table)
+            }
+            (Some(run_event::Event::Progress(table)), Some(progress)) => {
                 progress.progress(&table.table, table.rows_read)
             }
-            Some(run_event::Event::Finished(finished)) => {
+            (Some(run_event::Event::Finished(finished)), Some(progress)) => {
                 if let Ok(report) = serde_json::from_str::<TableReport>(&finished.report_json) {
                     progress.finished(&report);
                 }
             }
-            Some(run_event::Event::RunFinished(end)) => {
-                if let Ok(report) = serde_json::from_str::<RunReport>(&end.report_json) {
-                    print_summary(&report, out)?;
-                    writeln!(out, "report: {}", report.history_path(&warehouse))?;
-                    return outcome(&report, args.build.strict);
-                }
-                return match end.state() {
-                    RunState::Succeeded => Ok(()),
-                    RunState::Cancelled => {
-                        Err(CliError::Cluster(format!("run {run_id} was {}", end.error)))
-                    }
-                    _ => Err(CliError::RunFailed(end.error)),
-                };
+            (Some(run_event::Event::RunFinished(end)), _) => {
+                return Ok(match serde_json::from_str::<RunReport>(&end.report_json) {
+                    Ok(report) => Finished::Report(report),
+                    Err(_) => Finished::Ended {
+                        state: end.state(),
+                        error: end.error,
+                    },
+                });
             }
-            None => {}
+            _ => {}
         }
     }
     Err(CliError::Cluster(format!(
-        "lost the scheduler while watching run {run_id}; it may still be running \
-         (see `strata runs --scheduler {}`)",
-        args.scheduler
+        "lost the scheduler while watching run {run_id}"
     )))
+}
+
+/// The error of a run that ended without a report.
+fn ended(run_id: &str, state: RunState, error: String) -> CliError {
+    match state {
+        RunState::Cancelled => CliError::Cluster(format!("run {run_id} was {error}")),
+        _ => CliError::RunFailed(error),
+    }
 }
 
 /// Lists the scheduler's runs, newest first.
