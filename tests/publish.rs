@@ -480,3 +480,39 @@ fn a_replace_table_rebuilds_only_when_its_inputs_or_its_definition_change() {
     );
     assert_eq!(read, ["1.8"]);
 }
+
+#[test]
+fn a_replace_builds_quarantine_is_replaced_with_its_own_bad_rows() {
+    let (dir, pipeline) = scores_pipeline(
+        "publish-quarantine-replaced",
+        "id,score\n1,0.5\n2,7.0\n",
+        "ON VIOLATION QUARANTINE",
+        "",
+    );
+    let wh = dir.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", pipeline.to_str().unwrap(), "--warehouse", wh];
+        args.extend(extra);
+        let output = strata(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+    };
+    let quarantined = || {
+        python(
+            "import sys\nfrom deltalake import DeltaTable\nt = DeltaTable(sys.argv[1] + '/enriched/scores__quarantine').to_pyarrow_table()\nprint(sorted(t.column('id').to_pylist()), len(set(t.column('_run_id').to_pylist())))",
+            &dir,
+        )
+    };
+    run(&[]);
+    assert_eq!(quarantined(), ["[2] 1"]);
+    // A new delivery rebuilds the table from all of raw: its quarantine holds each bad row
+    // once, from this build, not the first build's rows again.
+    std::fs::write(
+        dir.join("landing/scores/b.csv"),
+        "id,score\n3,-1.0\n4,0.1\n",
+    )
+    .unwrap();
+    run(&[]);
+    assert_eq!(quarantined(), ["[2, 3] 1"]);
+    run(&["--full-refresh"]);
+    assert_eq!(quarantined(), ["[2, 3] 1"]);
+}

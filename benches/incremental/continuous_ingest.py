@@ -143,6 +143,12 @@ def main():
         assert committed["rows"] == dropped_rows, (committed["rows"], dropped_rows)
         assert published + quarantined == dropped_rows, (published, quarantined, dropped_rows)
 
+        spent = {}
+        runs = os.path.join(warehouse, "_strata", "runs")
+        for name in os.listdir(runs):
+            for table in json.load(open(os.path.join(runs, name)))["tables"]:
+                spent[table["table"]] = spent.get(table["table"], 0) + table["duration_ms"] / 1000
+
         lags = [lag for _, rows, _, lag in batches if rows]
         busy = [entry for entry in batches if entry[1]]
         print(f"dropped {number} files, {dropped_rows:,} rows, {dropped_bytes / 1e6:,.0f} MB uncompressed in {fed:.1f} s "
@@ -152,6 +158,8 @@ def main():
         print(f"batches with rows: {len(busy)}; rows per batch median {sorted(b[1] for b in busy)[len(busy) // 2]:,}; "
               f"lag median {sorted(lags)[len(lags) // 2]:.1f} s, max {max(lags):.1f} s")
         print(f"published {published:,}, quarantined {quarantined:,}; SIGTERM exit status {status}")
+        print("seconds spent per table over the run: " + ", ".join(
+            f"{table} {seconds:.1f}" for table, seconds in sorted(spent.items()) if seconds >= 0.05))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -470,7 +470,7 @@ async fn merge_staged(
         }
         WriteMode::Merge { key, sequence_by } => {
             let staging = |error| EngineError::at(BuildStep::ReadingStagedRows, error);
-            let latest = latest_per_key(staged, key, sequence_by.as_deref())
+            let latest = latest_per_key(ctx, staged, key, sequence_by.as_deref())
                 .await
                 .map_err(staging)?;
             let on = MergeOn {
@@ -478,11 +478,11 @@ async fn merge_staged(
                 sequence_by: sequence_by.as_deref(),
             };
             if into_existing {
-                Ok(delta_publish::merge(target, latest, on, &columns, provenance).await?)
+                let source = ctx.read_batches(latest).map_err(staging)?;
+                Ok(delta_publish::merge(target, source, on, &columns, provenance).await?)
             } else {
-                let rows = latest.collect().await.map_err(staging)?;
-                report.rows_written = rows.iter().map(|b| b.num_rows() as u64).sum();
-                Ok(replace(target, rows).await?)
+                report.rows_written = latest.iter().map(|b| b.num_rows() as u64).sum();
+                Ok(replace(target, latest).await?)
             }
         }
         WriteMode::Replace | WriteMode::Append => Err(EngineError::at(
@@ -523,40 +523,50 @@ fn with_versions_of_their_keys(
 
 /// One row per key: with a sequence column the row with its greatest value, without
 /// one the only row. Identical rows count once; two different rows of a key with no
-/// sequence to tell them apart are an error, not a guess.
+/// sequence to tell them apart are an error, not a guess. The rows are read once.
 async fn latest_per_key(
+    ctx: &SessionContext,
     rows: DataFrame,
     key: &[String],
     sequence_by: Option<&str>,
-) -> datafusion::error::Result<DataFrame> {
+) -> datafusion::error::Result<Vec<RecordBatch>> {
     let column = |name: &str| Expr::Column(Column::new_unqualified(name));
-    let names: Vec<String> = rows
+    let names: Vec<Expr> = rows
         .schema()
         .fields()
         .iter()
-        .map(|field| field.name().clone())
+        .map(|field| column(field.name()))
         .collect();
-    let mut latest = rows.distinct()?;
-    if let Some(sequence_by) = sequence_by {
-        let rank = rank()
-            .partition_by(key.iter().map(|name| column(name)).collect())
-            .order_by(vec![column(sequence_by).sort(false, false)])
-            .build()?
-            .alias(RANK);
-        latest = latest
-            .window(vec![rank])?
-            .filter(column(RANK).eq(lit(1u64)))?
-            .select(names.iter().map(|name| column(name)).collect::<Vec<_>>())?;
+    let candidates = match sequence_by {
+        Some(sequence_by) => {
+            let rank = rank()
+                .partition_by(key.iter().map(|name| column(name)).collect())
+                .order_by(vec![column(sequence_by).sort(false, false)])
+                .build()?
+                .alias(RANK);
+            rows.window(vec![rank])?
+                .filter(column(RANK).eq(lit(1u64)))?
+                .select(names)?
+        }
+        None => rows,
+    };
+    let repeated_keys = |batches: Vec<RecordBatch>| async {
+        ctx.read_batches(batches)?
+            .aggregate(
+                key.iter().map(|name| column(name)).collect(),
+                vec![count(lit(1)).alias(ROWS)],
+            )?
+            .filter(column(ROWS).gt(lit(1i64)))?
+            .count()
+            .await
+    };
+    let latest = candidates.collect().await?;
+    if repeated_keys(latest.clone()).await? == 0 {
+        return Ok(latest);
     }
-    let repeated = latest
-        .clone()
-        .aggregate(
-            key.iter().map(|name| column(name)).collect(),
-            vec![count(lit(1)).alias(ROWS)],
-        )?
-        .filter(column(ROWS).gt(lit(1i64)))?
-        .count()
-        .await?;
+    // Some key kept several rows: the same row delivered twice is one row.
+    let latest = ctx.read_batches(latest)?.distinct()?.collect().await?;
+    let repeated = repeated_keys(latest.clone()).await?;
     if repeated > 0 {
         let (what, hint) = match sequence_by {
             Some(sequence_by) => (
