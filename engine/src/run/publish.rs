@@ -101,8 +101,8 @@ pub(super) async fn build(
     let checker = Checker::new(&table.expectations, &schema, &state, build.run_id)
         .map_err(|error| EngineError::at(BuildStep::Expectations, error))?;
 
-    let reads = match (&table.mode, &stream) {
-        (WriteMode::Replace, _) if repeatable => read_versions(build, node).await?,
+    let reads = match table.mode {
+        WriteMode::Replace if repeatable => read_versions(build, node).await?,
         _ => None,
     };
     let inputs = match (&stream, reads) {
