@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::support::{example, manifest_count, python_file, stderr, strata, workdir};
+use crate::support::{example, manifest_count, python_file, stderr, stdout, strata, workdir};
 
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "s3cret-for-tests";
@@ -713,4 +713,104 @@ fn serve_refuses_a_missing_warehouse_and_a_broken_config_file() {
     );
     let message = with_config(&dir.join("absent.toml"));
     assert!(message.contains("absent.toml"), "{message}");
+}
+
+/// Runs `strata hash-password` with `input` on its standard input.
+fn hash_password(input: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_hashed_password_logs_in_and_plain_text_is_accepted_with_a_warning() {
+    let dir = workdir("flight-hashed-password");
+    std::fs::create_dir_all(&dir).unwrap();
+    let hashed = hash_password("correct horse\n");
+    assert!(hashed.status.success(), "{}", stderr(&hashed));
+    let hash = stdout(&hashed).trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("correct horse"));
+    let empty = hash_password("");
+    assert!(!empty.status.success());
+    assert!(
+        stderr(&empty).contains("no password on standard input"),
+        "{}",
+        stderr(&empty)
+    );
+
+    let config = dir.join("serve.toml");
+    std::fs::write(
+        &config,
+        format!("[[users]]\nname = \"bob\"\npassword = \"{hash}\"\n[[users]]\nname = \"carol\"\npassword = \"plain-secret\"\n"),
+    )
+    .unwrap();
+    // Plain text is accepted, with a warning that names the user and the file.
+    let missing = dir.join("no-warehouse");
+    let refused = strata(&[
+        "serve",
+        "--warehouse",
+        missing.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let warned = stderr(&refused);
+    assert!(
+        warned.contains("the password of user carol in")
+            && warned.contains("is plain text")
+            && !warned.contains("user bob"),
+        "{warned}"
+    );
+    assert!(!warned.contains("plain-secret"), "{warned}");
+
+    let server = Server::start(example_warehouse(), &["--config", config.to_str().unwrap()]);
+    let script = r#"
+import sys
+import adbc_driver_flightsql.dbapi as flightsql
+def login(user, password):
+    try:
+        with flightsql.connect(sys.argv[1], db_kwargs={"username": user, "password": password}, autocommit=True) as conn:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 41 + 1 AS n")
+                return str(cur.fetch_arrow_table().column("n")[0].as_py())
+    except Exception as error:
+        return "refused" if "wrong username or password" in str(error) else f"error: {error}"
+print(login("bob", "correct horse"), login("bob", "correct hors"), login("carol", "plain-secret"), login("dave", "correct horse"))
+"#;
+    let output = crate::support::python(&["-c", script, &server.uri()]);
+    assert_eq!(output.trim(), "42 refused 42 refused");
+
+    // A hash that is not one is refused before anything is served.
+    std::fs::write(
+        &config,
+        "[[users]]\nname = \"bob\"\npassword = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ\"\n",
+    )
+    .unwrap();
+    let broken = strata(&[
+        "serve",
+        "--warehouse",
+        example_warehouse().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(!broken.status.success());
+    assert!(
+        stderr(&broken).contains("the password of user bob: not an argon2 hash"),
+        "{}",
+        stderr(&broken)
+    );
 }

@@ -57,6 +57,9 @@ pub enum CliError {
         "{0} lives in this process's memory, which a cluster's processes cannot see; use a store URL (s3://, gs://, az://) or a shared path"
     )]
     NotShared(String),
+    /// What the command reads from its standard input is missing or unreadable.
+    #[error("{0}")]
+    Input(String),
     /// Results could not be written out (for example a closed pipe).
     #[error("cannot write results: {0}")]
     Output(#[from] std::io::Error),

@@ -8,6 +8,7 @@ mod demo;
 mod drain;
 mod error;
 mod generate;
+mod hash_password;
 mod query;
 mod rejects;
 mod run;
@@ -75,6 +76,8 @@ enum Command {
     Runs(RunsArgs),
     /// Stop a run on a scheduler; nothing it had not committed is committed.
     Cancel(CancelArgs),
+    /// Print the argon2 hash of the password on standard input, for a Flight SQL config file.
+    HashPassword,
 }
 
 fn main() -> ExitCode {
@@ -110,6 +113,9 @@ fn main() -> ExitCode {
             Command::Submit(args) => submit::submit(args, &mut std::io::stdout().lock()).await,
             Command::Runs(args) => submit::runs(args, &mut std::io::stdout().lock()).await,
             Command::Cancel(args) => submit::cancel(args, &mut std::io::stdout().lock()).await,
+            Command::HashPassword => {
+                hash_password::run(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())
+            }
         }
     });
     match result {

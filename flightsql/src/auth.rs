@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-use subtle::ConstantTimeEq;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
 use crate::config::User;
+use crate::password;
 
 /// The header both the handshake and every later call carry credentials in.
 pub const AUTHORIZATION: &str = "authorization";
@@ -34,14 +34,27 @@ impl std::fmt::Display for Caller {
 /// Checks passwords and issues and checks bearer tokens.
 pub struct Authenticator {
     users: Vec<User>,
+    /// What an unknown user's password is checked against: a hash when users have
+    /// hashes, so the time a refusal takes does not tell whether the user exists.
+    decoy: String,
     ttl: Duration,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 impl Authenticator {
     pub fn new(users: Vec<User>, ttl: Duration) -> Self {
+        let hashed = users.iter().any(|user| password::is_hash(&user.password));
+        let decoy = hashed
+            .then(|| {
+                new_token()
+                    .ok()
+                    .and_then(|secret| password::hash(&secret).ok())
+            })
+            .flatten()
+            .unwrap_or_else(|| "\u{0}".to_owned());
         Self {
             users,
+            decoy,
             ttl,
             tokens: Mutex::new(HashMap::new()),
         }
@@ -71,9 +84,9 @@ impl Authenticator {
             .split_once(':')
             .ok_or_else(|| Status::unauthenticated("malformed Basic credentials"))?;
         let known = self.users.iter().find(|user| user.name == name);
-        // Compare against something even for unknown users, so timing does not tell them apart.
-        let expected = known.map_or("\u{0}", |user| user.password.as_str());
-        let matches: bool = expected.as_bytes().ct_eq(password.as_bytes()).into();
+        // Check against something even for unknown users, so timing does not tell them apart.
+        let expected = known.map_or(self.decoy.as_str(), |user| user.password.as_str());
+        let matches = password::matches(expected, password);
         if known.is_none() || !matches {
             tracing::warn!(
                 user = name,

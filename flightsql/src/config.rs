@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::password;
 
 /// How long a bearer token from the handshake stays valid, unless configured.
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(12 * 60 * 60);
@@ -92,6 +93,15 @@ impl ServerConfig {
                 reason: format!("user {} has an empty password", user.name),
             });
         }
+        for user in &file.users {
+            if let Some(problem) = password::problem(&user.password) {
+                return Err(Error::Config {
+                    path: path.to_owned(),
+                    reason: format!("the password of user {}: {problem}", user.name),
+                });
+            }
+            warn_if_plain(user, &path.display().to_string());
+        }
         Ok(Self {
             users: file.users,
             token_ttl: file
@@ -115,11 +125,23 @@ impl ServerConfig {
                 .ok_or_else(|| {
                     Error::Users("expected name:password pairs separated by commas".to_owned())
                 })?;
-            self.users.push(User {
+            let user = User {
                 name: name.to_owned(),
                 password: password.to_owned(),
-            });
+            };
+            warn_if_plain(&user, "--users or STRATA_FLIGHT_USERS");
+            self.users.push(user);
         }
         Ok(self)
+    }
+}
+
+/// Plain-text passwords still work, but whoever reads the settings can log in with them.
+fn warn_if_plain(user: &User, source: &str) {
+    if !password::is_hash(&user.password) {
+        tracing::warn!(
+            "the password of user {} in {source} is plain text; store its hash instead, from `strata hash-password`",
+            user.name
+        );
     }
 }

@@ -32,6 +32,9 @@ pub enum Error {
     },
     #[error("TLS: {0}")]
     Tls(String),
+    /// A password could not be hashed.
+    #[error("cannot hash the password: {0}")]
+    Password(String),
     #[error("serving Flight SQL: {0}")]
     Transport(#[from] tonic::transport::Error),
 }

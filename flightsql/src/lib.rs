@@ -7,6 +7,7 @@ mod endpoint;
 mod error;
 mod handle;
 mod metadata;
+pub mod password;
 mod query;
 mod service;
 mod status;
