@@ -79,12 +79,7 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
         let batch = || {
             let (mut client, request) = (client.clone(), request.clone());
             async move {
-                let run_id = client
-                    .submit(request)
-                    .await
-                    .map_err(refused)?
-                    .into_inner()
-                    .run_id;
+                let run_id = start_run(&mut client, request).await?;
                 match watch(&mut client, &run_id, None).await? {
                     Finished::Report(report) => Ok(report),
                     Finished::Ended { state, error } => Err(ended(&run_id, state, error)),
@@ -93,12 +88,7 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
         };
         return crate::continuous::run(args.build.interval, out, batch).await;
     }
-    let run_id = client
-        .submit(request)
-        .await
-        .map_err(refused)?
-        .into_inner()
-        .run_id;
+    let run_id = start_run(&mut client, request).await?;
     writeln!(out, "submitted run {run_id}")?;
     out.flush()?;
     if args.detach {
@@ -122,6 +112,19 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
         ))),
         Err(error) => Err(error),
     }
+}
+
+/// Submits one run and returns its id.
+async fn start_run(
+    client: &mut PipelineServiceClient<Channel>,
+    request: SubmitRequest,
+) -> Result<String, CliError> {
+    Ok(client
+        .submit(request)
+        .await
+        .map_err(refused)?
+        .into_inner()
+        .run_id)
 }
 
 /// How a watched run ended: with its report, or only its state when the report could not

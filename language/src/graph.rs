@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::ast::{Layer, Pipeline, Statement, TableName, WriteMode};
+use crate::ast::{Layer, Pipeline, Statement, WriteMode};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::error::{LanguageError, Result};
 use crate::source::{SourceSpan, Sources};
@@ -46,15 +46,7 @@ impl Graph {
         for (position, statement) in pipeline.statements.iter().enumerate() {
             for read in statement.reads() {
                 let written = read.to_string();
-                let resolved = match read.parts.as_slice() {
-                    [layer, name] => Layer::parse(layer).and_then(|layer| {
-                        index.get(&TableName {
-                            layer,
-                            name: name.clone(),
-                        })
-                    }),
-                    _ => None,
-                };
+                let resolved = read.table_name().and_then(|name| index.get(&name));
                 let Some(&target) = resolved else {
                     let by_name = read.parts.last().and_then(|last| {
                         names

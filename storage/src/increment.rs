@@ -50,25 +50,27 @@ pub async fn read(
     planned: &SchemaRef,
     session: &dyn Session,
 ) -> Result<Increment> {
-    let increment = match format {
+    let found = match format {
         Format::Avro => raw_since(dir, since, session).await?,
         _ => delta_since(dir, since).await?,
     };
-    Ok(increment.unwrap_or_else(|(position, whole)| Increment {
-        position,
-        rows: Arc::new(EmptyTable::new(storage_schema(planned))),
-        whole,
-    }))
+    Ok(Increment {
+        position: found.position,
+        rows: found
+            .rows
+            .unwrap_or_else(|| Arc::new(EmptyTable::new(storage_schema(planned)))),
+        whole: found.whole,
+    })
 }
 
-/// A read that found no file to read: where the table stands, and whether it was whole.
-type NoRows = (u64, bool);
+/// What a read found: as [`Increment`], with no provider when there is no file to read.
+struct Found {
+    position: u64,
+    rows: Option<Arc<dyn TableProvider>>,
+    whole: bool,
+}
 
-async fn raw_since(
-    dir: &TableDir,
-    since: Option<u64>,
-    session: &dyn Session,
-) -> Result<std::result::Result<Increment, NoRows>> {
+async fn raw_since(dir: &TableDir, since: Option<u64>, session: &dyn Session) -> Result<Found> {
     let mut commits = CommitLog::new(dir)
         .commits()
         .await
@@ -89,24 +91,27 @@ async fn raw_since(
         .drain(first..)
         .flat_map(|commit| commit.files)
         .collect();
-    Ok(raw_table::avro_files(dir, &files, session)
-        .await?
-        .map(|rows| Increment {
+    Ok(Found {
+        position,
+        rows: raw_table::avro_files(dir, &files, session).await?,
+        whole,
+    })
+}
+
+async fn delta_since(dir: &TableDir, since: Option<u64>) -> Result<Found> {
+    let table = delta_publish::load(dir, None).await?;
+    let position = table.version().map_or(0, |version| version + 1);
+    let read = |keep: &dyn Fn(&str) -> bool, whole| {
+        let files = DeltaFiles::with_files(&table, keep)?;
+        let rows = (!files.is_empty()).then(|| Arc::new(files) as Arc<dyn TableProvider>);
+        Ok(Found {
             position,
             rows,
             whole,
         })
-        .ok_or((position, whole)))
-}
-
-async fn delta_since(
-    dir: &TableDir,
-    since: Option<u64>,
-) -> Result<std::result::Result<Increment, NoRows>> {
-    let table = delta_publish::load(dir, None).await?;
-    let position = table.version().map_or(0, |version| version + 1);
+    };
     if since == Some(position) {
-        return Ok(Err((position, false)));
+        return read(&|_| false, false);
     }
     let before = match since {
         Some(since) if since > 0 && since < position => {
@@ -114,18 +119,6 @@ async fn delta_since(
             delta_publish::load(dir, Some(since - 1)).await.ok()
         }
         _ => None,
-    };
-    let read = |keep: &dyn Fn(&str) -> bool, whole| {
-        let files = DeltaFiles::with_files(&table, keep)?;
-        Ok::<_, DataFusionError>(if files.is_empty() {
-            Err((position, whole))
-        } else {
-            Ok(Increment {
-                position,
-                rows: Arc::new(files),
-                whole,
-            })
-        })
     };
     let Some(before) = before else {
         return read(&|_| true, true);

@@ -60,9 +60,10 @@ pub(super) async fn build(
     let quarantine_name = table.name.quarantine();
     let quarantine_dir = build.warehouse.table(&quarantine_name);
     let target = delta_publish::open(&dir).await?;
-    let recorded = match delta_publish::exists(&target) {
-        true => delta_publish::recorded_inputs(&target).await,
-        false => None,
+    let recorded = if delta_publish::exists(&target) {
+        delta_publish::recorded_inputs(&target).await
+    } else {
+        None
     };
     let definition = definition(table);
     let stream = match table.stream() {
