@@ -4,7 +4,10 @@
 //! Run with `cargo bench -p strata --bench flight_load`. It generates the recruitment
 //! data (`STRATA_LOAD_SCALE`, default 1), runs the example pipeline with the `strata`
 //! binary of the same build, serves the warehouse, and runs `STRATA_LOAD_CLIENTS`
-//! clients (default 32) for `STRATA_LOAD_SECONDS` (default 30). It stops by itself.
+//! clients (default 32) for `STRATA_LOAD_SECONDS` (default 30), then the same load with
+//! one more client running a runaway query (a five-way cross join) that the server
+//! stops at its time limit (`STRATA_LOAD_QUERY_TIMEOUT`, default a third of the load's
+//! seconds), and the server's CPU after it. It stops by itself.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -59,13 +62,20 @@ fn warehouse(scale: f64) -> PathBuf {
     dir
 }
 
+/// A query no notebook user should run: it would take hours.
+const RUNAWAY: &str = "SELECT sum(length(a.name) + length(b.name) + length(c.name) + \
+                       length(d.name) + length(e.name)) FROM enriched.candidates a, \
+                       enriched.candidates b, enriched.candidates c, enriched.candidates d, \
+                       enriched.candidates e";
+
 /// `strata serve` on a free port; returns the process and its address.
-fn serve(warehouse: &Path) -> (Child, String) {
+fn serve(warehouse: &Path, query_timeout: u64) -> (Child, String) {
     let mut child = Command::new(STRATA)
         .args(["serve", "--warehouse"])
         .arg(warehouse)
         .args(["--listen", "127.0.0.1:0", "--users"])
         .arg(format!("{USER}:{PASSWORD}"))
+        .args(["--query-timeout", &query_timeout.to_string()])
         .stdout(Stdio::piped())
         .spawn()
         .expect("strata serve starts");
@@ -131,7 +141,39 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(index).copied().unwrap_or_default()
 }
 
-async fn load(addr: &str, clients: usize, seconds: u64, jobs: u64) {
+/// CPU seconds a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split(' ').collect())
+        .unwrap_or_default();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Runs the runaway query once; says how it ended and after how long.
+async fn runaway(addr: String) -> String {
+    let mut client = client(&addr).await;
+    let started = Instant::now();
+    let outcome = run_query(&mut client, RUNAWAY.to_owned()).await;
+    format!(
+        "runaway query ended after {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        match outcome {
+            Ok(rows) => format!("finished with {rows} rows"),
+            Err(error) => error,
+        }
+    )
+}
+
+/// Runs the load; returns its p50.
+async fn load(addr: &str, clients: usize, seconds: u64, jobs: u64, label: &str) -> Duration {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
@@ -162,7 +204,7 @@ async fn load(addr: &str, clients: usize, seconds: u64, jobs: u64) {
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort();
     println!(
-        "load: {clients} clients for {elapsed:.1} s: {} queries, {:.1} queries/s, p50 {:.1} ms, p99 {:.1} ms, {} failures",
+        "load{label}: {clients} clients for {elapsed:.1} s: {} queries, {:.1} queries/s, p50 {:.1} ms, p99 {:.1} ms, {} failures",
         latencies.len(),
         latencies.len() as f64 / elapsed,
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
@@ -172,6 +214,7 @@ async fn load(addr: &str, clients: usize, seconds: u64, jobs: u64) {
     if let Some(first) = failures.first() {
         println!("first failure: {first}");
     }
+    percentile(&latencies, 0.50)
 }
 
 /// Streams every tracking event and counts the bytes of Flight data received.
@@ -220,12 +263,26 @@ fn main() {
     let scale: f64 = setting("STRATA_LOAD_SCALE", 1.0);
     let clients: usize = setting("STRATA_LOAD_CLIENTS", 32);
     let seconds: u64 = setting("STRATA_LOAD_SECONDS", 30);
+    let query_timeout: u64 = setting("STRATA_LOAD_QUERY_TIMEOUT", (seconds / 3).max(1));
     let dir = warehouse(scale);
-    let (mut server, addr) = serve(&dir);
+    let (mut server, addr) = serve(&dir, query_timeout);
     let jobs = (2000.0 * scale).max(1.0) as u64;
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(async {
-        load(&addr, clients, seconds, jobs).await;
+        let alone = load(&addr, clients, seconds, jobs, "").await;
+        let stopped = tokio::spawn(runaway(addr.clone()));
+        let beside = load(&addr, clients, seconds, jobs, " beside a runaway query").await;
+        println!("{}", stopped.await.expect("the runaway client"));
+        println!(
+            "p50 beside the runaway: {:.2}x the p50 without it",
+            beside.as_secs_f64() / alone.as_secs_f64()
+        );
+        let before = cpu_seconds(server.id());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        println!(
+            "server CPU over the 3 s after: {:.2} core-seconds",
+            cpu_seconds(server.id()) - before
+        );
         large_result(&addr).await;
     });
     let _ = server.kill();

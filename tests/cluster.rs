@@ -17,6 +17,26 @@ use strata_storage::delta_publish::DeltaReader;
 
 use crate::support::{example, stderr, stdout, strata, workdir};
 
+/// Starts `strata scheduler` on `listen`, with its standard output to read.
+fn start_scheduler(
+    listen: &str,
+    scheduler_args: &[&str],
+    env: &[(String, String)],
+) -> (Child, BufReader<ChildStdout>) {
+    let mut scheduler = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["scheduler", "--listen", listen, "--executor-timeout", "5"])
+        .args(scheduler_args)
+        .envs(env.iter().cloned())
+        .env_remove("STRATA_FLIGHT_USERS")
+        .env_remove("STRATA_FLIGHT_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("strata scheduler starts");
+    let out = BufReader::new(scheduler.stdout.take().unwrap());
+    (scheduler, out)
+}
+
 /// A scheduler and executors, killed when dropped.
 pub struct Cluster {
     scheduler: Child,
@@ -48,23 +68,7 @@ impl Cluster {
         scheduler_args: &[&str],
         env: &[(String, String)],
     ) -> Cluster {
-        let mut scheduler = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args([
-                "scheduler",
-                "--listen",
-                "127.0.0.1:0",
-                "--executor-timeout",
-                "5",
-            ])
-            .args(scheduler_args)
-            .envs(env.iter().cloned())
-            .env_remove("STRATA_FLIGHT_USERS")
-            .env_remove("STRATA_FLIGHT_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("strata scheduler starts");
-        let mut scheduler_out = BufReader::new(scheduler.stdout.take().unwrap());
+        let (scheduler, mut scheduler_out) = start_scheduler("127.0.0.1:0", scheduler_args, env);
         let mut line = String::new();
         scheduler_out.read_line(&mut line).unwrap();
         assert!(line.contains("listening on"), "{line:?}");
@@ -136,6 +140,18 @@ impl Cluster {
         assert_eq!(probe(health_port, "/healthz"), Some(200));
     }
 
+    /// Runs `strata submit` of `pipeline` into `warehouse` to its end.
+    pub fn submit(&self, pipeline: &str, warehouse: &Path) -> std::process::Output {
+        strata(&[
+            "submit",
+            pipeline,
+            "--scheduler",
+            &self.address,
+            "--warehouse",
+            warehouse.to_str().unwrap(),
+        ])
+    }
+
     /// The scheduler's next line of output.
     pub fn scheduler_line(&mut self) -> String {
         let mut line = String::new();
@@ -163,6 +179,23 @@ impl Cluster {
 
     pub fn executor_pids(&self) -> Vec<u32> {
         self.executors.iter().map(Child::id).collect()
+    }
+
+    /// SIGKILLs the scheduler and starts another on the same port; the executors
+    /// register again with their next heartbeat.
+    pub fn restart_scheduler(&mut self) {
+        let _ = self.scheduler.kill();
+        let _ = self.scheduler.wait();
+        let (mut scheduler, scheduler_out) = start_scheduler(&self.address, &[], &self.env);
+        let started = Instant::now();
+        while scheduler.try_wait().unwrap().is_none()
+            && started.elapsed() < Duration::from_secs(30)
+            && TcpStream::connect(&self.address).is_err()
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.scheduler = scheduler;
+        self.scheduler_out = scheduler_out;
     }
 
     /// SIGKILLs one executor, as a crashed machine would stop.
@@ -207,7 +240,7 @@ fn generated(name: &str, scale: &str) -> PathBuf {
     dir
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -298,6 +331,19 @@ pub(crate) fn assert_same_tables(embedded: &Path, distributed: &Path) {
             rows == distributed_rows,
             "{name} differs between the embedded and the cluster run"
         );
+    }
+}
+
+/// Every table a warehouse has is the table the embedded run built (a run that stopped
+/// part way has fewer, each whole).
+pub(crate) fn assert_tables_among(embedded: &Path, partial: &Path) {
+    let expected = contents(embedded);
+    for (name, rows) in contents(partial) {
+        let built = expected
+            .iter()
+            .find(|(table, _)| *table == name)
+            .unwrap_or_else(|| panic!("{name} is not a table of the embedded run"));
+        assert!(built.1 == rows, "{name} differs from the embedded run's");
     }
 }
 
@@ -636,7 +682,7 @@ fn ranking_functions_and_top_k_run_in_executor_tasks() {
     }
     std::fs::write(dir.join("scores.csv"), csv).unwrap();
     let cluster = Cluster::start("udfs", 2);
-    let engine = Engine::cluster(&cluster.address);
+    let engine = Engine::cluster(&cluster.address, None);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let written = runtime.block_on(async {
         let ctx = engine.session();
@@ -933,4 +979,38 @@ fn write_clicks_parquet(path: &Path, rows: i64) {
     let mut writer = ArrowWriter::try_new(file, schema, Some(properties)).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
+}
+
+#[test]
+fn a_task_that_fails_on_an_executor_reads_as_one_sentence() {
+    let warehouse = workdir("cluster-task-error");
+    let landing = warehouse.join("landing/readings");
+    std::fs::create_dir_all(&landing).unwrap();
+    std::fs::write(landing.join("a.csv"), "id,divisor\n1,2\n2,0\n3,1\n").unwrap();
+    let pipeline = workdir("cluster-task-error-pipeline");
+    std::fs::create_dir_all(&pipeline).unwrap();
+    std::fs::write(
+        pipeline.join("pipeline.sql"),
+        "CREATE EXTERNAL TABLE landing.readings (id BIGINT, divisor BIGINT) STORED AS CSV \
+         LOCATION 'landing/readings/' OPTIONS ('format.has_header' 'true');\n\
+         CREATE TABLE raw.readings AS SELECT * FROM landing.readings;\n\
+         CREATE TABLE enriched.ratios AS SELECT id, 10 / divisor AS ratio FROM raw.readings;\n",
+    )
+    .unwrap();
+    let cluster = Cluster::start("task-error", 1);
+    let output = cluster.submit(pipeline.to_str().unwrap(), &warehouse);
+    assert!(!output.status.success());
+    let said = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(
+        said.contains("enriched.ratios: running the query: Divide by zero error"),
+        "{said}"
+    );
+    for noise in [
+        "DataFusionError(",
+        "Shared(",
+        "External(",
+        "Execution error:",
+    ] {
+        assert!(!said.contains(noise), "{noise} in {said}");
+    }
 }

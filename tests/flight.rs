@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use tonic::transport::Channel;
+
 use crate::support::{example, manifest_count, python_file, stderr, stdout, strata, workdir};
 
 pub const USER: &str = "alice";
@@ -53,6 +56,27 @@ impl Server {
     pub fn uri(&self) -> String {
         self.uri.clone()
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the server to exit; whether it did.
+    pub fn terminate(&mut self, within: std::time::Duration) -> bool {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    }
 }
 
 impl Drop for Server {
@@ -60,6 +84,16 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// arrow-rs's Flight SQL client on a plain connection to `addr`.
+pub async fn connect(addr: &str) -> FlightSqlServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("the server accepts connections");
+    FlightSqlServiceClient::new(channel)
 }
 
 /// The recruitment example, generated and run once for every test here.
@@ -191,16 +225,9 @@ mod rust_client {
 
     use super::{Deliveries, PASSWORD, Server, USER, example_warehouse};
 
-    type Client = FlightSqlServiceClient<Channel>;
+    use super::connect;
 
-    async fn connect(addr: &str) -> Client {
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .expect("the server accepts connections");
-        FlightSqlServiceClient::new(channel)
-    }
+    type Client = FlightSqlServiceClient<Channel>;
 
     async fn fetch(client: &mut Client, info: FlightInfo) -> Vec<RecordBatch> {
         let mut batches = Vec::new();

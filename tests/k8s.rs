@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -152,13 +152,14 @@ fn help(command: &str) -> String {
 
 /// The kinds every overlay must have, with how many of each; an overlay adds where its
 /// warehouse is (a volume claim, or a store's credentials), and nothing else.
-const KINDS: [(&str, usize); 8] = [
+const KINDS: [(&str, usize); 9] = [
     ("ConfigMap", 1),
     ("Deployment", 2),
-    ("NetworkPolicy", 1),
+    ("NetworkPolicy", 2),
     ("PodDisruptionBudget", 1),
     ("Role", 1),
     ("RoleBinding", 1),
+    ("Secret", 1),
     ("Service", 2),
     ("ServiceAccount", 2),
 ];
@@ -176,7 +177,9 @@ fn check_overlay(overlay: &str, warehouse_kind: &str) -> Rendered {
     let _: Vec<RoleBinding> = rendered.all("RoleBinding");
     let _: Vec<Service> = rendered.all("Service");
     let _: Vec<ServiceAccount> = rendered.all("ServiceAccount");
-    for (kind, count) in KINDS.into_iter().chain([(warehouse_kind, 1)]) {
+    let mut expected_kinds: BTreeMap<&str, usize> = KINDS.into_iter().collect();
+    *expected_kinds.entry(warehouse_kind).or_default() += 1;
+    for (kind, count) in expected_kinds {
         let found = rendered
             .objects
             .iter()
@@ -355,15 +358,7 @@ fn check_overlay(overlay: &str, warehouse_kind: &str) -> Rendered {
     let selected = policy.pod_selector.unwrap().match_labels.unwrap();
     assert!(selected.iter().all(|(k, v)| labels.get(k) == Some(v)));
     for rule in policy.ingress.unwrap() {
-        let ports: BTreeSet<String> = rule
-            .ports
-            .unwrap()
-            .iter()
-            .map(|p| match p.port.clone().unwrap() {
-                IntOrString::String(name) => name,
-                IntOrString::Int(number) => number.to_string(),
-            })
-            .collect();
+        let ports = port_names(&rule);
         let open_to_all = rule.from.is_none();
         if ports.contains("flight") || ports.contains("grpc") {
             assert!(!open_to_all, "{overlay}: executor ports open to every pod");
@@ -379,8 +374,91 @@ fn check_overlay(overlay: &str, warehouse_kind: &str) -> Rendered {
             assert_eq!(ports, BTreeSet::from(["health".to_owned()]), "{overlay}");
         }
     }
+    check_access(&rendered, overlay, &scheduler, &executor, &scheduler_help);
     check_rbac(&rendered);
     rendered
+}
+
+/// The scheduler's token comes from a Secret to every pod, and its port is reachable
+/// only from Strata's pods and labelled clients.
+fn check_access(
+    rendered: &Rendered,
+    overlay: &str,
+    scheduler: &Container,
+    executor: &Container,
+    scheduler_help: &str,
+) {
+    let secret: Secret = rendered.one("Secret", "strata-token");
+    assert!(
+        secret.string_data.unwrap().contains_key("STRATA_TOKEN"),
+        "{overlay}: the token Secret has no STRATA_TOKEN"
+    );
+    assert!(
+        scheduler_help.contains("[env: STRATA_TOKEN"),
+        "{scheduler_help}"
+    );
+    assert!(help("executor").contains("[env: STRATA_TOKEN"));
+    assert!(help("drain").contains("[env: STRATA_TOKEN"));
+    for container in [scheduler, executor] {
+        let from_secret = container.env_from.as_ref().unwrap().iter().any(|source| {
+            source
+                .secret_ref
+                .as_ref()
+                .map(|secret| secret.name.as_str())
+                == Some("strata-token")
+        });
+        assert!(from_secret, "{overlay}: {} has no token", container.name);
+    }
+    let policy: NetworkPolicy = rendered.one("NetworkPolicy", "strata-scheduler");
+    let spec = policy.spec.unwrap();
+    let selected = spec.pod_selector.unwrap().match_labels.unwrap();
+    assert_eq!(
+        selected
+            .get("app.kubernetes.io/component")
+            .map(String::as_str),
+        Some("scheduler")
+    );
+    let mut grpc_rules = 0;
+    for rule in spec.ingress.unwrap() {
+        let ports = port_names(&rule);
+        for port in &ports {
+            assert!(
+                scheduler
+                    .ports
+                    .as_ref()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p.name.as_deref() == Some(port.as_str())),
+                "{overlay}: the policy names a port {port} the scheduler does not have"
+            );
+        }
+        if ports.contains("grpc") {
+            grpc_rules += 1;
+            let peers = rule.from.expect("the scheduler's port open to every pod");
+            for peer in peers {
+                assert!(peer.namespace_selector.is_none() && peer.ip_block.is_none());
+                let from = peer.pod_selector.unwrap().match_labels.unwrap();
+                assert!(
+                    from.get("app.kubernetes.io/name").map(String::as_str) == Some("strata")
+                        || from.get("strata.io/client").map(String::as_str) == Some("true"),
+                    "{overlay}: {from:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(grpc_rules, 1, "{overlay}");
+}
+
+/// The ports a NetworkPolicy rule opens, by name or number.
+fn port_names(rule: &NetworkPolicyIngressRule) -> BTreeSet<String> {
+    rule.ports
+        .iter()
+        .flatten()
+        .map(|p| match p.port.clone().unwrap() {
+            IntOrString::String(name) => name,
+            IntOrString::Int(number) => number.to_string(),
+        })
+        .collect()
 }
 
 fn pod_labels(deployment: &Deployment) -> BTreeMap<String, String> {

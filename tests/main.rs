@@ -1,12 +1,15 @@
 //! Strata's integration tests, in one binary because every test binary links DataFusion.
 
+mod access;
 mod autoscale;
+mod chaos;
 mod check;
 mod cli;
 mod cluster;
 mod continuous;
 mod example;
 mod flight;
+mod flight_limits;
 mod incremental;
 mod k8s;
 mod publish;

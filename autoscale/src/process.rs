@@ -29,6 +29,8 @@ pub struct ProcessSettings {
     pub concurrent_tasks: usize,
     /// Seconds between their heartbeats.
     pub heartbeat_interval_seconds: u64,
+    /// The token they present to the scheduler, when it asks for one.
+    pub token: Option<String>,
 }
 
 /// One executor process this backend started.
@@ -66,7 +68,12 @@ impl ProcessBackend {
                 host: settings.host.clone(),
                 source,
             })?;
-        let child = Command::new(&settings.program)
+        let mut command = Command::new(&settings.program);
+        if let Some(token) = &settings.token {
+            // The environment, not an argument: arguments show in every process listing.
+            command.env("STRATA_TOKEN", token);
+        }
+        let child = command
             .args(["executor", "--scheduler", &settings.scheduler])
             .args(["--host", &settings.host])
             .args(["--flight-port", &flight_port.to_string()])

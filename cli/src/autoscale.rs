@@ -97,6 +97,7 @@ impl AutoscaleArgs {
         &self,
         scheduler: SocketAddr,
         executor_timeout: u64,
+        token: Option<String>,
     ) -> Result<Option<Autoscale>, CliError> {
         let Some(kind) = self.autoscale else {
             return Ok(None);
@@ -125,6 +126,7 @@ impl AutoscaleArgs {
                 concurrent_tasks: self.executor_slots,
                 // A heartbeat several times per timeout, so a busy machine loses none.
                 heartbeat_interval_seconds: (executor_timeout / 6).clamp(1, 5),
+                token,
             })),
             BackendKind::Kubernetes => {
                 let client = kube::Client::try_default().await.map_err(|error| {

@@ -9,11 +9,12 @@ use std::process::{Child, Command, Stdio};
 use clap::Args;
 use strata_engine::Engine;
 use strata_executor::ExecutorOptions;
-use strata_scheduler::{Scheduler, SchedulerOptions};
+use strata_scheduler::{Access, Scheduler, SchedulerOptions, Tokens};
 
 use crate::autoscale::AutoscaleArgs;
 use crate::error::CliError;
 use crate::serve::{self, FlightArgs, shutdown_signal};
+use crate::token::TokenArg;
 
 /// Arguments of `strata scheduler`.
 #[derive(Args)]
@@ -48,6 +49,29 @@ pub struct SchedulerArgs {
     pub metrics_port: Option<u16>,
     #[command(flatten)]
     pub autoscale: AutoscaleArgs,
+    /// Tokens callers must present, one a line: `full <token>` or `read-only <token>`
+    /// (a Kubernetes Secret mounted as a file, say).
+    #[arg(long, env = "STRATA_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// One more full token (from STRATA_TOKEN, as every Strata process reads it).
+    #[command(flatten)]
+    pub token: TokenArg,
+}
+
+/// The tokens the scheduler accepts: its token file's and `STRATA_TOKEN`.
+fn tokens(args: &SchedulerArgs) -> Result<Tokens, CliError> {
+    let mut tokens = match &args.token_file {
+        Some(path) => {
+            Tokens::from_file(path).map_err(|error| CliError::Cluster(error.to_string()))?
+        }
+        None => Tokens::default(),
+    };
+    if let Some(token) = args.token.as_deref() {
+        tokens
+            .add(token, Access::Full)
+            .map_err(|why| CliError::Cluster(format!("STRATA_TOKEN: {why}")))?;
+    }
+    Ok(tokens)
 }
 
 /// Runs a scheduler until Ctrl-C or SIGTERM.
@@ -59,6 +83,7 @@ pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), 
             .metrics_port
             .map(|port| SocketAddr::new(args.listen.ip(), port)),
         advertise_host: args.advertise_host.clone(),
+        tokens: tokens(&args)?,
     })
     .await
     .map_err(|error| CliError::Cluster(error.to_string()))?;
@@ -76,7 +101,12 @@ pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), 
     if let Some(metrics) = scheduler.metrics_addr() {
         writeln!(out, "serving metrics on http://{metrics}/metrics")?;
     }
-    if let Some(autoscale) = args.autoscale.build(own, args.executor_timeout).await? {
+    let own_token = scheduler.own_token().map(str::to_owned);
+    if let Some(autoscale) = args
+        .autoscale
+        .build(own, args.executor_timeout, own_token)
+        .await?
+    {
         let settings = &autoscale.settings;
         writeln!(
             out,
@@ -92,7 +122,7 @@ pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), 
     let flight = match (args.flight_sql_port, &args.warehouse) {
         (Some(port), Some(warehouse)) => {
             let listen = SocketAddr::new(args.listen.ip(), port);
-            let engine = Engine::cluster(&own.to_string());
+            let engine = Engine::cluster(&own.to_string(), scheduler.own_token());
             Some(serve::bind(warehouse, listen, args.flight, engine, out).await?)
         }
         _ => None,
@@ -144,6 +174,8 @@ pub struct ExecutorArgs {
     /// Seconds between heartbeats; keep it well under the scheduler's --executor-timeout.
     #[arg(long, default_value_t = 5, value_name = "SECONDS")]
     pub heartbeat_interval: u64,
+    #[command(flatten)]
+    pub token: TokenArg,
 }
 
 /// Runs an executor until it is stopped.
@@ -166,6 +198,7 @@ pub async fn executor(args: ExecutorArgs) -> Result<(), CliError> {
         work_dir,
         concurrent_tasks: args.concurrent_tasks,
         heartbeat_interval_seconds: args.heartbeat_interval,
+        token: args.token.token,
     })
     .await
     .map_err(|error| CliError::Cluster(error.to_string()))

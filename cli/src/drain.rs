@@ -8,6 +8,7 @@ use clap::Args;
 use strata_proto::pipeline::DrainExecutorRequest;
 
 use crate::error::CliError;
+use crate::token::TokenArg;
 
 /// Arguments of `strata drain`.
 #[derive(Args)]
@@ -21,12 +22,19 @@ pub struct DrainArgs {
     /// Give up waiting after this many seconds (keep it under the pod's grace period).
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     pub timeout: u64,
+    #[command(flatten)]
+    pub token: TokenArg,
 }
 
 /// Asks the scheduler to drain the executor and polls until it is drained.
 pub async fn drain(args: DrainArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let mut client =
-        strata_engine::scheduler_client::connect(&args.scheduler, "client", "strata drain").await?;
+    let mut client = strata_engine::scheduler_client::connect(
+        &args.scheduler,
+        "client",
+        "strata drain",
+        args.token.as_deref(),
+    )
+    .await?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let mut said = String::new();
     loop {

@@ -14,6 +14,7 @@ mod rejects;
 mod run;
 mod serve;
 mod submit;
+mod token;
 mod warehouse;
 
 use std::process::ExitCode;
@@ -63,7 +64,7 @@ enum Command {
     /// Serve a warehouse's published tables over Arrow Flight SQL (read-only).
     Serve(ServeArgs),
     /// Run a Strata scheduler (Ballista's, with Strata's functions and the pipeline service).
-    Scheduler(SchedulerArgs),
+    Scheduler(Box<SchedulerArgs>),
     /// Run a Strata executor that joins a scheduler.
     Executor(ExecutorArgs),
     /// Stop giving an executor tasks and wait until no running job needs it.
@@ -106,7 +107,7 @@ fn main() -> ExitCode {
             Command::Rejects(args) => rejects::run(args, &mut std::io::stdout().lock()).await,
             Command::Demo(args) => demo::run(args, &mut std::io::stdout().lock()).await,
             Command::Serve(args) => serve::run(args, &mut std::io::stdout()).await,
-            Command::Scheduler(args) => cluster::scheduler(args, &mut std::io::stdout()).await,
+            Command::Scheduler(args) => cluster::scheduler(*args, &mut std::io::stdout()).await,
             Command::Executor(args) => cluster::executor(args).await,
             Command::Drain(args) => drain::drain(args, &mut std::io::stdout().lock()).await,
             Command::Cluster(args) => cluster::cluster(args, &mut std::io::stdout()).await,

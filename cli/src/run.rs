@@ -12,6 +12,7 @@ use strata_engine::{Engine, compile, scheduler_client};
 use strata_language::Sources;
 
 use crate::error::CliError;
+use crate::token::TokenArg;
 
 /// What to build, for `strata run` and `strata submit` alike.
 #[derive(Args)]
@@ -51,6 +52,8 @@ pub struct RunArgs {
     /// Run the work on this Strata scheduler's executors (`host:port`); orchestration stays here.
     #[arg(long, env = "STRATA_SCHEDULER", value_name = "URL")]
     pub scheduler: Option<String>,
+    #[command(flatten)]
+    pub token: TokenArg,
 }
 
 /// Checks, plans and runs the pipeline, then prints the summary; fails if any table failed.
@@ -65,8 +68,9 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
     let engine = match &args.scheduler {
         Some(url) => {
             crate::warehouse::refuse_unshared(&warehouse)?;
-            scheduler_client::connect(url, "client", "strata run").await?;
-            Engine::cluster(url)
+            let token = args.token.as_deref();
+            scheduler_client::connect(url, "client", "strata run", token).await?;
+            Engine::cluster(url, token)
         }
         None => Engine::Embedded,
     };

@@ -53,6 +53,18 @@ pub struct FlightArgs {
     /// Serve a non-loopback address without credentials.
     #[arg(long)]
     pub insecure: bool,
+    /// Stop a query that runs longer than this many seconds [default: 900].
+    #[arg(long, value_name = "SECONDS")]
+    pub query_timeout: Option<u64>,
+    /// Memory one query may hold, in MiB, before it spills or fails [default: no limit].
+    #[arg(long, value_name = "MIB")]
+    pub query_memory: Option<usize>,
+    /// Memory all queries together may hold, in MiB [default: no limit].
+    #[arg(long, value_name = "MIB")]
+    pub memory: Option<usize>,
+    /// Queries one user may run at once; more wait in a short queue [default: 8].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrent_queries: Option<u32>,
 }
 
 /// Binds, says where, and serves until Ctrl-C or SIGTERM.
@@ -90,6 +102,18 @@ pub(crate) async fn bind(
     }
     config.show_quarantine |= args.show_quarantine;
     config.insecure = args.insecure;
+    if let Some(seconds) = args.query_timeout {
+        config.limits.query_timeout = std::time::Duration::from_secs(seconds);
+    }
+    if let Some(mib) = args.query_memory {
+        config.limits.query_memory = Some(mib << 20);
+    }
+    if let Some(mib) = args.memory {
+        config.limits.server_memory = Some(mib << 20);
+    }
+    if let Some(count) = args.concurrent_queries {
+        config.limits.concurrent_per_user = count as usize;
+    }
     let users = config.users.len();
     let show_quarantine = config.show_quarantine;
 

@@ -5,17 +5,16 @@ use std::io::Write;
 use clap::Args;
 use futures::StreamExt;
 use strata_engine::run::{RunReport, TableReport};
-use strata_engine::scheduler_client::{self, VERSION};
+use strata_engine::scheduler_client::{self, SchedulerClient, VERSION};
 use strata_language::Sources;
-use strata_proto::pipeline::pipeline_service_client::PipelineServiceClient;
 use strata_proto::pipeline::{
     CancelRequest, ListRunsRequest, PipelineFile, RunState, SubmitRequest, WatchRequest, run_event,
 };
 use strata_storage::Warehouse;
-use tonic::transport::Channel;
 
 use crate::error::CliError;
 use crate::run::{BuildArgs, Progress, outcome, print_summary};
+use crate::token::TokenArg;
 
 /// Arguments of `strata submit`.
 #[derive(Args)]
@@ -29,6 +28,8 @@ pub struct SubmitArgs {
     /// Print the run id and return; the run goes on without this client.
     #[arg(long, conflicts_with = "continuous")]
     pub detach: bool,
+    #[command(flatten)]
+    pub token: TokenArg,
 }
 
 /// Arguments of `strata runs`.
@@ -37,6 +38,12 @@ pub struct RunsArgs {
     /// The scheduler, `host:port`.
     #[arg(long, env = "STRATA_SCHEDULER")]
     pub scheduler: String,
+    /// Also list this warehouse's run history (it outlives the scheduler's memory, so
+    /// a run a restart interrupted shows as interrupted).
+    #[arg(long)]
+    pub warehouse: Option<String>,
+    #[command(flatten)]
+    pub token: TokenArg,
 }
 
 /// Arguments of `strata cancel`.
@@ -47,6 +54,8 @@ pub struct CancelArgs {
     /// The scheduler, `host:port`.
     #[arg(long, env = "STRATA_SCHEDULER")]
     pub scheduler: String,
+    #[command(flatten)]
+    pub token: TokenArg,
 }
 
 fn refused(status: tonic::Status) -> CliError {
@@ -60,7 +69,13 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
     // The scheduler sees the warehouse as a store URL, or a path made absolute here.
     let warehouse = Warehouse::open(&args.build.warehouse)?;
     crate::warehouse::refuse_unshared(&warehouse)?;
-    let mut client = scheduler_client::connect(&args.scheduler, "client", "strata submit").await?;
+    let mut client = scheduler_client::connect(
+        &args.scheduler,
+        "client",
+        "strata submit",
+        args.token.as_deref(),
+    )
+    .await?;
     let files: Vec<PipelineFile> = sources
         .iter()
         .map(|(_, file)| PipelineFile {
@@ -116,7 +131,7 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
 
 /// Submits one run and returns its id.
 async fn start_run(
-    client: &mut PipelineServiceClient<Channel>,
+    client: &mut SchedulerClient,
     request: SubmitRequest,
 ) -> Result<String, CliError> {
     Ok(client
@@ -136,7 +151,7 @@ enum Finished {
 
 /// Follows a run to its end, showing its tables' progress on `progress`.
 async fn watch(
-    client: &mut PipelineServiceClient<Channel>,
+    client: &mut SchedulerClient,
     run_id: &str,
     progress: Option<&Progress>,
 ) -> Result<Finished, CliError> {
@@ -187,18 +202,29 @@ fn ended(run_id: &str, state: RunState, error: String) -> CliError {
 
 /// Lists the scheduler's runs, newest first.
 pub async fn runs(args: RunsArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let mut client = scheduler_client::connect(&args.scheduler, "client", "strata runs").await?;
+    let mut client = scheduler_client::connect(
+        &args.scheduler,
+        "client",
+        "strata runs",
+        args.token.as_deref(),
+    )
+    .await?;
     let runs = client
-        .list_runs(ListRunsRequest {})
+        .list_runs(ListRunsRequest {
+            warehouse: match &args.warehouse {
+                Some(warehouse) => Warehouse::open(warehouse)?.to_string(),
+                None => String::new(),
+            },
+        })
         .await
         .map_err(refused)?
         .into_inner()
         .runs;
-    writeln!(out, "{:<36} {:<10} {:>9}  error", "run", "state", "seconds")?;
+    writeln!(out, "{:<36} {:<11} {:>9}  error", "run", "state", "seconds")?;
     for run in runs {
         writeln!(
             out,
-            "{:<36} {:<10} {:>9.1}  {}",
+            "{:<36} {:<11} {:>9.1}  {}",
             run.run_id,
             state_name(run.state()),
             run.duration_ms as f64 / 1000.0,
@@ -210,7 +236,13 @@ pub async fn runs(args: RunsArgs, out: &mut impl Write) -> Result<(), CliError> 
 
 /// Cancels a run; what it had not committed is never committed.
 pub async fn cancel(args: CancelArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let mut client = scheduler_client::connect(&args.scheduler, "client", "strata cancel").await?;
+    let mut client = scheduler_client::connect(
+        &args.scheduler,
+        "client",
+        "strata cancel",
+        args.token.as_deref(),
+    )
+    .await?;
     let state = client
         .cancel(CancelRequest {
             run_id: args.run.clone(),
@@ -229,6 +261,7 @@ fn state_name(state: RunState) -> &'static str {
         RunState::Succeeded => "succeeded",
         RunState::Failed => "failed",
         RunState::Cancelled => "cancelled",
+        RunState::Interrupted => "interrupted",
         RunState::Unspecified => "unknown",
     }
 }

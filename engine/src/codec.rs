@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
+use ballista_core::serde::protobuf::BallistaPhysicalPlanNode;
+use ballista_core::serde::protobuf::ballista_physical_plan_node::PhysicalPlanType;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
@@ -22,6 +24,49 @@ use strata_storage::storage_schema;
 use crate::expectations::{Checker, Rule};
 use crate::landing::LandingScanExec;
 use crate::write::{FileFormat, WriteFilesExec, WriteSpec};
+
+/// A shuffle reader with each map partition's output listed once, from the newest
+/// attempt; none when the node is not a reader or lists nothing twice.
+///
+/// When an executor is lost, Ballista can run a map stage again whole (it was rolled
+/// back after its own input was lost) while the stage reading it keeps the locations
+/// that the first attempt's tasks on the surviving executor reported. The reader then
+/// lists those map partitions twice and reads their rows twice. Locations are listed
+/// in the order they were reported, so the last one of a map partition is the newest;
+/// one attempt's outputs all come together, so every kept location of a map partition
+/// is of one attempt.
+fn newest_shuffle_locations(buf: &[u8]) -> Option<Vec<u8>> {
+    let mut node = BallistaPhysicalPlanNode::decode(buf).ok()?;
+    let partitions = match node.physical_plan_type.as_mut()? {
+        PhysicalPlanType::ShuffleReader(reader) => &mut reader.partition,
+        PhysicalPlanType::RangeShuffleReader(reader) => &mut reader.partition,
+        _ => return None,
+    };
+    let mut dropped = 0;
+    for partition in partitions.iter_mut() {
+        let listed = partition.location.len();
+        let mut seen = std::collections::HashSet::new();
+        let mut kept: Vec<_> = partition
+            .location
+            .drain(..)
+            .rev()
+            .filter(|location| {
+                let output = location.partition_id.as_ref().map(|id| id.partition_id);
+                seen.insert((output, location.map_partition_id))
+            })
+            .collect();
+        kept.reverse();
+        dropped += listed - kept.len();
+        partition.location = kept;
+    }
+    if dropped == 0 {
+        return None;
+    }
+    tracing::warn!(
+        "a shuffle reader listed {dropped} map output(s) of an earlier attempt too; reading only the newest"
+    );
+    Some(node.encode_to_vec())
+}
 
 /// Field number 0 is invalid in protobuf, so no Ballista or DataFusion message starts with
 /// a zero byte; Strata's nodes start with one, then a byte naming the node.
@@ -157,7 +202,13 @@ impl PhysicalExtensionCodec for StrataPhysicalCodec {
                 "an unknown Strata plan node {:?}; is every process on one Strata version?",
                 &buf[..buf.len().min(8)]
             ))),
-            _ => self.ballista.try_decode(buf, inputs, ctx, proto_converter),
+            _ => match newest_shuffle_locations(buf) {
+                Some(deduplicated) => {
+                    self.ballista
+                        .try_decode(&deduplicated, inputs, ctx, proto_converter)
+                }
+                None => self.ballista.try_decode(buf, inputs, ctx, proto_converter),
+            },
         }
     }
 
@@ -270,6 +321,56 @@ mod tests {
     use datafusion_proto::protobuf::PhysicalPlanNode;
 
     use super::*;
+
+    #[test]
+    fn a_shuffle_reader_reads_each_map_output_once_from_its_newest_attempt() {
+        use ballista_core::serde::protobuf::{
+            ExecutorMetadata, PartitionId, PartitionLocation, ShuffleReaderExecNode,
+            ShuffleReaderPartition,
+        };
+        let location = |output: u32, map: u32, executor: &str| PartitionLocation {
+            map_partition_id: map,
+            partition_id: Some(PartitionId {
+                job_id: "j".into(),
+                stage_id: 3,
+                partition_id: output,
+            }),
+            executor_meta: Some(ExecutorMetadata {
+                id: executor.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let reader = |locations: Vec<PartitionLocation>| BallistaPhysicalPlanNode {
+            physical_plan_type: Some(PhysicalPlanType::ShuffleReader(ShuffleReaderExecNode {
+                partition: vec![ShuffleReaderPartition {
+                    location: locations,
+                }],
+                stage_id: 5,
+                ..Default::default()
+            })),
+        };
+        let whole = reader(vec![location(0, 0, "a"), location(0, 1, "a")]);
+        assert_eq!(newest_shuffle_locations(&whole.encode_to_vec()), None);
+
+        // Map partition 1 from the first attempt on `a`, then again from the second on `b`.
+        let twice = reader(vec![
+            location(0, 0, "a"),
+            location(0, 1, "a"),
+            location(0, 1, "b"),
+        ]);
+        let read = newest_shuffle_locations(&twice.encode_to_vec()).unwrap();
+        let read = BallistaPhysicalPlanNode::decode(read.as_slice()).unwrap();
+        let Some(PhysicalPlanType::ShuffleReader(read)) = read.physical_plan_type else {
+            panic!("not a reader");
+        };
+        let kept: Vec<(u32, String)> = read.partition[0]
+            .location
+            .iter()
+            .map(|l| (l.map_partition_id, l.executor_meta.clone().unwrap().id))
+            .collect();
+        assert_eq!(kept, [(0, "a".to_owned()), (1, "b".to_owned())]);
+    }
 
     #[test]
     fn a_writer_crosses_the_wire_whole() {

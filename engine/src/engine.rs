@@ -19,11 +19,15 @@ use strata_language::TableName;
 use strata_storage::StoreRegistry;
 
 use crate::codec::StrataPhysicalCodec;
-use crate::scheduler_client::scheduler_url;
+use crate::scheduler_client::{self, scheduler_url};
+use crate::task_error;
 use crate::write::{WriteFilesExec, WriteSummary};
 
 /// How often an embedded build reports the rows its writers have read.
 const PROGRESS_TICK: Duration = Duration::from_secs(1);
+
+/// Runs of one writer job whose answer was lost with the executor that held it.
+const RESULT_ATTEMPTS: u32 = 3;
 
 /// Prefix of the Ballista job name of every job Strata submits.
 const JOB_NAME_PREFIX: &str = "strata:";
@@ -56,13 +60,15 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// An engine that submits to the scheduler at `url` (`host:port` or `http://host:port`).
-    pub fn cluster(url: &str) -> Self {
+    /// An engine that submits to the scheduler at `url` (`host:port` or `http://host:port`),
+    /// presenting `token` on every call when the scheduler asks for one.
+    pub fn cluster(url: &str, token: Option<&str>) -> Self {
         let scheduler_url = scheduler_url(url);
         Engine::Cluster {
             scheduler_url,
             config: SessionConfig::new_with_ballista()
-                .with_ballista_physical_extension_codec(StrataPhysicalCodec::shared()),
+                .with_ballista_physical_extension_codec(StrataPhysicalCodec::shared())
+                .with_ballista_grpc_metadata(scheduler_client::ballista_metadata(token)),
         }
     }
 
@@ -117,10 +123,30 @@ impl Engine {
                 }
             }
             Engine::Cluster { .. } => {
-                self.stream(plan as _, ctx, job)
-                    .await?
-                    .try_collect()
-                    .await?
+                let mut attempt = 1;
+                loop {
+                    let batches = async {
+                        self.stream(Arc::clone(&plan) as _, ctx, job)
+                            .await?
+                            .try_collect::<Vec<_>>()
+                            .await
+                    }
+                    .await;
+                    match batches {
+                        // Nothing was committed: the writers' files are only listed in
+                        // the lost answer, so a second run writes the table once.
+                        Err(error)
+                            if attempt < RESULT_ATTEMPTS && task_error::is_lost_result(&error) =>
+                        {
+                            tracing::warn!(
+                                "job {job} finished but its answer was lost with an executor; \
+                                 running it again ({attempt} of {RESULT_ATTEMPTS})"
+                            );
+                            attempt += 1;
+                        }
+                        batches => break batches?,
+                    }
+                }
             }
         };
         WriteSummary::decode(&batches, format)

@@ -36,6 +36,9 @@ pub enum EngineError {
         step: BuildStep,
         source: DataFusionError,
     },
+    /// A task of the build failed on an executor; `why` is its innermost message.
+    #[error("{step}: {why}")]
+    TaskFailed { step: BuildStep, why: String },
     /// The build's files could not be committed, or the warehouse could not be read.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -52,6 +55,12 @@ pub enum EngineError {
     /// The address answers, but not as a Strata scheduler.
     #[error("{url} is not a Strata scheduler (it has no pipeline service)")]
     NotAScheduler { url: String },
+    /// The scheduler needs a token and was given none, or one it does not accept.
+    #[error("the scheduler at {url} refused the call: {reason}")]
+    SchedulerAuth { url: String, reason: String },
+    /// A token with characters a header cannot carry.
+    #[error("the token has characters a gRPC header cannot carry (use printable ASCII)")]
+    BadToken,
     /// The scheduler refused this process (another Strata version, say).
     #[error("the scheduler at {url} refused this {role}: {reason}")]
     SchedulerRefused {
@@ -93,7 +102,10 @@ impl EngineError {
     pub fn at(step: BuildStep, source: DataFusionError) -> Self {
         match crate::task_error::TaskError::find(&source) {
             Some(task) => task.into_engine_error(None),
-            None => EngineError::Build { step, source },
+            None => match crate::task_error::cluster_failure_sentence(&source) {
+                Some(why) => EngineError::TaskFailed { step, why },
+                None => EngineError::Build { step, source },
+            },
         }
     }
 }

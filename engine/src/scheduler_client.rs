@@ -1,11 +1,15 @@
 //! The client side of a Strata scheduler's pipeline service: the address rule, the
-//! connection with bounded retries, and the version handshake.
+//! connection with bounded retries, the version handshake, and how a caller presents
+//! its token.
 
 use std::time::Duration;
 
 use strata_proto::pipeline::HelloRequest;
 use strata_proto::pipeline::pipeline_service_client::PipelineServiceClient;
-use tonic::transport::Channel;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::error::EngineError;
 
@@ -24,15 +28,95 @@ pub fn scheduler_url(address: &str) -> String {
     }
 }
 
+/// The environment variable (and `--token` flag) a caller's token comes from.
+pub const TOKEN_ENV: &str = "STRATA_TOKEN";
+
+/// The header a token travels in, as `Bearer <token>`.
+pub const AUTHORIZATION: &str = "authorization";
+
+/// What starts an executor's User-Agent before its token: Ballista's executor client
+/// cannot add headers, only set the User-Agent of its connection to the scheduler.
+const EXECUTOR_AGENT: &str = "strata-executor token=";
+
+/// A client of the pipeline service that presents its token on every call.
+pub type SchedulerClient = PipelineServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization: Bearer <token>` to every call, when there is a token.
+#[derive(Clone, Default)]
+pub struct Bearer(Option<AsciiMetadataValue>);
+
+impl Bearer {
+    /// A token's header; a token that cannot be a header value is refused here.
+    pub fn new(token: Option<&str>) -> Result<Self, EngineError> {
+        token
+            .map(|token| {
+                format!("Bearer {token}")
+                    .parse::<AsciiMetadataValue>()
+                    .map_err(|_| EngineError::BadToken)
+            })
+            .transpose()
+            .map(Self)
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert(AUTHORIZATION, value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The `authorization` header of Ballista's own calls from a client session.
+pub fn ballista_metadata(token: Option<&str>) -> std::collections::HashMap<String, String> {
+    token
+        .map(|token| (AUTHORIZATION.to_owned(), format!("Bearer {token}")))
+        .into_iter()
+        .collect()
+}
+
+/// An executor's connection to the scheduler, carrying its token in the User-Agent.
+pub fn executor_endpoint(endpoint: Endpoint, token: &str) -> Result<Endpoint, EngineError> {
+    endpoint
+        .user_agent(format!("{EXECUTOR_AGENT}{token}"))
+        .map_err(|_| EngineError::BadToken)
+}
+
+/// The token a call presents: a bearer token, or an executor's User-Agent token.
+pub fn presented_token(metadata: &MetadataMap) -> Option<&str> {
+    let bearer = metadata
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let agent = || {
+        metadata
+            .get("user-agent")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|agent| agent.split_once(EXECUTOR_AGENT))
+            .map(|(_, rest)| rest.split(' ').next().unwrap_or(rest))
+    };
+    bearer
+        .or_else(agent)
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+}
+
 /// Connects to a scheduler's pipeline service and checks it runs this version.
 ///
 /// `url` is `host:port` or `http://host:port`. A scheduler that is not up yet is tried
-/// [`CONNECT_ATTEMPTS`] times; a scheduler of another version is refused at once.
+/// [`CONNECT_ATTEMPTS`] times; a scheduler of another version is refused at once, and
+/// so is a missing or wrong `token` when the scheduler asks for one.
 pub async fn connect(
     url: &str,
     role: &str,
     name: &str,
-) -> Result<PipelineServiceClient<Channel>, EngineError> {
+    token: Option<&str>,
+) -> Result<SchedulerClient, EngineError> {
+    let bearer = Bearer::new(token)?;
     let url = scheduler_url(url);
     let endpoint = Channel::from_shared(url.clone())
         .map_err(|error| EngineError::BadSchedulerAddress {
@@ -44,7 +128,7 @@ pub async fn connect(
     for attempt in 1..=CONNECT_ATTEMPTS {
         match endpoint.connect().await {
             Ok(channel) => {
-                let mut client = PipelineServiceClient::new(channel)
+                let mut client = PipelineServiceClient::with_interceptor(channel, bearer)
                     .max_decoding_message_size(64 << 20)
                     .max_encoding_message_size(64 << 20);
                 let hello = HelloRequest {
@@ -56,6 +140,12 @@ pub async fn connect(
                     Ok(_) => Ok(client),
                     Err(status) if status.code() == tonic::Code::Unimplemented => {
                         Err(EngineError::NotAScheduler { url })
+                    }
+                    Err(status) if status.code() == tonic::Code::Unauthenticated => {
+                        Err(EngineError::SchedulerAuth {
+                            url,
+                            reason: status.message().to_owned(),
+                        })
                     }
                     Err(status) => Err(EngineError::SchedulerRefused {
                         url,
@@ -78,4 +168,37 @@ pub async fn connect(
         attempts: CONNECT_ATTEMPTS,
         cause: last_error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_found_in_the_header_or_in_an_executor_user_agent() {
+        let mut metadata = MetadataMap::new();
+        assert_eq!(presented_token(&metadata), None);
+        metadata.insert(AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert_eq!(presented_token(&metadata), Some("abc"));
+
+        let mut metadata = MetadataMap::new();
+        metadata.insert(
+            "user-agent",
+            "strata-executor token=xyz tonic/0.14".parse().unwrap(),
+        );
+        assert_eq!(presented_token(&metadata), Some("xyz"));
+
+        let mut metadata = MetadataMap::new();
+        metadata.insert(AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(presented_token(&metadata), None);
+    }
+
+    #[test]
+    fn a_token_that_cannot_be_a_header_is_refused() {
+        assert!(matches!(
+            Bearer::new(Some("a\nb")),
+            Err(EngineError::BadToken)
+        ));
+        assert!(Bearer::new(None).is_ok());
+    }
 }

@@ -83,12 +83,101 @@ impl TaskError {
             TaskError::BadRows { file, why, .. } | TaskError::CorruptFile { file, why } => {
                 EngineError::BadRows { file, why }
             }
-            TaskError::BadInput { why } => EngineError::Build {
+            TaskError::BadInput { why } => EngineError::TaskFailed {
                 step: BuildStep::RunningTheQuery,
-                source: DataFusionError::Execution(why),
+                why: plain(&why).to_owned(),
             },
         }
     }
+}
+
+/// Whether an error is Ballista's failure to fetch a shuffle partition (its executor
+/// is gone, say), which must reach Ballista as it is: the scheduler then runs the
+/// map stage again instead of failing the job.
+pub fn is_shuffle_fetch_failure(error: &DataFusionError) -> bool {
+    use ballista_core::error::BallistaError;
+    fn ballista(error: &BallistaError) -> bool {
+        match error {
+            BallistaError::FetchFailed(..) => true,
+            BallistaError::DataFusionError(error) => is_shuffle_fetch_failure(error),
+            _ => false,
+        }
+    }
+    match error.find_root() {
+        DataFusionError::External(inner) => {
+            inner.downcast_ref::<BallistaError>().is_some_and(ballista)
+        }
+        _ => false,
+    }
+}
+
+/// Whether a job's answer could not be fetched from the executor that held it (the
+/// executor is gone). Ballista raises this on the client, and when it cannot connect
+/// it hands the error over only as its debug text, so that text is read here.
+pub fn is_lost_result(error: &DataFusionError) -> bool {
+    if is_shuffle_fetch_failure(error) {
+        return true;
+    }
+    match error.find_root() {
+        DataFusionError::Execution(text) => text.starts_with("GrpcConnectionError("),
+        _ => false,
+    }
+}
+
+/// What Ballista puts before the debug text of a task's error in a job's failure.
+const TASK_FAILED: &str = "Task failed due to runtime execution error: ";
+
+/// A job's failure as one sentence: Ballista reports a failed task as the debug text of
+/// its nested error (`DataFusionError(Shared(External(…Execution("…"))))`), and only
+/// the innermost message says anything.
+pub fn cluster_failure_sentence(error: &DataFusionError) -> Option<String> {
+    let text = error.to_string();
+    let start = text.find(TASK_FAILED)? + TASK_FAILED.len();
+    let stage = text[..start]
+        .rsplit_once("due to stage ")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .filter(|id| id.chars().all(|c| c.is_ascii_digit()));
+    let message = innermost_quoted(&text[start..])?;
+    let message = match message.find(MARKER_START) {
+        Some(marker) => message[..marker].trim_end(),
+        None => message.as_str(),
+    };
+    let message = plain(message);
+    Some(match stage {
+        Some(stage) => format!("a task of stage {stage} failed on an executor: {message}"),
+        None => format!("a task failed on an executor: {message}"),
+    })
+}
+
+/// A message without the kinds DataFusion and Arrow put before it, which say nothing
+/// to the reader.
+fn plain(message: &str) -> &str {
+    let mut message = message;
+    while let Some(rest) = ["Execution error: ", "External error: ", "Arrow error: "]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+    {
+        message = rest;
+    }
+    message
+}
+
+/// The first string literal in debug-formatted text, unescaped.
+fn innermost_quoted(debug: &str) -> Option<String> {
+    let mut chars = debug[debug.find('"')? + 1..].chars();
+    let mut out = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// Whether an error reading a task's input means the input could not be reached (it is
@@ -196,6 +285,53 @@ mod tests {
             engine,
             EngineError::ExpectationFailed { rows: 2, .. }
         ));
+    }
+
+    #[test]
+    fn a_shuffle_fetch_failure_is_told_apart_however_wrapped() {
+        use ballista_core::error::BallistaError;
+        let fetch = BallistaError::FetchFailed("executor-1".into(), 3, 2, "refused".into());
+        let wrapped = DataFusionError::Shared(Arc::new(DataFusionError::Context(
+            "reading".into(),
+            Box::new(DataFusionError::External(Box::new(fetch))),
+        )));
+        assert!(is_shuffle_fetch_failure(&wrapped));
+        let other = DataFusionError::External(Box::new(BallistaError::General("x".into())));
+        assert!(!is_shuffle_fetch_failure(&other));
+        assert!(!is_shuffle_fetch_failure(&DataFusionError::Execution(
+            "Shuffle fetch partition error".into()
+        )));
+    }
+
+    #[test]
+    fn a_failed_task_on_a_cluster_reads_as_one_sentence() {
+        let inner = DataFusionError::Execution("Arrow error: Divide by \"zero\"".into());
+        let reported = DataFusionError::Execution(format!(
+            "Job 038H failed: Job failed due to stage 4 failed: {TASK_FAILED}{:?}",
+            DataFusionError::Shared(Arc::new(DataFusionError::External(Box::new(inner))))
+        ));
+        assert_eq!(
+            cluster_failure_sentence(&reported).as_deref(),
+            Some("a task of stage 4 failed on an executor: Divide by \"zero\"")
+        );
+        assert_eq!(
+            cluster_failure_sentence(&DataFusionError::Execution("no such table".into())),
+            None
+        );
+    }
+
+    #[test]
+    fn an_answer_lost_with_its_executor_is_told_apart() {
+        let refused = DataFusionError::Execution(
+            "GrpcConnectionError(\"Error connecting to Ballista scheduler or executor at http://127.0.0.1:1\")".into(),
+        );
+        assert!(is_lost_result(&DataFusionError::Context(
+            "on the Strata scheduler".into(),
+            Box::new(refused)
+        )));
+        assert!(!is_lost_result(&DataFusionError::Execution(
+            "Job 1 failed: GrpcConnectionError(".into()
+        )));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::limits::{Limits, UserLimits};
 use crate::password;
 
 /// How long a bearer token from the handshake stays valid, unless configured.
@@ -19,6 +20,31 @@ const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(12 * 60 * 60);
 pub struct User {
     pub name: String,
     pub password: String,
+    /// This user's query time limit, instead of the server's.
+    #[serde(default)]
+    pub query_timeout_seconds: Option<u64>,
+    /// Queries this user may run at once, instead of the server's number.
+    #[serde(default)]
+    pub concurrent_queries: Option<usize>,
+}
+
+impl User {
+    /// A user with the server's limits.
+    pub fn new(name: &str, password: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            password: password.to_owned(),
+            query_timeout_seconds: None,
+            concurrent_queries: None,
+        }
+    }
+
+    pub fn limits(&self) -> UserLimits {
+        UserLimits {
+            query_timeout: self.query_timeout_seconds.map(Duration::from_secs),
+            concurrent: self.concurrent_queries,
+        }
+    }
 }
 
 impl fmt::Debug for User {
@@ -26,7 +52,44 @@ impl fmt::Debug for User {
         f.debug_struct("User")
             .field("name", &self.name)
             .field("password", &"<redacted>")
+            .field("query_timeout_seconds", &self.query_timeout_seconds)
+            .field("concurrent_queries", &self.concurrent_queries)
             .finish()
+    }
+}
+
+/// The `[limits]` table of the config file; each key overrides one default of [`Limits`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    query_timeout_seconds: Option<u64>,
+    query_memory_mb: Option<usize>,
+    server_memory_mb: Option<usize>,
+    concurrent_queries_per_user: Option<usize>,
+    queued_queries_per_user: Option<usize>,
+    queue_timeout_seconds: Option<u64>,
+}
+
+impl LimitsFile {
+    fn apply(self, limits: &mut Limits) {
+        if let Some(seconds) = self.query_timeout_seconds {
+            limits.query_timeout = Duration::from_secs(seconds);
+        }
+        if let Some(mb) = self.query_memory_mb {
+            limits.query_memory = Some(mb << 20);
+        }
+        if let Some(mb) = self.server_memory_mb {
+            limits.server_memory = Some(mb << 20);
+        }
+        if let Some(count) = self.concurrent_queries_per_user {
+            limits.concurrent_per_user = count;
+        }
+        if let Some(count) = self.queued_queries_per_user {
+            limits.queued_per_user = count;
+        }
+        if let Some(seconds) = self.queue_timeout_seconds {
+            limits.queue_timeout = Duration::from_secs(seconds);
+        }
     }
 }
 
@@ -49,6 +112,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Serve addresses other than loopback without credentials.
     pub insecure: bool,
+    /// What each query and each user may use.
+    pub limits: Limits,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +124,7 @@ impl Default for ServerConfig {
             show_quarantine: false,
             tls: None,
             insecure: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -73,6 +139,8 @@ struct ConfigFile {
     #[serde(default)]
     show_quarantine: bool,
     tls: Option<TlsFiles>,
+    #[serde(default)]
+    limits: LimitsFile,
 }
 
 impl ServerConfig {
@@ -113,6 +181,17 @@ impl ServerConfig {
                 key: base.join(tls.key),
             }),
             insecure: false,
+            limits: {
+                let mut limits = Limits::default();
+                file.limits.apply(&mut limits);
+                if limits.concurrent_per_user == 0 {
+                    return Err(Error::Config {
+                        path: path.to_owned(),
+                        reason: "limits.concurrent_queries_per_user must be at least 1".to_owned(),
+                    });
+                }
+                limits
+            },
         })
     }
 
@@ -125,10 +204,7 @@ impl ServerConfig {
                 .ok_or_else(|| {
                     Error::Users("expected name:password pairs separated by commas".to_owned())
                 })?;
-            let user = User {
-                name: name.to_owned(),
-                password: password.to_owned(),
-            };
+            let user = User::new(name, password);
             warn_if_plain(&user, "--users or STRATA_FLIGHT_USERS");
             self.users.push(user);
         }

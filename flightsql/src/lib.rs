@@ -6,6 +6,7 @@ mod config;
 mod endpoint;
 mod error;
 mod handle;
+mod limits;
 mod metadata;
 pub mod password;
 mod query;
@@ -26,10 +27,12 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 pub use config::{ServerConfig, TlsFiles, User};
 pub use error::{Error, Result};
+pub use limits::Limits;
 pub use query::{CATALOG, DEFAULT_SCHEMA};
 
 use crate::auth::Authenticator;
 use crate::endpoint::Endpoint;
+use crate::limits::Admission;
 use crate::query::Planner;
 use crate::service::StrataFlightSql;
 
@@ -39,6 +42,7 @@ pub struct FlightSqlServer {
     local_addr: SocketAddr,
     endpoint: Endpoint,
     tls: Option<ServerTlsConfig>,
+    admission: Arc<Admission>,
 }
 
 impl FlightSqlServer {
@@ -60,9 +64,20 @@ impl FlightSqlServer {
         }
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
         let auth = Arc::new(Authenticator::new(config.users.clone(), config.token_ttl));
-        let planner = Planner::new(warehouse, config.show_quarantine, engine);
-        let service =
-            StrataFlightSql::new(planner, auth).map_err(|status| Error::Tls(status.to_string()))?;
+        let admission = Arc::new(Admission::new(config.limits.clone()));
+        let planner = Planner::new(
+            warehouse,
+            config.show_quarantine,
+            engine,
+            Arc::clone(&admission),
+        );
+        let user_limits = config
+            .users
+            .iter()
+            .map(|user| (user.name.clone(), user.limits()))
+            .collect();
+        let service = StrataFlightSql::new(planner, auth, Arc::clone(&admission), user_limits)
+            .map_err(|status| Error::Tls(status.to_string()))?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr, source })?;
@@ -74,6 +89,7 @@ impl FlightSqlServer {
             local_addr,
             endpoint: Endpoint::new(service),
             tls,
+            admission,
         })
     }
 
@@ -87,8 +103,17 @@ impl FlightSqlServer {
         self.tls.is_some()
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes; then running queries are cancelled, so the
+    /// server stops without waiting for them.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        let admission = Arc::clone(&self.admission);
+        let shutdown = async move {
+            shutdown.await;
+            let cancelled = admission.cancel_all();
+            if cancelled > 0 {
+                tracing::info!("stopping: cancelled {cancelled} running queries");
+            }
+        };
         let mut builder = Server::builder();
         if let Some(tls) = self.tls {
             builder = builder.tls_config(tls)?;

@@ -7,7 +7,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{ParamValues, ScalarValue, TableReference};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SQLOptions;
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -21,6 +21,7 @@ use strata_storage::delta_publish::DeltaReader;
 use strata_storage::{StoreRegistry, Warehouse, storage_schema};
 use tonic::Status;
 
+use crate::limits::Admission;
 use crate::status::status;
 use crate::tables::{SCHEMAS, Visibility, WarehouseCatalog, split_version};
 use crate::time_travel;
@@ -34,6 +35,7 @@ pub struct Planner {
     visibility: Visibility,
     runtime: Arc<RuntimeEnv>,
     engine: Engine,
+    admission: Arc<Admission>,
 }
 
 /// A planned query and the context that runs it.
@@ -71,7 +73,12 @@ impl Planned {
 }
 
 impl Planner {
-    pub fn new(warehouse: Warehouse, show_quarantine: bool, engine: Engine) -> Self {
+    pub fn new(
+        warehouse: Warehouse,
+        show_quarantine: bool,
+        engine: Engine,
+        admission: Arc<Admission>,
+    ) -> Self {
         // Delta scans that can run where the engine runs them.
         let reader = if engine.is_cluster() {
             DeltaReader::Portable
@@ -86,6 +93,7 @@ impl Planner {
             },
             runtime: StoreRegistry::runtime(),
             engine,
+            admission,
         }
     }
 
@@ -107,7 +115,7 @@ impl Planner {
 
     /// The schemas clients see for the tables' current versions, opened on one session.
     pub async fn table_schemas(&self, tables: &[PublishedTable]) -> Result<Vec<SchemaRef>, Status> {
-        let state = self.context().state();
+        let state = self.context()?.state();
         let mut schemas = Vec::with_capacity(tables.len());
         for table in tables {
             let provider = catalog::open(table, None, &state, self.visibility.reader)
@@ -128,7 +136,7 @@ impl Planner {
         parameters: Option<Vec<ScalarValue>>,
     ) -> Result<Planned, Status> {
         let sql = positional_placeholders(sql)?;
-        let ctx = self.context();
+        let ctx = self.context()?;
         let state = ctx.state();
         let statement = time_travel::parse(&sql)?;
         refuse_write_statements(&statement)?;
@@ -146,23 +154,29 @@ impl Planner {
     }
 
     /// A fresh context whose catalog is the warehouse's published tables.
-    fn context(&self) -> SessionContext {
+    fn context(&self) -> Result<SessionContext, Status> {
         let config = self
             .engine
             .config()
             .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
             .with_information_schema(false)
             .with_create_default_catalog_and_schema(false);
+        // Each query's own memory pool, within the server's; operators spill to disk.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::clone(&self.runtime.object_store_registry))
+            .with_memory_pool(self.admission.query_pool())
+            .build_arc()
+            .map_err(status)?;
         let state = SessionStateBuilder::new()
             .with_config(config)
-            .with_runtime_env(Arc::clone(&self.runtime))
+            .with_runtime_env(runtime)
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
         strata_udfs::register_all(&ctx);
         let catalog = WarehouseCatalog::new(self.visibility.clone(), ctx.state());
         ctx.register_catalog(CATALOG, Arc::new(catalog));
-        ctx
+        Ok(ctx)
     }
 
     /// Says which catalog, schema or table a reference names that does not exist.
@@ -348,7 +362,7 @@ mod tests {
         let log = root.join("raw/broken/_strata_log");
         std::fs::create_dir_all(&log).unwrap();
         std::fs::write(log.join("00000000000000000000.json"), "{").unwrap();
-        let planner = Planner::new(warehouse.clone(), false, Engine::Embedded);
+        let planner = Planner::new(warehouse.clone(), false, Engine::Embedded, Arc::default());
         let broken = planner
             .plan("SELECT * FROM raw.broken", None)
             .await
@@ -378,7 +392,7 @@ mod tests {
     #[tokio::test]
     async fn writes_are_refused_by_their_plan_and_bad_sql_is_the_users() {
         let warehouse = warehouse("refusals").await;
-        let planner = Planner::new(warehouse.clone(), false, Engine::Embedded);
+        let planner = Planner::new(warehouse.clone(), false, Engine::Embedded, Arc::default());
         for sql in [
             "SELECT 1 INTO enriched.copy",
             "SELECT id INTO enriched.copy FROM enriched.scores",

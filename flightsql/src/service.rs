@@ -2,6 +2,7 @@
 //! metadata comes from the warehouse's published tables, and anything that would
 //! change state is refused.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,8 +21,9 @@ use arrow_flight::sql::{
     DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
-    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
-    SchemaAsIpc, Ticket, decode::FlightRecordBatchStream,
+    CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor,
+    FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc,
+    Ticket, decode::FlightRecordBatchStream,
 };
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
@@ -34,6 +36,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{AUTHORIZATION, Authenticator, Caller};
 use crate::handle::QueryHandle;
+use crate::limits::{Admission, Limited, UserLimits, interruptible};
 use crate::metadata;
 use crate::query::{CATALOG, Planner};
 use crate::status::status;
@@ -48,18 +51,28 @@ const TABLE_TYPE: &str = "TABLE";
 pub struct StrataFlightSql {
     planner: Planner,
     auth: Arc<Authenticator>,
+    admission: Arc<Admission>,
+    /// Users whose limits differ from the server's.
+    user_limits: HashMap<String, UserLimits>,
     sql_info: SqlInfoData,
     xdbc_types: XdbcTypeInfoData,
 }
 
 impl StrataFlightSql {
-    pub fn new(planner: Planner, auth: Arc<Authenticator>) -> Result<Self, Status> {
+    pub fn new(
+        planner: Planner,
+        auth: Arc<Authenticator>,
+        admission: Arc<Admission>,
+        user_limits: HashMap<String, UserLimits>,
+    ) -> Result<Self, Status> {
         let state = datafusion::prelude::SessionContext::new().state();
         let sql_info = metadata::sql_info(&state).map_err(|e| Status::internal(e.to_string()))?;
         let xdbc_types = metadata::xdbc_types().map_err(|e| Status::internal(e.to_string()))?;
         Ok(Self {
             planner,
             auth,
+            admission,
+            user_limits,
             sql_info,
             xdbc_types,
         })
@@ -89,12 +102,18 @@ impl StrataFlightSql {
         )
     }
 
-    /// Plans the query again and streams its result.
+    /// Plans the query again and streams its result, within the caller's limits: it
+    /// waits for one of the caller's turns, and stops at its deadline, when its ticket
+    /// is cancelled, or when the client goes away (the stream is dropped).
     async fn query_stream(
         &self,
         handle: QueryHandle,
         caller: Caller,
+        ticket: &[u8],
     ) -> Result<Response<DoGetStream>, Status> {
+        let user = caller.to_string();
+        let own = self.user_limits.get(&user).cloned().unwrap_or_default();
+        let turn = self.admission.admit(&user, &own).await?;
         let started = Instant::now();
         let planned = self
             .planner
@@ -109,6 +128,12 @@ impl StrataFlightSql {
             .create_physical_plan()
             .await
             .map_err(status)?;
+        // A cluster's executors run the plan as Ballista encodes it; here it must yield.
+        let physical = if self.planner.engine().is_cluster() {
+            physical
+        } else {
+            interruptible(physical).map_err(status)?
+        };
         let job = format!("flightsql:{caller}");
         let batches = self
             .planner
@@ -126,11 +151,37 @@ impl StrataFlightSql {
         let batches = batches.map(move |batch| {
             batch
                 .and_then(|batch| to_storage(&batch, &target))
-                .map_err(|error| FlightError::Tonic(Box::new(status(error))))
+                .map_err(status)
         });
-        Ok(encode(schema, batches))
+        let guard = self.admission.start(&user, ticket, &own);
+        let limited = Limited::new(batches, guard, turn)
+            .map_err(|status| FlightError::Tonic(Box::new(status)));
+        Ok(encode(schema, limited))
     }
 }
+
+impl StrataFlightSql {
+    /// Cancels the caller's running queries of `info`'s tickets; a query that is not
+    /// running (finished, or never started) cannot be cancelled.
+    fn cancel(&self, info: &FlightInfo, caller: &Caller) -> CancelStatus {
+        let user = caller.to_string();
+        let cancelled: usize = info
+            .endpoint
+            .iter()
+            .filter_map(|endpoint| endpoint.ticket.as_ref())
+            .map(|ticket| self.admission.cancel(&user, &ticket.ticket))
+            .sum();
+        tracing::info!(user = %caller, cancelled, "CancelFlightInfo");
+        if cancelled > 0 {
+            CancelStatus::Cancelled
+        } else {
+            CancelStatus::NotCancellable
+        }
+    }
+}
+
+/// The action a client cancels a query with.
+const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
 
 /// A `FlightInfo` with one endpoint on this server (no location, so clients need not
 /// reach any other host).
@@ -247,7 +298,8 @@ impl FlightSqlService for StrataFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let handle = QueryHandle::decode_from(&ticket.statement_handle)?;
-        self.query_stream(handle, caller(&request)).await
+        self.query_stream(handle, caller(&request), &request.get_ref().ticket)
+            .await
     }
 
     async fn do_get_prepared_statement(
@@ -256,7 +308,8 @@ impl FlightSqlService for StrataFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let handle = QueryHandle::decode_from(&query.prepared_statement_handle)?;
-        self.query_stream(handle, caller(&request)).await
+        self.query_stream(handle, caller(&request), &request.get_ref().ticket)
+            .await
     }
 
     async fn do_action_create_prepared_statement(
@@ -277,6 +330,28 @@ impl FlightSqlService for StrataFlightSql {
             dataset_schema: schema_bytes(&planned.schema())?,
             parameter_schema: schema_bytes(&planned.parameter_schema()?)?,
         })
+    }
+
+    /// `CancelFlightInfo`: stops the caller's running queries of the info's tickets.
+    async fn do_action_fallback(
+        &self,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        if request.get_ref().r#type != CANCEL_FLIGHT_INFO {
+            return Err(Status::invalid_argument(format!(
+                "the Strata Flight SQL endpoint has no action {:?}",
+                request.get_ref().r#type
+            )));
+        }
+        let cancel = CancelFlightInfoRequest::decode(request.get_ref().body.clone())
+            .map_err(|_| Status::invalid_argument("not a CancelFlightInfoRequest"))?;
+        let info = cancel
+            .info
+            .ok_or_else(|| Status::invalid_argument("CancelFlightInfo names no FlightInfo"))?;
+        let result = CancelFlightInfoResult::new(self.cancel(&info, &caller(&request)));
+        Ok(Response::new(Box::pin(stream::iter([Ok(
+            arrow_flight::Result::new(result.encode_to_vec()),
+        )]))))
     }
 
     async fn do_action_close_prepared_statement(

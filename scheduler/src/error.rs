@@ -17,4 +17,6 @@ pub enum Error {
     Ballista(ballista_core::error::BallistaError),
     #[error("the scheduler's gRPC server failed: {0}")]
     Serve(tonic::transport::Error),
+    #[error("cannot make the scheduler's own token: {0}")]
+    Token(String),
 }

@@ -3,7 +3,9 @@
 //! pipelines here so a run goes on when its client goes away; plus the executor
 //! autoscaler and the Prometheus metrics.
 
+mod access;
 mod autoscaler;
+mod cluster_state;
 mod cluster_view;
 mod draining;
 mod error;
@@ -25,12 +27,17 @@ use strata_engine::codec::StrataPhysicalCodec;
 use strata_proto::pipeline::pipeline_service_server::PipelineServiceServer;
 use strata_storage::StoreRegistry;
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
+
+use crate::access::Gate;
 
 use crate::autoscaler::Autoscaler;
+use crate::cluster_state::StrataClusterState;
 use crate::cluster_view::ClusterView;
-use crate::draining::{Draining, DrainingClusterState};
+use crate::draining::Draining;
 use crate::metrics::Metrics;
 
+pub use access::{Access, Tokens, TokensError};
 pub use autoscaler::Autoscale;
 pub use error::{Error, Result};
 pub use pipeline_service::VERSION;
@@ -47,6 +54,8 @@ pub struct SchedulerOptions {
     /// The host executors send task results to [default: the listen address, or this
     /// machine's hostname when that is a wildcard].
     pub advertise_host: Option<String>,
+    /// The tokens every call must present; none lets anyone who reaches the port call it.
+    pub tokens: Tokens,
 }
 
 /// How often the cluster is observed for the metrics and the autoscaler.
@@ -58,6 +67,9 @@ pub struct Scheduler {
     metrics_listener: Option<TcpListener>,
     options: SchedulerOptions,
     autoscale: Option<Autoscale>,
+    /// A full token of this process's own, for the runs and queries it starts and the
+    /// executors it spawns; none when the scheduler takes no tokens.
+    own_token: Option<String>,
 }
 
 impl Scheduler {
@@ -73,12 +85,29 @@ impl Scheduler {
             Some(address) => Some(bind(address).await?),
             None => None,
         };
+        let mut options = options;
+        let own_token = if options.tokens.is_empty() {
+            None
+        } else {
+            let token = random_token()?;
+            options
+                .tokens
+                .add(&token, Access::Full)
+                .map_err(Error::Token)?;
+            Some(token)
+        };
         Ok(Self {
             listener,
             metrics_listener,
             options,
             autoscale: None,
+            own_token,
         })
+    }
+
+    /// The token this process's own clients present (see [`Scheduler::bind`]).
+    pub fn own_token(&self) -> Option<&str> {
+        self.own_token.as_deref()
     }
 
     /// Scales the executors with this policy and backend while serving.
@@ -159,7 +188,7 @@ impl Scheduler {
             .map_err(Error::Ballista)?;
         let draining = Draining::default();
         let cluster = BallistaCluster::new(
-            Arc::new(DrainingClusterState::new(
+            Arc::new(StrataClusterState::new(
                 cluster.cluster_state(),
                 draining.clone(),
             )),
@@ -170,16 +199,31 @@ impl Scheduler {
                 .await
                 .map_err(Error::Ballista)?;
         let max_message = config.grpc_server_max_decoding_message_size as usize;
-        let ballista = SchedulerGrpcServer::new(scheduler.clone())
-            .max_decoding_message_size(max_message)
-            .max_encoding_message_size(max_message);
+        let tokens = Arc::new(self.options.tokens.clone());
+        if tokens.is_empty() {
+            tracing::warn!(
+                "no tokens: anyone who can reach {address} can run pipelines and read what \
+                 the executors can read; give the scheduler --token-file or STRATA_TOKEN"
+            );
+        }
+        // Executors and query clients run work through Ballista's service: a full token only.
+        let ballista = InterceptedService::new(
+            SchedulerGrpcServer::new(scheduler.clone())
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
+            Gate::new(Arc::clone(&tokens), Access::Full),
+        );
         let metrics = Arc::new(Metrics::default());
-        let pipelines = PipelineServiceServer::new(pipeline_service::PipelineService::new(
-            scheduler.clone(),
-            format!("http://{}", self.client_address()?),
-            draining.clone(),
-            Arc::clone(&metrics),
-        ));
+        let pipelines = PipelineServiceServer::with_interceptor(
+            pipeline_service::PipelineService::new(
+                scheduler.clone(),
+                format!("http://{}", self.client_address()?),
+                self.own_token.clone(),
+                draining.clone(),
+                Arc::clone(&metrics),
+            ),
+            Gate::new(tokens, Access::ReadOnly),
+        );
         // The cluster is observed only for someone: the metrics port or the autoscaler.
         let observed = self.metrics_listener.is_some() || self.autoscale.is_some();
         if let Some(listener) = self.metrics_listener {
@@ -218,6 +262,13 @@ impl Scheduler {
         let _ = observer.await;
         served
     }
+}
+
+/// A fresh random token, URL-safe.
+fn random_token() -> Result<String> {
+    let mut bytes = [0_u8; 32];
+    getrandom::fill(&mut bytes).map_err(|error| Error::Token(error.to_string()))?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 /// This machine's name, for executors on other machines to reach the scheduler by.

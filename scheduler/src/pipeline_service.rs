@@ -11,7 +11,9 @@ use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use futures::Stream;
 use strata_engine::engine::run_jobs_prefix;
-use strata_engine::run::{RunEvent as TableEvent, RunOptions, new_run_id, run_pipeline};
+use strata_engine::run::{
+    ReportState, RunEvent as TableEvent, RunOptions, RunReport, new_run_id, run_pipeline,
+};
 use strata_engine::{Compiled, Engine, EngineError, compile};
 use strata_language::{LanguageError, Pipeline, Sources, Statement, TableName};
 use strata_proto::pipeline::pipeline_service_server::PipelineService as PipelineRpc;
@@ -26,6 +28,7 @@ use strata_storage::cleanup::remove_uncommitted;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
+use crate::access::{Access, require};
 use crate::cluster_view::{ClusterView, ExecutorState};
 use crate::draining::Draining;
 use crate::metrics::Metrics;
@@ -46,6 +49,8 @@ pub struct PipelineService {
     scheduler: Scheduler,
     /// This scheduler's own address, where submitted runs send their jobs.
     url: String,
+    /// The token those jobs present.
+    own_token: Option<String>,
     runs: Arc<Runs>,
     submitted: AtomicU64,
     draining: Draining,
@@ -56,12 +61,14 @@ impl PipelineService {
     pub fn new(
         scheduler: Scheduler,
         url: String,
+        own_token: Option<String>,
         draining: Draining,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             scheduler,
             url,
+            own_token,
             runs: Arc::default(),
             submitted: AtomicU64::new(0),
             draining,
@@ -80,6 +87,30 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |age| age.as_millis() as u64)
+}
+
+/// A run of the warehouse's history that this scheduler does not know: one whose
+/// report says it started but never ended was interrupted.
+fn from_history(report: RunReport, warehouse: &Warehouse) -> RunSummary {
+    let (state, error) = match report.state {
+        ReportState::Started => (
+            RunState::Interrupted,
+            "its orchestrator stopped before it ended; what it committed is whole, and a \
+             re-run builds the rest"
+                .to_owned(),
+        ),
+        ReportState::Finished if report.succeeded() => (RunState::Succeeded, String::new()),
+        ReportState::Finished => (RunState::Failed, report.failures().join("; ")),
+    };
+    RunSummary {
+        run_id: report.run_id,
+        state: state as i32,
+        warehouse: warehouse.to_string(),
+        submitted_at_ms: report.started_at_ms,
+        duration_ms: report.duration_ms,
+        error,
+        pipeline: Vec::new(),
+    }
 }
 
 /// Refuses a peer of another Strata version, naming both.
@@ -173,6 +204,7 @@ impl PipelineRpc for PipelineService {
         &self,
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
+        require(&request, Access::Full, "submit a pipeline")?;
         let submitted = request.into_inner();
         check_version(&submitted.client_version, "client")?;
         if submitted.files.is_empty() {
@@ -200,7 +232,7 @@ impl PipelineRpc for PipelineService {
         for file in &submitted.files {
             sources.add(&file.path, file.text.clone());
         }
-        let engine = Engine::cluster(&self.url);
+        let engine = Engine::cluster(&self.url, self.own_token.as_deref());
         let compiled = prepare(&sources, &warehouse, &engine).await?;
 
         let run_id = format!(
@@ -307,17 +339,32 @@ impl PipelineRpc for PipelineService {
 
     async fn list_runs(
         &self,
-        _request: Request<ListRunsRequest>,
+        request: Request<ListRunsRequest>,
     ) -> Result<Response<ListRunsResponse>, Status> {
-        Ok(Response::new(ListRunsResponse {
-            runs: self.runs.summaries(),
-        }))
+        let mut runs = self.runs.summaries();
+        let warehouse = request.into_inner().warehouse;
+        if !warehouse.is_empty() {
+            let warehouse = Warehouse::open(&warehouse)
+                .map_err(|error| Status::invalid_argument(error.to_string()))?;
+            let history = RunReport::history(&warehouse)
+                .await
+                .map_err(|error| Status::failed_precondition(error.to_string()))?;
+            runs.extend(
+                history
+                    .into_iter()
+                    .filter(|report| self.runs.get(&report.run_id).is_none())
+                    .map(|report| from_history(report, &warehouse)),
+            );
+            runs.sort_by_key(|run| std::cmp::Reverse(run.submitted_at_ms));
+        }
+        Ok(Response::new(ListRunsResponse { runs }))
     }
 
     async fn cancel(
         &self,
         request: Request<CancelRequest>,
     ) -> Result<Response<CancelResponse>, Status> {
+        require(&request, Access::Full, "cancel a run")?;
         let run_id = request.into_inner().run_id;
         let run = self.run(&run_id)?;
         if run.state() != RunState::Running {
@@ -368,6 +415,7 @@ impl PipelineRpc for PipelineService {
         &self,
         request: Request<DrainExecutorRequest>,
     ) -> Result<Response<DrainExecutorResponse>, Status> {
+        require(&request, Access::Full, "drain an executor")?;
         let wanted = request.into_inner().executor;
         if wanted.is_empty() {
             return Err(Status::invalid_argument(
@@ -412,6 +460,7 @@ fn state_label(state: RunState) -> &'static str {
         RunState::Succeeded => "succeeded",
         RunState::Failed => "failed",
         RunState::Cancelled => "cancelled",
+        RunState::Interrupted => "interrupted",
         RunState::Running | RunState::Unspecified => "running",
     }
 }

@@ -19,7 +19,7 @@ use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 
 pub use report::{
-    LandingFileReport, RejectedFile, RunReport, StreamRead, TableReport, TableStatus,
+    LandingFileReport, RejectedFile, ReportState, RunReport, StreamRead, TableReport, TableStatus,
 };
 
 /// What to build.
@@ -86,6 +86,17 @@ pub async fn run_pipeline(
         on_event,
     };
 
+    // Saved now, so a run stopped part way is in the history as interrupted.
+    RunReport {
+        run_id: run_id.clone(),
+        started_at_ms,
+        duration_ms: 0,
+        tables: Vec::new(),
+        state: ReportState::Started,
+    }
+    .save(warehouse)
+    .await?;
+
     let mut reports: Vec<Option<TableReport>> = vec![None; pipeline.statements.len()];
     loop {
         let ready: Vec<usize> = selected
@@ -122,6 +133,7 @@ pub async fn run_pipeline(
             .into_iter()
             .filter_map(|node| reports[node].take())
             .collect(),
+        state: ReportState::Finished,
     };
     report.save(warehouse).await?;
     Ok(report)

@@ -185,6 +185,16 @@ impl TableReport {
     }
 }
 
+/// Whether a report is a run's last word, or what was saved when it started: a
+/// history entry still `started` after its run is gone says the run was interrupted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportState {
+    Started,
+    #[default]
+    Finished,
+}
+
 /// The whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
@@ -192,6 +202,8 @@ pub struct RunReport {
     pub started_at_ms: u64,
     pub duration_ms: u64,
     pub tables: Vec<TableReport>,
+    #[serde(default)]
+    pub state: ReportState,
 }
 
 impl RunReport {
@@ -246,6 +258,41 @@ impl RunReport {
     /// Where the report is kept in the warehouse's run history (a path or a URL).
     pub fn history_path(&self, warehouse: &Warehouse) -> String {
         warehouse.display_path(&warehouse.run_report(&self.run_id))
+    }
+
+    /// The warehouse's run history, newest first.
+    pub async fn history(warehouse: &Warehouse) -> Result<Vec<RunReport>, StorageError> {
+        use futures::TryStreamExt;
+        let dir = warehouse.runs_dir();
+        let listed: Vec<_> = warehouse
+            .store()
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|error| StorageError::store(&warehouse.display_path(&dir), &error))?;
+        let mut reports = Vec::new();
+        for object in listed {
+            if object.location.extension() != Some("json") {
+                continue;
+            }
+            let location = warehouse.display_path(&object.location);
+            let bytes = warehouse
+                .store()
+                .get(&object.location)
+                .await
+                .map_err(|error| StorageError::store(&location, &error))?
+                .bytes()
+                .await
+                .map_err(|error| StorageError::store(&location, &error))?;
+            let report: RunReport =
+                serde_json::from_slice(&bytes).map_err(|error| StorageError::Corrupt {
+                    location,
+                    reason: error.to_string(),
+                })?;
+            reports.push(report);
+        }
+        reports.sort_by_key(|report| std::cmp::Reverse(report.started_at_ms));
+        Ok(reports)
     }
 
     /// Saves the report in the warehouse's run history.

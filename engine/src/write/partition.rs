@@ -29,7 +29,7 @@ use super::summary::{DataFile, PartitionOutput};
 use super::{FileFormat, WriteSpec};
 use crate::expectations::{Checker, Split};
 use crate::landing::LandingScanExec;
-use crate::task_error::{TaskError, is_unreadable};
+use crate::task_error::{TaskError, is_shuffle_fetch_failure, is_unreadable};
 
 /// `host:pid`, so a run can tell which process wrote each file; read once per process.
 static WRITER_IDENTITY: LazyLock<String> = LazyLock::new(|| {
@@ -98,6 +98,9 @@ impl PartitionWriter {
                 let batch = match batch {
                     Ok(batch) => batch,
                     Err(error) => {
+                        if is_shuffle_fetch_failure(&error) {
+                            return Err(error);
+                        }
                         if TaskError::find(&error).is_some() {
                             return Err(DataFusionError::Execution(error.strip_backtrace()));
                         }

@@ -1,0 +1,153 @@
+//! Ballista's cluster state as Strata needs it: draining executors get no new tasks,
+//! and each executor's free task slots are counted afresh from the tasks that run.
+//!
+//! Ballista keeps free slots as a running balance: a slot comes back when its task's
+//! status arrives. When an executor is lost, the stages that read its output are
+//! rolled back, and the statuses of their tasks on the executors that survive are
+//! dropped as stale without giving their slots back. A survivor then has no free slot
+//! for ever, and the run hangs (upstream: apache/datafusion-ballista#2418 is the same
+//! leak on cancellation). Counting the running tasks at each binding cannot drift.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use ballista_core::JobId;
+use ballista_core::error::Result;
+use ballista_core::serde::protobuf::{
+    ExecutorHeartbeat, ExecutorStatus, executor_status, task_status,
+};
+use ballista_core::serde::scheduler::{ExecutorData, ExecutorMetadata};
+use ballista_scheduler::cluster::memory::InMemoryClusterState;
+use ballista_scheduler::cluster::{BoundTask, ClusterState, ClusterStateEventStream, ExecutorSlot};
+use ballista_scheduler::config::TaskDistributionPolicy;
+use ballista_scheduler::state::execution_stage::ExecutionStage;
+use ballista_scheduler::state::task_manager::JobInfoCache;
+
+use crate::draining::Draining;
+
+/// Ballista's cluster state, with draining executors shown as Terminating (Ballista
+/// skips those) and free slots counted from the running tasks.
+pub struct StrataClusterState {
+    inner: Arc<dyn ClusterState>,
+    draining: Draining,
+}
+
+impl StrataClusterState {
+    pub fn new(inner: Arc<dyn ClusterState>, draining: Draining) -> Self {
+        Self { inner, draining }
+    }
+
+    fn shown(&self, mut heartbeat: ExecutorHeartbeat) -> ExecutorHeartbeat {
+        if self.draining.contains(&heartbeat.executor_id) {
+            heartbeat.status = Some(ExecutorStatus {
+                status: Some(executor_status::Status::Terminating("draining".to_owned())),
+            });
+        }
+        heartbeat
+    }
+}
+
+/// The slots each executor's running tasks hold, over every active job.
+async fn slots_in_use(jobs: &HashMap<JobId, JobInfoCache>) -> HashMap<String, u32> {
+    let mut in_use: HashMap<String, u32> = HashMap::new();
+    for job in jobs.values() {
+        let graph = job.execution_graph.read().await;
+        for stage in graph.stages().values() {
+            let ExecutionStage::Running(stage) = stage else {
+                continue;
+            };
+            for task in &stage.task_infos {
+                if let task_status::Status::Running(running) = &task.task_status {
+                    *in_use.entry(running.executor_id.clone()).or_default() += task.vcores_consumed;
+                }
+            }
+        }
+    }
+    in_use
+}
+
+#[async_trait::async_trait]
+impl ClusterState for StrataClusterState {
+    async fn init(&self) -> Result<()> {
+        self.inner.init().await
+    }
+
+    async fn bind_schedulable_tasks(
+        &self,
+        distribution: TaskDistributionPolicy,
+        active_jobs: Arc<HashMap<JobId, JobInfoCache>>,
+        executors: Option<HashSet<String>>,
+    ) -> Result<Vec<BoundTask>> {
+        let alive =
+            executors.unwrap_or_else(|| self.inner.executor_heartbeats().into_keys().collect());
+        let in_use = slots_in_use(&active_jobs).await;
+        // Ballista's binders are private to it: a state of this moment's free slots reuses them.
+        let now = InMemoryClusterState::default();
+        for metadata in self.inner.registered_executor_metadata().await {
+            if !alive.contains(&metadata.id) || self.draining.contains(&metadata.id) {
+                continue;
+            }
+            let total = metadata.specification.vcores;
+            let free = total.saturating_sub(in_use.get(&metadata.id).copied().unwrap_or(0));
+            let data = ExecutorData {
+                executor_id: metadata.id.clone(),
+                total_vcores: total,
+                available_vcores: free,
+            };
+            now.register_executor(metadata, data).await?;
+        }
+        now.bind_schedulable_tasks(distribution, active_jobs, None)
+            .await
+    }
+
+    /// Nothing to give back: free slots are counted from the running tasks at each binding.
+    async fn unbind_tasks(&self, _executor_slots: Vec<ExecutorSlot>) -> Result<()> {
+        Ok(())
+    }
+
+    async fn register_executor(
+        &self,
+        metadata: ExecutorMetadata,
+        spec: ExecutorData,
+    ) -> Result<()> {
+        self.inner.register_executor(metadata, spec).await
+    }
+
+    async fn save_executor_metadata(&self, metadata: ExecutorMetadata) -> Result<()> {
+        self.inner.save_executor_metadata(metadata).await
+    }
+
+    async fn get_executor_metadata(&self, executor_id: &str) -> Result<ExecutorMetadata> {
+        self.inner.get_executor_metadata(executor_id).await
+    }
+
+    async fn registered_executor_metadata(&self) -> Vec<ExecutorMetadata> {
+        self.inner.registered_executor_metadata().await
+    }
+
+    async fn save_executor_heartbeat(&self, heartbeat: ExecutorHeartbeat) -> Result<()> {
+        self.inner.save_executor_heartbeat(heartbeat).await
+    }
+
+    async fn remove_executor(&self, executor_id: &str) -> Result<()> {
+        self.inner.remove_executor(executor_id).await
+    }
+
+    fn executor_heartbeats(&self) -> HashMap<String, ExecutorHeartbeat> {
+        self.inner
+            .executor_heartbeats()
+            .into_iter()
+            .map(|(id, heartbeat)| (id, self.shown(heartbeat)))
+            .collect()
+    }
+
+    fn get_executor_heartbeat(&self, executor_id: &str) -> Option<ExecutorHeartbeat> {
+        self.inner
+            .get_executor_heartbeat(executor_id)
+            .map(|heartbeat| self.shown(heartbeat))
+    }
+
+    async fn cluster_state_events(&self) -> Result<ClusterStateEventStream> {
+        self.inner.cluster_state_events().await
+    }
+}

@@ -1,0 +1,188 @@
+//! A scheduler that takes tokens: every call on its port presents one, from the CLI,
+//! the executors and a query client alike; a read-only token watches runs but cannot
+//! submit; a missing or wrong token is refused with a sentence saying what to do.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use datafusion::physical_plan::empty::EmptyExec;
+use strata_engine::Engine;
+
+use crate::cluster::{Cluster, assert_same_tables, embedded_and_copy};
+use crate::support::{example, stderr, stdout, strata, workdir};
+
+const FULL: &str = "full-token-for-the-tests-0123456789";
+const READ_ONLY: &str = "read-only-token-for-the-tests-0123";
+
+/// Runs `strata` with `STRATA_TOKEN` set to `token`, or unset.
+fn strata_with(token: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    command.args(args).env_remove("STRATA_TOKEN");
+    if let Some(token) = token {
+        command.env("STRATA_TOKEN", token);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn every_call_to_a_scheduler_with_tokens_needs_one_that_allows_it() {
+    let (embedded, distributed) = embedded_and_copy("access", "0.002");
+    let dir = workdir("access-tokens");
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("tokens");
+    std::fs::write(
+        &token_file,
+        format!("# the ops team\nfull {FULL}\nread-only {READ_ONLY}\n"),
+    )
+    .unwrap();
+    // The executors present the full token from their environment.
+    let cluster = Cluster::start_in(
+        "access",
+        2,
+        &["--token-file", token_file.to_str().unwrap()],
+        &[("STRATA_TOKEN".to_owned(), FULL.to_owned())],
+    );
+    let warehouse = distributed.to_str().unwrap();
+    let submit = [
+        "submit",
+        &example(),
+        "--scheduler",
+        &cluster.address,
+        "--warehouse",
+        warehouse,
+    ];
+
+    let missing = strata_with(None, &submit);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("this scheduler needs a token: set STRATA_TOKEN or pass --token"),
+        "{}",
+        stderr(&missing)
+    );
+    let wrong = strata_with(Some("a-wrong-token-0123456789abcdef"), &submit);
+    assert!(!wrong.status.success());
+    assert!(
+        stderr(&wrong).contains("the token is not one this scheduler accepts"),
+        "{}",
+        stderr(&wrong)
+    );
+    let read_only = strata_with(Some(READ_ONLY), &submit);
+    assert!(!read_only.status.success());
+    assert!(
+        stderr(&read_only).contains("a read-only token cannot submit a pipeline"),
+        "{}",
+        stderr(&read_only)
+    );
+    assert!(
+        !distributed.join("raw").exists(),
+        "a refused submission built something"
+    );
+
+    // `--token` works as the environment does, and the run's work reaches the executors.
+    let mut with_flag = submit.to_vec();
+    with_flag.extend(["--token", FULL]);
+    let submitted = strata_with(None, &with_flag);
+    assert!(
+        submitted.status.success(),
+        "{}\n{}",
+        stdout(&submitted),
+        stderr(&submitted)
+    );
+    assert_same_tables(&embedded, &distributed);
+
+    // A read-only token lists runs.
+    let runs = strata_with(Some(READ_ONLY), &["runs", "--scheduler", &cluster.address]);
+    assert!(runs.status.success(), "{}", stderr(&runs));
+    assert!(stdout(&runs).contains("succeeded"), "{}", stdout(&runs));
+    let runs = strata_with(None, &["runs", "--scheduler", &cluster.address]);
+    assert!(!runs.status.success());
+
+    // Ballista's service on the same port: a query client without a token is refused,
+    // and so is one with a read-only token, which could otherwise run any plan.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for (token, expected) in [
+        (None, "needs a token"),
+        (Some(READ_ONLY), "read-only token cannot run work"),
+    ] {
+        let engine = Engine::cluster(&cluster.address, token);
+        let refused = runtime.block_on(async {
+            let ctx = engine.session();
+            let plan = Arc::new(EmptyExec::new(Arc::new(
+                datafusion::arrow::datatypes::Schema::empty(),
+            )));
+            match engine.stream(plan, &ctx, "access-check").await {
+                Ok(stream) => futures::TryStreamExt::try_collect::<Vec<_>>(stream)
+                    .await
+                    .err()
+                    .map(|error| error.to_string()),
+                Err(error) => Some(error.to_string()),
+            }
+        });
+        let refused = refused.expect("a query without a full token ran");
+        assert!(refused.contains(expected), "{refused}");
+    }
+    let engine = Engine::cluster(&cluster.address, Some(FULL));
+    let ran = runtime.block_on(async {
+        let ctx = engine.session();
+        let plan = Arc::new(EmptyExec::new(Arc::new(
+            datafusion::arrow::datatypes::Schema::empty(),
+        )));
+        futures::TryStreamExt::try_collect::<Vec<_>>(
+            engine.stream(plan, &ctx, "access-check").await.unwrap(),
+        )
+        .await
+    });
+    assert!(ran.is_ok(), "{ran:?}");
+
+    // An executor without a token cannot join.
+    let executor = strata_with(
+        None,
+        &[
+            "executor",
+            "--scheduler",
+            &cluster.address,
+            "--concurrent-tasks",
+            "1",
+        ],
+    );
+    assert!(!executor.status.success());
+    assert!(
+        stderr(&executor).contains("needs a token"),
+        "{}",
+        stderr(&executor)
+    );
+}
+
+#[test]
+fn a_scheduler_refuses_a_short_token_and_a_broken_token_file() {
+    let dir = workdir("access-bad-tokens");
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("tokens");
+    std::fs::write(&token_file, "full short\n").unwrap();
+    let scheduler = strata(&[
+        "scheduler",
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    assert!(!scheduler.status.success());
+    assert!(
+        stderr(&scheduler).contains(":1: a token needs at least 16 characters"),
+        "{}",
+        stderr(&scheduler)
+    );
+    let missing = strata(&[
+        "scheduler",
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        dir.join("nothing-here").to_str().unwrap(),
+    ]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("cannot read the token file"),
+        "{}",
+        stderr(&missing)
+    );
+}
