@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use datafusion::physical_plan::empty::EmptyExec;
 use strata_engine::Engine;
+use strata_engine::scheduler_client::Credentials;
 
 use crate::cluster::{Cluster, assert_same_tables, embedded_and_copy};
 use crate::support::{example, stderr, stdout, strata, workdir};
@@ -14,12 +15,27 @@ use crate::support::{example, stderr, stdout, strata, workdir};
 const FULL: &str = "full-token-for-the-tests-0123456789";
 const READ_ONLY: &str = "read-only-token-for-the-tests-0123";
 
+fn with_token(token: Option<&str>) -> Credentials {
+    Credentials {
+        token: token.map(str::to_owned),
+        ..Credentials::default()
+    }
+}
+
 /// Runs `strata` with `STRATA_TOKEN` set to `token`, or unset.
 fn strata_with(token: Option<&str>, args: &[&str]) -> std::process::Output {
+    strata_in(&[("STRATA_TOKEN", token)], args)
+}
+
+/// Runs `strata` with each variable set to its value, or unset.
+fn strata_in(env: &[(&str, Option<&str>)], args: &[&str]) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
-    command.args(args).env_remove("STRATA_TOKEN");
-    if let Some(token) = token {
-        command.env("STRATA_TOKEN", token);
+    command.args(args);
+    for (name, value) in env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
     }
     command.output().unwrap()
 }
@@ -104,7 +120,7 @@ fn every_call_to_a_scheduler_with_tokens_needs_one_that_allows_it() {
         (None, "needs a token"),
         (Some(READ_ONLY), "read-only token cannot run work"),
     ] {
-        let engine = Engine::cluster(&cluster.address, token);
+        let engine = Engine::cluster(&cluster.address, &with_token(token));
         let refused = runtime.block_on(async {
             let ctx = engine.session();
             let plan = Arc::new(EmptyExec::new(Arc::new(
@@ -121,7 +137,7 @@ fn every_call_to_a_scheduler_with_tokens_needs_one_that_allows_it() {
         let refused = refused.expect("a query without a full token ran");
         assert!(refused.contains(expected), "{refused}");
     }
-    let engine = Engine::cluster(&cluster.address, Some(FULL));
+    let engine = Engine::cluster(&cluster.address, &with_token(Some(FULL)));
     let ran = runtime.block_on(async {
         let ctx = engine.session();
         let plan = Arc::new(EmptyExec::new(Arc::new(
@@ -185,4 +201,97 @@ fn a_scheduler_refuses_a_short_token_and_a_broken_token_file() {
         "{}",
         stderr(&missing)
     );
+}
+
+/// A self-signed certificate for 127.0.0.1 and `name`, and its key.
+fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", &format!("/CN={name}")])
+        .args([
+            "-addext",
+            &format!("subjectAltName=IP:127.0.0.1,DNS:{name}"),
+        ])
+        // rustls refuses a CA certificate as a server's own: a leaf, self-signed.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", stderr(&made));
+    (cert, key)
+}
+
+#[test]
+fn the_scheduler_port_over_tls_with_a_self_signed_certificate_runs_the_example() {
+    let (embedded, distributed) = embedded_and_copy("access-tls", "0.002");
+    let dir = workdir("access-tls-cert");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = self_signed(&dir, "localhost");
+    let (cert, key) = (
+        cert.to_str().unwrap().to_owned(),
+        key.to_str().unwrap().to_owned(),
+    );
+    // Every process trusts the certificate and presents the token.
+    let cluster = Cluster::start_in(
+        "access-tls",
+        2,
+        &["--tls-cert", &cert, "--tls-key", &key],
+        &[
+            ("STRATA_TLS_CA".to_owned(), cert.clone()),
+            ("STRATA_TOKEN".to_owned(), FULL.to_owned()),
+        ],
+    );
+    let warehouse = distributed.to_str().unwrap();
+    let submit = [
+        "submit",
+        &example(),
+        "--scheduler",
+        &cluster.address,
+        "--warehouse",
+        warehouse,
+    ];
+
+    let submitted = strata_in(
+        &[("STRATA_TOKEN", Some(FULL)), ("STRATA_TLS_CA", Some(&cert))],
+        &submit,
+    );
+    assert!(
+        submitted.status.success(),
+        "{}\n{}",
+        stdout(&submitted),
+        stderr(&submitted)
+    );
+    assert_same_tables(&embedded, &distributed);
+
+    // A client that does not trust the certificate, or speaks plain gRPC, gets nowhere.
+    let (other, _) = self_signed(&dir, "other");
+    for (ca, expected) in [
+        (Some(other.to_str().unwrap()), "invalid peer certificate"),
+        // Plain HTTP/2 against TLS ends in one transport error or another.
+        (None, ""),
+    ] {
+        let refused = strata_in(
+            &[("STRATA_TOKEN", Some(FULL)), ("STRATA_TLS_CA", ca)],
+            &["runs", "--scheduler", &cluster.address],
+        );
+        assert!(!refused.status.success(), "{ca:?}: {}", stdout(&refused));
+        let said = stderr(&refused);
+        assert!(
+            said.contains(&format!(
+                "the Strata scheduler at https://{}",
+                cluster.address
+            )) || said.contains(&format!("the scheduler at http://{}", cluster.address)),
+            "{ca:?}: {said}"
+        );
+        assert!(said.contains(expected), "{ca:?}: {said}");
+    }
 }

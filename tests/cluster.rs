@@ -682,7 +682,7 @@ fn ranking_functions_and_top_k_run_in_executor_tasks() {
     }
     std::fs::write(dir.join("scores.csv"), csv).unwrap();
     let cluster = Cluster::start("udfs", 2);
-    let engine = Engine::cluster(&cluster.address, None);
+    let engine = Engine::cluster(&cluster.address, &Default::default());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let written = runtime.block_on(async {
         let ctx = engine.session();

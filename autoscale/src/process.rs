@@ -31,6 +31,8 @@ pub struct ProcessSettings {
     pub heartbeat_interval_seconds: u64,
     /// The token they present to the scheduler, when it asks for one.
     pub token: Option<String>,
+    /// The CA they trust when the scheduler's port serves TLS.
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// One executor process this backend started.
@@ -72,6 +74,9 @@ impl ProcessBackend {
         if let Some(token) = &settings.token {
             // The environment, not an argument: arguments show in every process listing.
             command.env("STRATA_TOKEN", token);
+        }
+        if let Some(ca) = &settings.tls_ca {
+            command.env("STRATA_TLS_CA", ca);
         }
         let child = command
             .args(["executor", "--scheduler", &settings.scheduler])

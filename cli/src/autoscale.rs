@@ -98,6 +98,7 @@ impl AutoscaleArgs {
         scheduler: SocketAddr,
         executor_timeout: u64,
         token: Option<String>,
+        tls_ca: Option<std::path::PathBuf>,
     ) -> Result<Option<Autoscale>, CliError> {
         let Some(kind) = self.autoscale else {
             return Ok(None);
@@ -127,6 +128,7 @@ impl AutoscaleArgs {
                 // A heartbeat several times per timeout, so a busy machine loses none.
                 heartbeat_interval_seconds: (executor_timeout / 6).clamp(1, 5),
                 token,
+                tls_ca,
             })),
             BackendKind::Kubernetes => {
                 let client = kube::Client::try_default().await.map_err(|error| {

@@ -9,12 +9,12 @@ use std::process::{Child, Command, Stdio};
 use clap::Args;
 use strata_engine::Engine;
 use strata_executor::ExecutorOptions;
-use strata_scheduler::{Access, Scheduler, SchedulerOptions, Tokens};
+use strata_scheduler::{Access, Scheduler, SchedulerOptions, ServerTls, Tokens};
 
 use crate::autoscale::AutoscaleArgs;
+use crate::credentials::CredentialsArgs;
 use crate::error::CliError;
 use crate::serve::{self, FlightArgs, shutdown_signal};
-use crate::token::TokenArg;
 
 /// Arguments of `strata scheduler`.
 #[derive(Args)]
@@ -55,7 +55,7 @@ pub struct SchedulerArgs {
     pub token_file: Option<PathBuf>,
     /// One more full token (from STRATA_TOKEN, as every Strata process reads it).
     #[command(flatten)]
-    pub token: TokenArg,
+    pub credentials: CredentialsArgs,
 }
 
 /// The tokens the scheduler accepts: its token file's and `STRATA_TOKEN`.
@@ -66,12 +66,29 @@ fn tokens(args: &SchedulerArgs) -> Result<Tokens, CliError> {
         }
         None => Tokens::default(),
     };
-    if let Some(token) = args.token.as_deref() {
+    if let Some(token) = args.credentials.token.as_deref() {
         tokens
             .add(token, Access::Full)
             .map_err(|why| CliError::Cluster(format!("STRATA_TOKEN: {why}")))?;
     }
     Ok(tokens)
+}
+
+/// The certificate and key the scheduler's port serves TLS with: the same `--tls-cert`
+/// and `--tls-key` as its Flight SQL port.
+fn server_tls(args: &SchedulerArgs) -> Result<Option<ServerTls>, CliError> {
+    let (Some(cert), Some(key)) = (&args.flight.tls_cert, &args.flight.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &PathBuf| {
+        std::fs::read(path)
+            .map_err(|error| CliError::Cluster(format!("cannot read {}: {error}", path.display())))
+    };
+    Ok(Some(ServerTls {
+        cert: read(cert)?,
+        key: read(key)?,
+        ca: args.credentials.credentials()?.tls_ca,
+    }))
 }
 
 /// Runs a scheduler until Ctrl-C or SIGTERM.
@@ -84,6 +101,7 @@ pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), 
             .map(|port| SocketAddr::new(args.listen.ip(), port)),
         advertise_host: args.advertise_host.clone(),
         tokens: tokens(&args)?,
+        tls: server_tls(&args)?,
     })
     .await
     .map_err(|error| CliError::Cluster(error.to_string()))?;
@@ -101,10 +119,16 @@ pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), 
     if let Some(metrics) = scheduler.metrics_addr() {
         writeln!(out, "serving metrics on http://{metrics}/metrics")?;
     }
-    let own_token = scheduler.own_token().map(str::to_owned);
+    // Executors it spawns trust what its own clients trust.
+    let trusted = args
+        .credentials
+        .tls_ca
+        .clone()
+        .or_else(|| args.flight.tls_cert.clone());
+    let own_token = scheduler.own_credentials().token.clone();
     if let Some(autoscale) = args
         .autoscale
-        .build(own, args.executor_timeout, own_token)
+        .build(own, args.executor_timeout, own_token, trusted)
         .await?
     {
         let settings = &autoscale.settings;
@@ -122,7 +146,7 @@ pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), 
     let flight = match (args.flight_sql_port, &args.warehouse) {
         (Some(port), Some(warehouse)) => {
             let listen = SocketAddr::new(args.listen.ip(), port);
-            let engine = Engine::cluster(&own.to_string(), scheduler.own_token());
+            let engine = Engine::cluster(&own.to_string(), scheduler.own_credentials());
             Some(serve::bind(warehouse, listen, args.flight, engine, out).await?)
         }
         _ => None,
@@ -175,7 +199,7 @@ pub struct ExecutorArgs {
     #[arg(long, default_value_t = 5, value_name = "SECONDS")]
     pub heartbeat_interval: u64,
     #[command(flatten)]
-    pub token: TokenArg,
+    pub credentials: CredentialsArgs,
 }
 
 /// Runs an executor until it is stopped.
@@ -198,7 +222,7 @@ pub async fn executor(args: ExecutorArgs) -> Result<(), CliError> {
         work_dir,
         concurrent_tasks: args.concurrent_tasks,
         heartbeat_interval_seconds: args.heartbeat_interval,
-        token: args.token.token,
+        credentials: args.credentials.credentials()?,
     })
     .await
     .map_err(|error| CliError::Cluster(error.to_string()))

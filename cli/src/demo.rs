@@ -102,7 +102,7 @@ pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
                 interval: std::time::Duration::from_secs(10),
             },
             scheduler: None,
-            token: crate::token::TokenArg::default(),
+            credentials: crate::credentials::CredentialsArgs::default(),
         },
         out,
     )

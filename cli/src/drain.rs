@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use strata_proto::pipeline::DrainExecutorRequest;
 
+use crate::credentials::CredentialsArgs;
 use crate::error::CliError;
-use crate::token::TokenArg;
 
 /// Arguments of `strata drain`.
 #[derive(Args)]
@@ -23,7 +23,7 @@ pub struct DrainArgs {
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     pub timeout: u64,
     #[command(flatten)]
-    pub token: TokenArg,
+    pub credentials: CredentialsArgs,
 }
 
 /// Asks the scheduler to drain the executor and polls until it is drained.
@@ -32,7 +32,7 @@ pub async fn drain(args: DrainArgs, out: &mut impl Write) -> Result<(), CliError
         &args.scheduler,
         "client",
         "strata drain",
-        args.token.as_deref(),
+        &args.credentials.credentials()?,
     )
     .await?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout);

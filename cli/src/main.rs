@@ -4,6 +4,7 @@ mod autoscale;
 mod check;
 mod cluster;
 mod continuous;
+mod credentials;
 mod demo;
 mod drain;
 mod error;
@@ -14,7 +15,6 @@ mod rejects;
 mod run;
 mod serve;
 mod submit;
-mod token;
 mod warehouse;
 
 use std::process::ExitCode;

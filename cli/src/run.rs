@@ -11,8 +11,8 @@ use strata_engine::run::{RunEvent, RunOptions, RunReport, TableReport, TableStat
 use strata_engine::{Engine, compile, scheduler_client};
 use strata_language::Sources;
 
+use crate::credentials::CredentialsArgs;
 use crate::error::CliError;
-use crate::token::TokenArg;
 
 /// What to build, for `strata run` and `strata submit` alike.
 #[derive(Args)]
@@ -53,7 +53,7 @@ pub struct RunArgs {
     #[arg(long, env = "STRATA_SCHEDULER", value_name = "URL")]
     pub scheduler: Option<String>,
     #[command(flatten)]
-    pub token: TokenArg,
+    pub credentials: CredentialsArgs,
 }
 
 /// Checks, plans and runs the pipeline, then prints the summary; fails if any table failed.
@@ -68,9 +68,9 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
     let engine = match &args.scheduler {
         Some(url) => {
             crate::warehouse::refuse_unshared(&warehouse)?;
-            let token = args.token.as_deref();
-            scheduler_client::connect(url, "client", "strata run", token).await?;
-            Engine::cluster(url, token)
+            let credentials = args.credentials.credentials()?;
+            scheduler_client::connect(url, "client", "strata run", &credentials).await?;
+            Engine::cluster(url, &credentials)
         }
         None => Engine::Embedded,
     };

@@ -41,7 +41,8 @@ pub struct FlightArgs {
         value_name = "USERS"
     )]
     pub users: Option<String>,
-    /// PEM certificate for TLS (with --tls-key).
+    /// PEM certificate for TLS (with --tls-key); on `strata scheduler`, for its gRPC
+    /// port too.
     #[arg(long, requires = "tls_key", value_name = "PATH")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS (with --tls-cert).

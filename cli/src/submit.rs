@@ -12,9 +12,9 @@ use strata_proto::pipeline::{
 };
 use strata_storage::Warehouse;
 
+use crate::credentials::CredentialsArgs;
 use crate::error::CliError;
 use crate::run::{BuildArgs, Progress, outcome, print_summary};
-use crate::token::TokenArg;
 
 /// Arguments of `strata submit`.
 #[derive(Args)]
@@ -29,7 +29,7 @@ pub struct SubmitArgs {
     #[arg(long, conflicts_with = "continuous")]
     pub detach: bool,
     #[command(flatten)]
-    pub token: TokenArg,
+    pub credentials: CredentialsArgs,
 }
 
 /// Arguments of `strata runs`.
@@ -43,7 +43,7 @@ pub struct RunsArgs {
     #[arg(long)]
     pub warehouse: Option<String>,
     #[command(flatten)]
-    pub token: TokenArg,
+    pub credentials: CredentialsArgs,
 }
 
 /// Arguments of `strata cancel`.
@@ -55,7 +55,7 @@ pub struct CancelArgs {
     #[arg(long, env = "STRATA_SCHEDULER")]
     pub scheduler: String,
     #[command(flatten)]
-    pub token: TokenArg,
+    pub credentials: CredentialsArgs,
 }
 
 fn refused(status: tonic::Status) -> CliError {
@@ -73,7 +73,7 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
         &args.scheduler,
         "client",
         "strata submit",
-        args.token.as_deref(),
+        &args.credentials.credentials()?,
     )
     .await?;
     let files: Vec<PipelineFile> = sources
@@ -206,7 +206,7 @@ pub async fn runs(args: RunsArgs, out: &mut impl Write) -> Result<(), CliError> 
         &args.scheduler,
         "client",
         "strata runs",
-        args.token.as_deref(),
+        &args.credentials.credentials()?,
     )
     .await?;
     let runs = client
@@ -240,7 +240,7 @@ pub async fn cancel(args: CancelArgs, out: &mut impl Write) -> Result<(), CliErr
         &args.scheduler,
         "client",
         "strata cancel",
-        args.token.as_deref(),
+        &args.credentials.credentials()?,
     )
     .await?;
     let state = client

@@ -19,7 +19,7 @@ use strata_language::TableName;
 use strata_storage::StoreRegistry;
 
 use crate::codec::StrataPhysicalCodec;
-use crate::scheduler_client::{self, scheduler_url};
+use crate::scheduler_client::{self, Credentials, scheduler_url};
 use crate::task_error;
 use crate::write::{WriteFilesExec, WriteSummary};
 
@@ -60,15 +60,22 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// An engine that submits to the scheduler at `url` (`host:port` or `http://host:port`),
-    /// presenting `token` on every call when the scheduler asks for one.
-    pub fn cluster(url: &str, token: Option<&str>) -> Self {
+    /// An engine that submits to the scheduler at `url` (`host:port` or `http://host:port`)
+    /// with `credentials`: its token on every call, and TLS when they have a CA.
+    pub fn cluster(url: &str, credentials: &Credentials) -> Self {
         let scheduler_url = scheduler_url(url);
+        let mut config = SessionConfig::new_with_ballista()
+            .with_ballista_physical_extension_codec(StrataPhysicalCodec::shared())
+            .with_ballista_grpc_metadata(scheduler_client::ballista_metadata(
+                credentials.token.as_deref(),
+            ));
+        if let Some(tls) = scheduler_client::endpoint_override(url, credentials, false) {
+            scheduler_client::install_crypto();
+            config = config.with_ballista_override_create_grpc_client_endpoint(tls);
+        }
         Engine::Cluster {
             scheduler_url,
-            config: SessionConfig::new_with_ballista()
-                .with_ballista_physical_extension_codec(StrataPhysicalCodec::shared())
-                .with_ballista_grpc_metadata(scheduler_client::ballista_metadata(token)),
+            config,
         }
     }
 

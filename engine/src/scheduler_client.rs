@@ -1,15 +1,17 @@
 //! The client side of a Strata scheduler's pipeline service: the address rule, the
 //! connection with bounded retries, the version handshake, and how a caller presents
-//! its token.
+//! its token and reaches a scheduler whose port serves TLS.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use ballista_core::extension::EndpointOverrideFn;
 use strata_proto::pipeline::HelloRequest;
 use strata_proto::pipeline::pipeline_service_client::PipelineServiceClient;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::EngineError;
 
@@ -30,6 +32,88 @@ pub fn scheduler_url(address: &str) -> String {
 
 /// The environment variable (and `--token` flag) a caller's token comes from.
 pub const TOKEN_ENV: &str = "STRATA_TOKEN";
+
+/// The environment variable (and `--tls-ca` flag) naming the PEM file of the CA that
+/// a scheduler's certificate chains to (or the self-signed certificate itself).
+pub const TLS_CA_ENV: &str = "STRATA_TLS_CA";
+
+/// What a caller presents to a scheduler: its token, and, when the scheduler's port
+/// serves TLS, the CA to trust and the name its certificate has.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub token: Option<String>,
+    /// PEM; with it every connection to the scheduler uses TLS.
+    pub tls_ca: Option<Vec<u8>>,
+    /// The name to check the certificate for, when not the address's host.
+    pub tls_domain: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls_ca.is_some())
+            .field("tls_domain", &self.tls_domain)
+            .finish()
+    }
+}
+
+impl Credentials {
+    fn tls(&self) -> Option<ClientTlsConfig> {
+        let ca = self.tls_ca.as_ref()?;
+        let config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        Some(match &self.tls_domain {
+            Some(domain) => config.domain_name(domain.clone()),
+            None => config,
+        })
+    }
+}
+
+/// A scheduler's URL with the scheme its port speaks.
+fn with_scheme(url: &str, tls: bool) -> String {
+    match (tls, url.strip_prefix("http://")) {
+        (true, Some(rest)) => format!("https://{rest}"),
+        _ => url.to_owned(),
+    }
+}
+
+/// What Ballista's clients must do to every connection to the scheduler at `url`
+/// (Ballista makes them `http://`): TLS when the credentials have a CA, and, for an
+/// executor, its token in the User-Agent. Connections elsewhere (to executors) are
+/// left as Ballista made them. None when there is nothing to do.
+pub fn endpoint_override(
+    url: &str,
+    credentials: &Credentials,
+    executor: bool,
+) -> Option<EndpointOverrideFn> {
+    let tls = credentials.tls();
+    let token = credentials.token.clone().filter(|_| executor);
+    if tls.is_none() && token.is_none() {
+        return None;
+    }
+    let scheduler = scheduler_url(url)
+        .parse::<tonic::codegen::http::Uri>()
+        .ok()
+        .and_then(|uri| uri.authority().cloned());
+    Some(Arc::new(move |endpoint: Endpoint| {
+        if endpoint.uri().authority() != scheduler.as_ref() {
+            return Ok(endpoint);
+        }
+        let mut endpoint = match &tls {
+            Some(tls) => Endpoint::from_shared(with_scheme(&endpoint.uri().to_string(), true))?
+                .connect_timeout(Duration::from_secs(20))
+                .timeout(Duration::from_secs(20 * 60))
+                .tcp_keepalive(Some(Duration::from_secs(60)))
+                .http2_keep_alive_interval(Duration::from_secs(30))
+                .tls_config(tls.clone())?,
+            None => endpoint,
+        };
+        if let Some(token) = &token {
+            endpoint = endpoint.user_agent(format!("{EXECUTOR_AGENT}{token}"))?;
+        }
+        Ok(endpoint)
+    }))
+}
 
 /// The header a token travels in, as `Bearer <token>`.
 pub const AUTHORIZATION: &str = "authorization";
@@ -79,13 +163,6 @@ pub fn ballista_metadata(token: Option<&str>) -> std::collections::HashMap<Strin
         .collect()
 }
 
-/// An executor's connection to the scheduler, carrying its token in the User-Agent.
-pub fn executor_endpoint(endpoint: Endpoint, token: &str) -> Result<Endpoint, EngineError> {
-    endpoint
-        .user_agent(format!("{EXECUTOR_AGENT}{token}"))
-        .map_err(|_| EngineError::BadToken)
-}
-
 /// The token a call presents: a bearer token, or an executor's User-Agent token.
 pub fn presented_token(metadata: &MetadataMap) -> Option<&str> {
     let bearer = metadata
@@ -105,6 +182,12 @@ pub fn presented_token(metadata: &MetadataMap) -> Option<&str> {
         .filter(|token| !token.is_empty())
 }
 
+/// rustls needs one crypto provider chosen, and the dependency graph enables two; an
+/// error only means one is already installed.
+pub fn install_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// Connects to a scheduler's pipeline service and checks it runs this version.
 ///
 /// `url` is `host:port` or `http://host:port`. A scheduler that is not up yet is tried
@@ -114,16 +197,24 @@ pub async fn connect(
     url: &str,
     role: &str,
     name: &str,
-    token: Option<&str>,
+    credentials: &Credentials,
 ) -> Result<SchedulerClient, EngineError> {
-    let bearer = Bearer::new(token)?;
-    let url = scheduler_url(url);
-    let endpoint = Channel::from_shared(url.clone())
-        .map_err(|error| EngineError::BadSchedulerAddress {
-            url: url.clone(),
-            cause: error.to_string(),
-        })?
+    install_crypto();
+    let bearer = Bearer::new(credentials.token.as_deref())?;
+    let tls = credentials.tls();
+    let url = with_scheme(&scheduler_url(url), tls.is_some());
+    let bad_address = |cause: String| EngineError::BadSchedulerAddress {
+        url: url.clone(),
+        cause,
+    };
+    let mut endpoint = Channel::from_shared(url.clone())
+        .map_err(|error| bad_address(error.to_string()))?
         .connect_timeout(Duration::from_secs(2));
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|error| bad_address(error.to_string()))?;
+    }
     let mut last_error = String::new();
     for attempt in 1..=CONNECT_ATTEMPTS {
         match endpoint.connect().await {

@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ballista_core::RuntimeProducer;
-use ballista_core::extension::EndpointOverrideFn;
 use ballista_core::extension::ballista_scalar_functions;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_executor::health::ExecutorHealth;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use strata_engine::codec::StrataPhysicalCodec;
+use strata_engine::scheduler_client::Credentials;
 use strata_engine::{EngineError, scheduler_client};
 use strata_storage::StoreRegistry;
 
@@ -38,8 +38,8 @@ pub struct ExecutorOptions {
     /// Seconds between heartbeats; well under the scheduler's executor timeout, or
     /// the scheduler counts an idle executor as lost.
     pub heartbeat_interval_seconds: u64,
-    /// The token presented to the scheduler, when it asks for one.
-    pub token: Option<String>,
+    /// What it presents to the scheduler: a token, and the CA to trust over TLS.
+    pub credentials: Credentials,
 }
 
 /// Why an executor could not start or stopped.
@@ -73,13 +73,7 @@ pub enum Error {
 /// Checks the scheduler, then runs the executor until the process is stopped.
 pub async fn run(options: ExecutorOptions) -> Result<(), Error> {
     let name = format!("{}:{}", options.host, std::process::id());
-    scheduler_client::connect(
-        &options.scheduler,
-        "executor",
-        &name,
-        options.token.as_deref(),
-    )
-    .await?;
+    scheduler_client::connect(&options.scheduler, "executor", &name, &options.credentials).await?;
     let (scheduler_host, scheduler_port) = split_address(&options.scheduler)?;
     std::fs::create_dir_all(&options.work_dir).map_err(|source| Error::WorkDir {
         path: options.work_dir.clone(),
@@ -124,13 +118,11 @@ pub async fn run(options: ExecutorOptions) -> Result<(), Error> {
         override_function_registry: Some(Arc::new(functions)),
         override_runtime_producer: Some(runtime_producer(options.work_dir.clone())),
         override_physical_codec: Some(StrataPhysicalCodec::shared()),
-        override_create_grpc_client_endpoint: options.token.clone().map(|token| {
-            let endpoint: EndpointOverrideFn = Arc::new(move |endpoint| {
-                scheduler_client::executor_endpoint(endpoint, &token)
-                    .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
-            });
-            endpoint
-        }),
+        override_create_grpc_client_endpoint: scheduler_client::endpoint_override(
+            &options.scheduler,
+            &options.credentials,
+            true,
+        ),
         health,
         ..ExecutorProcessConfig::default()
     };

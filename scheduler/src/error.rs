@@ -19,4 +19,6 @@ pub enum Error {
     Serve(tonic::transport::Error),
     #[error("cannot make the scheduler's own token: {0}")]
     Token(String),
+    #[error("cannot serve TLS: {0}")]
+    Tls(String),
 }

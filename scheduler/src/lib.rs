@@ -24,10 +24,12 @@ use ballista_scheduler::scheduler_process::create_scheduler;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use strata_engine::codec::StrataPhysicalCodec;
+use strata_engine::scheduler_client::Credentials;
 use strata_proto::pipeline::pipeline_service_server::PipelineServiceServer;
 use strata_storage::StoreRegistry;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::access::Gate;
 
@@ -56,6 +58,24 @@ pub struct SchedulerOptions {
     pub advertise_host: Option<String>,
     /// The tokens every call must present; none lets anyone who reaches the port call it.
     pub tokens: Tokens,
+    /// Serve the port over TLS with this certificate and key (PEM).
+    pub tls: Option<ServerTls>,
+}
+
+/// A certificate and its key, PEM, for serving the scheduler's port over TLS.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    /// What this process's own clients trust: the CA the certificate chains to; none
+    /// trusts the certificate itself (a self-signed one).
+    pub ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerTls(<redacted>)")
+    }
 }
 
 /// How often the cluster is observed for the metrics and the autoscaler.
@@ -67,9 +87,9 @@ pub struct Scheduler {
     metrics_listener: Option<TcpListener>,
     options: SchedulerOptions,
     autoscale: Option<Autoscale>,
-    /// A full token of this process's own, for the runs and queries it starts and the
-    /// executors it spawns; none when the scheduler takes no tokens.
-    own_token: Option<String>,
+    /// What this process's own clients present: the runs and queries it starts and the
+    /// executors it spawns. Its token is a full one of its own, made at start.
+    own: Credentials,
 }
 
 impl Scheduler {
@@ -96,18 +116,26 @@ impl Scheduler {
                 .map_err(Error::Token)?;
             Some(token)
         };
+        let own = Credentials {
+            token: own_token,
+            tls_ca: options
+                .tls
+                .as_ref()
+                .map(|tls| tls.ca.clone().unwrap_or_else(|| tls.cert.clone())),
+            tls_domain: options.advertise_host.clone(),
+        };
         Ok(Self {
             listener,
             metrics_listener,
             options,
             autoscale: None,
-            own_token,
+            own,
         })
     }
 
-    /// The token this process's own clients present (see [`Scheduler::bind`]).
-    pub fn own_token(&self) -> Option<&str> {
-        self.own_token.as_deref()
+    /// What this process's own clients present (see [`Scheduler::bind`]).
+    pub fn own_credentials(&self) -> &Credentials {
+        &self.own
     }
 
     /// Scales the executors with this policy and backend while serving.
@@ -218,7 +246,7 @@ impl Scheduler {
             pipeline_service::PipelineService::new(
                 scheduler.clone(),
                 format!("http://{}", self.client_address()?),
-                self.own_token.clone(),
+                self.own.clone(),
                 draining.clone(),
                 Arc::clone(&metrics),
             ),
@@ -248,7 +276,16 @@ impl Scheduler {
             }
         });
         tracing::info!("Strata scheduler {VERSION} listening on {address}");
-        let served = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &self.options.tls {
+            strata_engine::scheduler_client::install_crypto();
+            server = server
+                .tls_config(
+                    ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert, &tls.key)),
+                )
+                .map_err(|error| Error::Tls(error.to_string()))?;
+        }
+        let served = server
             .add_service(ballista)
             .add_service(pipelines)
             .serve_with_incoming_shutdown(

@@ -14,6 +14,7 @@ use strata_engine::engine::run_jobs_prefix;
 use strata_engine::run::{
     ReportState, RunEvent as TableEvent, RunOptions, RunReport, new_run_id, run_pipeline,
 };
+use strata_engine::scheduler_client::Credentials;
 use strata_engine::{Compiled, Engine, EngineError, compile};
 use strata_language::{LanguageError, Pipeline, Sources, Statement, TableName};
 use strata_proto::pipeline::pipeline_service_server::PipelineService as PipelineRpc;
@@ -49,8 +50,8 @@ pub struct PipelineService {
     scheduler: Scheduler,
     /// This scheduler's own address, where submitted runs send their jobs.
     url: String,
-    /// The token those jobs present.
-    own_token: Option<String>,
+    /// What those jobs present.
+    own: Credentials,
     runs: Arc<Runs>,
     submitted: AtomicU64,
     draining: Draining,
@@ -61,14 +62,14 @@ impl PipelineService {
     pub fn new(
         scheduler: Scheduler,
         url: String,
-        own_token: Option<String>,
+        own: Credentials,
         draining: Draining,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             scheduler,
             url,
-            own_token,
+            own,
             runs: Arc::default(),
             submitted: AtomicU64::new(0),
             draining,
@@ -232,7 +233,7 @@ impl PipelineRpc for PipelineService {
         for file in &submitted.files {
             sources.add(&file.path, file.text.clone());
         }
-        let engine = Engine::cluster(&self.url, self.own_token.as_deref());
+        let engine = Engine::cluster(&self.url, &self.own);
         let compiled = prepare(&sources, &warehouse, &engine).await?;
 
         let run_id = format!(

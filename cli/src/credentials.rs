@@ -1,0 +1,41 @@
+//! What a command presents to a scheduler: its token, and the CA to trust when the
+//! scheduler's port serves TLS.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use strata_engine::scheduler_client::{Credentials, TLS_CA_ENV, TOKEN_ENV};
+
+use crate::error::CliError;
+
+/// `--token` and `--tls-ca`, or `STRATA_TOKEN` and `STRATA_TLS_CA` from the environment
+/// (a Kubernetes Secret, say).
+#[derive(Args, Clone, Default)]
+pub struct CredentialsArgs {
+    /// The token to present to a scheduler that asks for one.
+    #[arg(long = "token", env = TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// PEM file of the CA the scheduler's certificate chains to (or the self-signed
+    /// certificate itself); with it, connections to the scheduler use TLS.
+    #[arg(long = "tls-ca", env = TLS_CA_ENV, value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl CredentialsArgs {
+    pub fn credentials(&self) -> Result<Credentials, CliError> {
+        let tls_ca = self
+            .tls_ca
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|error| {
+                    CliError::Cluster(format!("cannot read --tls-ca {}: {error}", path.display()))
+                })
+            })
+            .transpose()?;
+        Ok(Credentials {
+            token: self.token.clone(),
+            tls_ca,
+            tls_domain: None,
+        })
+    }
+}
