@@ -285,6 +285,22 @@ mod tests {
     }
 
     #[test]
+    fn only_connections_to_the_scheduler_are_upgraded_to_tls() {
+        let credentials = Credentials {
+            token: Some("t0k3n-0123456789abcdef".into()),
+            tls_ca: Some(b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".to_vec()),
+            tls_domain: None,
+        };
+        let upgrade = endpoint_override("sched:50050", &credentials, true).unwrap();
+        let scheduler = upgrade(Endpoint::from_static("http://sched:50050")).unwrap();
+        assert_eq!(scheduler.uri().scheme_str(), Some("https"));
+        let executor = upgrade(Endpoint::from_static("http://exec-1:50052")).unwrap();
+        assert_eq!(executor.uri().scheme_str(), Some("http"));
+        let plain = Credentials::default();
+        assert!(endpoint_override("sched:50050", &plain, true).is_none());
+    }
+
+    #[test]
     fn a_token_that_cannot_be_a_header_is_refused() {
         assert!(matches!(
             Bearer::new(Some("a\nb")),
