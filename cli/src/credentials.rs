@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use strata_engine::scheduler_client::{Credentials, TLS_CA_ENV, TOKEN_ENV};
+use strata_engine::scheduler_client::{self, Credentials, SchedulerClient, TLS_CA_ENV, TOKEN_ENV};
 
 use crate::error::CliError;
 
@@ -37,5 +37,10 @@ impl CredentialsArgs {
             tls_ca,
             tls_domain: None,
         })
+    }
+
+    /// Connects to the scheduler's pipeline service as the client command `name`.
+    pub async fn connect(&self, scheduler: &str, name: &str) -> Result<SchedulerClient, CliError> {
+        Ok(scheduler_client::connect(scheduler, "client", name, &self.credentials()?).await?)
     }
 }

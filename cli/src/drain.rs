@@ -28,13 +28,10 @@ pub struct DrainArgs {
 
 /// Asks the scheduler to drain the executor and polls until it is drained.
 pub async fn drain(args: DrainArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let mut client = strata_engine::scheduler_client::connect(
-        &args.scheduler,
-        "client",
-        "strata drain",
-        &args.credentials.credentials()?,
-    )
-    .await?;
+    let mut client = args
+        .credentials
+        .connect(&args.scheduler, "strata drain")
+        .await?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let mut said = String::new();
     loop {

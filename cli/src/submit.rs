@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::Args;
 use futures::StreamExt;
 use strata_engine::run::{RunReport, TableReport};
-use strata_engine::scheduler_client::{self, SchedulerClient, VERSION};
+use strata_engine::scheduler_client::{SchedulerClient, VERSION};
 use strata_language::Sources;
 use strata_proto::pipeline::{
     CancelRequest, ListRunsRequest, PipelineFile, RunState, SubmitRequest, WatchRequest, run_event,
@@ -69,13 +69,10 @@ pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliErr
     // The scheduler sees the warehouse as a store URL, or a path made absolute here.
     let warehouse = Warehouse::open(&args.build.warehouse)?;
     crate::warehouse::refuse_unshared(&warehouse)?;
-    let mut client = scheduler_client::connect(
-        &args.scheduler,
-        "client",
-        "strata submit",
-        &args.credentials.credentials()?,
-    )
-    .await?;
+    let mut client = args
+        .credentials
+        .connect(&args.scheduler, "strata submit")
+        .await?;
     let files: Vec<PipelineFile> = sources
         .iter()
         .map(|(_, file)| PipelineFile {
@@ -202,13 +199,10 @@ fn ended(run_id: &str, state: RunState, error: String) -> CliError {
 
 /// Lists the scheduler's runs, newest first.
 pub async fn runs(args: RunsArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let mut client = scheduler_client::connect(
-        &args.scheduler,
-        "client",
-        "strata runs",
-        &args.credentials.credentials()?,
-    )
-    .await?;
+    let mut client = args
+        .credentials
+        .connect(&args.scheduler, "strata runs")
+        .await?;
     let runs = client
         .list_runs(ListRunsRequest {
             warehouse: match &args.warehouse {
@@ -236,13 +230,10 @@ pub async fn runs(args: RunsArgs, out: &mut impl Write) -> Result<(), CliError> 
 
 /// Cancels a run; what it had not committed is never committed.
 pub async fn cancel(args: CancelArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let mut client = scheduler_client::connect(
-        &args.scheduler,
-        "client",
-        "strata cancel",
-        &args.credentials.credentials()?,
-    )
-    .await?;
+    let mut client = args
+        .credentials
+        .connect(&args.scheduler, "strata cancel")
+        .await?;
     let state = client
         .cancel(CancelRequest {
             run_id: args.run.clone(),
