@@ -47,6 +47,8 @@ pub struct Cluster {
     hidden: Option<PathBuf>,
     /// Environment of every process (a store's endpoint and credentials).
     env: Vec<(String, String)>,
+    /// What `strata scheduler` was started with, for a restart.
+    scheduler_args: Vec<String>,
     pub address: String,
 }
 
@@ -80,6 +82,7 @@ impl Cluster {
             work_dirs: Vec::new(),
             hidden: None,
             env: env.to_vec(),
+            scheduler_args: scheduler_args.iter().map(|arg| arg.to_string()).collect(),
             address,
         };
         for index in 0..executors {
@@ -186,7 +189,8 @@ impl Cluster {
     pub fn restart_scheduler(&mut self) {
         let _ = self.scheduler.kill();
         let _ = self.scheduler.wait();
-        let (mut scheduler, scheduler_out) = start_scheduler(&self.address, &[], &self.env);
+        let args: Vec<&str> = self.scheduler_args.iter().map(String::as_str).collect();
+        let (mut scheduler, scheduler_out) = start_scheduler(&self.address, &args, &self.env);
         let started = Instant::now();
         while scheduler.try_wait().unwrap().is_none()
             && started.elapsed() < Duration::from_secs(30)
@@ -264,7 +268,7 @@ pub(crate) fn embedded_and_copy(name: &str, scale: &str) -> (PathBuf, PathBuf) {
 }
 
 /// Every published table of a warehouse, each sorted on all its columns, as text.
-fn contents(warehouse: &Path) -> Vec<(String, String)> {
+pub(crate) fn contents(warehouse: &Path) -> Vec<(String, String)> {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut tables = Vec::new();
@@ -329,9 +333,22 @@ pub(crate) fn assert_same_tables(embedded: &Path, distributed: &Path) {
     for ((name, rows), (_, distributed_rows)) in expected.iter().zip(&found) {
         assert!(
             rows == distributed_rows,
-            "{name} differs between the embedded and the cluster run"
+            "{name} differs between the embedded and the cluster run ({} and {} lines); \
+             only embedded:\n{}\nonly cluster:\n{}",
+            rows.lines().count(),
+            distributed_rows.lines().count(),
+            lines_missing_from(rows, distributed_rows),
+            lines_missing_from(distributed_rows, rows),
         );
     }
+}
+
+/// Up to ten lines of `a` that `b` lacks, to show how two tables differ.
+fn lines_missing_from(a: &str, b: &str) -> String {
+    let b: std::collections::HashSet<&str> = b.lines().collect();
+    let missing: Vec<&str> = a.lines().filter(|line| !b.contains(line)).collect();
+    let shown: Vec<&str> = missing.iter().take(10).copied().collect();
+    format!("{} lines, first: \n{}", missing.len(), shown.join("\n"))
 }
 
 /// Every table a warehouse has is the table the embedded run built (a run that stopped

@@ -80,11 +80,21 @@ impl Rendered {
         (deployment, container)
     }
 
-    /// The settings ConfigMap (kustomize adds a hash to its name).
-    fn config(&self) -> BTreeMap<String, String> {
+    /// A generated ConfigMap's data (kustomize adds a hash to its name).
+    fn config_map(&self, name: &str) -> BTreeMap<String, String> {
         let maps: Vec<ConfigMap> = self.all("ConfigMap");
-        assert_eq!(maps.len(), 1);
-        maps[0].data.clone().unwrap_or_default()
+        let prefix = format!("{name}-");
+        let found: Vec<_> = maps
+            .iter()
+            .filter(|map| map.metadata.name.as_ref().unwrap().starts_with(&prefix))
+            .collect();
+        assert_eq!(found.len(), 1, "{name}");
+        found[0].data.clone().unwrap_or_default()
+    }
+
+    /// The settings ConfigMap.
+    fn config(&self) -> BTreeMap<String, String> {
+        self.config_map("strata-config")
     }
 }
 
@@ -153,7 +163,7 @@ fn help(command: &str) -> String {
 /// The kinds every overlay must have, with how many of each; an overlay adds where its
 /// warehouse is (a volume claim, or a store's credentials), and nothing else.
 const KINDS: [(&str, usize); 9] = [
-    ("ConfigMap", 1),
+    ("ConfigMap", 2),
     ("Deployment", 2),
     ("NetworkPolicy", 2),
     ("PodDisruptionBudget", 1),
@@ -246,6 +256,46 @@ fn check_overlay(overlay: &str, warehouse_kind: &str) -> Rendered {
             read || store_setting || key == "STRATA_LOG",
             "{overlay}: nothing reads {key}"
         );
+    }
+
+    // The declared schedules are mounted where STRATA_SCHEDULES says, they parse, and
+    // each pipeline they name is one the image carries.
+    let schedules = rendered.config_map("strata-schedules");
+    let file = schedules.get("schedules.toml").expect("schedules.toml");
+    let env = scheduler.env.clone().unwrap();
+    let path = env
+        .iter()
+        .find(|var| var.name == "STRATA_SCHEDULES")
+        .and_then(|var| var.value.clone())
+        .expect("STRATA_SCHEDULES");
+    let mounts = scheduler.volume_mounts.clone().unwrap();
+    let mount = mounts
+        .iter()
+        .find(|mount| mount.name == "schedules")
+        .expect("the schedules volume is mounted");
+    assert_eq!(
+        path,
+        format!("{}/schedules.toml", mount.mount_path),
+        "{overlay}"
+    );
+    assert!(scheduler_help.contains("[env: STRATA_SCHEDULES="));
+    let declared: toml::Value = toml::from_str(file).unwrap();
+    for schedule in declared
+        .get("schedule")
+        .and_then(|s| s.as_array())
+        .into_iter()
+        .flatten()
+    {
+        for pipeline in schedule["pipeline"].as_array().unwrap() {
+            let pipeline = pipeline.as_str().unwrap();
+            let carried = pipeline
+                .strip_prefix("/opt/strata/pipelines/")
+                .unwrap_or_else(|| panic!("{overlay}: {pipeline} is not in the image"));
+            assert!(
+                dockerfile.contains(&format!("COPY examples/{carried} {pipeline}")),
+                "{overlay}: the image does not carry {pipeline}"
+            );
+        }
     }
 
     // Scheduler: its ports are what its flags say, and its probes use the metrics port.

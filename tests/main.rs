@@ -15,6 +15,7 @@ mod k8s;
 mod publish;
 mod rejects;
 mod run;
+mod schedule;
 mod slt;
 mod stores;
 mod support;

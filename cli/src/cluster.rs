@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use clap::Args;
 use strata_engine::Engine;
 use strata_executor::ExecutorOptions;
+use strata_orchestrate::{Schedules, declared};
 use strata_scheduler::{Access, Scheduler, SchedulerOptions, ServerTls, Tokens};
 
 use crate::autoscale::AutoscaleArgs;
@@ -28,16 +29,21 @@ pub struct SchedulerArgs {
     /// Also serve Flight SQL on this port (of the --listen host), running queries on the cluster.
     #[arg(long, requires = "warehouse", value_name = "PORT")]
     pub flight_sql_port: Option<u16>,
-    /// Warehouse whose published tables Flight SQL serves (with --flight-sql-port): a
-    /// directory or a store URL. Stores take their endpoint and credentials from the
-    /// standard AWS_*, AZURE_* and GOOGLE_* environment variables.
+    /// Warehouse whose schedules the scheduler runs (see `strata schedule`) and, with
+    /// --flight-sql-port, whose published tables Flight SQL serves: a directory or a
+    /// store URL. Stores take their endpoint and credentials from the standard AWS_*,
+    /// AZURE_* and GOOGLE_* environment variables.
+    #[arg(long, env = "STRATA_WAREHOUSE", value_name = "PATH_OR_URL")]
+    pub warehouse: Option<String>,
+    /// A TOML file of schedules to register in the warehouse at start (a mounted
+    /// ConfigMap, say; see docs/schedules.md).
     #[arg(
         long,
-        env = "STRATA_WAREHOUSE",
-        requires = "flight_sql_port",
-        value_name = "PATH_OR_URL"
+        env = "STRATA_SCHEDULES",
+        requires = "warehouse",
+        value_name = "FILE"
     )]
-    pub warehouse: Option<String>,
+    pub schedules: Option<PathBuf>,
     #[command(flatten)]
     pub flight: FlightArgs,
     /// Host executors reach this scheduler by [default: the --listen address, or this
@@ -93,6 +99,24 @@ fn server_tls(args: &SchedulerArgs) -> Result<Option<ServerTls>, CliError> {
 
 /// Runs a scheduler until Ctrl-C or SIGTERM.
 pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let schedules = match &args.warehouse {
+        Some(warehouse) => {
+            let warehouse = crate::warehouse::open(warehouse).await?;
+            crate::warehouse::refuse_unshared(&warehouse)?;
+            if let Some(file) = &args.schedules {
+                let registered = Schedules::new(warehouse.clone());
+                let applied = declared::apply(file, &registered).await?;
+                tracing::info!(
+                    "{}: registered {:?}, removed {:?}",
+                    file.display(),
+                    applied.registered,
+                    applied.removed
+                );
+            }
+            Some(warehouse)
+        }
+        None => None,
+    };
     let mut scheduler = Scheduler::bind(SchedulerOptions {
         listen: args.listen,
         executor_timeout_seconds: args.executor_timeout,
@@ -102,6 +126,7 @@ pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), 
         advertise_host: args.advertise_host.clone(),
         tokens: tokens(&args)?,
         tls: server_tls(&args)?,
+        schedules,
     })
     .await
     .map_err(|error| CliError::Cluster(error.to_string()))?;

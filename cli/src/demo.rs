@@ -92,8 +92,8 @@ pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
     )?;
     let run = crate::run::run(
         RunArgs {
+            pipeline: vec![pipeline_dir.clone()],
             build: BuildArgs {
-                pipeline: vec![pipeline_dir.clone()],
                 warehouse: args.warehouse.clone(),
                 select: Vec::new(),
                 full_refresh: false,
@@ -103,6 +103,8 @@ pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
             },
             scheduler: None,
             credentials: crate::credentials::CredentialsArgs::default(),
+            schedule: false,
+            schedules: None,
         },
         out,
     )

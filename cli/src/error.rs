@@ -49,6 +49,9 @@ pub enum CliError {
     /// The Flight SQL server could not start or stopped with an error.
     #[error(transparent)]
     Serve(#[from] strata_flightsql::Error),
+    /// A schedule could not be registered, read or run.
+    #[error(transparent)]
+    Schedule(#[from] strata_orchestrate::Error),
     /// A scheduler could not be reached, refused, or a cluster process failed.
     #[error("{0}")]
     Cluster(String),

@@ -13,6 +13,7 @@ mod hash_password;
 mod query;
 mod rejects;
 mod run;
+mod schedule;
 mod serve;
 mod submit;
 mod warehouse;
@@ -31,13 +32,13 @@ use crate::generate::GenArgs;
 use crate::query::QueryArgs;
 use crate::rejects::RejectsArgs;
 use crate::run::RunArgs;
+use crate::schedule::ScheduleArgs;
 use crate::serve::ServeArgs;
 use crate::submit::{CancelArgs, RunsArgs, SubmitArgs};
 
 /// Warnings and errors only; delta-kernel logs "No files in log segment" at ERROR
 /// whenever a Delta table's first version is written, which is a normal event here.
-const DEFAULT_LOG_FILTER: &str =
-    "warn,strata_scheduler=info,strata_autoscale=info,buoyant_kernel::snapshot::builder=off";
+const DEFAULT_LOG_FILTER: &str = "warn,strata_scheduler=info,strata_autoscale=info,strata_orchestrate=info,buoyant_kernel::snapshot::builder=off";
 
 /// Strata: layered SQL pipelines on DataFusion and Ballista.
 #[derive(Parser)]
@@ -77,6 +78,8 @@ enum Command {
     Runs(RunsArgs),
     /// Stop a run on a scheduler; nothing it had not committed is committed.
     Cancel(CancelArgs),
+    /// Register pipelines to run by themselves: on a cron schedule, on new landing files.
+    Schedule(ScheduleArgs),
     /// Print the argon2 hash of the password on standard input, for a Flight SQL config file.
     HashPassword,
 }
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
             Command::Submit(args) => submit::submit(args, &mut std::io::stdout().lock()).await,
             Command::Runs(args) => submit::runs(args, &mut std::io::stdout().lock()).await,
             Command::Cancel(args) => submit::cancel(args, &mut std::io::stdout().lock()).await,
+            Command::Schedule(args) => schedule::run(args, &mut std::io::stdout().lock()).await,
             Command::HashPassword => {
                 hash_password::run(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())
             }

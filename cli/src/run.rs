@@ -17,9 +17,6 @@ use crate::error::CliError;
 /// What to build, for `strata run` and `strata submit` alike.
 #[derive(Args)]
 pub struct BuildArgs {
-    /// Pipeline files, or directories of `.sql` files.
-    #[arg(required = true, value_name = "PIPELINE")]
-    pub pipeline: Vec<PathBuf>,
     /// Warehouse root, a directory or a store URL (`s3://bucket/prefix`, `gs://…`,
     /// `az://…`, `abfss://…`, `memory://`): landing data is read from it and tables are
     /// written under it. Stores take their endpoint and credentials from the standard
@@ -47,8 +44,23 @@ pub struct BuildArgs {
 /// Arguments of `strata run`.
 #[derive(Args)]
 pub struct RunArgs {
+    /// Pipeline files, or directories of `.sql` files.
+    #[arg(required_unless_present = "schedule", value_name = "PIPELINE")]
+    pub pipeline: Vec<PathBuf>,
     #[command(flatten)]
     pub build: BuildArgs,
+    /// Run the warehouse's schedules (see `strata schedule`) until stopped, instead of
+    /// one run: Ctrl-C or SIGTERM lets the runs under way end.
+    #[arg(long, conflicts_with_all = ["pipeline", "continuous", "full_refresh", "select", "strict"])]
+    pub schedule: bool,
+    /// A TOML file of schedules to register first (see docs/schedules.md).
+    #[arg(
+        long,
+        env = "STRATA_SCHEDULES",
+        requires = "schedule",
+        value_name = "FILE"
+    )]
+    pub schedules: Option<PathBuf>,
     /// Run the work on this Strata scheduler's executors (`host:port`); orchestration stays here.
     #[arg(long, env = "STRATA_SCHEDULER", value_name = "URL")]
     pub scheduler: Option<String>,
@@ -58,7 +70,6 @@ pub struct RunArgs {
 
 /// Checks, plans and runs the pipeline, then prints the summary; fails if any table failed.
 pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let sources = Sources::load(&args.build.pipeline)?;
     let warehouse = crate::warehouse::open(&args.build.warehouse).await?;
     let options = RunOptions {
         select: args.build.select.clone(),
@@ -74,6 +85,11 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
         }
         None => Engine::Embedded,
     };
+    if args.schedule {
+        return crate::schedule::orchestrate(warehouse, engine, args.schedules.as_deref(), out)
+            .await;
+    }
+    let sources = Sources::load(&args.pipeline)?;
     if args.build.continuous {
         let batch = || async {
             let report = async {

@@ -1,6 +1,7 @@
 //! `strata submit`, `strata runs` and `strata cancel`: pipelines run by a scheduler.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use clap::Args;
 use futures::StreamExt;
@@ -19,6 +20,9 @@ use crate::run::{BuildArgs, Progress, outcome, print_summary};
 /// Arguments of `strata submit`.
 #[derive(Args)]
 pub struct SubmitArgs {
+    /// Pipeline files, or directories of `.sql` files.
+    #[arg(required = true, value_name = "PIPELINE")]
+    pub pipeline: Vec<PathBuf>,
     // The warehouse must be a store URL, or a path the scheduler and executors all see.
     #[command(flatten)]
     pub build: BuildArgs,
@@ -65,7 +69,7 @@ fn refused(status: tonic::Status) -> CliError {
 /// Submits the pipeline, follows it like `strata run`, and fails if the run did; with
 /// `--continuous`, submits a run every interval until stopped.
 pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let sources = Sources::load(&args.build.pipeline)?;
+    let sources = Sources::load(&args.pipeline)?;
     // The scheduler sees the warehouse as a store URL, or a path made absolute here.
     let warehouse = Warehouse::open(&args.build.warehouse)?;
     crate::warehouse::refuse_unshared(&warehouse)?;

@@ -25,16 +25,16 @@ use crate::expectations::{Checker, Rule};
 use crate::landing::LandingScanExec;
 use crate::write::{FileFormat, WriteFilesExec, WriteSpec};
 
-/// A shuffle reader with each map partition's output listed once, from the newest
-/// attempt; none when the node is not a reader or lists nothing twice.
+/// A shuffle reader with each map task's output listed once, from the newest attempt;
+/// none when the node is not a reader or lists nothing twice.
 ///
-/// When an executor is lost, Ballista can run a map stage again whole (it was rolled
-/// back after its own input was lost) while the stage reading it keeps the locations
-/// that the first attempt's tasks on the surviving executor reported. The reader then
-/// lists those map partitions twice and reads their rows twice. Locations are listed
-/// in the order they were reported, so the last one of a map partition is the newest;
-/// one attempt's outputs all come together, so every kept location of a map partition
-/// is of one attempt.
+/// Ballista names a map output by the id of the task that wrote it, and a stage rolled
+/// back after a lost executor numbers its tasks from 0 again, while the stage reading
+/// it keeps what the first attempt's tasks on the surviving executors reported. Where
+/// an id is listed twice, the later one is the newer attempt's. This is a safety net for
+/// queries only: a Strata job that loses an executor is cancelled and run again whole
+/// (see the scheduler's cluster state), because a second attempt with fewer tasks leaves
+/// first-attempt outputs that no id pairs up.
 fn newest_shuffle_locations(buf: &[u8]) -> Option<Vec<u8>> {
     let mut node = BallistaPhysicalPlanNode::decode(buf).ok()?;
     let partitions = match node.physical_plan_type.as_mut()? {

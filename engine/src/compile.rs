@@ -63,6 +63,20 @@ pub async fn compile(
     warehouse: &Warehouse,
     engine: &Engine,
 ) -> Result<Compiled> {
+    let (pipeline, graph) = resolve(sources, warehouse)?;
+    let ctx = engine.session();
+    let planned = plan_pipeline(&pipeline, &graph, warehouse, &ctx).await?;
+    Ok(Compiled {
+        pipeline,
+        graph,
+        planned,
+        ctx,
+    })
+}
+
+/// Parses and resolves a pipeline, with every landing location resolved against the
+/// warehouse.
+fn resolve(sources: &Sources, warehouse: &Warehouse) -> Result<(Pipeline, Graph)> {
     let mut pipeline = parse(sources)?;
     let graph = Graph::resolve(&pipeline, sources)?;
     for statement in &mut pipeline.statements {
@@ -72,14 +86,25 @@ pub async fn compile(
             }
         }
     }
-    let ctx = engine.session();
-    let planned = plan_pipeline(&pipeline, &graph, warehouse, &ctx).await?;
-    Ok(Compiled {
-        pipeline,
-        graph,
-        planned,
-        ctx,
-    })
+    Ok((pipeline, graph))
+}
+
+/// A pipeline's landing sources, planning nothing and reading no file: what a trigger
+/// on new landing files watches.
+pub async fn landing_sources(
+    sources: &Sources,
+    warehouse: &Warehouse,
+    engine: &Engine,
+) -> Result<Vec<LandingSource>> {
+    let (pipeline, _) = resolve(sources, warehouse)?;
+    let state = engine.session().state();
+    let mut found = Vec::new();
+    for statement in &pipeline.statements {
+        if let Statement::Source(source) = statement {
+            found.push(LandingSource::from_definition(&source.definition, &state).await?);
+        }
+    }
+    Ok(found)
 }
 
 /// Creates the layer schemas on a session so `landing.x` and `raw.y` resolve.

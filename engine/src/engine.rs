@@ -26,7 +26,7 @@ use crate::write::{WriteFilesExec, WriteSummary};
 /// How often an embedded build reports the rows its writers have read.
 const PROGRESS_TICK: Duration = Duration::from_secs(1);
 
-/// Runs of one writer job whose answer was lost with the executor that held it.
+/// Runs of one writer job whose executor or answer was lost.
 const RESULT_ATTEMPTS: u32 = 3;
 
 /// Prefix of the Ballista job name of every job Strata submits.
@@ -39,6 +39,11 @@ pub fn job_name(run_id: &str, table: &TableName, landing_file: Option<usize>) ->
         Some(index) => format!("{}{table}:{index}", run_jobs_prefix(run_id)),
         None => format!("{}{table}", run_jobs_prefix(run_id)),
     }
+}
+
+/// Whether a Ballista job is one Strata submitted (a table build), not a query.
+pub fn is_strata_job(job_name: &str) -> bool {
+    job_name.starts_with(JOB_NAME_PREFIX)
 }
 
 /// The start of the Ballista job name of every job of one run.
@@ -148,6 +153,18 @@ impl Engine {
                             tracing::warn!(
                                 "job {job} finished but its answer was lost with an executor; \
                                  running it again ({attempt} of {RESULT_ATTEMPTS})"
+                            );
+                            attempt += 1;
+                        }
+                        // The scheduler cancels a table build that loses an executor
+                        // rather than patch it up (see the scheduler's cluster state).
+                        Err(error)
+                            if attempt < RESULT_ATTEMPTS
+                                && task_error::is_cancelled_job(&error) =>
+                        {
+                            tracing::warn!(
+                                "job {job} was cancelled by the scheduler after it lost an \
+                                 executor; running it again ({attempt} of {RESULT_ATTEMPTS})"
                             );
                             attempt += 1;
                         }

@@ -16,6 +16,6 @@ pub mod stream;
 pub mod task_error;
 pub mod write;
 
-pub use compile::{Compiled, compile};
+pub use compile::{Compiled, compile, landing_sources};
 pub use engine::Engine;
 pub use error::{BuildStep, EngineError, Result};

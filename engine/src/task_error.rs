@@ -124,6 +124,21 @@ pub fn is_lost_result(error: &DataFusionError) -> bool {
     }
 }
 
+/// Ballista's failure text of a cancelled job: `Job <id> failed: Cancelled`.
+const CANCELLED_JOB: &str = " failed: Cancelled";
+
+/// Whether a job failed because it was cancelled. A run's own cancellation stops its
+/// orchestration first, so a table build that sees this was cancelled by the scheduler
+/// after it lost an executor. Ballista states a job's failure only as text.
+pub fn is_cancelled_job(error: &DataFusionError) -> bool {
+    match error.find_root() {
+        DataFusionError::Execution(text) => {
+            text.starts_with("Job ") && text.ends_with(CANCELLED_JOB)
+        }
+        _ => false,
+    }
+}
+
 /// What Ballista puts before the debug text of a task's error in a job's failure.
 const TASK_FAILED: &str = "Task failed due to runtime execution error: ";
 
@@ -331,6 +346,21 @@ mod tests {
         )));
         assert!(!is_lost_result(&DataFusionError::Execution(
             "Job 1 failed: GrpcConnectionError(".into()
+        )));
+    }
+
+    #[test]
+    fn a_cancelled_job_is_told_apart_from_a_failed_one() {
+        let cancelled = DataFusionError::Execution("Job 038HP failed: Cancelled".into());
+        assert!(is_cancelled_job(&DataFusionError::Context(
+            "building ranked.x".into(),
+            Box::new(cancelled)
+        )));
+        assert!(!is_cancelled_job(&DataFusionError::Execution(
+            "Job 038HP failed: Task failed due to runtime execution error: Cancelled".into()
+        )));
+        assert!(!is_cancelled_job(&DataFusionError::Execution(
+            "Job 038HP failed: Divide by zero".into()
         )));
     }
 

@@ -7,34 +7,60 @@
 //! dropped as stale without giving their slots back. A survivor then has no free slot
 //! for ever, and the run hangs (upstream: apache/datafusion-ballista#2418 is the same
 //! leak on cancellation). Counting the running tasks at each binding cannot drift.
+//!
+//! A table build that loses an executor is cancelled whole, before Ballista patches
+//! it up, and the engine runs it again. Ballista's recovery can read a map stage's
+//! output twice: a stage rolled back after its own input was lost runs again from task
+//! 0, while the stage reading it keeps what the first attempt's tasks on the surviving
+//! executors reported. A build's files are committed only after its job ends, so a
+//! second run of the job is always safe; a wrong answer is not.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ballista_core::JobId;
 use ballista_core::error::Result;
 use ballista_core::serde::protobuf::{
-    ExecutorHeartbeat, ExecutorStatus, executor_status, task_status,
+    ExecutorHeartbeat, ExecutorStatus, executor_status, job_status, task_status,
 };
 use ballista_core::serde::scheduler::{ExecutorData, ExecutorMetadata};
 use ballista_scheduler::cluster::memory::InMemoryClusterState;
 use ballista_scheduler::cluster::{BoundTask, ClusterState, ClusterStateEventStream, ExecutorSlot};
 use ballista_scheduler::config::TaskDistributionPolicy;
+use ballista_scheduler::scheduler_server::SchedulerServer;
 use ballista_scheduler::state::execution_stage::ExecutionStage;
 use ballista_scheduler::state::task_manager::JobInfoCache;
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 
 use crate::draining::Draining;
 
+type Scheduler = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
+
 /// Ballista's cluster state, with draining executors shown as Terminating (Ballista
-/// skips those) and free slots counted from the running tasks.
+/// skips those), free slots counted from the running tasks, and table builds that
+/// lose an executor cancelled.
 pub struct StrataClusterState {
     inner: Arc<dyn ClusterState>,
     draining: Draining,
+    /// The active jobs as of the last binding: every job with a task on an executor.
+    jobs: Mutex<Arc<HashMap<JobId, JobInfoCache>>>,
+    /// Set once the scheduler that owns this state exists.
+    scheduler: OnceLock<Scheduler>,
 }
 
 impl StrataClusterState {
     pub fn new(inner: Arc<dyn ClusterState>, draining: Draining) -> Self {
-        Self { inner, draining }
+        Self {
+            inner,
+            draining,
+            jobs: Mutex::default(),
+            scheduler: OnceLock::new(),
+        }
+    }
+
+    /// Lets the state cancel jobs through `scheduler`, the one it serves.
+    pub fn serve(&self, scheduler: Scheduler) {
+        let _ = self.scheduler.set(scheduler);
     }
 
     fn shown(&self, mut heartbeat: ExecutorHeartbeat) -> ExecutorHeartbeat {
@@ -45,6 +71,38 @@ impl StrataClusterState {
         }
         heartbeat
     }
+}
+
+/// The running table builds that ran a task on `executor`: those it had running, and
+/// those whose finished map outputs it held.
+async fn builds_on(jobs: &HashMap<JobId, JobInfoCache>, executor: &str) -> Vec<JobId> {
+    let mut affected = Vec::new();
+    for (job_id, job) in jobs {
+        let graph = job.execution_graph.read().await;
+        let running = matches!(
+            graph.status().status,
+            Some(job_status::Status::Running(_) | job_status::Status::Queued(_)) | None
+        );
+        if !running || !strata_engine::engine::is_strata_job(graph.job_name()) {
+            continue;
+        }
+        let touched = graph.stages().values().any(|stage| {
+            let tasks = match stage {
+                ExecutionStage::Running(stage) => &stage.task_infos,
+                ExecutionStage::Successful(stage) => &stage.task_infos,
+                _ => return false,
+            };
+            tasks.iter().any(|task| match &task.task_status {
+                task_status::Status::Running(running) => running.executor_id == executor,
+                task_status::Status::Successful(done) => done.executor_id == executor,
+                _ => false,
+            })
+        });
+        if touched {
+            affected.push(job_id.clone());
+        }
+    }
+    affected
 }
 
 /// The slots each executor's running tasks hold, over every active job.
@@ -81,6 +139,7 @@ impl ClusterState for StrataClusterState {
         let alive =
             executors.unwrap_or_else(|| self.inner.executor_heartbeats().into_keys().collect());
         let in_use = slots_in_use(&active_jobs).await;
+        *self.jobs.lock().expect("jobs lock") = Arc::clone(&active_jobs);
         // Ballista's binders are private to it: a state of this moment's free slots reuses them.
         let now = InMemoryClusterState::default();
         for metadata in self.inner.registered_executor_metadata().await {
@@ -129,7 +188,21 @@ impl ClusterState for StrataClusterState {
         self.inner.save_executor_heartbeat(heartbeat).await
     }
 
+    /// Cancels the table builds that ran on the executor first: Ballista hears of the
+    /// loss only after this returns, through the same event queue as the cancellations.
     async fn remove_executor(&self, executor_id: &str) -> Result<()> {
+        if let Some(scheduler) = self.scheduler.get() {
+            let jobs = Arc::clone(&self.jobs.lock().expect("jobs lock"));
+            for job_id in builds_on(&jobs, executor_id).await {
+                tracing::warn!(
+                    "executor {executor_id} is gone: cancelling job {job_id}, which ran on \
+                     it, for its run to start it again"
+                );
+                if let Err(error) = scheduler.cancel_job(job_id.clone()).await {
+                    tracing::warn!("cancelling job {job_id}: {error}");
+                }
+            }
+        }
         self.inner.remove_executor(executor_id).await
     }
 

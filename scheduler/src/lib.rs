@@ -23,10 +23,12 @@ use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
 use ballista_scheduler::scheduler_process::create_scheduler;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use strata_engine::Engine;
 use strata_engine::codec::StrataPhysicalCodec;
 use strata_engine::scheduler_client::Credentials;
+use strata_orchestrate::Orchestrator;
 use strata_proto::pipeline::pipeline_service_server::PipelineServiceServer;
-use strata_storage::StoreRegistry;
+use strata_storage::{StoreRegistry, Warehouse};
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, ServerTlsConfig};
@@ -60,6 +62,8 @@ pub struct SchedulerOptions {
     pub tokens: Tokens,
     /// Serve the port over TLS with this certificate and key (PEM).
     pub tls: Option<ServerTls>,
+    /// Run the schedules registered in this warehouse on the cluster.
+    pub schedules: Option<Warehouse>,
 }
 
 /// A certificate and its key, PEM, for serving the scheduler's port over TLS.
@@ -215,17 +219,16 @@ impl Scheduler {
             .await
             .map_err(Error::Ballista)?;
         let draining = Draining::default();
-        let cluster = BallistaCluster::new(
-            Arc::new(StrataClusterState::new(
-                cluster.cluster_state(),
-                draining.clone(),
-            )),
-            cluster.job_state(),
-        );
+        let state = Arc::new(StrataClusterState::new(
+            cluster.cluster_state(),
+            draining.clone(),
+        ));
+        let cluster = BallistaCluster::new(Arc::clone(&state) as _, cluster.job_state());
         let scheduler =
             create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::clone(&config))
                 .await
                 .map_err(Error::Ballista)?;
+        state.serve(scheduler.clone());
         let max_message = config.grpc_server_max_decoding_message_size as usize;
         let tokens = Arc::new(self.options.tokens.clone());
         if tokens.is_empty() {
@@ -242,10 +245,16 @@ impl Scheduler {
             Gate::new(Arc::clone(&tokens), Access::Full),
         );
         let metrics = Arc::new(Metrics::default());
+        let own_url = format!("http://{}", self.client_address()?);
+        let schedules = self
+            .options
+            .schedules
+            .clone()
+            .map(|warehouse| (warehouse, Engine::cluster(&own_url, &self.own)));
         let pipelines = PipelineServiceServer::with_interceptor(
             pipeline_service::PipelineService::new(
                 scheduler.clone(),
-                format!("http://{}", self.client_address()?),
+                own_url,
                 self.own.clone(),
                 draining.clone(),
                 Arc::clone(&metrics),
@@ -275,6 +284,9 @@ impl Scheduler {
                 autoscaler::observed(observation, autoscaler.as_mut(), &draining, &metrics).await;
             }
         });
+        let orchestrator = schedules.map(|(warehouse, engine)| {
+            tokio::spawn(Orchestrator::new(warehouse, engine).run(std::future::pending()))
+        });
         tracing::info!("Strata scheduler {VERSION} listening on {address}");
         let mut server = tonic::transport::Server::builder();
         if let Some(tls) = &self.options.tls {
@@ -297,6 +309,12 @@ impl Scheduler {
         // Dropping the autoscaler stops the executor processes it started.
         observer.abort();
         let _ = observer.await;
+        // Runs of schedules under way stop with the scheduler, as submitted runs do; their
+        // reports say they were interrupted.
+        if let Some(orchestrator) = orchestrator {
+            orchestrator.abort();
+            let _ = orchestrator.await;
+        }
         served
     }
 }

@@ -17,6 +17,10 @@ use crate::store::{StoreKind, StoreOptions, StoreUrl};
 const STRATA_DIR: &str = "_strata";
 /// Run reports, one JSON file per run, under [`STRATA_DIR`].
 const RUNS_DIR: &str = "runs";
+/// Registered schedules, one JSON file per schedule, under [`STRATA_DIR`].
+const SCHEDULES_DIR: &str = "schedules";
+/// What each schedule has fired and seen, one JSON file per schedule, under [`STRATA_DIR`].
+const SCHEDULE_STATE_DIR: &str = "schedule_state";
 /// A raw table's commit log, inside the table's directory.
 const RAW_LOG_DIR: &str = "_strata_log";
 /// Where MERGE KEY and SCD2 builds stage their checked rows, inside the table's directory.
@@ -104,6 +108,30 @@ impl Warehouse {
     /// The report of one run: `<root>/_strata/runs/<run_id>.json`.
     pub fn run_report(&self, run_id: &str) -> StorePath {
         self.runs_dir().join(format!("{run_id}.json"))
+    }
+
+    /// Where schedules are registered: `<root>/_strata/schedules`.
+    pub fn schedules_dir(&self) -> StorePath {
+        self.root
+            .child(STRATA_DIR)
+            .child(SCHEDULES_DIR)
+            .path()
+            .clone()
+    }
+
+    /// One schedule: `<root>/_strata/schedules/<name>.json`.
+    pub fn schedule(&self, name: &str) -> StorePath {
+        self.schedules_dir().join(format!("{name}.json"))
+    }
+
+    /// What one schedule fired and saw: `<root>/_strata/schedule_state/<name>.json`.
+    pub fn schedule_state(&self, name: &str) -> StorePath {
+        self.root
+            .child(STRATA_DIR)
+            .child(SCHEDULE_STATE_DIR)
+            .path()
+            .clone()
+            .join(format!("{name}.json"))
     }
 
     /// A path in the warehouse, as users see it (a path on disk, a URL in a store).
