@@ -237,7 +237,7 @@ fn probe(port: u16, path: &str) -> Option<u16> {
 }
 
 /// Generated landing data in a fresh warehouse.
-fn generated(name: &str, scale: &str) -> PathBuf {
+pub(crate) fn generated(name: &str, scale: &str) -> PathBuf {
     let dir = workdir(name);
     let output = strata(&["gen", "--scale", scale, "--out", dir.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));

@@ -12,6 +12,7 @@ mod flight;
 mod flight_limits;
 mod incremental;
 mod k8s;
+mod lineage;
 mod publish;
 mod rejects;
 mod run;

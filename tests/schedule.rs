@@ -4,17 +4,15 @@
 //! after a scheduler restart the schedules and their history are still there and fire
 //! again. And `strata run --schedule` does the same on one machine.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::cluster::{Cluster, contents};
-use crate::support::{stderr, stdout, strata, workdir};
+use crate::support::{Receiver, stderr, stdout, strata, workdir};
 
 /// Raw ticks, from one CSV a tick.
 const TICKS: &str = "CREATE EXTERNAL TABLE landing.ticks (n INT) STORED AS CSV \
@@ -29,49 +27,6 @@ CREATE TABLE enriched.order_totals AS SELECT count(*) AS orders, sum(amount) AS 
 
 /// Long enough for a debug build's run on a one-executor cluster, with margin.
 const PATIENCE: Duration = Duration::from_secs(120);
-
-/// An HTTP endpoint that answers 200 to every POST and hands over its JSON body.
-struct Webhook {
-    url: String,
-    bodies: mpsc::Receiver<Value>,
-}
-
-impl Webhook {
-    fn start() -> Webhook {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/strata-hook", listener.local_addr().unwrap());
-        let (send, bodies) = mpsc::channel();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0;
-                let mut line = String::new();
-                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                    if let Some((name, value)) = line.split_once(':')
-                        && name.eq_ignore_ascii_case("content-length")
-                    {
-                        length = value.trim().parse().unwrap();
-                    }
-                    line.clear();
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-                let _ = send.send(serde_json::from_slice(&body).unwrap());
-            }
-        });
-        Webhook { url, bodies }
-    }
-
-    fn next(&self) -> Value {
-        self.bodies
-            .recv_timeout(PATIENCE)
-            .expect("the webhook was called")
-    }
-}
 
 fn state(warehouse: &Path, schedule: &str) -> Value {
     let path = warehouse.join(format!("_strata/schedule_state/{schedule}.json"));
@@ -133,7 +88,7 @@ fn cron_and_file_triggers_fire_retry_tell_a_webhook_and_survive_a_restart() {
     write(warehouse.join("landing/orders/o1.csv"), "id,amount\n1,10\n");
     let wh = warehouse.to_str().unwrap();
     let mut cluster = Cluster::start_with("schedule", 1, &["--warehouse", wh]);
-    let hook = Webhook::start();
+    let hook = Receiver::start(PATIENCE);
 
     let said = schedule(&[
         "add",

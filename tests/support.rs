@@ -1,7 +1,13 @@
 //! What the integration tests share: running `strata` as a user would, and scratch space.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
 
 /// Runs the `strata` binary, unaffected by any `STRATA_*` settings of the caller.
 pub fn strata(args: &[&str]) -> Output {
@@ -103,4 +109,54 @@ pub fn table_report(stdout: &str, table: &str) -> serde_json::Value {
         .find(|entry| entry["table"] == table)
         .cloned()
         .unwrap_or_else(|| panic!("no {table} in the run report {path}"))
+}
+
+/// An HTTP endpoint on 127.0.0.1 (a webhook, an OpenLineage endpoint) that answers 200
+/// to every POST and hands over its JSON body.
+pub struct Receiver {
+    pub url: String,
+    bodies: mpsc::Receiver<Value>,
+    patience: Duration,
+}
+
+impl Receiver {
+    pub fn start(patience: Duration) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let (send, bodies) = mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap();
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+                let _ = send.send(serde_json::from_slice(&body).unwrap());
+            }
+        });
+        Receiver {
+            url,
+            bodies,
+            patience,
+        }
+    }
+
+    /// The next body, waiting up to the receiver's patience.
+    pub fn next(&self) -> Value {
+        self.bodies
+            .recv_timeout(self.patience)
+            .expect("a POST came")
+    }
 }

@@ -105,6 +105,7 @@ pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
             credentials: crate::credentials::CredentialsArgs::default(),
             schedule: false,
             schedules: None,
+            openlineage: None,
         },
         out,
     )

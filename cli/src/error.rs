@@ -49,6 +49,9 @@ pub enum CliError {
     /// The Flight SQL server could not start or stopped with an error.
     #[error(transparent)]
     Serve(#[from] strata_flightsql::Error),
+    /// Lineage could not be worked out or its OpenLineage events not sent.
+    #[error(transparent)]
+    Lineage(#[from] strata_lineage::Error),
     /// A schedule could not be registered, read or run.
     #[error(transparent)]
     Schedule(#[from] strata_orchestrate::Error),

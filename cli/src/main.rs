@@ -10,6 +10,7 @@ mod drain;
 mod error;
 mod generate;
 mod hash_password;
+mod lineage;
 mod query;
 mod rejects;
 mod run;
@@ -29,6 +30,7 @@ use crate::demo::DemoArgs;
 use crate::drain::DrainArgs;
 use crate::error::CliError;
 use crate::generate::GenArgs;
+use crate::lineage::LineageArgs;
 use crate::query::QueryArgs;
 use crate::rejects::RejectsArgs;
 use crate::run::RunArgs;
@@ -80,6 +82,8 @@ enum Command {
     Cancel(CancelArgs),
     /// Register pipelines to run by themselves: on a cron schedule, on new landing files.
     Schedule(ScheduleArgs),
+    /// Show which upstream columns each column is computed from, filtered, joined or grouped by.
+    Lineage(LineageArgs),
     /// Print the argon2 hash of the password on standard input, for a Flight SQL config file.
     HashPassword,
 }
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
             Command::Runs(args) => submit::runs(args, &mut std::io::stdout().lock()).await,
             Command::Cancel(args) => submit::cancel(args, &mut std::io::stdout().lock()).await,
             Command::Schedule(args) => schedule::run(args, &mut std::io::stdout().lock()).await,
+            Command::Lineage(args) => lineage::run(args, &mut std::io::stdout().lock()).await,
             Command::HashPassword => {
                 hash_password::run(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())
             }

@@ -66,6 +66,15 @@ pub struct RunArgs {
     pub scheduler: Option<String>,
     #[command(flatten)]
     pub credentials: CredentialsArgs,
+    /// Send an OpenLineage run event for each table built or failed, with its column
+    /// lineage: a file (lines of JSON, appended) or an http(s) URL each event is POSTed to.
+    #[arg(
+        long,
+        env = "STRATA_OPENLINEAGE",
+        conflicts_with_all = ["continuous", "schedule"],
+        value_name = "FILE_OR_URL"
+    )]
+    pub openlineage: Option<String>,
 }
 
 /// Checks, plans and runs the pipeline, then prints the summary; fails if any table failed.
@@ -103,18 +112,20 @@ pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
         return crate::continuous::run(args.build.interval, out, batch).await;
     }
     let progress = Progress::default();
-    let report = async {
-        let compiled = compile(&sources, &warehouse, &engine).await?;
-        run_pipeline(&compiled, &warehouse, &engine, &options, &|event| {
-            progress.event(event)
-        })
+    let compiled = compile(&sources, &warehouse, &engine)
         .await
-    }
+        .map_err(|error| CliError::pipeline(error, &sources))?;
+    let report = run_pipeline(&compiled, &warehouse, &engine, &options, &|event| {
+        progress.event(event)
+    })
     .await
     .map_err(|error| CliError::pipeline(error, &sources))?;
 
     print_summary(&report, out)?;
     writeln!(out, "report: {}", report.history_path(&warehouse))?;
+    if let Some(target) = &args.openlineage {
+        crate::lineage::send_run_events(&compiled, &report, &warehouse, target).await;
+    }
     outcome(&report, args.build.strict)
 }
 
