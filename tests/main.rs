@@ -6,6 +6,7 @@ mod chaos;
 mod check;
 mod cli;
 mod cluster;
+mod console;
 mod continuous;
 mod example;
 mod flight;

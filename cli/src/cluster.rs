@@ -10,7 +10,7 @@ use clap::Args;
 use strata_engine::Engine;
 use strata_executor::ExecutorOptions;
 use strata_orchestrate::{Schedules, declared};
-use strata_scheduler::{Access, Scheduler, SchedulerOptions, ServerTls, Tokens};
+use strata_scheduler::{Access, ConsoleSettings, Scheduler, SchedulerOptions, ServerTls, Tokens};
 
 use crate::autoscale::AutoscaleArgs;
 use crate::credentials::CredentialsArgs;
@@ -53,6 +53,11 @@ pub struct SchedulerArgs {
     /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this port (of the --listen host).
     #[arg(long, value_name = "PORT")]
     pub metrics_port: Option<u16>,
+    /// Serve the web console on this port (of the --listen host): the warehouse's runs
+    /// with live progress, the schedules' pipelines, tables, lineage and this cluster,
+    /// behind the Flight SQL users.
+    #[arg(long, requires = "warehouse", value_name = "PORT")]
+    pub console_port: Option<u16>,
     #[command(flatten)]
     pub autoscale: AutoscaleArgs,
     /// Tokens callers must present, one a line: `full <token>` or `read-only <token>`
@@ -126,7 +131,15 @@ pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), 
         advertise_host: args.advertise_host.clone(),
         tokens: tokens(&args)?,
         tls: server_tls(&args)?,
-        schedules,
+        console: match args.console_port {
+            Some(port) => Some(ConsoleSettings {
+                listen: SocketAddr::new(args.listen.ip(), port),
+                users: args.flight.login.config()?.users,
+                insecure: args.flight.login.insecure,
+            }),
+            None => None,
+        },
+        warehouse: schedules,
     })
     .await
     .map_err(|error| CliError::Cluster(error.to_string()))?;
@@ -143,6 +156,9 @@ pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), 
     )?;
     if let Some(metrics) = scheduler.metrics_addr() {
         writeln!(out, "serving metrics on http://{metrics}/metrics")?;
+    }
+    if let Some(console) = scheduler.console_addr() {
+        writeln!(out, "serving the console on http://{console}/")?;
     }
     // Executors it spawns trust what its own clients trust.
     let trusted = args

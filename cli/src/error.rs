@@ -52,6 +52,9 @@ pub enum CliError {
     /// Lineage could not be worked out or its OpenLineage events not sent.
     #[error(transparent)]
     Lineage(#[from] strata_lineage::Error),
+    /// The web console could not be served.
+    #[error(transparent)]
+    Console(#[from] strata_console::Error),
     /// A schedule could not be registered, read or run.
     #[error(transparent)]
     Schedule(#[from] strata_orchestrate::Error),

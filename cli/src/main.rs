@@ -3,6 +3,7 @@
 mod autoscale;
 mod check;
 mod cluster;
+mod console;
 mod continuous;
 mod credentials;
 mod demo;
@@ -26,6 +27,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::check::CheckArgs;
 use crate::cluster::{ClusterArgs, ExecutorArgs, SchedulerArgs};
+use crate::console::ConsoleArgs;
 use crate::demo::DemoArgs;
 use crate::drain::DrainArgs;
 use crate::error::CliError;
@@ -84,6 +86,8 @@ enum Command {
     Schedule(ScheduleArgs),
     /// Show which upstream columns each column is computed from, filtered, joined or grouped by.
     Lineage(LineageArgs),
+    /// Serve the web console of a warehouse: runs, the DAG, tables, lineage.
+    Console(ConsoleArgs),
     /// Print the argon2 hash of the password on standard input, for a Flight SQL config file.
     HashPassword,
 }
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
             Command::Cancel(args) => submit::cancel(args, &mut std::io::stdout().lock()).await,
             Command::Schedule(args) => schedule::run(args, &mut std::io::stdout().lock()).await,
             Command::Lineage(args) => lineage::run(args, &mut std::io::stdout().lock()).await,
+            Command::Console(args) => console::run(args, &mut std::io::stdout()).await,
             Command::HashPassword => {
                 hash_password::run(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())
             }

@@ -26,9 +26,10 @@ pub struct ServeArgs {
     pub flight: FlightArgs,
 }
 
-/// Who may query and how: shared by `strata serve` and `strata scheduler --flight-sql-port`.
+/// Who may log in: shared by Flight SQL (`strata serve`, `strata scheduler`) and the
+/// web console.
 #[derive(Args)]
-pub struct FlightArgs {
+pub struct LoginArgs {
     /// Flight SQL settings: a TOML file with `[[users]]`, `token_ttl_seconds`,
     /// `show_quarantine` and `[tls]`.
     #[arg(long, value_name = "PATH", env = "STRATA_FLIGHT_CONFIG")]
@@ -41,6 +42,31 @@ pub struct FlightArgs {
         value_name = "USERS"
     )]
     pub users: Option<String>,
+    /// Serve a non-loopback address without credentials.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl LoginArgs {
+    /// The config file's settings, with `--users` added.
+    pub fn config(&self) -> Result<ServerConfig, CliError> {
+        let mut config = match &self.config {
+            Some(path) => ServerConfig::from_file(path)?,
+            None => ServerConfig::default(),
+        };
+        if let Some(users) = &self.users {
+            config = config.with_users(users)?;
+        }
+        config.insecure = self.insecure;
+        Ok(config)
+    }
+}
+
+/// Who may query and how: shared by `strata serve` and `strata scheduler --flight-sql-port`.
+#[derive(Args)]
+pub struct FlightArgs {
+    #[command(flatten)]
+    pub login: LoginArgs,
     /// PEM certificate for TLS (with --tls-key); on `strata scheduler`, for its gRPC
     /// port too.
     #[arg(long, requires = "tls_key", value_name = "PATH")]
@@ -51,9 +77,6 @@ pub struct FlightArgs {
     /// Also show `<table>__quarantine` and `raw.<table>__rejects` tables.
     #[arg(long)]
     pub show_quarantine: bool,
-    /// Serve a non-loopback address without credentials.
-    #[arg(long)]
-    pub insecure: bool,
     /// Stop a query that runs longer than this many seconds [default: 900].
     #[arg(long, value_name = "SECONDS")]
     pub query_timeout: Option<u64>,
@@ -91,18 +114,11 @@ pub(crate) async fn bind(
     engine: Engine,
     out: &mut impl Write,
 ) -> Result<FlightSqlServer, CliError> {
-    let mut config = match &args.config {
-        Some(path) => ServerConfig::from_file(path)?,
-        None => ServerConfig::default(),
-    };
-    if let Some(users) = &args.users {
-        config = config.with_users(users)?;
-    }
+    let mut config = args.login.config()?;
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = Some(TlsFiles { cert, key });
     }
     config.show_quarantine |= args.show_quarantine;
-    config.insecure = args.insecure;
     if let Some(seconds) = args.query_timeout {
         config.limits.query_timeout = std::time::Duration::from_secs(seconds);
     }

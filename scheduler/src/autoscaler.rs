@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use strata_autoscale::Backend;
 use strata_autoscale::policy::{self, Decision, Memory, Settings};
 
+use crate::cluster_log::ClusterLog;
 use crate::cluster_view::{ClusterView, ExecutorState};
 use crate::draining::Draining;
 use crate::metrics::Metrics;
@@ -30,6 +31,7 @@ pub async fn observed(
     autoscaler: Option<&mut Autoscaler>,
     draining: &Draining,
     metrics: &Metrics,
+    log: &ClusterLog,
 ) {
     let mut view = match observation {
         Ok(view) => view,
@@ -42,12 +44,13 @@ pub async fn observed(
     };
     let starting = match autoscaler {
         Some(autoscaler) => {
-            autoscaler.step(&mut view, draining, metrics).await;
+            autoscaler.step(&mut view, draining, metrics, log).await;
             autoscaler.starting()
         }
         None => 0,
     };
     metrics.observe(&view, starting);
+    log.observed(&view);
 }
 
 /// The policy's memory and what the loop knows beyond the scheduler's state.
@@ -86,7 +89,13 @@ impl Autoscaler {
     }
 
     /// One tick: marks stopped executors in `view`, stops drained ones, then decides.
-    pub async fn step(&mut self, view: &mut ClusterView, draining: &Draining, metrics: &Metrics) {
+    pub async fn step(
+        &mut self,
+        view: &mut ClusterView,
+        draining: &Draining,
+        metrics: &Metrics,
+        log: &ClusterLog,
+    ) {
         let registered: HashSet<String> = view
             .executors
             .iter()
@@ -109,7 +118,7 @@ impl Autoscaler {
             }
         }
 
-        self.stop_drained(view, metrics).await;
+        self.stop_drained(view, metrics, log).await;
 
         let snapshot = view.snapshot(
             self.began.elapsed(),
@@ -123,6 +132,7 @@ impl Autoscaler {
             Decision::Add { count, reason } => match self.backend.add(count).await {
                 Ok(()) => {
                     tracing::info!("autoscaler: adding {count} executor(s) ({backend}): {reason}");
+                    log.decided(format!("add {count} executor(s) ({backend}): {reason}"));
                     metrics.decided("add");
                     self.starting
                         .extend(std::iter::repeat_n(Instant::now(), count));
@@ -143,6 +153,7 @@ impl Autoscaler {
                     .executor(&executor)
                     .map_or_else(|| executor.clone(), |e| e.address.to_string());
                 tracing::info!("autoscaler: draining executor {address}: {reason}");
+                log.decided(format!("drain executor {address}: {reason}"));
                 draining.insert(&executor);
                 self.chosen.insert(executor);
                 metrics.decided("drain");
@@ -152,7 +163,7 @@ impl Autoscaler {
     }
 
     /// Stops each draining executor that runs nothing and holds nothing a running job needs.
-    async fn stop_drained(&mut self, view: &mut ClusterView, metrics: &Metrics) {
+    async fn stop_drained(&mut self, view: &mut ClusterView, metrics: &Metrics, log: &ClusterLog) {
         for executor in &mut view.executors {
             let drained = executor.state == ExecutorState::Draining
                 && self.chosen.contains(&executor.address.id)
@@ -169,6 +180,11 @@ impl Autoscaler {
                         self.backend.name()
                     );
                     metrics.decided("stop");
+                    log.decided(format!(
+                        "stop drained executor {} ({})",
+                        executor.address,
+                        self.backend.name()
+                    ));
                     self.stopped.insert(executor.address.id.clone());
                     executor.state = ExecutorState::Stopping;
                 }
@@ -231,12 +247,13 @@ mod tests {
             backend: Arc::clone(&backend) as Arc<dyn Backend>,
         });
         let (draining, metrics) = (Draining::default(), Metrics::default());
+        let log = ClusterLog::default();
 
         // Injected failure: the scheduler cannot list its executors.
         let failed = Err(BallistaError::General(
             "injected: executor listing failed".into(),
         ));
-        observed(failed, Some(&mut autoscaler), &draining, &metrics).await;
+        observed(failed, Some(&mut autoscaler), &draining, &metrics, &log).await;
         assert_eq!(
             *backend.added.lock().unwrap(),
             0,
@@ -249,8 +266,11 @@ mod tests {
             Some(&mut autoscaler),
             &draining,
             &metrics,
+            &log,
         )
         .await;
         assert_eq!(*backend.added.lock().unwrap(), 1);
+        let decisions = log.snapshot()["decisions"].to_string();
+        assert!(decisions.contains("add 1 executor(s)"), "{decisions}");
     }
 }

@@ -21,4 +21,7 @@ pub enum Error {
     Token(String),
     #[error("cannot serve TLS: {0}")]
     Tls(String),
+    /// The web console cannot be served as asked.
+    #[error("{0}")]
+    Console(String),
 }

@@ -5,6 +5,7 @@
 
 mod access;
 mod autoscaler;
+mod cluster_log;
 mod cluster_state;
 mod cluster_view;
 mod draining;
@@ -36,10 +37,12 @@ use tonic::transport::{Identity, ServerTlsConfig};
 use crate::access::Gate;
 
 use crate::autoscaler::Autoscaler;
+use crate::cluster_log::ClusterLog;
 use crate::cluster_state::StrataClusterState;
 use crate::cluster_view::ClusterView;
 use crate::draining::Draining;
 use crate::metrics::Metrics;
+use crate::runs::Runs;
 
 pub use access::{Access, Tokens, TokensError};
 pub use autoscaler::Autoscale;
@@ -62,8 +65,21 @@ pub struct SchedulerOptions {
     pub tokens: Tokens,
     /// Serve the port over TLS with this certificate and key (PEM).
     pub tls: Option<ServerTls>,
-    /// Run the schedules registered in this warehouse on the cluster.
-    pub schedules: Option<Warehouse>,
+    /// The warehouse whose schedules it runs on the cluster and whose tables its
+    /// console shows.
+    pub warehouse: Option<Warehouse>,
+    /// Serve the web console (it needs the warehouse).
+    pub console: Option<ConsoleSettings>,
+}
+
+/// Where the scheduler serves its web console, and to whom.
+#[derive(Debug, Clone)]
+pub struct ConsoleSettings {
+    pub listen: SocketAddr,
+    /// The Flight SQL server's users; none leaves the console open (loopback only).
+    pub users: Vec<strata_flightsql::User>,
+    /// Serve an open console on an address others can reach.
+    pub insecure: bool,
 }
 
 /// A certificate and its key, PEM, for serving the scheduler's port over TLS.
@@ -89,6 +105,7 @@ const OBSERVE_EVERY: std::time::Duration = std::time::Duration::from_millis(500)
 pub struct Scheduler {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    console_listener: Option<TcpListener>,
     options: SchedulerOptions,
     autoscale: Option<Autoscale>,
     /// What this process's own clients present: the runs and queries it starts and the
@@ -107,6 +124,10 @@ impl Scheduler {
         let listener = bind(options.listen).await?;
         let metrics_listener = match options.metrics_listen {
             Some(address) => Some(bind(address).await?),
+            None => None,
+        };
+        let console_listener = match &options.console {
+            Some(console) => Some(bind(console.listen).await?),
             None => None,
         };
         let mut options = options;
@@ -131,6 +152,7 @@ impl Scheduler {
         Ok(Self {
             listener,
             metrics_listener,
+            console_listener,
             options,
             autoscale: None,
             own,
@@ -145,6 +167,13 @@ impl Scheduler {
     /// Scales the executors with this policy and backend while serving.
     pub fn autoscale(&mut self, autoscale: Autoscale) {
         self.autoscale = Some(autoscale);
+    }
+
+    /// The bound console address, if the console is served.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// The bound metrics address, if metrics are served.
@@ -248,9 +277,11 @@ impl Scheduler {
         let own_url = format!("http://{}", self.client_address()?);
         let schedules = self
             .options
-            .schedules
+            .warehouse
             .clone()
             .map(|warehouse| (warehouse, Engine::cluster(&own_url, &self.own)));
+        let runs = Arc::new(Runs::default());
+        let cluster_log = Arc::new(ClusterLog::default());
         let pipelines = PipelineServiceServer::with_interceptor(
             pipeline_service::PipelineService::new(
                 scheduler.clone(),
@@ -258,11 +289,44 @@ impl Scheduler {
                 self.own.clone(),
                 draining.clone(),
                 Arc::clone(&metrics),
+                Arc::clone(&runs),
             ),
             Gate::new(tokens, Access::ReadOnly),
         );
+        let console = match (
+            self.console_listener,
+            &self.options.console,
+            &self.options.warehouse,
+        ) {
+            (Some(listener), Some(settings), Some(warehouse)) => {
+                let options = console_options(
+                    warehouse,
+                    settings,
+                    Arc::clone(&cluster_log),
+                    Arc::clone(&runs),
+                )
+                .await;
+                strata_console::check_open(
+                    listener.local_addr().map_err(|source| Error::Bind {
+                        address: settings.listen,
+                        source,
+                    })?,
+                    &options,
+                )
+                .map_err(|error| Error::Console(error.to_string()))?;
+                Some(tokio::spawn(async move {
+                    if let Err(error) =
+                        strata_console::serve(listener, options, std::future::pending()).await
+                    {
+                        tracing::error!("the console stopped: {error}");
+                    }
+                }))
+            }
+            _ => None,
+        };
         // The cluster is observed only for someone: the metrics port or the autoscaler.
-        let observed = self.metrics_listener.is_some() || self.autoscale.is_some();
+        let observed =
+            self.metrics_listener.is_some() || self.autoscale.is_some() || console.is_some();
         if let Some(listener) = self.metrics_listener {
             let metrics = Arc::clone(&metrics);
             tokio::spawn(async move {
@@ -281,7 +345,14 @@ impl Scheduler {
             loop {
                 ticks.tick().await;
                 let observation = ClusterView::observe(&scheduler, &draining).await;
-                autoscaler::observed(observation, autoscaler.as_mut(), &draining, &metrics).await;
+                autoscaler::observed(
+                    observation,
+                    autoscaler.as_mut(),
+                    &draining,
+                    &metrics,
+                    &cluster_log,
+                )
+                .await;
             }
         });
         let orchestrator = schedules.map(|(warehouse, engine)| {
@@ -311,9 +382,9 @@ impl Scheduler {
         let _ = observer.await;
         // Runs of schedules under way stop with the scheduler, as submitted runs do; their
         // reports say they were interrupted.
-        if let Some(orchestrator) = orchestrator {
-            orchestrator.abort();
-            let _ = orchestrator.await;
+        for task in [orchestrator, console].into_iter().flatten() {
+            task.abort();
+            let _ = task.await;
         }
         served
     }
@@ -334,4 +405,38 @@ fn hostname() -> String {
         .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// The console of a scheduler: its warehouse, the pipelines its schedules run, its
+/// cluster and its runs under way.
+async fn console_options(
+    warehouse: &Warehouse,
+    settings: &ConsoleSettings,
+    cluster: Arc<ClusterLog>,
+    runs: Arc<Runs>,
+) -> strata_console::ConsoleOptions {
+    let pipelines = match strata_orchestrate::Schedules::new(warehouse.clone())
+        .list()
+        .await
+    {
+        Ok(schedules) => schedules
+            .into_iter()
+            .map(|schedule| strata_console::Pipeline {
+                sources: schedule.sources(),
+                name: schedule.name,
+            })
+            .collect(),
+        Err(error) => {
+            tracing::warn!("the console shows no pipeline: {error}");
+            Vec::new()
+        }
+    };
+    strata_console::ConsoleOptions {
+        warehouse: warehouse.clone(),
+        pipelines,
+        users: settings.users.clone(),
+        insecure: settings.insecure,
+        cluster: Some(Arc::new(move || cluster.snapshot())),
+        live: Some(Arc::new(move || runs.progress())),
+    }
 }

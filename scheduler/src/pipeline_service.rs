@@ -65,12 +65,13 @@ impl PipelineService {
         own: Credentials,
         draining: Draining,
         metrics: Arc<Metrics>,
+        runs: Arc<Runs>,
     ) -> Self {
         Self {
             scheduler,
             url,
             own,
-            runs: Arc::default(),
+            runs,
             submitted: AtomicU64::new(0),
             draining,
             metrics,

@@ -113,6 +113,49 @@ impl Runs {
         lock(&self.runs).get(run_id).cloned()
     }
 
+    /// The runs under way, each table's state and rows read so far, for the console:
+    /// `[{"run_id", "tables": {table: {"state", "rows_read"}}}]`.
+    pub fn progress(&self) -> serde_json::Value {
+        let runs: Vec<Arc<Run>> = lock(&self.runs).values().cloned().collect();
+        let live: Vec<serde_json::Value> = runs
+            .iter()
+            .filter(|run| run.state() == RunState::Running)
+            .map(|run| {
+                let mut tables = serde_json::Map::new();
+                for event in lock(&run.events).iter() {
+                    let (table, state, rows) = match &event.event {
+                        Some(run_event::Event::Started(started)) => {
+                            (started.table.clone(), "building".to_owned(), None)
+                        }
+                        Some(run_event::Event::Progress(progress)) => (
+                            progress.table.clone(),
+                            "building".to_owned(),
+                            Some(progress.rows_read),
+                        ),
+                        Some(run_event::Event::Finished(finished)) => {
+                            let report: serde_json::Value =
+                                serde_json::from_str(&finished.report_json).unwrap_or_default();
+                            let table = report["table"].as_str().unwrap_or_default().to_owned();
+                            let rows = report["rows_read"].as_u64();
+                            let state = report["status"].as_str().unwrap_or("finished");
+                            (table, state.to_owned(), rows)
+                        }
+                        _ => continue,
+                    };
+                    let entry = tables
+                        .entry(table)
+                        .or_insert_with(|| serde_json::json!({ "rows_read": 0 }));
+                    entry["state"] = serde_json::json!(state);
+                    if let Some(rows) = rows {
+                        entry["rows_read"] = serde_json::json!(rows);
+                    }
+                }
+                serde_json::json!({ "run_id": run.summary().run_id, "tables": tables })
+            })
+            .collect();
+        serde_json::Value::Array(live)
+    }
+
     /// Summaries, newest first.
     pub fn summaries(&self) -> Vec<RunSummary> {
         let mut summaries: Vec<RunSummary> =

@@ -104,10 +104,32 @@ pub struct Provenance {
     pub stream_position: Option<u64>,
 }
 
+/// Where a commit of files written elsewhere records its rows and files, under the key
+/// Delta's own writers use, so `DESCRIBE HISTORY`-style readers show them.
+const METRICS_KEY: &str = "operationMetrics";
+
+/// The rows and files a set of adds brings, as Delta's `operationMetrics`.
+fn add_metrics(adds: &[Add]) -> serde_json::Value {
+    let rows: u64 = adds
+        .iter()
+        .filter_map(|add| add.stats.as_deref())
+        .filter_map(|stats| serde_json::from_str::<serde_json::Value>(stats).ok())
+        .filter_map(|stats| stats.get("numRecords").and_then(serde_json::Value::as_u64))
+        .sum();
+    serde_json::json!({ "numOutputRows": rows.to_string(), "numFiles": adds.len().to_string() })
+}
+
 impl Provenance {
     fn properties(self) -> CommitProperties {
-        let mut properties = CommitProperties::default()
-            .with_metadata(self.inputs.map(|inputs| (INPUTS_KEY.to_owned(), inputs)));
+        self.properties_with(None)
+    }
+
+    /// The commit's properties, with `metrics` recorded when given.
+    fn properties_with(self, metrics: Option<serde_json::Value>) -> CommitProperties {
+        let inputs = self.inputs.map(|inputs| (INPUTS_KEY.to_owned(), inputs));
+        let metrics = metrics.map(|metrics| (METRICS_KEY.to_owned(), metrics));
+        let mut properties =
+            CommitProperties::default().with_metadata(inputs.into_iter().chain(metrics));
         if let Some(position) = self.stream_position {
             properties = properties
                 .with_application_transaction(Transaction::new(STREAM_APP_ID, position as i64));
@@ -135,6 +157,7 @@ pub async fn commit_files(
     provenance: Provenance,
 ) -> Result<DeltaTable> {
     let dir = table.table_url().to_string();
+    let metrics = add_metrics(&adds);
     commit_adds(
         table,
         adds,
@@ -142,7 +165,7 @@ pub async fn commit_files(
         partition_columns,
         schema,
         name,
-        provenance.properties(),
+        provenance.properties_with(Some(metrics)),
     )
     .await
     .map_err(|error| StorageError::delta(&dir, error))
