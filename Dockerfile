@@ -17,5 +17,5 @@ COPY --from=build /strata /usr/local/bin/strata
 # The example pipeline, for the dev overlay's schedule (k8s/overlays/dev/schedules.toml).
 COPY examples/recruitment /opt/strata/pipelines/recruitment
 USER 10001
-EXPOSE 50050 50051 50052 50053 8080 9090
+EXPOSE 50050 50051 50052 50053 8080 8088 9090
 ENTRYPOINT ["/usr/local/bin/strata"]

@@ -327,10 +327,20 @@ fn check_overlay(overlay: &str, warehouse_kind: &str) -> Rendered {
         .unwrap();
     assert_eq!(grpc.target_port, Some(IntOrString::String("grpc".into())));
     let flight: Service = rendered.one("Service", "strata-flight-sql");
-    let flight_port = &flight.spec.unwrap().ports.unwrap()[0];
+    let people = flight.spec.unwrap().ports.unwrap();
     assert_eq!(
-        flight_port.target_port,
+        people[0].target_port,
         Some(IntOrString::String("flight-sql".into()))
+    );
+    assert_eq!(
+        flag(&scheduler, "--console-port"),
+        port(&scheduler, "console").to_string()
+    );
+    assert!(
+        people
+            .iter()
+            .any(|p| p.target_port == Some(IntOrString::String("console".into()))),
+        "{overlay}: no Service for the console"
     );
     assert_eq!(
         scheduler_deployment
@@ -439,10 +449,12 @@ fn check_access(
     scheduler_help: &str,
 ) {
     let secret: Secret = rendered.one("Secret", "strata-token");
-    assert!(
-        secret.string_data.unwrap().contains_key("STRATA_TOKEN"),
-        "{overlay}: the token Secret has no STRATA_TOKEN"
-    );
+    let keys = secret.string_data.unwrap();
+    // The scheduler's port, and Flight SQL's and the console's logins.
+    for key in ["STRATA_TOKEN", "STRATA_FLIGHT_USERS"] {
+        assert!(keys.contains_key(key), "{overlay}: the Secret has no {key}");
+        assert!(scheduler_help.contains(&format!("[env: {key}")), "{key}");
+    }
     assert!(
         scheduler_help.contains("[env: STRATA_TOKEN"),
         "{scheduler_help}"
@@ -586,6 +598,50 @@ fn the_dev_overlay_runs_one_executor_without_autoscaling() {
     let (executors, container) = dev.deployment("strata-executor");
     assert_eq!(executors.spec.replicas, Some(1));
     assert_eq!(container.image.as_deref(), Some("strata:dev"));
+
+    // The scheduler starts with the dev Secret's logins on a pod's address (0.0.0.0),
+    // serving Flight SQL and the console; with the base's empty ones it refuses.
+    let secret: Secret = dev.one("Secret", "strata-token");
+    let logins = secret.string_data.unwrap();
+    let warehouse = crate::support::workdir("k8s-dev-warehouse");
+    std::fs::create_dir_all(&warehouse).unwrap();
+    let start = |users: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args([
+                "scheduler",
+                "--listen",
+                "0.0.0.0:0",
+                "--flight-sql-port",
+                "0",
+            ])
+            .args(["--console-port", "0"])
+            .env("STRATA_WAREHOUSE", &warehouse)
+            .env("STRATA_TOKEN", &logins["STRATA_TOKEN"])
+            .env("STRATA_FLIGHT_USERS", users)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut said = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        while std::io::BufRead::read_line(&mut out, &mut said).unwrap_or(0) > 0
+            && !said.contains("serving Flight SQL")
+        {}
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        format!("{said}{}", String::from_utf8_lossy(&output.stderr))
+    };
+    let served = start(&logins["STRATA_FLIGHT_USERS"]);
+    assert!(
+        served.contains("serving the console on http://0.0.0.0:"),
+        "{served}"
+    );
+    assert!(
+        served.contains("serving Flight SQL on grpc://0.0.0.0:"),
+        "{served}"
+    );
+    let refused = start("");
+    assert!(refused.contains("refusing to serve"), "{refused}");
 }
 
 #[test]
