@@ -2,6 +2,7 @@
 
 mod access;
 mod autoscale;
+mod backfill;
 mod chaos;
 mod check;
 mod cli;

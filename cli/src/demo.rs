@@ -106,6 +106,9 @@ pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
             schedule: false,
             schedules: None,
             openlineage: None,
+            backfill: false,
+            from: None,
+            to: None,
         },
         out,
     )

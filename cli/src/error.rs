@@ -66,6 +66,9 @@ pub enum CliError {
         "{0} lives in this process's memory, which a cluster's processes cannot see; use a store URL (s3://, gs://, az://) or a shared path"
     )]
     NotShared(String),
+    /// Arguments that parse but do not fit together (a date range that runs backwards).
+    #[error("{0}")]
+    Arguments(String),
     /// What the command reads from its standard input is missing or unreadable.
     #[error("{0}")]
     Input(String),

@@ -14,6 +14,11 @@ pub enum EngineError {
     /// The pipeline could not be read, or it has problems, each with its place in the source.
     #[error(transparent)]
     Language(#[from] LanguageError),
+    /// A backfill reads a table as it stands, and no run has built it.
+    #[error(
+        "{table} has no data yet; a backfill reads the tables it does not rebuild as they stand: run the pipeline first"
+    )]
+    NotBuiltYet { table: String },
     /// An `ON VIOLATION FAIL` expectation was broken; the build committed nothing.
     #[error(
         "expectation {expectation} failed on {rows} row(s) (ON VIOLATION FAIL); nothing was committed"

@@ -264,6 +264,7 @@ impl PipelineRpc for PipelineService {
             select: submitted.select,
             full_refresh: submitted.full_refresh,
             run_id: Some(run_id.clone()),
+            backfill: None,
         };
         let task = {
             let run = Arc::clone(&run);

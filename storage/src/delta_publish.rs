@@ -144,13 +144,64 @@ pub async fn recorded_inputs(table: &DeltaTable) -> Option<serde_json::Value> {
     last.info.get(INPUTS_KEY).cloned()
 }
 
+/// What a commit of new files takes away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replace {
+    /// Nothing: the files are added.
+    Nothing,
+    /// Every current file.
+    Everything,
+    /// The files of one partition column's values from `from` to `to`, inclusive
+    /// (ISO dates compare as text): a backfill of a date range.
+    Partitions {
+        column: String,
+        from: String,
+        to: String,
+    },
+}
+
+impl Replace {
+    /// Every current file, or nothing.
+    pub fn all_if(replace: bool) -> Replace {
+        if replace {
+            Replace::Everything
+        } else {
+            Replace::Nothing
+        }
+    }
+
+    /// Whether a file with these partition values is taken away.
+    fn removes(&self, values: &std::collections::HashMap<String, Option<String>>) -> bool {
+        match self {
+            Replace::Nothing => false,
+            Replace::Everything => true,
+            Replace::Partitions { column, from, to } => {
+                values.get(column).cloned().flatten().is_some_and(|value| {
+                    from.as_str() <= value.as_str() && value.as_str() <= to.as_str()
+                })
+            }
+        }
+    }
+
+    /// The predicate Delta's log records for the commit.
+    fn predicate(&self) -> Option<String> {
+        match self {
+            Replace::Partitions { column, from, to } => {
+                Some(format!("{column} >= '{from}' AND {column} <= '{to}'"))
+            }
+            Replace::Nothing | Replace::Everything => None,
+        }
+    }
+}
+
 /// Commits data files written elsewhere (by the parallel writer) as one new version,
-/// replacing every current file or adding to them; creates the table on its first commit.
-/// What the build read is recorded with the commit ([`recorded_inputs`]).
+/// taking away what `replace` says (every current file, a backfill's range of
+/// partitions, or nothing); creates the table on its first commit. What the build read
+/// is recorded with the commit ([`recorded_inputs`]).
 pub async fn commit_files(
     table: DeltaTable,
     adds: Vec<Add>,
-    replace: bool,
+    replace: Replace,
     partition_columns: &[String],
     schema: &SchemaRef,
     name: &str,
@@ -174,7 +225,7 @@ pub async fn commit_files(
 async fn commit_adds(
     mut table: DeltaTable,
     adds: Vec<Add>,
-    replace: bool,
+    replace: Replace,
     partition_columns: &[String],
     schema: &SchemaRef,
     name: &str,
@@ -192,7 +243,7 @@ async fn commit_adds(
             .await;
     }
     let mut actions: Vec<Action> = Vec::new();
-    if replace {
+    if replace == Replace::Everything {
         let snapshot = table.snapshot()?;
         let current: StructType = normalize_for_delta(schema).try_into_kernel()?;
         let same_columns = snapshot.schema().fields().count() == current.fields().count()
@@ -211,22 +262,26 @@ async fn commit_adds(
             .with_name(name.to_owned())?;
             actions.push(Action::Metadata(metadata));
         }
+    }
+    if replace != Replace::Nothing {
+        let snapshot = table.snapshot()?;
         actions.extend(
             snapshot
                 .log_data()
                 .iter()
+                .filter(|file| replace.removes(&file.partition_values_map()))
                 .map(|file| Action::Remove(file.remove_action(true))),
         );
     }
     actions.extend(adds.into_iter().map(Action::Add));
     let operation = DeltaOperation::Write {
-        mode: if replace {
-            SaveMode::Overwrite
-        } else {
+        mode: if replace == Replace::Nothing {
             SaveMode::Append
+        } else {
+            SaveMode::Overwrite
         },
         partition_by: Some(partition_columns.to_vec()).filter(|columns| !columns.is_empty()),
-        predicate: None,
+        predicate: replace.predicate(),
     };
     CommitBuilder::from(properties)
         .with_actions(actions)

@@ -11,7 +11,7 @@ use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::functions_nested::expr_fn::array_to_string;
 use datafusion::functions_window::expr_fn::{lag, lead, rank};
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, JoinType, LogicalPlan, Volatility, cast, lit,
+    Expr, ExprFunctionExt, JoinType, LogicalPlan, LogicalPlanBuilder, Volatility, cast, lit,
 };
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
@@ -21,7 +21,7 @@ use serde_json::Value;
 use strata_language::rules::SCD2_COLUMNS;
 use strata_language::{Format, OnViolation, Statement, TableDef, TableName, TableRef, WriteMode};
 use strata_storage::delta_files::DeltaFiles;
-use strata_storage::delta_publish::{MergeOn, Provenance};
+use strata_storage::delta_publish::{MergeOn, Provenance, Replace};
 use strata_storage::increment::{self, Increment};
 use strata_storage::{CommitLog, TableDir, cleanup, delta_publish, storage_schema};
 
@@ -96,6 +96,27 @@ pub(super) async fn build(
     let query = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
     let plan = state.statement_to_plan(query).await.map_err(planning)?;
     let repeatable = is_repeatable(&plan);
+    // A backfill builds only its range's rows, and replaces only its range's partitions.
+    let range = build
+        .backfill
+        .zip(build.backfilled_column(node, table))
+        .map(|(backfill, column)| Replace::Partitions {
+            column: column.to_owned(),
+            from: backfill.from.clone(),
+            to: backfill.to.clone(),
+        });
+    let plan = match &range {
+        Some(Replace::Partitions { column, from, to }) => {
+            let day = |date: &str| cast(lit(date.to_owned()), DataType::Date32);
+            let within =
+                Expr::Column(Column::from_name(column.as_str())).between(day(from), day(to));
+            LogicalPlanBuilder::from(plan)
+                .filter(within)
+                .and_then(LogicalPlanBuilder::build)
+                .map_err(planning)?
+        }
+        _ => plan,
+    };
     let frame = DataFrame::new(state.clone(), plan);
     let physical = frame.create_physical_plan().await.map_err(planning)?;
     let schema = storage_schema(&physical.schema());
@@ -119,13 +140,16 @@ pub(super) async fn build(
     };
     if table.mode == WriteMode::Replace
         && !build.full_refresh
+        && range.is_none()
         && inputs.is_some()
         && recorded == inputs
     {
         return up_to_date(ctx, &name, &target, report).await;
     }
     let provenance = Provenance {
-        inputs,
+        // The partitions outside a backfill's range were built from other inputs: no
+        // record, so the next run rebuilds the whole table.
+        inputs: inputs.filter(|_| range.is_none()),
         stream_position: stream.as_ref().map(|stream| stream.rows.position),
     };
     let merges = match &table.mode {
@@ -193,7 +217,13 @@ pub(super) async fn build(
             };
             merge_staged(build, merge, staged, &mut report).await?
         } else {
-            let replace = table.mode != WriteMode::Append && !incremental || rebuild;
+            let replace = match &range {
+                Some(range) => range.clone(),
+                None if table.mode != WriteMode::Append && !incremental || rebuild => {
+                    Replace::Everything
+                }
+                None => Replace::Nothing,
+            };
             delta_publish::commit_files(
                 target,
                 adds,
@@ -206,15 +236,16 @@ pub(super) async fn build(
             .await?
         };
         // A build that reads all its input replaces the quarantine with its bad rows; an
-        // append or an incremental build adds the bad rows of what it added.
-        let appends = (table.mode == WriteMode::Append || incremental) && !rebuild;
+        // append, an incremental build or a backfill adds the bad rows of what it added.
+        let appends =
+            (table.mode == WriteMode::Append || incremental || range.is_some()) && !rebuild;
         let replaced = !appends && delta_publish::has_table(&quarantine_dir).await;
         if !written.quarantine.is_empty() || replaced {
             let quarantine = delta_publish::open(&quarantine_dir).await?;
             delta_publish::commit_files(
                 quarantine,
                 written.quarantine,
-                !appends,
+                Replace::all_if(!appends),
                 &[],
                 &quarantine_schema,
                 &quarantine_name.to_string(),
