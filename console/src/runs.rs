@@ -49,14 +49,26 @@ fn summary(report: &RunReport, live: bool) -> Value {
     })
 }
 
+/// The report of one run, read alone rather than with the whole history.
+async fn read(warehouse: &Warehouse, run_id: &str) -> Result<RunReport> {
+    let unknown = || Error::UnknownRun(run_id.to_owned());
+    // A run id names a file: nothing that could step out of the history's directory.
+    if run_id.is_empty()
+        || !run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(unknown());
+    }
+    RunReport::load(warehouse, run_id)
+        .await?
+        .ok_or_else(unknown)
+}
+
 /// One run: its summary and its report, tables, errors and all.
 pub async fn one(warehouse: &Warehouse, run_id: &str, live: Option<Value>) -> Result<Value> {
     let live = live.unwrap_or(json!([]));
-    let report = RunReport::history(warehouse)
-        .await?
-        .into_iter()
-        .find(|report| report.run_id == run_id)
-        .ok_or_else(|| Error::UnknownRun(run_id.to_owned()))?;
+    let report = read(warehouse, run_id).await?;
     let progress = live
         .as_array()
         .and_then(|runs| runs.iter().find(|run| run["run_id"] == run_id).cloned());

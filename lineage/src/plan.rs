@@ -474,7 +474,8 @@ fn walk(expr: &Expr, scope: &Scope<'_>, role: Role, out: &mut ColumnLineage) -> 
             }
         }
         Expr::ScalarSubquery(subquery) => {
-            let inner = subquery_lineage(subquery)?;
+            // Its references to the outer query are not followed.
+            let inner = lineage(&subquery.subquery)?;
             if let Some(first) = inner.columns.first() {
                 out.absorb(first, role.computed());
             }
@@ -503,14 +504,9 @@ fn walk(expr: &Expr, scope: &Scope<'_>, role: Role, out: &mut ColumnLineage) -> 
     Ok(())
 }
 
-/// A subquery's own lineage (its references to the outer query are not followed).
-fn subquery_lineage(subquery: &Subquery) -> Result<PlanLineage> {
-    lineage(&subquery.subquery)
-}
-
 /// Everything a subquery in a predicate reads decides rows: a filter.
 fn subquery_as_filter(subquery: &Subquery, out: &mut ColumnLineage) -> Result<()> {
-    let inner = subquery_lineage(subquery)?;
+    let inner = lineage(&subquery.subquery)?;
     for column in &inner.columns {
         out.absorb(column, Role::Indirect(Indirect::Filter));
     }

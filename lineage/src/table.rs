@@ -211,20 +211,6 @@ fn expectations(
     Ok(())
 }
 
-/// Every source a column depends on, direct or through its table's rows.
-pub fn all_sources(table: &TableLineage, column: &ColumnLineage) -> Vec<Source> {
-    let mut sources: Vec<Source> = column
-        .direct
-        .keys()
-        .chain(column.indirect.keys())
-        .chain(table.dataset.keys())
-        .cloned()
-        .collect();
-    sources.sort();
-    sources.dedup();
-    sources
-}
-
 /// Each table's stored columns with their Arrow types, for OpenLineage's schema facet.
 pub fn schemas(compiled: &Compiled) -> BTreeMap<String, Vec<(String, String)>> {
     compiled

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::error::Result;
-use crate::schedule::{Cause, Firing, Outcome, Schedule, ScheduleState, Schedules};
+use crate::schedule::{Cause, Firing, Outcome, Schedule, Schedules};
 use crate::webhook::{Event, Notice};
 
 /// How often schedules are read again and landing locations listed.
@@ -42,12 +42,6 @@ impl Orchestrator {
             next_fire: HashMap::new(),
             busy: Arc::default(),
         }
-    }
-
-    /// Reads schedules and lists landing files every `tick` instead of the default.
-    pub fn with_tick(mut self, tick: Duration) -> Self {
-        self.tick = tick;
-        self
     }
 
     /// Fires schedules until `stop` resolves, then lets the runs under way end (a retry
@@ -217,12 +211,13 @@ impl Fire {
         self.busy.lock().expect("busy lock").remove(&name);
     }
 
+    /// Runs and retries the firing. While it does, only it writes the schedule's state
+    /// (the schedule is busy), so the state is read once and saved at each change.
     async fn attempts(&mut self) -> Result<()> {
         let name = self.schedule.name.clone();
+        let mut state = self.schedules.state(&name).await?;
         if let Some(files) = self.seen_files.take() {
-            let mut state = self.schedules.state(&name).await?;
             state.seen_files = files;
-            self.schedules.save_state(&name, &state).await?;
         }
         let mut attempt = 1;
         let mut cause = self.cause;
@@ -239,7 +234,8 @@ impl Fire {
                 outcome: Outcome::Running,
                 error: None,
             };
-            self.record(firing.clone()).await?;
+            state.record(firing.clone());
+            self.schedules.save_state(&name, &state).await?;
             let errors = match self.run_once(&run_id).await {
                 Ok(report) => report.failures(),
                 Err(error) => vec![error],
@@ -251,11 +247,12 @@ impl Fire {
                 Outcome::Failed
             };
             firing.error = (!errors.is_empty()).then(|| errors.join("; "));
-            let state = self.record(firing).await?;
+            state.record(firing);
             if errors.is_empty() {
                 tracing::info!("schedule {name}: run {run_id} succeeded");
-                if state.failing {
-                    self.set_failing(false).await?;
+                let recovered = std::mem::replace(&mut state.failing, false);
+                self.schedules.save_state(&name, &state).await?;
+                if recovered {
                     self.notify(Event::Recovered, &run_id, attempt, Vec::new())
                         .await;
                 }
@@ -265,8 +262,10 @@ impl Fire {
                 "schedule {name}: run {run_id} failed: {}",
                 errors.join("; ")
             );
-            if attempt > self.schedule.retry.attempts {
-                self.set_failing(true).await?;
+            let last = attempt > self.schedule.retry.attempts;
+            state.failing |= last;
+            self.schedules.save_state(&name, &state).await?;
+            if last {
                 self.notify(Event::Failed, &run_id, attempt, errors).await;
                 return Ok(());
             }
@@ -294,21 +293,6 @@ impl Fire {
         run_pipeline(&compiled, warehouse, &self.engine, &options, &|_| {})
             .await
             .map_err(|error| error.to_string())
-    }
-
-    async fn record(&self, firing: Firing) -> Result<ScheduleState> {
-        let mut state = self.schedules.state(&self.schedule.name).await?;
-        state.record(firing);
-        self.schedules
-            .save_state(&self.schedule.name, &state)
-            .await?;
-        Ok(state)
-    }
-
-    async fn set_failing(&self, failing: bool) -> Result<()> {
-        let mut state = self.schedules.state(&self.schedule.name).await?;
-        state.failing = failing;
-        self.schedules.save_state(&self.schedule.name, &state).await
     }
 
     async fn notify(&self, event: Event, run_id: &str, attempts: u32, errors: Vec<String>) {

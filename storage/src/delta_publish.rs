@@ -243,8 +243,8 @@ async fn commit_adds(
             .await;
     }
     let mut actions: Vec<Action> = Vec::new();
+    let snapshot = table.snapshot()?;
     if replace == Replace::Everything {
-        let snapshot = table.snapshot()?;
         let current: StructType = normalize_for_delta(schema).try_into_kernel()?;
         let same_columns = snapshot.schema().fields().count() == current.fields().count()
             && snapshot
@@ -264,7 +264,6 @@ async fn commit_adds(
         }
     }
     if replace != Replace::Nothing {
-        let snapshot = table.snapshot()?;
         actions.extend(
             snapshot
                 .log_data()

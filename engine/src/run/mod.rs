@@ -206,7 +206,7 @@ impl Build<'_> {
             return report;
         }
         if self.backfill.is_some() && self.backfilled_column(node, table).is_none() {
-            let mut report = self
+            let report = self
                 .as_it_stands(node, table)
                 .await
                 .unwrap_or_else(|error| {
@@ -216,7 +216,6 @@ impl Build<'_> {
                     report
                 });
             (self.on_event)(RunEvent::Finished(&report));
-            report.duration_ms = 0;
             return report;
         }
         (self.on_event)(RunEvent::Started(name));

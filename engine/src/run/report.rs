@@ -275,24 +275,41 @@ impl RunReport {
             if object.location.extension() != Some("json") {
                 continue;
             }
-            let location = warehouse.display_path(&object.location);
-            let bytes = warehouse
-                .store()
-                .get(&object.location)
-                .await
-                .map_err(|error| StorageError::store(&location, &error))?
-                .bytes()
-                .await
-                .map_err(|error| StorageError::store(&location, &error))?;
-            let report: RunReport =
-                serde_json::from_slice(&bytes).map_err(|error| StorageError::Corrupt {
-                    location,
-                    reason: error.to_string(),
-                })?;
-            reports.push(report);
+            if let Some(report) = Self::read(warehouse, &object.location).await? {
+                reports.push(report);
+            }
         }
         reports.sort_by_key(|report| std::cmp::Reverse(report.started_at_ms));
         Ok(reports)
+    }
+
+    /// The report of one run in the warehouse's history, if it has one.
+    pub async fn load(
+        warehouse: &Warehouse,
+        run_id: &str,
+    ) -> Result<Option<RunReport>, StorageError> {
+        Self::read(warehouse, &warehouse.run_report(run_id)).await
+    }
+
+    async fn read(
+        warehouse: &Warehouse,
+        path: &object_store::path::Path,
+    ) -> Result<Option<RunReport>, StorageError> {
+        let location = warehouse.display_path(path);
+        let bytes = match warehouse.store().get(path).await {
+            Ok(found) => found
+                .bytes()
+                .await
+                .map_err(|error| StorageError::store(&location, &error))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(error) => return Err(StorageError::store(&location, &error)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|error| StorageError::Corrupt {
+                location,
+                reason: error.to_string(),
+            })
     }
 
     /// Saves the report in the warehouse's run history.
