@@ -16,14 +16,17 @@ AS SELECT day, count(*) AS readings, sum(value) AS total FROM raw.readings GROUP
 CREATE TABLE enriched.sensors AS SELECT sensor, sum(value) AS total FROM raw.readings GROUP BY sensor;";
 
 /// `day → total` of enriched.daily, and the table's Delta history, read by the Python
-/// `deltalake` package.
+/// `deltalake` package (which can abort at interpreter exit, hence `os._exit`).
 fn daily(warehouse: &Path) -> (Value, Value) {
     let script = format!(
         "import json, deltalake\n\
          t = deltalake.DeltaTable('{}')\n\
          rows = t.to_pyarrow_table().to_pylist()\n\
          print(json.dumps({{'totals': {{str(r['day']): r['total'] for r in rows}}, \
-         'history': t.history()}}, default=str))",
+         'history': t.history()}}, default=str))\n\
+         import os, sys\n\
+         sys.stdout.flush()\n\
+         os._exit(0)",
         warehouse.join("enriched/daily").display()
     );
     let read: Value = serde_json::from_str(python(&["-c", &script]).trim()).unwrap();
