@@ -530,13 +530,7 @@ fn a_cancelled_run_commits_nothing_and_leaves_no_files() {
     let cluster = Cluster::start("cancel", 2);
     let (mut child, mut progress) = submit(&cluster, &warehouse, &["--select", "raw.events"]);
     wait_for(&mut progress, "building raw.events");
-    let runs = strata(&["runs", "--scheduler", &cluster.address]);
-    let run_id = stdout(&runs)
-        .lines()
-        .find(|line| line.contains("running"))
-        .and_then(|line| line.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no running run in {}", stdout(&runs)))
-        .to_owned();
+    let run_id = running_run(&cluster);
     let cancelled = strata(&["cancel", &run_id, "--scheduler", &cluster.address]);
     assert!(cancelled.status.success(), "{}", stderr(&cancelled));
     assert!(
@@ -555,6 +549,87 @@ fn a_cancelled_run_commits_nothing_and_leaves_no_files() {
         .filter(|file| !file.contains("/_strata/"))
         .collect();
     assert!(new.is_empty(), "files left by the cancelled run: {new:?}");
+}
+
+#[test]
+fn cancelling_one_run_never_removes_the_files_of_another_run_on_the_same_table() {
+    let (warehouse, _) = embedded_and_copy("cluster-cancel-race", "0.05");
+    let table = "enriched.events";
+    let pause = |seconds: &str| {
+        [
+            (
+                strata_engine::faults::PAUSE_BEFORE_COMMIT.to_owned(),
+                table.to_owned(),
+            ),
+            (
+                strata_engine::faults::PAUSE_SECONDS.to_owned(),
+                seconds.to_owned(),
+            ),
+        ]
+    };
+    // The run to cancel is orchestrated by the scheduler, and waits there before its commit.
+    let cluster = Cluster::start_in("cancel-race", 2, &[], &pause("120"));
+    let before = files(&warehouse);
+    let rebuild = ["--select", table, "--full-refresh"];
+    let (mut cancelled_run, mut progress) = submit(&cluster, &warehouse, &rebuild);
+    wait_for(&mut progress, &format!("building {table}"));
+    // The run that must commit is orchestrated here, and waits before its commit too.
+    let mut kept = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["run", &example(), "--scheduler", &cluster.address])
+        .args(["--warehouse", warehouse.to_str().unwrap()])
+        .args(rebuild)
+        .envs(pause("8"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut kept_progress = BufReader::new(kept.stderr.take().unwrap());
+    wait_for(&mut kept_progress, strata_engine::faults::PAUSED);
+    let written_by_kept = files(&warehouse);
+
+    let run_id = running_run(&cluster);
+    let cancel = strata(&["cancel", &run_id, "--scheduler", &cluster.address]);
+    assert!(cancel.status.success(), "{}", stderr(&cancel));
+    assert!(!cancelled_run.wait().unwrap().success());
+
+    let mut rest = String::new();
+    kept_progress.read_to_string(&mut rest).unwrap();
+    assert!(kept.wait().unwrap().success(), "{rest}");
+    let after = files(&warehouse);
+    let theirs = format!("/{}", strata_storage::paths::run_file_prefix(&run_id));
+    let left: Vec<&String> = after.iter().filter(|file| file.contains(&theirs)).collect();
+    assert!(
+        left.is_empty(),
+        "the cancelled run's files are left: {left:?}"
+    );
+    // The other run had written its files, not yet committed, when the sweep ran.
+    let kept_s: Vec<&String> = written_by_kept
+        .iter()
+        .filter(|file| file.ends_with(".parquet") && !file.contains(&theirs))
+        .filter(|file| !before.contains(file))
+        .collect();
+    assert!(
+        !kept_s.is_empty(),
+        "the other run wrote nothing before the cancel"
+    );
+    let lost: Vec<&&String> = kept_s.iter().filter(|file| !after.contains(file)).collect();
+    assert!(
+        lost.is_empty(),
+        "the other run's files were removed: {lost:?}"
+    );
+    // Every published table reads whole: no commit names a file that is gone.
+    assert!(contents(&warehouse).len() >= 8);
+}
+
+/// The id of the run the scheduler has running.
+fn running_run(cluster: &Cluster) -> String {
+    let runs = strata(&["runs", "--scheduler", &cluster.address]);
+    stdout(&runs)
+        .lines()
+        .find(|line| line.contains("running"))
+        .and_then(|line| line.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no running run in {}", stdout(&runs)))
+        .to_owned()
 }
 
 /// Every file under a directory, as paths relative to it.

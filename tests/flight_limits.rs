@@ -183,6 +183,85 @@ fn a_runaway_query_stops_when_its_client_goes_away_or_cancels_it() {
     assert_eq!(again, CancelStatus::NotCancellable);
 }
 
+/// Queries that run for hours, each stopping differently inside: some emit no row for
+/// minutes (a nested-loop join whose filter never matches), some loop inside one
+/// operator (a hash join's build, a sort), some stream.
+const SHAPES: &[(&str, &str)] = &[
+    (
+        "a filtered nested-loop join that emits nothing",
+        "SELECT count(*) FROM enriched.events a, enriched.events b, enriched.events c \
+         WHERE a.job_id + b.job_id + c.job_id < 0",
+    ),
+    ("a cross join", RUNAWAY),
+    (
+        "a hash join with a huge build side",
+        "SELECT count(*) FROM enriched.events a JOIN enriched.events b ON a.kind = b.kind \
+         JOIN enriched.events c ON b.kind = c.kind JOIN enriched.events d ON c.kind = d.kind",
+    ),
+    (
+        "a large sort",
+        "SELECT a.event_id, b.event_id, c.candidate_id FROM enriched.events a, enriched.events b, \
+         enriched.candidates c ORDER BY a.event_id || b.event_id || c.name DESC LIMIT 3",
+    ),
+    (
+        "a recursive CTE",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
+    ),
+    (
+        "a heavy function over a cross join",
+        "SELECT max(jaro_winkler(a.name || b.name, c.name || d.name)) FROM enriched.candidates a, \
+         enriched.candidates b, enriched.candidates c, enriched.candidates d",
+    ),
+    (
+        "count(*) over a join that emits rows",
+        "SELECT count(*) FROM enriched.events a, enriched.events b, enriched.events c \
+         WHERE a.kind || b.kind || c.kind <> 'none'",
+    ),
+    (
+        "a streaming projection",
+        "SELECT a.event_id, b.event_id, c.event_id FROM enriched.events a, enriched.events b, \
+         enriched.events c WHERE (a.job_id * 7 + b.job_id * 13 + c.job_id) % 100003 = 0",
+    ),
+];
+
+#[test]
+fn every_shape_of_runaway_query_stops_at_its_time_limit_and_when_its_client_goes_away() {
+    let limited = Server::start(example_warehouse(), &["--query-timeout", "3"]);
+    let unlimited = Server::start(example_warehouse(), &["--query-timeout", "600"]);
+    let runtime = runtime();
+    for (shape, sql) in SHAPES {
+        let mut client = runtime.block_on(connect(&limited.addr));
+        let error = match runtime.block_on(run(&mut client, sql)) {
+            Ok(rows) => panic!("{shape} ended within its limit, with {rows} rows"),
+            Err(error) => error,
+        };
+        assert_eq!(error.code(), Code::DeadlineExceeded, "{shape}: {error}");
+        assert_goes_idle(
+            &limited,
+            Duration::from_secs(5),
+            &format!("{shape} hit its limit"),
+        );
+
+        let addr = unlimited.addr.clone();
+        let sql = sql.to_string();
+        let gone = runtime.spawn(async move {
+            let mut client = connect(&addr).await;
+            run(&mut client, &sql).await
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        let before = cpu_seconds(unlimited.pid());
+        std::thread::sleep(Duration::from_secs(1));
+        let used = cpu_seconds(unlimited.pid()) - before;
+        assert!(used > 0.25, "{shape} is not running ({used:.2} s)");
+        gone.abort();
+        assert_goes_idle(
+            &unlimited,
+            Duration::from_secs(5),
+            &format!("{shape}'s client went away"),
+        );
+    }
+}
+
 #[test]
 fn a_stopping_server_cancels_its_running_queries_instead_of_waiting_for_them() {
     let mut server = Server::start(example_warehouse(), &["--query-timeout", "600"]);

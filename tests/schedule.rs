@@ -72,6 +72,19 @@ fn write(path: PathBuf, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Stops a process as a service manager does (SIGTERM) and waits for it.
+fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    child.wait().unwrap()
+}
+
 fn schedule(args: &[&str]) -> String {
     let output = strata(&[&["schedule"], args].concat());
     assert!(output.status.success(), "{args:?}: {}", stderr(&output));
@@ -243,15 +256,7 @@ fn run_schedule_runs_a_declared_file_on_one_machine_until_stopped() {
     wait_until("the embedded schedule fired twice", || {
         succeeded(&warehouse, "ticks", "cron") >= 2
     });
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = child.wait().unwrap();
+    let status = terminate(&mut child);
     let mut said = String::new();
     child
         .stdout
@@ -309,4 +314,68 @@ fn run_schedule_runs_a_declared_file_on_one_machine_until_stopped() {
         "{}",
         stderr(&no_trigger)
     );
+}
+
+#[test]
+fn of_two_orchestrators_on_one_warehouse_one_fires_and_the_other_takes_over_when_it_dies() {
+    let warehouse = workdir("schedule-lease");
+    let pipelines = workdir("schedule-lease-pipelines");
+    write(pipelines.join("ticks.sql"), TICKS);
+    write(warehouse.join("landing/ticks/t1.csv"), "n\n1\n");
+    let wh = warehouse.to_str().unwrap();
+    schedule(&[
+        "add",
+        "ticks",
+        pipelines.join("ticks.sql").to_str().unwrap(),
+        "--warehouse",
+        wh,
+        "--cron",
+        "*/2 * * * * *",
+    ]);
+    let orchestrator = |name: &str| {
+        let log = std::fs::File::create(pipelines.join(format!("{name}.log"))).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["run", "--schedule", "--warehouse", wh])
+            .env("STRATA_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let log = |name: &str| std::fs::read_to_string(pipelines.join(format!("{name}.log"))).unwrap();
+    let mut first = orchestrator("first");
+    wait_until("the first orchestrator fired", || {
+        succeeded(&warehouse, "ticks", "cron") >= 1
+    });
+    let mut second = orchestrator("second");
+    wait_until("the second orchestrator stands by", || {
+        log("second").contains("standing by")
+    });
+    let before = succeeded(&warehouse, "ticks", "cron");
+    wait_until("both ran side by side for a few firings", || {
+        succeeded(&warehouse, "ticks", "cron") >= before + 3
+    });
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let at_kill = succeeded(&warehouse, "ticks", "cron");
+    wait_until("the standby took over and fired", || {
+        succeeded(&warehouse, "ticks", "cron") >= at_kill + 3
+    });
+    assert!(log("second").contains("took over"), "{}", log("second"));
+    assert!(terminate(&mut second).success());
+
+    // Every cron time ran once: no two runs of the schedule started in one 2 s slot.
+    let mut slots = std::collections::BTreeMap::<u64, Vec<String>>::new();
+    for entry in std::fs::read_dir(warehouse.join("_strata/runs")).unwrap() {
+        let report: Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        let run_id = report["run_id"].as_str().unwrap().to_owned();
+        if run_id.ends_with("-ticks") {
+            let started = report["started_at_ms"].as_u64().unwrap();
+            slots.entry(started / 2000).or_default().push(run_id);
+        }
+    }
+    assert!(slots.len() >= 6, "{slots:?}");
+    let twice: Vec<_> = slots.values().filter(|runs| runs.len() > 1).collect();
+    assert!(twice.is_empty(), "cron times fired twice: {twice:?}");
 }

@@ -2,9 +2,14 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use arrow::array::{Array, ArrayRef, StringArray};
 use arrow::csv::WriterBuilder as CsvWriterBuilder;
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::error::ArrowError;
 use arrow::json::{ArrayWriter, WriterBuilder as JsonWriterBuilder};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
 use arrow::util::pretty::pretty_format_batches;
 use clap::{Args, ValueEnum};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -68,11 +73,14 @@ pub(crate) fn write_batches(
         }
         OutputFormat::Csv => {
             let mut writer = CsvWriterBuilder::new().with_header(true).build(&mut *out);
+            let csv_error = |source| CliError::Format {
+                format: "csv",
+                source,
+            };
             for batch in batches {
-                writer.write(batch).map_err(|source| CliError::Format {
-                    format: "csv",
-                    source,
-                })?;
+                writer
+                    .write(&nested_as_text(batch).map_err(csv_error)?)
+                    .map_err(csv_error)?;
             }
         }
         OutputFormat::Json => {
@@ -91,4 +99,69 @@ pub(crate) fn write_batches(
         }
     }
     Ok(())
+}
+
+/// The batch with its lists, structs and maps as text, as the table shows them
+/// (`[senior, rust]`): a CSV field holds one value, and CSV writers refuse nested ones.
+fn nested_as_text(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|field| field.data_type().is_nested())
+    {
+        return Ok(batch.clone());
+    }
+    let options = FormatOptions::default();
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !field.data_type().is_nested() {
+            fields.push(Arc::clone(field));
+            columns.push(Arc::clone(column));
+            continue;
+        }
+        let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
+        let text: StringArray = (0..column.len())
+            .map(|row| {
+                column
+                    .is_valid(row)
+                    .then(|| formatter.value(row).to_string())
+            })
+            .collect();
+        fields.push(Arc::new(Field::new(field.name(), DataType::Utf8, true)));
+        columns.push(Arc::new(text) as ArrayRef);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn csv_shows_lists_as_the_table_does_and_json_keeps_them() {
+        let ctx = SessionContext::new();
+        strata_udfs::register_all(&ctx);
+        let batches = ctx
+            .sql("SELECT 1 AS n, tokenize('Senior Rust/SQL engineer') AS tokens, CAST(NULL AS VARCHAR[]) AS none")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut csv = Vec::new();
+        write_batches(&batches, OutputFormat::Csv, &mut csv).unwrap();
+        assert_eq!(
+            String::from_utf8(csv).unwrap(),
+            "n,tokens,none\n1,\"[senior, rust, sql, engineer]\",\n"
+        );
+        let mut json = Vec::new();
+        write_batches(&batches, OutputFormat::Json, &mut json).unwrap();
+        let json = String::from_utf8(json).unwrap();
+        assert!(
+            json.contains(r#""tokens":["senior","rust","sql","engineer"]"#),
+            "{json}"
+        );
+    }
 }

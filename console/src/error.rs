@@ -32,6 +32,9 @@ pub enum Error {
     /// Lineage could not be worked out.
     #[error(transparent)]
     Lineage(#[from] strata_lineage::Error),
+    /// The login could not be set up (no randomness for its decoy password).
+    #[error(transparent)]
+    Login(#[from] strata_flightsql::Error),
     /// The console's port could not be served.
     #[error("serving the console on {address}: {source}")]
     Serve {

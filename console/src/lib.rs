@@ -82,7 +82,7 @@ pub async fn serve(
     let console = Arc::new(Console {
         warehouse: options.warehouse,
         pipelines: options.pipelines,
-        login: Login::new(options.users, SESSION),
+        login: Login::new(options.users, SESSION)?,
         cluster: options.cluster,
         live: options.live,
     });

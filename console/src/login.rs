@@ -22,13 +22,14 @@ pub struct Login {
 }
 
 impl Login {
-    pub fn new(users: Vec<User>, ttl: Duration) -> Self {
-        Login {
+    pub fn new(users: Vec<User>, ttl: Duration) -> strata_flightsql::Result<Self> {
+        let decoy = password::decoy(users.iter().map(|user| user.password.as_str()))?;
+        Ok(Login {
             users,
-            decoy: password::hash("not any user's password").unwrap_or_default(),
+            decoy,
             ttl,
             sessions: Mutex::default(),
-        }
+        })
     }
 
     /// Whether anyone may look without logging in: no users are configured.
@@ -86,7 +87,8 @@ mod tests {
         let login = Login::new(
             vec![User::new("ana", &hashed), User::new("bo", "plain")],
             Duration::from_secs(60),
-        );
+        )
+        .unwrap();
         assert!(!login.is_open());
         assert_eq!(login.log_in("ana", "wrong"), None);
         assert_eq!(login.log_in("nobody", "s3cret"), None);

@@ -103,6 +103,22 @@ impl std::fmt::Display for BuildStep {
 }
 
 impl EngineError {
+    /// Whether the error is in the pipeline's text or plan (a syntax error, an unknown
+    /// table or column, a type mismatch): running it again cannot help.
+    pub fn is_in_the_pipeline(&self) -> bool {
+        match self {
+            EngineError::Language(_) => true,
+            EngineError::DataFusion(error) | EngineError::Build { source: error, .. } => matches!(
+                error.find_root(),
+                DataFusionError::Plan(_)
+                    | DataFusionError::SQL(..)
+                    | DataFusionError::SchemaError(..)
+                    | DataFusionError::NotImplemented(_)
+            ),
+            _ => false,
+        }
+    }
+
     /// A failure of one build step, or the task error it carries from wherever it ran.
     pub fn at(step: BuildStep, source: DataFusionError) -> Self {
         match crate::task_error::TaskError::find(&source) {

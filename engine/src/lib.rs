@@ -8,6 +8,7 @@ pub mod compile;
 pub mod engine;
 mod error;
 pub mod expectations;
+#[cfg(feature = "faults")]
 pub mod faults;
 pub mod landing;
 pub mod run;

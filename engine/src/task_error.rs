@@ -139,6 +139,76 @@ pub fn is_cancelled_job(error: &DataFusionError) -> bool {
     }
 }
 
+/// A fault of the cluster rather than of the query: what a query's caller is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterFault {
+    /// An executor or the scheduler was lost or could not be reached; the same query
+    /// may succeed when tried again.
+    Unavailable,
+    /// The cluster failed the query for a reason of its own.
+    Internal,
+    /// A task ran out of memory.
+    ResourcesExhausted,
+}
+
+/// What Ballista says, in a job's failure, of a task that failed reading or writing.
+const TASK_IO_FAILED: &str = "Task failed due to IO error";
+
+/// Whether an error is the cluster's fault, and which, as opposed to the query's (bad
+/// SQL or data an executor refused). Ballista's client flattens most of these into
+/// text, so the text of the kinds [`is_lost_result`] and [`is_cancelled_job`] read is
+/// read here too; typed errors are matched by type.
+pub fn cluster_fault(error: &DataFusionError) -> Option<ClusterFault> {
+    use ballista_core::error::BallistaError;
+    if is_lost_result(error) || is_cancelled_job(error) {
+        return Some(ClusterFault::Unavailable);
+    }
+    match error.find_root() {
+        DataFusionError::External(inner) => match inner.downcast_ref::<BallistaError>()? {
+            BallistaError::GrpcConnectionError(_)
+            | BallistaError::TonicError(_)
+            | BallistaError::GrpcError(_)
+            | BallistaError::FetchFailed(..)
+            | BallistaError::Cancelled => Some(ClusterFault::Unavailable),
+            BallistaError::DataFusionError(inner) => cluster_fault(inner),
+            BallistaError::IoError(_)
+            | BallistaError::Internal(_)
+            | BallistaError::General(_)
+            | BallistaError::TokioError(_)
+            | BallistaError::GrpcActionError(_) => Some(ClusterFault::Internal),
+            BallistaError::NotImplemented(_)
+            | BallistaError::Configuration(_)
+            | BallistaError::ArrowError(_)
+            | BallistaError::SqlError(_) => None,
+        },
+        DataFusionError::Execution(text) if text.starts_with("Job ") => {
+            if text.contains(TASK_IO_FAILED) {
+                return Some(ClusterFault::Unavailable);
+            }
+            let Some(start) = text.find(TASK_FAILED) else {
+                // A job failed, but no task said why: the scheduler's own failure.
+                return Some(ClusterFault::Internal);
+            };
+            // The task's error as debug text: its kinds, outermost first, up to its message.
+            let task = &text[start + TASK_FAILED.len()..];
+            let task = task.split('"').next().unwrap_or(task);
+            let kinds = task.split(|c: char| !c.is_alphanumeric()).filter(|word| {
+                matches!(
+                    *word,
+                    "ResourcesExhausted" | "IoError" | "ObjectStore" | "Internal" | "ExecutionJoin"
+                )
+            });
+            match kinds.last() {
+                Some("ResourcesExhausted") => Some(ClusterFault::ResourcesExhausted),
+                Some("IoError" | "ObjectStore") => Some(ClusterFault::Unavailable),
+                Some(_) => Some(ClusterFault::Internal),
+                None => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// What Ballista puts before the debug text of a task's error in a job's failure.
 const TASK_FAILED: &str = "Task failed due to runtime execution error: ";
 
@@ -347,6 +417,69 @@ mod tests {
         assert!(!is_lost_result(&DataFusionError::Execution(
             "Job 1 failed: GrpcConnectionError(".into()
         )));
+    }
+
+    #[test]
+    fn the_cluster_s_faults_are_told_apart_from_the_query_s() {
+        use ballista_core::error::BallistaError;
+        let job = |task: &str| {
+            DataFusionError::Execution(format!(
+                "Job 8Xk failed: Job failed due to stage 2 failed: {task}\n"
+            ))
+        };
+        let cases = [
+            (
+                job(
+                    "Task failed due to runtime execution error: DataFusionError(ArrowError(CastError(\"Cannot cast string 'x' to Int64\"), None))",
+                ),
+                None,
+            ),
+            (
+                job(
+                    "Task failed due to runtime execution error: DataFusionError(Execution(\"IoError is in the message, not a kind\"))",
+                ),
+                None,
+            ),
+            (
+                job(
+                    "Task failed due to runtime execution error: DataFusionError(ResourcesExhausted(\"Failed to allocate\"))",
+                ),
+                Some(ClusterFault::ResourcesExhausted),
+            ),
+            (
+                job(
+                    "Task failed due to runtime execution error: DataFusionError(ObjectStore(NotFound { path: \"a\" }))",
+                ),
+                Some(ClusterFault::Unavailable),
+            ),
+            (
+                job("Task failed due to IO error: Broken pipe"),
+                Some(ClusterFault::Unavailable),
+            ),
+            (
+                DataFusionError::Execution("Job 8Xk failed: Cancelled".into()),
+                Some(ClusterFault::Unavailable),
+            ),
+            (
+                DataFusionError::External(Box::new(BallistaError::GrpcConnectionError(
+                    "Error connecting to Ballista scheduler or executor at http://127.0.0.1:1"
+                        .into(),
+                ))),
+                Some(ClusterFault::Unavailable),
+            ),
+            (
+                DataFusionError::External(Box::new(BallistaError::Internal("x".into()))),
+                Some(ClusterFault::Internal),
+            ),
+            (
+                DataFusionError::Execution("skill_match: have must be a list".into()),
+                None,
+            ),
+            (DataFusionError::Plan("No field named x".into()), None),
+        ];
+        for (error, fault) in cases {
+            assert_eq!(cluster_fault(&error), fault, "{error}");
+        }
     }
 
     #[test]

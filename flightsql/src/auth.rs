@@ -42,22 +42,14 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(users: Vec<User>, ttl: Duration) -> Self {
-        let hashed = users.iter().any(|user| password::is_hash(&user.password));
-        let decoy = hashed
-            .then(|| {
-                new_token()
-                    .ok()
-                    .and_then(|secret| password::hash(&secret).ok())
-            })
-            .flatten()
-            .unwrap_or_else(|| "\u{0}".to_owned());
-        Self {
+    pub fn new(users: Vec<User>, ttl: Duration) -> crate::error::Result<Self> {
+        let decoy = password::decoy(users.iter().map(|user| user.password.as_str()))?;
+        Ok(Self {
             users,
             decoy,
             ttl,
             tokens: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// Whether calls need credentials at all.

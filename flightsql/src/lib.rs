@@ -6,6 +6,7 @@ mod config;
 mod endpoint;
 mod error;
 mod handle;
+mod interrupt;
 mod limits;
 mod metadata;
 pub mod password;
@@ -63,7 +64,7 @@ impl FlightSqlServer {
             return Err(Error::Unauthenticated { addr });
         }
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
-        let auth = Arc::new(Authenticator::new(config.users.clone(), config.token_ttl));
+        let auth = Arc::new(Authenticator::new(config.users.clone(), config.token_ttl)?);
         let admission = Arc::new(Admission::new(config.limits.clone()));
         let planner = Planner::new(
             warehouse,

@@ -10,13 +10,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::memory_pool::{
     FairSpillPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation, UnboundedMemoryPool,
 };
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::coop::CooperativeExec;
 use futures::Stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -161,6 +158,19 @@ impl Admission {
     pub fn start(&self, user: &str, ticket: &[u8], own: &UserLimits) -> QueryGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let cancel = CancellationToken::new();
+        let stop = cancel.child_token();
+        let timeout = own.query_timeout.unwrap_or(self.limits.query_timeout);
+        let deadline = tokio::time::Instant::now() + timeout;
+        // The deadline reaches the query's operators even while none of them returns.
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => stop.cancel(),
+                    _ = stop.cancelled() => {}
+                }
+            }
+        });
         lock(&self.running).insert(
             id,
             Running {
@@ -173,7 +183,9 @@ impl Admission {
             id,
             running: Arc::clone(&self.running),
             cancel,
-            timeout: own.query_timeout.unwrap_or(self.limits.query_timeout),
+            stop,
+            timeout,
+            deadline,
         }
     }
 
@@ -224,23 +236,34 @@ pub struct QueryGuard {
     id: u64,
     running: Arc<Mutex<HashMap<u64, Running>>>,
     cancel: CancellationToken,
+    /// Cancelled by a cancel, at the deadline and when the stream is dropped: what the
+    /// query's operators check ([`crate::interrupt::interruptible`]).
+    stop: CancellationToken,
     timeout: Duration,
+    deadline: tokio::time::Instant,
+}
+
+impl QueryGuard {
+    /// What stops the query's work.
+    pub fn stop(&self) -> &CancellationToken {
+        &self.stop
+    }
 }
 
 impl Drop for QueryGuard {
     fn drop(&mut self) {
+        self.stop.cancel();
         lock(&self.running).remove(&self.id);
     }
 }
 
 /// A query's result stream that ends with an error at its deadline or when cancelled.
-/// Dropping it (the client went away) drops the plan's streams, which stops their work.
+/// Dropping it (the client went away) stops the query's work ([`QueryGuard::stop`]).
 pub struct Limited<S> {
     inner: Option<S>,
     deadline: Pin<Box<tokio::time::Sleep>>,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
-    timeout: Duration,
-    _guard: QueryGuard,
+    guard: QueryGuard,
     _turn: Turn,
 }
 
@@ -248,12 +271,24 @@ impl<S> Limited<S> {
     pub fn new(inner: S, guard: QueryGuard, turn: Turn) -> Self {
         Self {
             inner: Some(inner),
-            deadline: Box::pin(tokio::time::sleep(guard.timeout)),
+            deadline: Box::pin(tokio::time::sleep_until(guard.deadline)),
             cancelled: Box::pin(guard.cancel.clone().cancelled_owned()),
-            timeout: guard.timeout,
-            _guard: guard,
+            guard,
             _turn: turn,
         }
+    }
+
+    /// Why the query was stopped, if it was: its client cancelled it or its time is up.
+    fn stopped(&self) -> Option<Status> {
+        if self.guard.cancel.is_cancelled() {
+            return Some(Status::cancelled("the query was cancelled by its client"));
+        }
+        (tokio::time::Instant::now() >= self.guard.deadline).then(|| {
+            Status::deadline_exceeded(format!(
+                "the query ran longer than its limit of {} s and was stopped",
+                self.guard.timeout.as_secs()
+            ))
+        })
     }
 }
 
@@ -267,18 +302,12 @@ where
         if self.inner.is_none() {
             return Poll::Ready(None);
         }
-        if self.cancelled.as_mut().poll(cx).is_ready() {
+        // Polled for their wake-ups; what stopped the query is read from the guard.
+        let _ = self.cancelled.as_mut().poll(cx);
+        let _ = self.deadline.as_mut().poll(cx);
+        if let Some(status) = self.stopped() {
             self.inner = None;
-            return Poll::Ready(Some(Err(Status::cancelled(
-                "the query was cancelled by its client",
-            ))));
-        }
-        if self.deadline.as_mut().poll(cx).is_ready() {
-            self.inner = None;
-            return Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
-                "the query ran longer than its limit of {} s and was stopped",
-                self.timeout.as_secs()
-            )))));
+            return Poll::Ready(Some(Err(status)));
         }
         let polled = self
             .inner
@@ -289,25 +318,14 @@ where
                 self.inner = None;
                 Poll::Ready(None)
             }
+            // The operators' own error at a stop says less than why they stopped.
+            Some(Poll::Ready(Some(Err(error)))) => {
+                self.inner = None;
+                Poll::Ready(Some(Err(self.stopped().unwrap_or(error))))
+            }
             Some(other) => other,
         }
     }
-}
-
-/// The plan with every join wrapped so that its work yields to the runtime between
-/// batches. A join can make rows for hours without polling its inputs, and the scans
-/// are the only places DataFusion yields by itself; work that never yields cannot be
-/// stopped by a deadline, a cancellation or a client that went away.
-pub fn interruptible(plan: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionPlan>> {
-    plan.transform_up(|node| {
-        if node.children().len() < 2 {
-            return Ok(Transformed::no(node));
-        }
-        Ok(Transformed::yes(
-            Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>
-        ))
-    })
-    .map(|transformed| transformed.data)
 }
 
 /// One query's memory: a limit of its own, drawn from the server's pool.
@@ -462,5 +480,38 @@ mod tests {
         assert_eq!(admission.cancel("ann", b"t"), 1);
         let ended = futures::StreamExt::next(&mut limited).await.unwrap();
         assert_eq!(ended.unwrap_err().code(), tonic::Code::Cancelled);
+    }
+
+    #[tokio::test]
+    async fn the_stop_reaches_the_work_at_the_deadline_and_when_the_stream_is_dropped() {
+        let admission = Admission::new(Limits::default());
+        let brief = UserLimits {
+            query_timeout: Some(Duration::from_millis(50)),
+            concurrent: None,
+        };
+        let guard = admission.start("ann", b"t", &brief);
+        let stop = guard.stop().clone();
+        tokio::time::timeout(Duration::from_secs(5), stop.cancelled())
+            .await
+            .expect("the deadline stops the work without the stream being polled");
+
+        let own = UserLimits::default();
+        let guard = admission.start("ann", b"t", &own);
+        let stop = guard.stop().clone();
+        assert!(!stop.is_cancelled());
+        drop(guard);
+        assert!(stop.is_cancelled(), "a dropped stream stops the work");
+
+        // Work that fails because it was stopped reports why it was stopped.
+        let guard = admission.start("ann", b"t", &brief);
+        let stop = guard.stop().clone();
+        let work = Box::pin(futures::stream::once(async move {
+            stop.cancelled().await;
+            Err::<u8, Status>(Status::invalid_argument("the query was stopped"))
+        }));
+        let turn = admission.admit("ann", &own).await.unwrap();
+        let mut limited = Limited::new(work, guard, turn);
+        let ended = futures::StreamExt::next(&mut limited).await.unwrap();
+        assert_eq!(ended.unwrap_err().code(), tonic::Code::DeadlineExceeded);
     }
 }

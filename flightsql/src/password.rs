@@ -21,6 +21,20 @@ pub fn hash(password: &str) -> Result<String> {
         .map_err(|error| Error::Password(error.to_string()))
 }
 
+/// What an unknown user's password is checked against, so that a refusal takes as
+/// long whether or not the user exists: a hash of a random secret when any of the
+/// `stored` passwords is a hash, a random text when all are plain.
+pub fn decoy<'a>(stored: impl IntoIterator<Item = &'a str>) -> Result<String> {
+    let mut secret = [0_u8; 24];
+    getrandom::fill(&mut secret).map_err(|error| Error::Password(error.to_string()))?;
+    let secret: String = secret.iter().map(|byte| format!("{byte:02x}")).collect();
+    if stored.into_iter().any(is_hash) {
+        hash(&secret)
+    } else {
+        Ok(secret)
+    }
+}
+
 /// Whether a stored password is a hash rather than plain text.
 pub fn is_hash(stored: &str) -> bool {
     stored.starts_with(HASH_PREFIX)
@@ -67,6 +81,25 @@ mod tests {
         assert!(!matches(&first, "change-you"));
         assert!(!matches(&first, ""));
         assert_eq!(problem(&first), None);
+    }
+
+    #[test]
+    fn the_decoy_costs_what_the_users_passwords_cost_and_matches_nothing() {
+        let hashed = hash("change-me").unwrap();
+        let decoy = super::decoy(["plain", hashed.as_str()]).unwrap();
+        assert!(is_hash(&decoy) && problem(&decoy).is_none(), "{decoy}");
+        assert!(!matches(&decoy, ""));
+        let plain = super::decoy(["plain", "text"]).unwrap();
+        assert!(
+            !is_hash(&plain),
+            "plain users are checked in constant time, not argon2"
+        );
+        assert!(!matches(&plain, ""));
+        assert_ne!(
+            plain,
+            super::decoy(["plain"]).unwrap(),
+            "each decoy is random"
+        );
     }
 
     #[test]

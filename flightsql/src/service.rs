@@ -36,7 +36,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{AUTHORIZATION, Authenticator, Caller};
 use crate::handle::QueryHandle;
-use crate::limits::{Admission, Limited, UserLimits, interruptible};
+use crate::interrupt::{interruptible, spawned};
+use crate::limits::{Admission, Limited, UserLimits};
 use crate::metadata;
 use crate::query::{CATALOG, Planner};
 use crate::status::status;
@@ -114,6 +115,8 @@ impl StrataFlightSql {
         let user = caller.to_string();
         let own = self.user_limits.get(&user).cloned().unwrap_or_default();
         let turn = self.admission.admit(&user, &own).await?;
+        // The limits hold from here: planning counts against the deadline too.
+        let guard = self.admission.start(&user, ticket, &own);
         let started = Instant::now();
         let planned = self
             .planner
@@ -128,11 +131,13 @@ impl StrataFlightSql {
             .create_physical_plan()
             .await
             .map_err(status)?;
-        // A cluster's executors run the plan as Ballista encodes it; here it must yield.
-        let physical = if self.planner.engine().is_cluster() {
+        let cluster = self.planner.engine().is_cluster();
+        // A cluster's executors run the plan as Ballista encodes it; here it must stop
+        // when told to.
+        let physical = if cluster {
             physical
         } else {
-            interruptible(physical).map_err(status)?
+            interruptible(physical, guard.stop()).map_err(status)?
         };
         let job = format!("flightsql:{caller}");
         let batches = self
@@ -141,6 +146,11 @@ impl StrataFlightSql {
             .stream(physical, &planned.ctx, &job)
             .await
             .map_err(status)?;
+        let batches = if cluster {
+            batches
+        } else {
+            spawned(batches.schema(), batches)
+        };
         tracing::info!(
             user = %caller,
             sql = handle.sql,
@@ -153,7 +163,6 @@ impl StrataFlightSql {
                 .and_then(|batch| to_storage(&batch, &target))
                 .map_err(status)
         });
-        let guard = self.admission.start(&user, ticket, &own);
         let limited = Limited::new(batches, guard, turn)
             .map_err(|status| FlightError::Tonic(Box::new(status)));
         Ok(encode(schema, limited))

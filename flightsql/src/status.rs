@@ -6,6 +6,7 @@
 use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use datafusion::object_store::Error as StoreError;
+use strata_engine::task_error::{ClusterFault, cluster_fault};
 use strata_storage::StorageError;
 use tonic::{Code, Status};
 
@@ -16,6 +17,14 @@ pub fn status(error: DataFusionError) -> Status {
 
 /// The code of the deepest cause that decides it.
 fn code(error: &DataFusionError) -> Code {
+    // A lost executor or a failed job on a cluster is not the user's mistake, though
+    // Ballista reports most of them as execution errors.
+    match cluster_fault(error) {
+        Some(ClusterFault::Unavailable) => return Code::Unavailable,
+        Some(ClusterFault::Internal) => return Code::Internal,
+        Some(ClusterFault::ResourcesExhausted) => return Code::ResourceExhausted,
+        None => {}
+    }
     match error {
         DataFusionError::Plan(_)
         | DataFusionError::SQL(..)
@@ -23,7 +32,8 @@ fn code(error: &DataFusionError) -> Code {
         | DataFusionError::Configuration(_)
         | DataFusionError::Substrait(_) => Code::InvalidArgument,
         // DataFusion raises execution errors for values a query cannot compute (a
-        // function given an argument it refuses): the user's data or SQL.
+        // function given an argument it refuses): the user's data or SQL, once the
+        // cluster's faults are told apart above.
         DataFusionError::Execution(_) => Code::InvalidArgument,
         DataFusionError::ArrowError(error, _) => arrow_code(error),
         DataFusionError::NotImplemented(_) => Code::Unimplemented,
@@ -172,5 +182,24 @@ mod tests {
             status(DataFusionError::ObjectStore(Box::new(missing))).code(),
             Code::NotFound
         );
+    }
+
+    #[test]
+    fn a_lost_executor_on_a_cluster_is_unavailable_not_the_user_s_mistake() {
+        let lost = DataFusionError::Context(
+            "on the Strata scheduler at http://127.0.0.1:50050".into(),
+            Box::new(DataFusionError::Execution(
+                "Job 8Xk failed: Cancelled".into(),
+            )),
+        );
+        assert_eq!(status(lost).code(), Code::Unavailable);
+        let answer_gone = DataFusionError::Execution(
+            "GrpcConnectionError(\"Error connecting to Ballista scheduler or executor at http://127.0.0.1:1\")".into(),
+        );
+        assert_eq!(status(answer_gone).code(), Code::Unavailable);
+        let user_s = DataFusionError::Execution(
+            "Job 8Xk failed: Job failed due to stage 1 failed: Task failed due to runtime execution error: DataFusionError(Execution(\"bad\"))\n".into(),
+        );
+        assert_eq!(status(user_s).code(), Code::InvalidArgument);
     }
 }

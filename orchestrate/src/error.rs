@@ -1,5 +1,6 @@
 //! The orchestrator's errors, one enum for callers to match.
 
+use strata_engine::EngineError;
 use strata_storage::StorageError;
 
 /// What can go wrong defining, storing or running a schedule.
@@ -17,6 +18,22 @@ pub enum Error {
     /// A declarative schedules file that cannot be read or understood.
     #[error("{file}: {why}")]
     File { file: String, why: String },
+    /// The schedule's pipeline is wrong (it does not parse, plan or resolve): running it
+    /// again cannot help, so it is not retried.
+    #[error("schedule {schedule:?}: the pipeline is wrong: {source}")]
+    Pipeline {
+        schedule: String,
+        source: EngineError,
+    },
+    /// A run that could not be started or finished; another attempt may succeed.
+    #[error("schedule {schedule:?}: {source}")]
+    Run {
+        schedule: String,
+        source: EngineError,
+    },
+    /// A webhook that could not be told.
+    #[error("the webhook {url} was not told: {why}")]
+    Webhook { url: String, why: String },
     /// The warehouse could not be read or written.
     #[error(transparent)]
     Storage(#[from] StorageError),

@@ -6,6 +6,7 @@
 pub mod cron;
 pub mod declared;
 mod error;
+pub mod lease;
 pub mod orchestrator;
 pub mod schedule;
 pub mod webhook;

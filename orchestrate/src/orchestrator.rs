@@ -15,7 +15,8 @@ use strata_storage::Warehouse;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::lease::{self, Lease, Standing};
 use crate::schedule::{Cause, Firing, Outcome, Schedule, Schedules};
 use crate::webhook::{Event, Notice};
 
@@ -31,16 +32,59 @@ pub struct Orchestrator {
     next_fire: HashMap<String, (String, DateTime<Utc>)>,
     /// Schedules with a run (or a retry's wait) under way.
     busy: Arc<Mutex<HashSet<String>>>,
+    /// Only the holder of the warehouse's lease fires schedules; others stand by.
+    lease: Lease,
 }
+
+/// The name of the orchestrators' lease in a warehouse.
+const LEASE: &str = "orchestrator";
 
 impl Orchestrator {
     pub fn new(warehouse: Warehouse, engine: Engine) -> Self {
         Orchestrator {
+            lease: Lease::new(
+                warehouse.clone(),
+                LEASE,
+                Lease::this_process(),
+                lease::DEFAULT_TTL,
+            ),
             schedules: Schedules::new(warehouse),
             engine,
             tick: DEFAULT_TICK,
             next_fire: HashMap::new(),
             busy: Arc::default(),
+        }
+    }
+
+    /// Whether this orchestrator may fire schedules now: it holds the warehouse's lease.
+    /// A standby forgets its cron times, so on taking over it fires at the next ones
+    /// rather than again at those the last holder fired.
+    async fn leads(&mut self, standby_said: &mut bool) -> bool {
+        let standing = match self.lease.hold().await {
+            Ok(standing) => standing,
+            Err(error) => {
+                tracing::warn!("cannot renew the orchestrator lease: {error}");
+                return self.lease.holds();
+            }
+        };
+        match standing {
+            Standing::Held => {
+                if std::mem::take(standby_said) {
+                    tracing::info!("took over the schedules of {}", self.schedules.warehouse());
+                }
+                true
+            }
+            Standing::Standby { holder } => {
+                if !*standby_said {
+                    tracing::info!(
+                        "standing by: {holder} runs the schedules of {}; taking over if it stops",
+                        self.schedules.warehouse()
+                    );
+                    *standby_said = true;
+                }
+                self.next_fire.clear();
+                false
+            }
         }
     }
 
@@ -55,12 +99,16 @@ impl Orchestrator {
             self.schedules.warehouse(),
             self.tick
         );
+        let mut standby_said = false;
         loop {
             tokio::select! {
                 _ = &mut stop => break,
                 _ = tokio::time::sleep(self.tick) => {}
             }
             while runs.try_join_next().is_some() {}
+            if !self.leads(&mut standby_said).await {
+                continue;
+            }
             let schedules = match self.schedules.list().await {
                 Ok(schedules) => schedules,
                 Err(error) => {
@@ -105,6 +153,7 @@ impl Orchestrator {
         }
         let _ = stopping.send(true);
         while runs.join_next().await.is_some() {}
+        self.lease.release().await;
     }
 
     /// Why the schedule fires now, with the landing files there are, if it does.
@@ -165,14 +214,17 @@ impl Orchestrator {
     }
 
     /// The files of the pipeline's landing locations, as `path size modified`.
-    async fn landing_files(&self, schedule: &Schedule) -> Result<Vec<String>, String> {
+    async fn landing_files(&self, schedule: &Schedule) -> Result<Vec<String>> {
         let warehouse = self.schedules.warehouse();
         let sources = landing_sources(&schedule.sources(), warehouse, &self.engine)
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|source| Error::Run {
+                schedule: schedule.name.clone(),
+                source,
+            })?;
         let mut files = Vec::new();
         for source in sources {
-            let listing = source.list().await.map_err(|error| error.to_string())?;
+            let listing = source.list().await?;
             files.extend(
                 listing
                     .files
@@ -236,9 +288,10 @@ impl Fire {
             };
             state.record(firing.clone());
             self.schedules.save_state(&name, &state).await?;
-            let errors = match self.run_once(&run_id).await {
-                Ok(report) => report.failures(),
-                Err(error) => vec![error],
+            let (errors, retried) = match self.run_once(&run_id).await {
+                Ok(report) => (report.failures(), true),
+                Err(error @ Error::Pipeline { .. }) => (vec![error.to_string()], false),
+                Err(error) => (vec![error.to_string()], true),
             };
             firing.duration_ms = now_ms().saturating_sub(started_at_ms);
             firing.outcome = if errors.is_empty() {
@@ -262,7 +315,7 @@ impl Fire {
                 "schedule {name}: run {run_id} failed: {}",
                 errors.join("; ")
             );
-            let last = attempt > self.schedule.retry.attempts;
+            let last = !retried || attempt > self.schedule.retry.attempts;
             state.failing |= last;
             self.schedules.save_state(&name, &state).await?;
             if last {
@@ -280,19 +333,33 @@ impl Fire {
         }
     }
 
-    /// Compiles and runs the pipeline once; its report, or why it could not run.
-    async fn run_once(&self, run_id: &str) -> Result<RunReport, String> {
+    /// Compiles and runs the pipeline once; its report, or why it could not run: a
+    /// [`Error::Pipeline`] when the pipeline itself is wrong.
+    async fn run_once(&self, run_id: &str) -> Result<RunReport> {
         let warehouse = self.schedules.warehouse();
+        let schedule = self.schedule.name.clone();
         let compiled = compile(&self.schedule.sources(), warehouse, &self.engine)
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|source| {
+                if source.is_in_the_pipeline() {
+                    Error::Pipeline {
+                        schedule: schedule.clone(),
+                        source,
+                    }
+                } else {
+                    Error::Run {
+                        schedule: schedule.clone(),
+                        source,
+                    }
+                }
+            })?;
         let options = RunOptions {
             run_id: Some(run_id.to_owned()),
             ..RunOptions::default()
         };
         run_pipeline(&compiled, warehouse, &self.engine, &options, &|_| {})
             .await
-            .map_err(|error| error.to_string())
+            .map_err(|source| Error::Run { schedule, source })
     }
 
     async fn notify(&self, event: Event, run_id: &str, attempts: u32, errors: Vec<String>) {
@@ -316,6 +383,54 @@ impl Fire {
                 "schedule {}: the webhook was not told ({event:?}): {error}",
                 self.schedule.name
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::{Cause, PipelineFile, Retry, Triggers};
+
+    #[tokio::test]
+    async fn a_pipeline_that_is_wrong_fails_its_firing_without_retries() {
+        let warehouse = Warehouse::open("memory://orchestrator-wrong/wh").unwrap();
+        let schedules = Schedules::new(warehouse.clone());
+        schedules
+            .put(&Schedule {
+                name: "wrong".to_owned(),
+                files: vec![PipelineFile {
+                    path: "p.sql".to_owned(),
+                    text: "CREATE TABLE raw.t AS SELECT x FROM landing.nowhere;".to_owned(),
+                }],
+                triggers: Triggers {
+                    cron: Some("* * * * * *".to_owned()),
+                    on_new_files: false,
+                },
+                retry: Retry {
+                    attempts: 2,
+                    backoff_seconds: 1,
+                },
+                webhook: None,
+                paused: false,
+                declared_in: None,
+            })
+            .await
+            .unwrap();
+        let orchestrator = Orchestrator::new(warehouse, Engine::Embedded);
+        orchestrator
+            .run(tokio::time::sleep(Duration::from_secs(7)))
+            .await;
+        let firings = schedules.state("wrong").await.unwrap().firings;
+        assert!(!firings.is_empty(), "the schedule never fired");
+        for firing in &firings {
+            assert_eq!(
+                (firing.attempt, firing.cause),
+                (1, Cause::Cron),
+                "{firings:?}"
+            );
+            let error = firing.error.as_deref().unwrap_or_default();
+            assert!(error.contains("the pipeline is wrong"), "{error}");
         }
     }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::error::{Error, Result};
+
 /// How long a webhook may take to answer before the notice is given up.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,23 +38,27 @@ pub struct Notice {
 
 impl Notice {
     /// Sends the notice to `url`; an error says why it was not taken.
-    pub async fn send(&self, url: &str) -> Result<(), String> {
+    pub async fn send(&self, url: &str) -> Result<()> {
+        let failed = |why: String| Error::Webhook {
+            url: url.to_owned(),
+            why,
+        };
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .build()
-            .map_err(|error| error.to_string())?;
-        let body = serde_json::to_vec(self).map_err(|error| error.to_string())?;
+            .map_err(|error| failed(error.to_string()))?;
+        let body = serde_json::to_vec(self).map_err(|error| failed(error.to_string()))?;
         let response = client
             .post(url)
             .header("content-type", "application/json")
             .body(body)
             .send()
             .await
-            .map_err(|error| format!("{url}: {error}"))?;
+            .map_err(|error| failed(error.to_string()))?;
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(format!("{url} answered {}", response.status()))
+            Err(failed(format!("it answered {}", response.status())))
         }
     }
 }

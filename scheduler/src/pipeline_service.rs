@@ -380,14 +380,7 @@ impl PipelineRpc for PipelineService {
         let summary = run.summary();
         let warehouse = Warehouse::open(&summary.warehouse)
             .map_err(|error| Status::internal(error.to_string()))?;
-        let tidied = tidy(
-            stopped,
-            &warehouse,
-            run.tables(),
-            &run_id,
-            summary.submitted_at_ms,
-        )
-        .await;
+        let tidied = tidy(stopped, &warehouse, run.tables(), &run_id).await;
         let said = match tidied {
             Ok((stopped, removed)) => {
                 tracing::info!(
@@ -478,7 +471,6 @@ async fn tidy(
     warehouse: &Warehouse,
     tables: &[TableName],
     run_id: &str,
-    since_ms: u64,
 ) -> Result<(usize, usize), BallistaError> {
     let stopped = stopped?;
     // A cancelled task may still be closing a file as its job ends: sweep until two
@@ -486,7 +478,7 @@ async fn tidy(
     let mut removed = 0;
     let mut quiet = 0;
     for _ in 0..CLEANUP_SWEEPS {
-        let sweep = remove_uncommitted(warehouse, tables, run_id, since_ms).await;
+        let sweep = remove_uncommitted(warehouse, tables, run_id).await;
         removed += sweep.removed;
         quiet = if sweep.removed == 0 { quiet + 1 } else { 0 };
         if quiet == 2 {
@@ -562,11 +554,11 @@ mod tests {
         let failed = Err(BallistaError::General(
             "injected: job listing failed".into(),
         ));
-        let tidied = tidy(failed, &warehouse, &tables, "run-1", 0).await;
+        let tidied = tidy(failed, &warehouse, &tables, "run-1").await;
         assert!(tidied.is_err());
         assert!(file.exists(), "a task may still be writing it");
 
-        let tidied = tidy(Ok(1), &warehouse, &tables, "run-1", 0).await.unwrap();
+        let tidied = tidy(Ok(1), &warehouse, &tables, "run-1").await.unwrap();
         assert_eq!(tidied, (1, 1));
         assert!(!file.exists());
         std::fs::remove_dir_all(&root).unwrap();

@@ -21,21 +21,22 @@ pub struct Sweep {
     pub skipped: Vec<(TableName, StorageError)>,
 }
 
-/// Removes the run's uncommitted files from the tables it built.
+/// Removes the run's uncommitted files from the tables it built: those named with its
+/// run id ([`paths::run_file_prefix`]), never another run's, whatever their age.
 ///
 /// A Delta table whose log exists but cannot be read is skipped (and named in the
-/// sweep): deleting by age alone could delete committed files.
+/// sweep): a file of this run that a commit names must stay.
 pub async fn remove_uncommitted(
     warehouse: &Warehouse,
     tables: &[TableName],
     run_id: &str,
-    since_ms: u64,
 ) -> Sweep {
     let mut sweep = Sweep::default();
+    let prefix = paths::run_file_prefix(run_id);
     for table in tables {
         let dir = warehouse.table(table);
         if table.layer.format() == Some(Format::Avro) {
-            sweep.removed += remove_with_prefix(&dir, &paths::run_file_prefix(run_id)).await;
+            sweep.removed += remove_with_prefix(&dir, &prefix).await;
             continue;
         }
         remove_below(&dir, &dir.staging(run_id).path().clone()).await;
@@ -51,8 +52,11 @@ pub async fn remove_uncommitted(
             };
             for file in data_files(&dir).await {
                 let relative = relative_to(&dir, &file.location);
-                let modified_ms = file.last_modified.timestamp_millis().max(0) as u64;
-                if !committed.contains(&relative) && modified_ms >= since_ms {
+                let ours = file
+                    .location
+                    .filename()
+                    .is_some_and(|name| name.starts_with(&prefix));
+                if ours && !committed.contains(&relative) {
                     sweep.removed += usize::from(remove_file(&dir, &file.location).await);
                 }
             }
@@ -189,15 +193,21 @@ mod tests {
             )
             .await
             .unwrap();
-        let committed = dir.join("part-00000-committed.parquet");
+        let ours = paths::run_file_prefix("run-1");
+        let committed = dir.join(&format!("{ours}00000-committed.parquet"));
         store.put(&committed, "PAR1".into()).await.unwrap();
         let quarantine = warehouse.table(&events.quarantine());
-        let unlogged = quarantine.join("part-00000-new.parquet");
+        let unlogged = quarantine.join(&format!("{ours}00000-new.parquet"));
         store.put(&unlogged, "PAR1".into()).await.unwrap();
+        let another_run_s = quarantine.join(&format!(
+            "{}00000-new.parquet",
+            paths::run_file_prefix("run-2")
+        ));
+        store.put(&another_run_s, "PAR1".into()).await.unwrap();
         let staged = quarantine.join("_strata_staging/run-1/part-1.parquet");
         store.put(&staged, "PAR1".into()).await.unwrap();
 
-        let sweep = remove_uncommitted(&warehouse, std::slice::from_ref(&events), "run-1", 0).await;
+        let sweep = remove_uncommitted(&warehouse, std::slice::from_ref(&events), "run-1").await;
 
         assert!(
             store.head(&committed).await.is_ok(),
@@ -208,6 +218,10 @@ mod tests {
         assert!(
             store.head(&unlogged).await.is_err(),
             "a table with no log has nothing committed"
+        );
+        assert!(
+            store.head(&another_run_s).await.is_ok(),
+            "another run's uncommitted file is never swept"
         );
         assert!(
             store.head(&staged).await.is_ok(),
@@ -236,7 +250,7 @@ mod tests {
         for file in [&ours, &theirs] {
             warehouse.store().put(file, "Obj".into()).await.unwrap();
         }
-        let sweep = remove_uncommitted(&warehouse, &[events], "run-1", 0).await;
+        let sweep = remove_uncommitted(&warehouse, &[events], "run-1").await;
         assert_eq!(sweep.removed, 1);
         assert!(warehouse.store().head(&ours).await.is_err());
         assert!(warehouse.store().head(&theirs).await.is_ok());

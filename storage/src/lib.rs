@@ -13,6 +13,7 @@ pub mod increment;
 pub mod landing;
 pub mod paths;
 pub mod raw_table;
+pub mod run_named;
 pub mod store;
 
 pub use avro_sink::{AvroFileSink, FileSink, WrittenFile, storage_schema, to_storage};

@@ -21,6 +21,8 @@ const RUNS_DIR: &str = "runs";
 const SCHEDULES_DIR: &str = "schedules";
 /// What each schedule has fired and seen, one JSON file per schedule, under [`STRATA_DIR`].
 const SCHEDULE_STATE_DIR: &str = "schedule_state";
+/// Under `_strata`: the leases that let one process at a time do a job.
+const LEASES_DIR: &str = "leases";
 /// A raw table's commit log, inside the table's directory.
 const RAW_LOG_DIR: &str = "_strata_log";
 /// Where MERGE KEY and SCD2 builds stage their checked rows, inside the table's directory.
@@ -132,6 +134,16 @@ impl Warehouse {
             .path()
             .clone()
             .join(format!("{name}.json"))
+    }
+
+    /// One lease's terms, newest last: `<root>/_strata/leases/<name>/<term>.json`.
+    pub fn lease_dir(&self, name: &str) -> StorePath {
+        self.root
+            .child(STRATA_DIR)
+            .child(LEASES_DIR)
+            .path()
+            .clone()
+            .join(name)
     }
 
     /// A path in the warehouse, as users see it (a path on disk, a URL in a store).
@@ -271,6 +283,15 @@ pub fn run_file_prefix(run_id: &str) -> String {
     format!("{PART}-{run_id}-")
 }
 
+/// A Parquet data file's name as one run writes it: deltalake's `part-<n>-<uuid>…`
+/// with the run's prefix instead of `part-`, so the run's files are found by name.
+/// `None` for a name that is not a data file's, already the run's, or an empty prefix.
+pub fn run_data_file(prefix: &str, name: &str) -> Option<String> {
+    let rest = name.strip_prefix(PART)?.strip_prefix('-')?;
+    (!prefix.is_empty() && !name.starts_with(prefix) && name.ends_with(".parquet"))
+        .then(|| format!("{prefix}{rest}"))
+}
+
 /// The start of the names of the raw data files one landing file becomes: `part-<run>-<nnnnn>`.
 pub fn landing_file_prefix(run_id: &str, landing_index: usize) -> String {
     format!("{}{landing_index:05}", run_file_prefix(run_id))
@@ -300,6 +321,16 @@ pub fn rejects_file(prefix: &str, partition: usize, writer: u64) -> String {
 /// The file of one build's landing files that were rejected whole, relative to the table.
 pub fn rejected_files_file(run_id: &str) -> String {
     format!("{REJECTS_DIR}/{}files.avro", run_file_prefix(run_id))
+}
+
+/// A lease term's file: the term, zero-padded so names sort.
+pub fn lease_term_file(term: u64) -> String {
+    format!("{term:020}.json")
+}
+
+/// The term a lease file's name holds, if it is a term's name.
+pub fn lease_term(name: &str) -> Option<u64> {
+    name.strip_suffix(".json")?.parse().ok()
 }
 
 /// A raw commit's file in the commit log: the version, zero-padded so names sort.

@@ -7,7 +7,7 @@ mod scan;
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
@@ -27,6 +27,13 @@ use strata_storage::store::is_store_option;
 use strata_storage::{SourceFile, StoreOptions, StoreUrl};
 
 pub use scan::{FilePart, LandingScanExec, LandingTable, ReadSpec, RejectsTarget, ScanOutcome};
+
+/// How many rows of each file undeclared columns are inferred from, unless the source
+/// says (`'format.schema_infer_max_rec'`). DataFusion's own 1,000 is too few for real
+/// exports: a column that is 0 for the first thousand rows and a decimal after is
+/// inferred as an integer, and every later row would be set aside.
+pub const INFER_MAX_RECORDS: usize = 100_000;
+const INFER_MAX_RECORDS_OPTION: &str = "format.schema_infer_max_rec";
 
 /// A landing source's definition, read for Strata's readers.
 #[derive(Debug, Clone)]
@@ -90,6 +97,19 @@ impl LandingSource {
             FileKind::Json => "JSON".to_owned(),
             _ => definition.file_type.to_ascii_uppercase(),
         };
+        if matches!(kind, FileKind::Csv | FileKind::Json)
+            && !definition
+                .options
+                .iter()
+                .any(|(key, _)| key.eq_ignore_ascii_case(INFER_MAX_RECORDS_OPTION))
+        {
+            definition.options.push((
+                INFER_MAX_RECORDS_OPTION.to_owned(),
+                datafusion::sql::sqlparser::ast::Value::SingleQuotedString(
+                    INFER_MAX_RECORDS.to_string(),
+                ),
+            ));
+        }
         let name = definition.name.to_string();
         let plan = state
             .statement_to_plan(DFStatement::CreateExternalTable(definition))
@@ -182,8 +202,12 @@ impl LandingSource {
             .with_listing_options(self.listing_options())
             .infer_schema(session)
             .await?;
-        config.file_schema.ok_or_else(|| {
+        let inferred = config.file_schema.ok_or_else(|| {
             DataFusionError::Internal(format!("no schema inferred for {}", self.name))
+        })?;
+        Ok(match self.row_format {
+            Some(_) => text_for_empty_columns(&inferred),
+            None => inferred,
         })
     }
 
@@ -225,6 +249,31 @@ impl LandingSource {
         // The files were chosen by name already; every one given is read.
         ListingOptions::new(Arc::clone(&self.format)).with_file_extension("")
     }
+}
+
+/// The inferred columns, with every column no row had a value in (inferred as `Null`,
+/// which no text converts to) read as nullable text, as DuckDB and Spark read it.
+fn text_for_empty_columns(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<FieldRef> = schema.fields().iter().map(text_for_null).collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// The field with each `Null` type in it, at any depth, as nullable text.
+fn text_for_null(field: &FieldRef) -> FieldRef {
+    let data_type = match field.data_type() {
+        DataType::Null => DataType::Utf8,
+        DataType::List(item) => DataType::List(text_for_null(item)),
+        DataType::LargeList(item) => DataType::LargeList(text_for_null(item)),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(text_for_null).collect()),
+        _ => return Arc::clone(field),
+    };
+    Arc::new(
+        field
+            .as_ref()
+            .clone()
+            .with_data_type(data_type)
+            .with_nullable(true),
+    )
 }
 
 fn urls(files: &[SourceFile]) -> Result<Vec<ListingTableUrl>> {
@@ -329,6 +378,51 @@ mod tests {
             panic!("CSV is read row by row")
         };
         assert_eq!((layout.delimiter, layout.has_header), (b';', false));
+    }
+
+    #[tokio::test]
+    async fn a_column_empty_in_every_row_is_inferred_as_nullable_text() {
+        let dir = std::env::temp_dir().join(format!("strata-empty-column-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("a.csv");
+        std::fs::write(&csv, "a,b,c\n1,,x\n2,,y\n").unwrap();
+        let json = dir.join("a.json");
+        std::fs::write(&json, "{\"a\":1,\"b\":null,\"c\":{\"d\":null}}\n").unwrap();
+        for (kind, options, file) in [
+            ("CSV", "OPTIONS ('format.has_header' 'true')", &csv),
+            ("JSON", "", &json),
+        ] {
+            let source = source(&format!(
+                "CREATE EXTERNAL TABLE landing.t STORED AS {kind} LOCATION '{}' {options}",
+                dir.display()
+            ))
+            .await
+            .unwrap();
+            let files = [SourceFile {
+                path: file.display().to_string(),
+                size: std::fs::metadata(file).unwrap().len(),
+                modified_ms: 0,
+                etag: None,
+            }];
+            let schema = source
+                .schema(&files, &SessionContext::new().state())
+                .await
+                .unwrap();
+            let b = schema.field_with_name("b").unwrap();
+            assert_eq!(
+                (b.data_type(), b.is_nullable()),
+                (&DataType::Utf8, true),
+                "{kind}"
+            );
+            if kind == "JSON" {
+                let DataType::Struct(inner) = schema.field_with_name("c").unwrap().data_type()
+                else {
+                    panic!("{schema:?}")
+                };
+                assert_eq!(inner[0].data_type(), &DataType::Utf8);
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

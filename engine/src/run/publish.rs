@@ -5,13 +5,11 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::Column;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
-use datafusion::functions::core::expr_fn::coalesce;
-use datafusion::functions::string::expr_fn::concat_ws;
 use datafusion::functions_aggregate::expr_fn::count;
-use datafusion::functions_nested::expr_fn::array_to_string;
-use datafusion::functions_window::expr_fn::{lag, lead, rank};
+use datafusion::functions_window::expr_fn::{lag, lead, rank, row_number};
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, JoinType, LogicalPlan, LogicalPlanBuilder, Volatility, cast, lit,
+    Expr, ExprFunctionExt, JoinType, LogicalPlan, LogicalPlanBuilder, Operator, Volatility,
+    binary_expr, cast, lit,
 };
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
@@ -23,15 +21,15 @@ use strata_language::{Format, OnViolation, Statement, TableDef, TableName, Table
 use strata_storage::delta_files::DeltaFiles;
 use strata_storage::delta_publish::{MergeOn, Provenance, Replace};
 use strata_storage::increment::{self, Increment};
-use strata_storage::{CommitLog, TableDir, cleanup, delta_publish, storage_schema};
+use strata_storage::{CommitLog, TableDir, cleanup, delta_publish, paths, storage_schema};
 
 use super::Build;
 use super::report::{StreamRead, TableReport, TableStatus};
 use crate::engine::job_name;
 use crate::error::{BuildStep, EngineError, Result};
 use crate::expectations::Checker;
+use crate::stream;
 use crate::write::{FileFormat, WriteFilesExec, WriteSpec};
-use crate::{faults, stream};
 
 /// Builds and publishes one table; on any error nothing is committed to it.
 ///
@@ -173,7 +171,7 @@ pub(super) async fn build(
         } else {
             dir.to_string()
         },
-        prefix: String::new(),
+        prefix: paths::run_file_prefix(build.run_id),
         partition_columns: if merges {
             Vec::new()
         } else {
@@ -203,7 +201,8 @@ pub(super) async fn build(
         on_rows(report.rows_read);
         written.check_distinct()?;
         let adds = written.delta_adds();
-        faults::before_commit(&table.name).await;
+        #[cfg(feature = "faults")]
+        crate::faults::before_commit(&table.name).await;
         let published = if merges {
             let staged = staged_rows(ctx, &staging, &adds, &schema)
                 .await
@@ -633,33 +632,37 @@ async fn scd2_history(
     sequence_by: &str,
 ) -> datafusion::error::Result<Vec<RecordBatch>> {
     let column = |name: &str| Expr::Column(Column::new_unqualified(name));
-    // A row's values apart from its key and sequence, as one text: two deliveries of a
-    // key with the same fingerprint are one version.
-    let values: Vec<Expr> = schema
-        .fields()
-        .iter()
-        .filter(|field| !key.contains(field.name()) && field.name() != sequence_by)
-        .map(|field| {
-            let text = match field.data_type() {
-                DataType::List(_) | DataType::LargeList(_) => {
-                    array_to_string(column(field.name()), lit(UNIT_SEPARATOR))
-                }
-                _ => cast(column(field.name()), DataType::Utf8),
-            };
-            coalesce(vec![text, lit(NULL_MARK)])
-        })
-        .collect();
-    let fingerprint = if values.is_empty() {
-        lit("")
-    } else {
-        concat_ws(lit(RECORD_SEPARATOR), values)
-    };
     let by_key = |function: Expr| {
         function
             .partition_by(key.iter().map(|name| column(name)).collect())
             .order_by(vec![column(sequence_by).sort(true, false)])
             .build()
     };
+    // A delivery is a new version when it is a key's first, or when any of its values
+    // apart from its key and sequence is distinct from the previous delivery's, compared
+    // as typed values (NULL equal to NULL).
+    let values: Vec<&str> = schema
+        .fields()
+        .iter()
+        .map(|field| field.name().as_str())
+        .filter(|name| !key.iter().any(|k| k == name) && *name != sequence_by)
+        .collect();
+    let previous = |index: usize| format!("{PREVIOUS}_{index}");
+    let mut windows = vec![by_key(row_number())?.alias(ORDINAL)];
+    for (index, name) in values.iter().enumerate() {
+        windows.push(by_key(lag(column(name), Some(1), None))?.alias(previous(index)));
+    }
+    let changed = values
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            binary_expr(
+                column(&previous(index)),
+                Operator::IsDistinctFrom,
+                column(name),
+            )
+        })
+        .fold(column(ORDINAL).eq(lit(1u64)), Expr::or);
     let next = by_key(lead(column(sequence_by), Some(1), None))?;
     let mut output: Vec<Expr> = schema.fields().iter().map(|f| column(f.name())).collect();
     output.extend([
@@ -672,15 +675,8 @@ async fn scd2_history(
             .alias(AMBIGUOUS),
     ]);
     let history = rows
-        .with_column(FINGERPRINT, fingerprint)?
-        .window(vec![
-            by_key(lag(column(FINGERPRINT), Some(1), None))?.alias(PREVIOUS),
-        ])?
-        .filter(
-            column(PREVIOUS)
-                .is_null()
-                .or(column(PREVIOUS).not_eq(column(FINGERPRINT))),
-        )?
+        .window(windows)?
+        .filter(changed)?
         .select(output)?
         .collect()
         .await?;
@@ -704,13 +700,9 @@ async fn scd2_history(
         .collect()
 }
 
-/// Separates the values in a fingerprint, the items of a list, and marks a NULL: control
-/// characters no text value of a table is expected to hold.
-const RECORD_SEPARATOR: &str = "\u{1e}";
-const UNIT_SEPARATOR: &str = "\u{1f}";
-const NULL_MARK: &str = "\u{0}";
-/// Working columns of the SCD2 derivation, dropped before anything is stored.
-const FINGERPRINT: &str = "__strata_fingerprint";
+/// Working columns of the SCD2 derivation, dropped before anything is stored: a
+/// delivery's place among its key's, and the previous delivery's values.
+const ORDINAL: &str = "__strata_ordinal";
 const PREVIOUS: &str = "__strata_previous";
 const AMBIGUOUS: &str = "__strata_ambiguous";
 /// Working columns of picking the latest row of each key.
@@ -761,6 +753,59 @@ mod tests {
                 "| Id | City  | at | valid_from | valid_to | is_current |",
             ],
             "{shown}"
+        );
+    }
+
+    #[tokio::test]
+    async fn values_with_control_characters_or_nulls_are_compared_as_values() {
+        use datafusion::arrow::array::{ListBuilder, StringBuilder};
+        let mut tags = ListBuilder::new(StringBuilder::new());
+        for delivery in [
+            vec![Some("a"), Some("b")],
+            vec![Some("a\u{1f}b")],
+            vec![Some("a\u{1f}b")],
+            vec![Some("a\u{1f}b")],
+            vec![Some("a\u{1f}b")],
+        ] {
+            tags.append_value(delivery);
+        }
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(Int64Array::from(vec![1; 5])) as ArrayRef),
+            (
+                "first",
+                Arc::new(StringArray::from(vec![
+                    Some("x\u{1e}y"),
+                    Some("x\u{1e}y"),
+                    Some("x"),
+                    None,
+                    Some("\u{0}"),
+                ])) as ArrayRef,
+            ),
+            (
+                "second",
+                Arc::new(StringArray::from(vec![
+                    "z", "z", "y\u{1e}z", "y\u{1e}z", "y\u{1e}z",
+                ])) as ArrayRef,
+            ),
+            ("tags", Arc::new(tags.finish()) as ArrayRef),
+            (
+                "at",
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let schema = batch.schema();
+        let rows = SessionContext::new().read_batch(batch).unwrap();
+        let history = scd2_history(rows, &schema, &["id".to_owned()], "at")
+            .await
+            .unwrap();
+        let versions: usize = history.iter().map(RecordBatch::num_rows).sum();
+        // Each delivery changes a value, though joined as text some would look alike.
+        assert_eq!(
+            versions,
+            5,
+            "{}",
+            datafusion::arrow::util::pretty::pretty_format_batches(&history).unwrap()
         );
     }
 }

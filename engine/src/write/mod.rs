@@ -50,7 +50,8 @@ pub struct WriteSpec {
     pub format: FileFormat,
     /// The table's directory.
     pub table_dir: String,
-    /// Start of every Avro file name, unique per build.
+    /// Start of every data file name: the run's ([`strata_storage::paths::run_file_prefix`]),
+    /// so a sweep after a cancelled run finds its files by name.
     pub prefix: String,
     pub partition_columns: Vec<String>,
     /// The quarantine table's directory, when an expectation quarantines rows.

@@ -20,9 +20,11 @@ use datafusion::object_store::{Error as ObjectStoreError, ObjectStoreExt};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::Count;
 use deltalake_core::datafile::writer::{DeltaWriter, WriterConfig};
+use deltalake_core::kernel::Add;
 use deltalake_core::{DeltaTableBuilder, DeltaTableError};
 use futures::StreamExt;
 use strata_storage::paths;
+use strata_storage::run_named::{RunNamedStore, run_named_relative};
 use strata_storage::{AvroFileSink, FileSink, TableDir, to_storage};
 
 use super::summary::{DataFile, PartitionOutput};
@@ -81,6 +83,7 @@ impl PartitionWriter {
                     &self.spec.table_dir,
                     &self.schema,
                     &self.spec.partition_columns,
+                    &self.spec.prefix,
                 )
                 .await?,
             )),
@@ -136,8 +139,13 @@ impl PartitionWriter {
                             let dir = self.spec.quarantine_dir.as_deref().ok_or_else(|| {
                                 DataFusionError::Internal("no quarantine directory".into())
                             })?;
-                            let writer =
-                                delta_writer(dir, self.checker.quarantine_schema(), &[]).await?;
+                            let writer = delta_writer(
+                                dir,
+                                self.checker.quarantine_schema(),
+                                &[],
+                                &self.spec.prefix,
+                            )
+                            .await?;
                             quarantine.insert(writer)
                         }
                     };
@@ -160,13 +168,20 @@ impl PartitionWriter {
             }
             Sinks::Delta(writer) => {
                 let adds = writer.close().await.map_err(delta_error)?;
-                output
-                    .data
-                    .extend(adds.into_iter().map(|add| DataFile::Delta(Box::new(add))));
+                output.data.extend(
+                    adds.into_iter()
+                        .map(|add| DataFile::Delta(Box::new(self.run_named(add)))),
+                );
             }
         }
         if let Some(writer) = quarantine {
-            output.quarantine = writer.close().await.map_err(delta_error)?;
+            output.quarantine = writer
+                .close()
+                .await
+                .map_err(delta_error)?
+                .into_iter()
+                .map(|add| self.run_named(add))
+                .collect();
         }
         // The landing files this task's scans read to their end, with their rejects.
         let _ = self.plan.apply(|node| {
@@ -206,6 +221,12 @@ impl PartitionWriter {
         }
     }
 
+    /// A written file's action, with the path [`RunNamedStore`] stored it at.
+    fn run_named(&self, mut add: Add) -> Add {
+        add.path = run_named_relative(&self.spec.prefix, &add.path);
+        add
+    }
+
     fn file_name(&self, hive_partition: &str) -> String {
         paths::avro_file(
             &self.spec.prefix,
@@ -233,11 +254,13 @@ impl PartitionWriter {
     }
 }
 
-/// A Delta data file writer for the table in `dir`, which need not exist yet.
+/// A Delta data file writer for the table in `dir`, which need not exist yet, whose
+/// files' names start with `prefix`.
 async fn delta_writer(
     dir: &str,
     schema: &SchemaRef,
     partition_columns: &[String],
+    prefix: &str,
 ) -> Result<DeltaWriter> {
     let table = TableDir::open(dir)?;
     let store = DeltaTableBuilder::from_url(table.table_url())
@@ -245,6 +268,7 @@ async fn delta_writer(
         .build_storage()
         .map_err(delta_error)?
         .object_store(None);
+    let store = Arc::new(RunNamedStore::new(store, prefix.to_owned()));
     let config = WriterConfig::new(
         Arc::clone(schema),
         partition_columns.to_vec(),
