@@ -38,7 +38,7 @@ fn start_scheduler(
 }
 
 /// A scheduler and executors, killed when dropped.
-pub struct Cluster {
+pub(crate) struct Cluster {
     scheduler: Child,
     scheduler_out: BufReader<ChildStdout>,
     executors: Vec<Child>,
@@ -54,17 +54,17 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts a scheduler on a free port and `executors` executors, and waits until all are ready.
-    pub fn start(name: &str, executors: usize) -> Cluster {
+    pub(crate) fn start(name: &str, executors: usize) -> Cluster {
         Self::start_with(name, executors, &[])
     }
 
     /// Like [`Cluster::start`], with more arguments for `strata scheduler`.
-    pub fn start_with(name: &str, executors: usize, scheduler_args: &[&str]) -> Cluster {
+    pub(crate) fn start_with(name: &str, executors: usize, scheduler_args: &[&str]) -> Cluster {
         Self::start_in(name, executors, scheduler_args, &[])
     }
 
     /// Like [`Cluster::start_with`], every process with `env` set.
-    pub fn start_in(
+    pub(crate) fn start_in(
         name: &str,
         executors: usize,
         scheduler_args: &[&str],
@@ -92,7 +92,7 @@ impl Cluster {
     }
 
     /// Starts one more executor and waits until its heartbeat reached the scheduler.
-    pub fn add_executor(&mut self, name: &str) {
+    pub(crate) fn add_executor(&mut self, name: &str) {
         let health_port = free_port();
         let work_dir = workdir(&format!("executor-{name}"));
         let mut command = match &self.hidden {
@@ -144,7 +144,7 @@ impl Cluster {
     }
 
     /// Runs `strata submit` of `pipeline` into `warehouse` to its end.
-    pub fn submit(&self, pipeline: &str, warehouse: &Path) -> std::process::Output {
+    pub(crate) fn submit(&self, pipeline: &str, warehouse: &Path) -> std::process::Output {
         strata(&[
             "submit",
             pipeline,
@@ -156,14 +156,14 @@ impl Cluster {
     }
 
     /// The scheduler's next line of output.
-    pub fn scheduler_line(&mut self) -> String {
+    pub(crate) fn scheduler_line(&mut self) -> String {
         let mut line = String::new();
         self.scheduler_out.read_line(&mut line).unwrap();
         line
     }
 
     /// The Ballista jobs whose shuffle or result files are in an executor's work directory.
-    pub fn executor_jobs(&self) -> Vec<String> {
+    pub(crate) fn executor_jobs(&self) -> Vec<String> {
         let mut jobs: Vec<String> = self
             .work_dirs
             .iter()
@@ -180,13 +180,13 @@ impl Cluster {
         jobs
     }
 
-    pub fn executor_pids(&self) -> Vec<u32> {
+    pub(crate) fn executor_pids(&self) -> Vec<u32> {
         self.executors.iter().map(Child::id).collect()
     }
 
     /// SIGKILLs the scheduler and starts another on the same port; the executors
     /// register again with their next heartbeat.
-    pub fn restart_scheduler(&mut self) {
+    pub(crate) fn restart_scheduler(&mut self) {
         let _ = self.scheduler.kill();
         let _ = self.scheduler.wait();
         let args: Vec<&str> = self.scheduler_args.iter().map(String::as_str).collect();
@@ -203,7 +203,7 @@ impl Cluster {
     }
 
     /// SIGKILLs one executor, as a crashed machine would stop.
-    pub fn kill_executor(&mut self, index: usize) {
+    pub(crate) fn kill_executor(&mut self, index: usize) {
         self.executors[index].kill().unwrap();
         self.executors[index].wait().unwrap();
     }

@@ -12,11 +12,11 @@ use tonic::transport::Channel;
 
 use crate::support::{example, manifest_count, python_file, stderr, stdout, strata, workdir};
 
-pub const USER: &str = "alice";
-pub const PASSWORD: &str = "s3cret-for-tests";
+pub(crate) const USER: &str = "alice";
+pub(crate) const PASSWORD: &str = "s3cret-for-tests";
 
 /// A `strata serve` process, stopped when dropped.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub addr: String,
     uri: String,
@@ -24,12 +24,12 @@ pub struct Server {
 
 impl Server {
     /// Starts `strata serve` on a free loopback port with `args` and waits until it listens.
-    pub fn start(warehouse: &Path, args: &[&str]) -> Server {
+    pub(crate) fn start(warehouse: &Path, args: &[&str]) -> Server {
         Self::start_in(warehouse.to_str().unwrap(), args, &[])
     }
 
     /// Like [`Server::start`], for a warehouse at a path or URL, with `env` set.
-    pub fn start_in(warehouse: &str, args: &[&str], env: &[(String, String)]) -> Server {
+    pub(crate) fn start_in(warehouse: &str, args: &[&str], env: &[(String, String)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .args(["serve", "--warehouse", warehouse, "--listen", "127.0.0.1:0"])
             .args(args)
@@ -53,16 +53,16 @@ impl Server {
         Server { child, addr, uri }
     }
 
-    pub fn uri(&self) -> String {
+    pub(crate) fn uri(&self) -> String {
         self.uri.clone()
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Sends SIGTERM and waits up to `within` for the server to exit; whether it did.
-    pub fn terminate(&mut self, within: std::time::Duration) -> bool {
+    pub(crate) fn terminate(&mut self, within: std::time::Duration) -> bool {
         let sent = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -87,7 +87,7 @@ impl Drop for Server {
 }
 
 /// arrow-rs's Flight SQL client on a plain connection to `addr`.
-pub async fn connect(addr: &str) -> FlightSqlServiceClient<Channel> {
+pub(crate) async fn connect(addr: &str) -> FlightSqlServiceClient<Channel> {
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -97,7 +97,7 @@ pub async fn connect(addr: &str) -> FlightSqlServiceClient<Channel> {
 }
 
 /// The recruitment example, generated and run once for every test here.
-pub fn example_warehouse() -> &'static Path {
+pub(crate) fn example_warehouse() -> &'static Path {
     static WAREHOUSE: OnceLock<PathBuf> = OnceLock::new();
     WAREHOUSE.get_or_init(|| {
         let dir = workdir("flight-example");
@@ -128,7 +128,7 @@ fn the_adbc_driver_queries_the_published_tables() {
 
 /// Runs every ADBC scenario against the Flight SQL server at `uri`, which serves the
 /// example warehouse to `USER`, and checks each answer.
-pub fn assert_adbc_scenarios(uri: &str) {
+pub(crate) fn assert_adbc_scenarios(uri: &str) {
     let output = python_file(&scenarios(), &[uri, USER, PASSWORD]);
     let found: serde_json::Value = serde_json::from_str(output.trim()).expect("one JSON object");
     let text = |key: &str| found[key].as_str().unwrap_or_default().to_owned();

@@ -1,5 +1,8 @@
 //! Strata's integration tests, in one binary because every test binary links DataFusion.
 
+// Tests state what they expect with unwrap, helpers included.
+#![allow(clippy::unwrap_used)]
+
 mod access;
 mod autoscale;
 mod backfill;

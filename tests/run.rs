@@ -17,7 +17,7 @@ fn warehouse(name: &str) -> PathBuf {
 }
 
 /// Rows in every Avro file under a directory, counted by fastavro.
-pub fn fastavro_rows(dir: &Path) -> u64 {
+pub(crate) fn fastavro_rows(dir: &Path) -> u64 {
     // `_rejects/` holds the table's rejected rows, not its data.
     let script = r#"
 import sys, glob, fastavro

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// Runs the `strata` binary, unaffected by any `STRATA_*` settings of the caller.
-pub fn strata(args: &[&str]) -> Output {
+pub(crate) fn strata(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(args)
         .env_remove("STRATA_FORMAT")
@@ -20,24 +20,24 @@ pub fn strata(args: &[&str]) -> Output {
 }
 
 /// A command's standard output as text.
-pub fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A command's standard error as text.
-pub fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// A path under the target directory that does not exist yet, so each test starts clean.
-pub fn workdir(name: &str) -> PathBuf {
+pub(crate) fn workdir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
 
 /// The recruitment example pipeline directory.
-pub fn example() -> String {
+pub(crate) fn example() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/recruitment")
         .display()
@@ -45,7 +45,7 @@ pub fn example() -> String {
 }
 
 /// A count from the `landing/manifest.json` that `strata gen` writes.
-pub fn manifest_count(dir: &Path, key: &str) -> u64 {
+pub(crate) fn manifest_count(dir: &Path, key: &str) -> u64 {
     let manifest = std::fs::read_to_string(dir.join("landing/manifest.json")).unwrap();
     let line = manifest
         .lines()
@@ -65,12 +65,12 @@ pub fn manifest_count(dir: &Path, key: &str) -> u64 {
 /// Scripts end with `os._exit(0)`: the `deltalake` and ADBC wheels can abort while the
 /// interpreter tears down their thread pools ("terminate called without an active
 /// exception") after all output is written, which would fail a correct check.
-pub fn python(args: &[&str]) -> String {
+pub(crate) fn python(args: &[&str]) -> String {
     python_with(args, &[])
 }
 
 /// Runs `python3` as [`python`] does, with `env` set.
-pub fn python_with(args: &[&str], env: &[(String, String)]) -> String {
+pub(crate) fn python_with(args: &[&str], env: &[(String, String)]) -> String {
     let output = Command::new("python3")
         .args(args)
         .envs(env.iter().cloned())
@@ -86,7 +86,7 @@ pub fn python_with(args: &[&str], env: &[(String, String)]) -> String {
 }
 
 /// Runs a Python script file with `args`; see [`python`].
-pub fn python_file(script: &Path, args: &[&str]) -> String {
+pub(crate) fn python_file(script: &Path, args: &[&str]) -> String {
     let mut all = vec![script.to_str().unwrap()];
     all.extend_from_slice(args);
     python(&all)
@@ -94,7 +94,7 @@ pub fn python_file(script: &Path, args: &[&str]) -> String {
 
 /// One table's entry in the JSON run report that `strata run` or `strata submit` named
 /// on its standard output (`report: <path>`).
-pub fn table_report(stdout: &str, table: &str) -> serde_json::Value {
+pub(crate) fn table_report(stdout: &str, table: &str) -> serde_json::Value {
     let path = stdout
         .lines()
         .find_map(|line| line.strip_prefix("report: "))
@@ -113,14 +113,14 @@ pub fn table_report(stdout: &str, table: &str) -> serde_json::Value {
 
 /// An HTTP endpoint on 127.0.0.1 (a webhook, an OpenLineage endpoint) that answers 200
 /// to every POST and hands over its JSON body.
-pub struct Receiver {
+pub(crate) struct Receiver {
     pub url: String,
     bodies: mpsc::Receiver<Value>,
     patience: Duration,
 }
 
 impl Receiver {
-    pub fn start(patience: Duration) -> Receiver {
+    pub(crate) fn start(patience: Duration) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let (send, bodies) = mpsc::channel();
@@ -154,7 +154,7 @@ impl Receiver {
     }
 
     /// The next body, waiting up to the receiver's patience.
-    pub fn next(&self) -> Value {
+    pub(crate) fn next(&self) -> Value {
         self.bodies
             .recv_timeout(self.patience)
             .expect("a POST came")

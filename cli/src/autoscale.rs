@@ -15,7 +15,7 @@ use crate::error::CliError;
 
 /// Where executors come from.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum BackendKind {
+pub(crate) enum BackendKind {
     /// `strata executor` processes on this machine, for development and tests.
     Process,
     /// The executor Deployment of this namespace, through the Kubernetes API.
@@ -24,7 +24,7 @@ pub enum BackendKind {
 
 /// Flags of the autoscaler.
 #[derive(Args)]
-pub struct AutoscaleArgs {
+pub(crate) struct AutoscaleArgs {
     /// Add executors when tasks queue and drain idle ones, with this backend.
     #[arg(long, value_enum, env = "STRATA_AUTOSCALE")]
     pub autoscale: Option<BackendKind>,
@@ -93,7 +93,7 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, CliError> {
 impl AutoscaleArgs {
     /// The autoscaler, if asked for; `scheduler` is where started executors connect
     /// and `executor_timeout` sets how often they send heartbeats.
-    pub async fn build(
+    pub(crate) async fn build(
         &self,
         scheduler: SocketAddr,
         executor_timeout: u64,

@@ -11,7 +11,7 @@ use crate::error::CliError;
 
 /// Arguments of `strata check`.
 #[derive(Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// Pipeline files, or directories of `.sql` files.
     #[arg(required = true, value_name = "PIPELINE")]
     pub pipeline: Vec<PathBuf>,
@@ -21,7 +21,7 @@ pub struct CheckArgs {
 }
 
 /// Checks the pipeline and prints its tables in build order.
-pub async fn run(args: CheckArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn run(args: CheckArgs, out: &mut impl Write) -> Result<(), CliError> {
     let sources = Sources::load(&args.pipeline)?;
     let warehouse = crate::warehouse::open(&args.warehouse).await?;
     let compiled = compile(&sources, &warehouse, &Engine::Embedded)

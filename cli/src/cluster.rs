@@ -19,7 +19,7 @@ use crate::serve::{self, FlightArgs, shutdown_signal};
 
 /// Arguments of `strata scheduler`.
 #[derive(Args)]
-pub struct SchedulerArgs {
+pub(crate) struct SchedulerArgs {
     /// Address for executors, clients and pipeline submissions.
     #[arg(long, default_value = "127.0.0.1:50050")]
     pub listen: SocketAddr,
@@ -103,7 +103,7 @@ fn server_tls(args: &SchedulerArgs) -> Result<Option<ServerTls>, CliError> {
 }
 
 /// Runs a scheduler until Ctrl-C or SIGTERM.
-pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), CliError> {
     let schedules = match &args.warehouse {
         Some(warehouse) => {
             let warehouse = crate::warehouse::open(warehouse).await?;
@@ -214,7 +214,7 @@ pub async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Result<(), 
 
 /// Arguments of `strata executor`.
 #[derive(Args)]
-pub struct ExecutorArgs {
+pub(crate) struct ExecutorArgs {
     /// The scheduler to join, `host:port`.
     #[arg(long, env = "STRATA_SCHEDULER")]
     pub scheduler: String,
@@ -244,7 +244,7 @@ pub struct ExecutorArgs {
 }
 
 /// Runs an executor until it is stopped.
-pub async fn executor(args: ExecutorArgs) -> Result<(), CliError> {
+pub(crate) async fn executor(args: ExecutorArgs) -> Result<(), CliError> {
     let work_dir = args.work_dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("strata-executor-{}", std::process::id()))
     });
@@ -271,7 +271,7 @@ pub async fn executor(args: ExecutorArgs) -> Result<(), CliError> {
 
 /// Arguments of `strata cluster`.
 #[derive(Args)]
-pub struct ClusterArgs {
+pub(crate) struct ClusterArgs {
     /// Executor processes to start.
     #[arg(long, default_value_t = 2)]
     pub executors: usize,
@@ -296,7 +296,7 @@ impl Drop for Processes {
 }
 
 /// Starts a scheduler and executors as real processes on this machine, until Ctrl-C.
-pub async fn cluster(args: ClusterArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn cluster(args: ClusterArgs, out: &mut impl Write) -> Result<(), CliError> {
     if args.executors == 0 {
         return Err(CliError::Cluster("--executors must be at least 1".into()));
     }

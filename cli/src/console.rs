@@ -14,7 +14,7 @@ use crate::serve::{LoginArgs, shutdown_signal};
 
 /// Arguments of `strata console`.
 #[derive(Args)]
-pub struct ConsoleArgs {
+pub(crate) struct ConsoleArgs {
     /// The warehouse to show, a directory or a store URL.
     #[arg(long, env = "STRATA_WAREHOUSE", value_name = "PATH_OR_URL")]
     warehouse: String,
@@ -59,7 +59,7 @@ pub(crate) async fn pipelines(
         .collect()
 }
 
-pub async fn run(args: ConsoleArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn run(args: ConsoleArgs, out: &mut impl Write) -> Result<(), CliError> {
     let warehouse = crate::warehouse::open(&args.warehouse).await?;
     if let Some(dir) = warehouse.local_dir()
         && !dir.is_dir()

@@ -15,7 +15,7 @@ use crate::error::CliError;
 use crate::serve::shutdown_signal;
 
 /// Runs `batch` every `interval` until a signal; the exit is clean whatever the batches did.
-pub async fn run<Batch, Outcome>(
+pub(crate) async fn run<Batch, Outcome>(
     interval: Duration,
     out: &mut impl Write,
     mut batch: Batch,

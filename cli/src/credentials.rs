@@ -11,7 +11,7 @@ use crate::error::CliError;
 /// `--token` and `--tls-ca`, or `STRATA_TOKEN` and `STRATA_TLS_CA` from the environment
 /// (a Kubernetes Secret, say).
 #[derive(Args, Clone, Default)]
-pub struct CredentialsArgs {
+pub(crate) struct CredentialsArgs {
     /// The token to present to a scheduler that asks for one.
     #[arg(long = "token", env = TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
@@ -22,7 +22,7 @@ pub struct CredentialsArgs {
 }
 
 impl CredentialsArgs {
-    pub fn credentials(&self) -> Result<Credentials, CliError> {
+    pub(crate) fn credentials(&self) -> Result<Credentials, CliError> {
         let tls_ca = self
             .tls_ca
             .as_ref()
@@ -40,7 +40,11 @@ impl CredentialsArgs {
     }
 
     /// Connects to the scheduler's pipeline service as the client command `name`.
-    pub async fn connect(&self, scheduler: &str, name: &str) -> Result<SchedulerClient, CliError> {
+    pub(crate) async fn connect(
+        &self,
+        scheduler: &str,
+        name: &str,
+    ) -> Result<SchedulerClient, CliError> {
         Ok(scheduler_client::connect(scheduler, "client", name, &self.credentials()?).await?)
     }
 }

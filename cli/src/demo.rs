@@ -36,7 +36,7 @@ const PIPELINE: [(&str, &str); 4] = [
 
 /// Arguments of `strata demo`.
 #[derive(Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Size of the generated data: 1 is about one million tracking events.
     #[arg(long, default_value_t = 0.1)]
     pub scale: f64,
@@ -47,7 +47,7 @@ pub struct DemoArgs {
 }
 
 /// Runs the demo end to end.
-pub async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliError> {
     let warehouse = crate::warehouse::open(&args.warehouse).await?;
     // The pipeline's files go beside the tables on a local disk, and in a scratch
     // directory when the warehouse is in a store.

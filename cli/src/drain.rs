@@ -12,7 +12,7 @@ use crate::error::CliError;
 
 /// Arguments of `strata drain`.
 #[derive(Args)]
-pub struct DrainArgs {
+pub(crate) struct DrainArgs {
     /// The scheduler, `host:port`.
     #[arg(long, env = "STRATA_SCHEDULER")]
     pub scheduler: String,
@@ -27,7 +27,7 @@ pub struct DrainArgs {
 }
 
 /// Asks the scheduler to drain the executor and polls until it is drained.
-pub async fn drain(args: DrainArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn drain(args: DrainArgs, out: &mut impl Write) -> Result<(), CliError> {
     let mut client = args
         .credentials
         .connect(&args.scheduler, "strata drain")

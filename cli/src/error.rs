@@ -6,7 +6,7 @@ use strata_language::{LanguageError, Sources};
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// The pipeline has problems; each is rendered with its file, line and column.
     #[error("{rendered}{count} problem(s) found; nothing was run")]
     Invalid { rendered: String, count: usize },
@@ -79,7 +79,7 @@ pub enum CliError {
 
 impl CliError {
     /// Wraps an engine error, rendering a pipeline's diagnostics against its files.
-    pub fn pipeline(error: strata_engine::EngineError, sources: &Sources) -> Self {
+    pub(crate) fn pipeline(error: strata_engine::EngineError, sources: &Sources) -> Self {
         match error {
             strata_engine::EngineError::Language(LanguageError::Invalid(problems)) => {
                 CliError::Invalid {

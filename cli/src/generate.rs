@@ -13,7 +13,7 @@ use crate::error::CliError;
 
 /// Arguments of `strata gen`.
 #[derive(Args)]
-pub struct GenArgs {
+pub(crate) struct GenArgs {
     /// Size: 1 is about one million tracking events; fractions such as 0.01 make test sets.
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
@@ -31,7 +31,7 @@ pub struct GenArgs {
 
 /// Generates the data and prints what was written. Data for a store is generated in a
 /// scratch directory, then uploaded.
-pub async fn run(args: GenArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn run(args: GenArgs, out: &mut impl Write) -> Result<(), CliError> {
     let started = Instant::now();
     let target = StoreUrl::parse(&args.out)?;
     let local = match target.kind() {

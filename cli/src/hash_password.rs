@@ -5,7 +5,7 @@ use std::io::{BufRead, Write};
 use crate::error::CliError;
 
 /// Reads one password from standard input (its first line) and prints its hash.
-pub fn run(input: &mut impl BufRead, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) fn run(input: &mut impl BufRead, out: &mut impl Write) -> Result<(), CliError> {
     let mut line = String::new();
     input.read_line(&mut line).map_err(|error| {
         CliError::Input(format!(

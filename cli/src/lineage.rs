@@ -13,7 +13,7 @@ use crate::error::CliError;
 
 /// Arguments of `strata lineage`.
 #[derive(Args)]
-pub struct LineageArgs {
+pub(crate) struct LineageArgs {
     /// Pipeline files, or directories of `.sql` files.
     #[arg(required = true, value_name = "PIPELINE")]
     pipeline: Vec<PathBuf>,
@@ -33,7 +33,7 @@ pub struct LineageArgs {
     openlineage: Option<String>,
 }
 
-pub async fn run(args: LineageArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn run(args: LineageArgs, out: &mut impl Write) -> Result<(), CliError> {
     let sources = Sources::load(&args.pipeline)?;
     let warehouse = crate::warehouse::open(&args.warehouse).await?;
     let compiled = compile(&sources, &warehouse, &Engine::Embedded)

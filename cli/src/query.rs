@@ -19,7 +19,7 @@ use crate::error::CliError;
 
 /// Arguments of `strata query`.
 #[derive(Args)]
-pub struct QueryArgs {
+pub(crate) struct QueryArgs {
     /// The SQL statement to run.
     #[arg(required_unless_present = "file", conflicts_with = "file")]
     pub sql: Option<String>,
@@ -33,14 +33,14 @@ pub struct QueryArgs {
 
 /// Result formats: a table for people, CSV and JSON for other programs.
 #[derive(Clone, Copy, ValueEnum)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     Table,
     Csv,
     Json,
 }
 
 /// Plans and runs the statement, then prints every result row.
-pub async fn run(args: QueryArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn run(args: QueryArgs, out: &mut impl Write) -> Result<(), CliError> {
     let sql = match (args.sql, &args.file) {
         (Some(sql), _) => sql,
         (None, Some(path)) => {

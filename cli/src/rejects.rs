@@ -15,7 +15,7 @@ const SHOWN_TEXT: i64 = 60;
 
 /// Arguments of `strata rejects`.
 #[derive(Args)]
-pub struct RejectsArgs {
+pub(crate) struct RejectsArgs {
     /// The raw table whose rejected rows to print, as `raw.<table>`.
     #[arg(value_name = "TABLE")]
     pub table: String,
@@ -31,7 +31,7 @@ pub struct RejectsArgs {
 }
 
 /// Prints the table's rejects, oldest run first, by file and line.
-pub async fn run(args: RejectsArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn run(args: RejectsArgs, out: &mut impl Write) -> Result<(), CliError> {
     let warehouse = crate::warehouse::open(&args.warehouse).await?;
     let table = raw_table_name(&args.table, &warehouse).await?;
     let ctx = SessionContext::new_with_config_rt(Default::default(), StoreRegistry::runtime());

@@ -18,7 +18,7 @@ use crate::error::CliError;
 
 /// What to build, for `strata run` and `strata submit` alike.
 #[derive(Args)]
-pub struct BuildArgs {
+pub(crate) struct BuildArgs {
     /// Warehouse root, a directory or a store URL (`s3://bucket/prefix`, `gs://…`,
     /// `az://…`, `abfss://…`, `memory://`): landing data is read from it and tables are
     /// written under it. Stores take their endpoint and credentials from the standard
@@ -45,7 +45,7 @@ pub struct BuildArgs {
 
 /// Arguments of `strata run`.
 #[derive(Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Pipeline files, or directories of `.sql` files.
     #[arg(required_unless_present = "schedule", value_name = "PIPELINE")]
     pub pipeline: Vec<PathBuf>,
@@ -102,7 +102,7 @@ fn iso_date(text: &str) -> Result<String, String> {
 }
 
 /// Checks, plans and runs the pipeline, then prints the summary; fails if any table failed.
-pub async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliError> {
     let warehouse = crate::warehouse::open(&args.build.warehouse).await?;
     let backfill = match (&args.from, &args.to) {
         (Some(from), Some(to)) if args.backfill => {

@@ -17,7 +17,7 @@ use crate::error::CliError;
 
 /// Arguments of `strata schedule`.
 #[derive(Args)]
-pub struct ScheduleArgs {
+pub(crate) struct ScheduleArgs {
     #[command(subcommand)]
     command: ScheduleCommand,
 }
@@ -90,7 +90,7 @@ struct ApplyArgs {
     warehouse: WarehouseArgs,
 }
 
-pub async fn run(args: ScheduleArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn run(args: ScheduleArgs, out: &mut impl Write) -> Result<(), CliError> {
     match args.command {
         ScheduleCommand::Add(args) => add(args, out).await,
         ScheduleCommand::List(args) => list(args, out).await,
@@ -249,7 +249,7 @@ async fn list(args: WarehouseArgs, out: &mut impl Write) -> Result<(), CliError>
 
 /// `strata run --schedule`: applies `file`, then runs the warehouse's schedules on
 /// `engine` until a signal, letting the runs under way end.
-pub async fn orchestrate(
+pub(crate) async fn orchestrate(
     warehouse: strata_storage::Warehouse,
     engine: strata_engine::Engine,
     file: Option<&std::path::Path>,

@@ -14,7 +14,7 @@ use crate::error::CliError;
 
 /// Arguments of `strata serve`.
 #[derive(Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Warehouse whose published tables are served: a directory or a store URL
     /// (`s3://bucket/prefix`, `gs://…`, `az://…`).
     #[arg(long, env = "STRATA_WAREHOUSE", value_name = "PATH_OR_URL")]
@@ -29,7 +29,7 @@ pub struct ServeArgs {
 /// Who may log in: shared by Flight SQL (`strata serve`, `strata scheduler`) and the
 /// web console.
 #[derive(Args)]
-pub struct LoginArgs {
+pub(crate) struct LoginArgs {
     /// Flight SQL settings: a TOML file with `[[users]]`, `token_ttl_seconds`,
     /// `show_quarantine` and `[tls]`.
     #[arg(long, value_name = "PATH", env = "STRATA_FLIGHT_CONFIG")]
@@ -49,7 +49,7 @@ pub struct LoginArgs {
 
 impl LoginArgs {
     /// The config file's settings, with `--users` added.
-    pub fn config(&self) -> Result<ServerConfig, CliError> {
+    pub(crate) fn config(&self) -> Result<ServerConfig, CliError> {
         let mut config = match &self.config {
             Some(path) => ServerConfig::from_file(path)?,
             None => ServerConfig::default(),
@@ -64,7 +64,7 @@ impl LoginArgs {
 
 /// Who may query and how: shared by `strata serve` and `strata scheduler --flight-sql-port`.
 #[derive(Args)]
-pub struct FlightArgs {
+pub(crate) struct FlightArgs {
     #[command(flatten)]
     pub login: LoginArgs,
     /// PEM certificate for TLS (with --tls-key); on `strata scheduler`, for its gRPC
@@ -92,7 +92,7 @@ pub struct FlightArgs {
 }
 
 /// Binds, says where, and serves until Ctrl-C or SIGTERM.
-pub async fn run(args: ServeArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn run(args: ServeArgs, out: &mut impl Write) -> Result<(), CliError> {
     let server = bind(
         &args.warehouse,
         args.listen,

@@ -19,7 +19,7 @@ use crate::run::{BuildArgs, Progress, outcome, print_summary};
 
 /// Arguments of `strata submit`.
 #[derive(Args)]
-pub struct SubmitArgs {
+pub(crate) struct SubmitArgs {
     /// Pipeline files, or directories of `.sql` files.
     #[arg(required = true, value_name = "PIPELINE")]
     pub pipeline: Vec<PathBuf>,
@@ -38,7 +38,7 @@ pub struct SubmitArgs {
 
 /// Arguments of `strata runs`.
 #[derive(Args)]
-pub struct RunsArgs {
+pub(crate) struct RunsArgs {
     /// The scheduler, `host:port`.
     #[arg(long, env = "STRATA_SCHEDULER")]
     pub scheduler: String,
@@ -52,7 +52,7 @@ pub struct RunsArgs {
 
 /// Arguments of `strata cancel`.
 #[derive(Args)]
-pub struct CancelArgs {
+pub(crate) struct CancelArgs {
     /// The run to stop.
     pub run: String,
     /// The scheduler, `host:port`.
@@ -68,7 +68,7 @@ fn refused(status: tonic::Status) -> CliError {
 
 /// Submits the pipeline, follows it like `strata run`, and fails if the run did; with
 /// `--continuous`, submits a run every interval until stopped.
-pub async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(), CliError> {
     let sources = Sources::load(&args.pipeline)?;
     // The scheduler sees the warehouse as a store URL, or a path made absolute here.
     let warehouse = Warehouse::open(&args.build.warehouse)?;
@@ -202,7 +202,7 @@ fn ended(run_id: &str, state: RunState, error: String) -> CliError {
 }
 
 /// Lists the scheduler's runs, newest first.
-pub async fn runs(args: RunsArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn runs(args: RunsArgs, out: &mut impl Write) -> Result<(), CliError> {
     let mut client = args
         .credentials
         .connect(&args.scheduler, "strata runs")
@@ -233,7 +233,7 @@ pub async fn runs(args: RunsArgs, out: &mut impl Write) -> Result<(), CliError> 
 }
 
 /// Cancels a run; what it had not committed is never committed.
-pub async fn cancel(args: CancelArgs, out: &mut impl Write) -> Result<(), CliError> {
+pub(crate) async fn cancel(args: CancelArgs, out: &mut impl Write) -> Result<(), CliError> {
     let mut client = args
         .credentials
         .connect(&args.scheduler, "strata cancel")

@@ -8,14 +8,14 @@ use crate::error::CliError;
 
 /// Opens a warehouse and checks that its store answers; a local directory may not
 /// exist yet (the first run creates it).
-pub async fn open(location: &str) -> Result<Warehouse, CliError> {
+pub(crate) async fn open(location: &str) -> Result<Warehouse, CliError> {
     let warehouse = Warehouse::open(location)?;
     warehouse.check().await?;
     Ok(warehouse)
 }
 
 /// Refuses a warehouse that other processes (a cluster's) cannot reach.
-pub fn refuse_unshared(warehouse: &Warehouse) -> Result<(), CliError> {
+pub(crate) fn refuse_unshared(warehouse: &Warehouse) -> Result<(), CliError> {
     match warehouse.location().kind() {
         StoreKind::Memory => Err(CliError::NotShared(warehouse.to_string())),
         _ => Ok(()),

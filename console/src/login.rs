@@ -10,10 +10,10 @@ use strata_flightsql::User;
 use strata_flightsql::password;
 
 /// The cookie that carries a session.
-pub const COOKIE: &str = "strata_session";
+pub(crate) const COOKIE: &str = "strata_session";
 
 /// Who may log in, and who has.
-pub struct Login {
+pub(crate) struct Login {
     users: Vec<User>,
     /// Checked for names that are no user's, so a wrong name takes as long as a wrong password.
     decoy: String,
@@ -22,7 +22,7 @@ pub struct Login {
 }
 
 impl Login {
-    pub fn new(users: Vec<User>, ttl: Duration) -> strata_flightsql::Result<Self> {
+    pub(crate) fn new(users: Vec<User>, ttl: Duration) -> strata_flightsql::Result<Self> {
         let decoy = password::decoy(users.iter().map(|user| user.password.as_str()))?;
         Ok(Login {
             users,
@@ -33,12 +33,12 @@ impl Login {
     }
 
     /// Whether anyone may look without logging in: no users are configured.
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.users.is_empty()
     }
 
     /// A new session's token for `name`, if the password is theirs.
-    pub fn log_in(&self, name: &str, given: &str) -> Option<String> {
+    pub(crate) fn log_in(&self, name: &str, given: &str) -> Option<String> {
         let user = self.users.iter().find(|user| user.name == name);
         let stored = user.map_or(self.decoy.as_str(), |user| user.password.as_str());
         if !password::matches(stored, given) || user.is_none() {
@@ -55,7 +55,7 @@ impl Login {
     }
 
     /// The user a session token belongs to, while it lasts.
-    pub fn user(&self, token: &str) -> Option<String> {
+    pub(crate) fn user(&self, token: &str) -> Option<String> {
         let sessions = self.sessions.lock().expect("sessions lock");
         sessions
             .get(token)
@@ -63,13 +63,13 @@ impl Login {
             .map(|(name, _)| name.clone())
     }
 
-    pub fn log_out(&self, token: &str) {
+    pub(crate) fn log_out(&self, token: &str) {
         self.sessions.lock().expect("sessions lock").remove(token);
     }
 }
 
 /// The session token in a `Cookie` header, if any.
-pub fn token(cookie_header: &str) -> Option<&str> {
+pub(crate) fn token(cookie_header: &str) -> Option<&str> {
     cookie_header
         .split(';')
         .filter_map(|pair| pair.trim().split_once('='))

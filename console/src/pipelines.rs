@@ -39,7 +39,7 @@ fn violation(on_violation: OnViolation) -> &'static str {
 }
 
 /// Every pipeline's tables, in build order, with what the newest run did to each.
-pub async fn list(warehouse: &Warehouse, pipelines: &[Pipeline]) -> Result<Value> {
+pub(crate) async fn list(warehouse: &Warehouse, pipelines: &[Pipeline]) -> Result<Value> {
     let history = RunReport::history(warehouse).await?;
     let mut all = Vec::new();
     for pipeline in pipelines {
@@ -111,7 +111,11 @@ pub async fn list(warehouse: &Warehouse, pipelines: &[Pipeline]) -> Result<Value
 }
 
 /// A table's column lineage, from the first pipeline that builds it.
-pub async fn lineage(warehouse: &Warehouse, pipelines: &[Pipeline], table: &str) -> Result<Value> {
+pub(crate) async fn lineage(
+    warehouse: &Warehouse,
+    pipelines: &[Pipeline],
+    table: &str,
+) -> Result<Value> {
     for pipeline in pipelines {
         let Ok(compiled) = compiled(warehouse, pipeline).await else {
             continue;

@@ -8,7 +8,7 @@ use strata_storage::Warehouse;
 use crate::error::{Error, Result};
 
 /// Every run, newest first, with its totals; runs under way come first.
-pub async fn list(warehouse: &Warehouse, live: Option<Value>) -> Result<Value> {
+pub(crate) async fn list(warehouse: &Warehouse, live: Option<Value>) -> Result<Value> {
     let live = live.unwrap_or(json!([]));
     let history = RunReport::history(warehouse).await?;
     let runs: Vec<Value> = history
@@ -66,7 +66,7 @@ async fn read(warehouse: &Warehouse, run_id: &str) -> Result<RunReport> {
 }
 
 /// One run: its summary and its report, tables, errors and all.
-pub async fn one(warehouse: &Warehouse, run_id: &str, live: Option<Value>) -> Result<Value> {
+pub(crate) async fn one(warehouse: &Warehouse, run_id: &str, live: Option<Value>) -> Result<Value> {
     let live = live.unwrap_or(json!([]));
     let report = read(warehouse, run_id).await?;
     let progress = live

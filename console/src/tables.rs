@@ -20,7 +20,7 @@ const SAMPLE_ROWS: usize = 20;
 const HISTORY: usize = 50;
 
 /// Everything a table page shows, as JSON.
-pub async fn page(warehouse: &Warehouse, name: &str) -> Result<Value> {
+pub(crate) async fn page(warehouse: &Warehouse, name: &str) -> Result<Value> {
     let table = published(warehouse, name).await?;
     let ctx = SessionContext::new();
     let provider = open(&table, None, &ctx.state(), DeltaReader::Native).await?;

@@ -192,13 +192,13 @@ pub fn cluster_fault(error: &DataFusionError) -> Option<ClusterFault> {
             // The task's error as debug text: its kinds, outermost first, up to its message.
             let task = &text[start + TASK_FAILED.len()..];
             let task = task.split('"').next().unwrap_or(task);
-            let kinds = task.split(|c: char| !c.is_alphanumeric()).filter(|word| {
+            let mut kinds = task.split(|c: char| !c.is_alphanumeric()).filter(|word| {
                 matches!(
                     *word,
                     "ResourcesExhausted" | "IoError" | "ObjectStore" | "Internal" | "ExecutionJoin"
                 )
             });
-            match kinds.last() {
+            match kinds.next_back() {
                 Some("ResourcesExhausted") => Some(ClusterFault::ResourcesExhausted),
                 Some("IoError" | "ObjectStore") => Some(ClusterFault::Unavailable),
                 Some(_) => Some(ClusterFault::Internal),

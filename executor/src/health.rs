@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// Answers probes until the process ends.
-pub async fn serve(listener: TcpListener, health: ExecutorHealth) {
+pub(crate) async fn serve(listener: TcpListener, health: ExecutorHealth) {
     loop {
         let Ok((mut socket, _)) = listener.accept().await else {
             continue;

@@ -13,11 +13,11 @@ use crate::config::User;
 use crate::password;
 
 /// The header both the handshake and every later call carry credentials in.
-pub const AUTHORIZATION: &str = "authorization";
+pub(crate) const AUTHORIZATION: &str = "authorization";
 
 /// Who is calling: a user, or anyone when the server has no users.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
+pub(crate) enum Caller {
     User(String),
     Anonymous,
 }
@@ -32,7 +32,7 @@ impl std::fmt::Display for Caller {
 }
 
 /// Checks passwords and issues and checks bearer tokens.
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     users: Vec<User>,
     /// What an unknown user's password is checked against: a hash when users have
     /// hashes, so the time a refusal takes does not tell whether the user exists.
@@ -42,7 +42,7 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(users: Vec<User>, ttl: Duration) -> crate::error::Result<Self> {
+    pub(crate) fn new(users: Vec<User>, ttl: Duration) -> crate::error::Result<Self> {
         let decoy = password::decoy(users.iter().map(|user| user.password.as_str()))?;
         Ok(Self {
             users,
@@ -53,12 +53,15 @@ impl Authenticator {
     }
 
     /// Whether calls need credentials at all.
-    pub fn required(&self) -> bool {
+    pub(crate) fn required(&self) -> bool {
         !self.users.is_empty()
     }
 
     /// Checks `authorization: Basic …` and returns a new bearer token for the user.
-    pub fn handshake(&self, metadata: &MetadataMap) -> Result<(Caller, Option<String>), Status> {
+    pub(crate) fn handshake(
+        &self,
+        metadata: &MetadataMap,
+    ) -> Result<(Caller, Option<String>), Status> {
         if !self.required() {
             return Ok((Caller::Anonymous, None));
         }
@@ -98,7 +101,7 @@ impl Authenticator {
     }
 
     /// Checks the bearer token of a call.
-    pub fn check(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
+    pub(crate) fn check(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
         if !self.required() {
             return Ok(Caller::Anonymous);
         }

@@ -17,12 +17,12 @@ use crate::service::StrataFlightSql;
 type Inner = StrataFlightSql;
 
 /// Authenticates each call, then hands it to the Flight SQL service.
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     inner: Arc<Inner>,
 }
 
 impl Endpoint {
-    pub fn new(inner: StrataFlightSql) -> Self {
+    pub(crate) fn new(inner: StrataFlightSql) -> Self {
         Self {
             inner: Arc::new(inner),
         }

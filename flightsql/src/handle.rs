@@ -13,7 +13,7 @@ use tonic::Status;
 
 /// A query as a client carries it between calls.
 #[derive(Clone, PartialEq, Message)]
-pub struct QueryHandle {
+pub(crate) struct QueryHandle {
     #[prost(string, tag = "1")]
     pub sql: String,
     /// Bound parameters as an Arrow IPC stream of one row; empty when none are bound.
@@ -22,24 +22,24 @@ pub struct QueryHandle {
 }
 
 impl QueryHandle {
-    pub fn new(sql: String) -> Self {
+    pub(crate) fn new(sql: String) -> Self {
         Self {
             sql,
             parameters: Vec::new(),
         }
     }
 
-    pub fn decode_from(bytes: &[u8]) -> Result<Self, Status> {
+    pub(crate) fn decode_from(bytes: &[u8]) -> Result<Self, Status> {
         Self::decode(bytes)
             .map_err(|_| Status::invalid_argument("not a Strata statement handle or ticket"))
     }
 
-    pub fn to_bytes(&self) -> Bytes {
+    pub(crate) fn to_bytes(&self) -> Bytes {
         Bytes::from(self.encode_to_vec())
     }
 
     /// The handle with `batch`'s single row bound as the parameters.
-    pub fn bind(mut self, batch: &RecordBatch) -> Result<Self, Status> {
+    pub(crate) fn bind(mut self, batch: &RecordBatch) -> Result<Self, Status> {
         if batch.num_rows() != 1 {
             return Err(Status::invalid_argument(format!(
                 "a query binds one row of parameters, got {}",
@@ -56,7 +56,7 @@ impl QueryHandle {
     }
 
     /// The bound values in order, or `None` when nothing was bound.
-    pub fn parameter_values(&self) -> Result<Option<Vec<ScalarValue>>, Status> {
+    pub(crate) fn parameter_values(&self) -> Result<Option<Vec<ScalarValue>>, Status> {
         if self.parameters.is_empty() {
             return Ok(None);
         }

@@ -37,7 +37,7 @@ const STOPPED: &str = "the query was stopped";
 ///   many batches in one turn (an aggregate over a costly function) stops at the next;
 /// - every nested-loop join's filter fails once `stop` is cancelled, which ends the
 ///   join's loop over its build side at the next row it tries.
-pub fn interruptible(
+pub(crate) fn interruptible(
     plan: Arc<dyn ExecutionPlan>,
     stop: &CancellationToken,
 ) -> Result<Arc<dyn ExecutionPlan>> {
@@ -179,7 +179,7 @@ fn stoppable_join(
 
 /// Runs `batches` on a task of its own, so the response that reads them notices a
 /// client that went away (and drops the task) even while the plan is busy.
-pub fn spawned(
+pub(crate) fn spawned(
     schema: SchemaRef,
     mut batches: SendableRecordBatchStream,
 ) -> SendableRecordBatchStream {

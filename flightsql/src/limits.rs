@@ -63,7 +63,7 @@ struct Turns {
 }
 
 /// Admits queries within the limits and keeps the running ones, to cancel by ticket.
-pub struct Admission {
+pub(crate) struct Admission {
     limits: Limits,
     users: Mutex<HashMap<String, Arc<Turns>>>,
     running: Arc<Mutex<HashMap<u64, Running>>>,
@@ -91,7 +91,7 @@ impl Default for Admission {
 }
 
 impl Admission {
-    pub fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits) -> Self {
         let server_pool: Arc<dyn MemoryPool> = match limits.server_memory {
             Some(bytes) => Arc::new(FairSpillPool::new(bytes)),
             None => Arc::new(UnboundedMemoryPool::default()),
@@ -106,7 +106,7 @@ impl Admission {
     }
 
     /// The memory pool of one query: its own limit, within the server's.
-    pub fn query_pool(&self) -> Arc<dyn MemoryPool> {
+    pub(crate) fn query_pool(&self) -> Arc<dyn MemoryPool> {
         match self.limits.query_memory {
             Some(limit) => Arc::new(QueryPool {
                 server: Arc::clone(&self.server_pool),
@@ -119,7 +119,7 @@ impl Admission {
 
     /// Waits for one of `user`'s turns; refuses with RESOURCE_EXHAUSTED when the queue is
     /// full or the wait is too long.
-    pub async fn admit(&self, user: &str, own: &UserLimits) -> Result<Turn, Status> {
+    pub(crate) async fn admit(&self, user: &str, own: &UserLimits) -> Result<Turn, Status> {
         let concurrent = own.concurrent.unwrap_or(self.limits.concurrent_per_user);
         let turns = Arc::clone(lock(&self.users).entry(user.to_owned()).or_insert_with(|| {
             Arc::new(Turns {
@@ -155,7 +155,7 @@ impl Admission {
     }
 
     /// Registers a query that starts now, to be stopped by its ticket or its deadline.
-    pub fn start(&self, user: &str, ticket: &[u8], own: &UserLimits) -> QueryGuard {
+    pub(crate) fn start(&self, user: &str, ticket: &[u8], own: &UserLimits) -> QueryGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let cancel = CancellationToken::new();
         let stop = cancel.child_token();
@@ -190,7 +190,7 @@ impl Admission {
     }
 
     /// Cancels `user`'s running queries of this ticket; how many there were.
-    pub fn cancel(&self, user: &str, ticket: &[u8]) -> usize {
+    pub(crate) fn cancel(&self, user: &str, ticket: &[u8]) -> usize {
         let running = lock(&self.running);
         let mut cancelled = 0;
         for query in running.values() {
@@ -203,7 +203,7 @@ impl Admission {
     }
 
     /// Cancels every running query (the server is stopping); how many there were.
-    pub fn cancel_all(&self) -> usize {
+    pub(crate) fn cancel_all(&self) -> usize {
         let running = lock(&self.running);
         for query in running.values() {
             query.cancel.cancel();
@@ -227,12 +227,12 @@ impl Drop for WaitingGuard<'_> {
 }
 
 /// One of a user's turns, given back when the query's stream ends or is dropped.
-pub struct Turn {
+pub(crate) struct Turn {
     _permit: OwnedSemaphorePermit,
 }
 
 /// A running query's registration, removed when its stream is dropped.
-pub struct QueryGuard {
+pub(crate) struct QueryGuard {
     id: u64,
     running: Arc<Mutex<HashMap<u64, Running>>>,
     cancel: CancellationToken,
@@ -245,7 +245,7 @@ pub struct QueryGuard {
 
 impl QueryGuard {
     /// What stops the query's work.
-    pub fn stop(&self) -> &CancellationToken {
+    pub(crate) fn stop(&self) -> &CancellationToken {
         &self.stop
     }
 }
@@ -259,7 +259,7 @@ impl Drop for QueryGuard {
 
 /// A query's result stream that ends with an error at its deadline or when cancelled.
 /// Dropping it (the client went away) stops the query's work ([`QueryGuard::stop`]).
-pub struct Limited<S> {
+pub(crate) struct Limited<S> {
     inner: Option<S>,
     deadline: Pin<Box<tokio::time::Sleep>>,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -268,7 +268,7 @@ pub struct Limited<S> {
 }
 
 impl<S> Limited<S> {
-    pub fn new(inner: S, guard: QueryGuard, turn: Turn) -> Self {
+    pub(crate) fn new(inner: S, guard: QueryGuard, turn: Turn) -> Self {
         Self {
             inner: Some(inner),
             deadline: Box::pin(tokio::time::sleep_until(guard.deadline)),

@@ -19,7 +19,7 @@ use datafusion::execution::SessionState;
 use datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
 
 /// Every `SqlInfo` the Flight SQL spec defines, answered for a read-only DataFusion server.
-pub fn sql_info(state: &SessionState) -> Result<SqlInfoData, FlightError> {
+pub(crate) fn sql_info(state: &SessionState) -> Result<SqlInfoData, FlightError> {
     let functions = |section: &str| -> Vec<String> {
         let mut names: Vec<String> = state
             .scalar_functions()
@@ -190,7 +190,7 @@ pub fn sql_info(state: &SessionState) -> Result<SqlInfoData, FlightError> {
 }
 
 /// The SQL types DataFusion reads and writes, for `GetXdbcTypeInfo`.
-pub fn xdbc_types() -> Result<XdbcTypeInfoData, FlightError> {
+pub(crate) fn xdbc_types() -> Result<XdbcTypeInfoData, FlightError> {
     let mut types = XdbcTypeInfoDataBuilder::new();
     let mut add =
         |name: &str, data_type: XdbcDataType, column_size: Option<i32>, radix: Option<i32>| {
@@ -238,7 +238,7 @@ pub fn xdbc_types() -> Result<XdbcTypeInfoData, FlightError> {
 }
 
 /// `GetPrimaryKeys`: published tables declare no keys, so the result is empty.
-pub fn primary_keys() -> RecordBatch {
+pub(crate) fn primary_keys() -> RecordBatch {
     RecordBatch::new_empty(primary_keys_schema())
 }
 

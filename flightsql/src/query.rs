@@ -31,7 +31,7 @@ pub const CATALOG: &str = "strata";
 /// The schema of unqualified table names.
 pub const DEFAULT_SCHEMA: &str = "enriched";
 /// Plans queries against the tables a warehouse has published.
-pub struct Planner {
+pub(crate) struct Planner {
     visibility: Visibility,
     runtime: Arc<RuntimeEnv>,
     engine: Engine,
@@ -39,7 +39,7 @@ pub struct Planner {
 }
 
 /// A planned query and the context that runs it.
-pub struct Planned {
+pub(crate) struct Planned {
     pub ctx: SessionContext,
     pub plan: LogicalPlan,
 }
@@ -47,12 +47,12 @@ pub struct Planned {
 impl Planned {
     /// The schema of the streamed result: plain strings and microsecond timestamps,
     /// which every Flight SQL driver reads.
-    pub fn schema(&self) -> SchemaRef {
+    pub(crate) fn schema(&self) -> SchemaRef {
         storage_schema(self.plan.schema().as_arrow())
     }
 
     /// The types of the `?` parameters, in order; NULL where the query does not fix one.
-    pub fn parameter_schema(&self) -> Result<Schema, Status> {
+    pub(crate) fn parameter_schema(&self) -> Result<Schema, Status> {
         let fields = self.plan.get_parameter_fields().map_err(status)?;
         let mut fields: Vec<(usize, Field)> = fields
             .into_iter()
@@ -73,7 +73,7 @@ impl Planned {
 }
 
 impl Planner {
-    pub fn new(
+    pub(crate) fn new(
         warehouse: Warehouse,
         show_quarantine: bool,
         engine: Engine,
@@ -98,12 +98,12 @@ impl Planner {
     }
 
     /// Where the planned queries run.
-    pub fn engine(&self) -> &Engine {
+    pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }
 
     /// The tables clients may see, sorted by layer and name (this lists the warehouse).
-    pub async fn tables(&self) -> Result<Vec<PublishedTable>, Status> {
+    pub(crate) async fn tables(&self) -> Result<Vec<PublishedTable>, Status> {
         let tables = catalog::published_tables(&self.visibility.warehouse)
             .await
             .map_err(|error| Status::internal(format!("listing the warehouse: {error}")))?;
@@ -114,7 +114,10 @@ impl Planner {
     }
 
     /// The schemas clients see for the tables' current versions, opened on one session.
-    pub async fn table_schemas(&self, tables: &[PublishedTable]) -> Result<Vec<SchemaRef>, Status> {
+    pub(crate) async fn table_schemas(
+        &self,
+        tables: &[PublishedTable],
+    ) -> Result<Vec<SchemaRef>, Status> {
         let state = self.context()?.state();
         let mut schemas = Vec::with_capacity(tables.len());
         for table in tables {
@@ -130,7 +133,7 @@ impl Planner {
     ///
     /// Only the tables the statement names are opened, each at the version current
     /// now or the one it asks for; nothing lists the warehouse.
-    pub async fn plan(
+    pub(crate) async fn plan(
         &self,
         sql: &str,
         parameters: Option<Vec<ScalarValue>>,

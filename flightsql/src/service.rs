@@ -49,7 +49,7 @@ type DoGetStream = <StrataFlightSql as FlightService>::DoGetStream;
 const TABLE_TYPE: &str = "TABLE";
 
 /// Strata's Flight SQL service over one warehouse.
-pub struct StrataFlightSql {
+pub(crate) struct StrataFlightSql {
     planner: Planner,
     auth: Arc<Authenticator>,
     admission: Arc<Admission>,
@@ -60,7 +60,7 @@ pub struct StrataFlightSql {
 }
 
 impl StrataFlightSql {
-    pub fn new(
+    pub(crate) fn new(
         planner: Planner,
         auth: Arc<Authenticator>,
         admission: Arc<Admission>,
@@ -79,7 +79,7 @@ impl StrataFlightSql {
         })
     }
 
-    pub fn authenticator(&self) -> &Arc<Authenticator> {
+    pub(crate) fn authenticator(&self) -> &Arc<Authenticator> {
         &self.auth
     }
 

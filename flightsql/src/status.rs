@@ -11,7 +11,7 @@ use strata_storage::StorageError;
 use tonic::{Code, Status};
 
 /// The status for an error met while planning or running a client's query.
-pub fn status(error: DataFusionError) -> Status {
+pub(crate) fn status(error: DataFusionError) -> Status {
     Status::new(code(&error), error.strip_backtrace())
 }
 

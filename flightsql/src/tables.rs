@@ -14,16 +14,16 @@ use strata_storage::catalog::{self, PublishedTable};
 use strata_storage::delta_publish::DeltaReader;
 
 /// The schemas clients see, one per layer that holds built tables.
-pub const SCHEMAS: [Layer; 3] = [Layer::Raw, Layer::Enriched, Layer::Ranked];
+pub(crate) const SCHEMAS: [Layer; 3] = [Layer::Raw, Layer::Enriched, Layer::Ranked];
 
 /// How a table and a version travel through DataFusion's planner, which has no
 /// notion of versions: `VERSION AS OF 3` on `jobs` becomes the table name `jobs@3`.
-pub fn versioned_name(table: &str, version: u64) -> String {
+pub(crate) fn versioned_name(table: &str, version: u64) -> String {
     format!("{table}@{version}")
 }
 
 /// Splits a name made by [`versioned_name`]; a name without a version is the current one.
-pub fn split_version(name: &str) -> (&str, Option<u64>) {
+pub(crate) fn split_version(name: &str) -> (&str, Option<u64>) {
     match name.rsplit_once('@') {
         Some((table, version)) => match version.parse() {
             Ok(version) => (table, Some(version)),
@@ -35,7 +35,7 @@ pub fn split_version(name: &str) -> (&str, Option<u64>) {
 
 /// What a query may see of a warehouse, and how it reads it.
 #[derive(Debug, Clone)]
-pub struct Visibility {
+pub(crate) struct Visibility {
     pub warehouse: Warehouse,
     pub show_quarantine: bool,
     pub reader: DeltaReader,
@@ -43,7 +43,7 @@ pub struct Visibility {
 
 impl Visibility {
     /// The published table a client may see under this name, found without listing.
-    pub async fn find(&self, layer: Layer, name: &str) -> Option<PublishedTable> {
+    pub(crate) async fn find(&self, layer: Layer, name: &str) -> Option<PublishedTable> {
         let name = TableName {
             layer,
             name: name.to_owned(),
@@ -57,13 +57,13 @@ impl Visibility {
 
 /// Catalog `strata`: the layers of one warehouse.
 #[derive(Debug)]
-pub struct WarehouseCatalog {
+pub(crate) struct WarehouseCatalog {
     schemas: Vec<(Layer, Arc<dyn SchemaProvider>)>,
 }
 
 impl WarehouseCatalog {
     /// The catalog for queries planned on `session`.
-    pub fn new(visibility: Visibility, session: SessionState) -> Self {
+    pub(crate) fn new(visibility: Visibility, session: SessionState) -> Self {
         let schemas = SCHEMAS
             .into_iter()
             .map(|layer| {

@@ -20,7 +20,7 @@ use crate::tables::versioned_name;
 /// It answers every question as the generic dialect does, and says it is that
 /// dialect, so the parser's dialect checks treat it as one.
 #[derive(Debug, Default)]
-pub struct TimeTravelDialect;
+pub(crate) struct TimeTravelDialect;
 
 /// Asks the generic dialect each of these questions.
 macro_rules! as_generic {
@@ -126,7 +126,7 @@ impl Dialect for TimeTravelDialect {
 
 /// Parses one statement; each table read `VERSION AS OF n` is renamed to name that
 /// version for the catalog.
-pub fn parse(sql: &str) -> Result<DFStatement, Status> {
+pub(crate) fn parse(sql: &str) -> Result<DFStatement, Status> {
     let mut statements = DFParser::parse_sql_with_dialect(sql, &TimeTravelDialect)
         .map_err(|error| Status::invalid_argument(error.strip_backtrace()))?;
     let (Some(mut statement), None) = (statements.pop_front(), statements.pop_front()) else {

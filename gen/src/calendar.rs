@@ -1,10 +1,10 @@
 //! Timestamps as text without a clock or a date library: the data is pinned in time.
 
 /// Seconds since the epoch of 2026-11-21T00:00:00Z, the day the example data ends.
-pub const END: i64 = 1_795_219_200;
+pub(crate) const END: i64 = 1_795_219_200;
 
 /// `YYYY-MM-DD` of a day count since 1970-01-01 (Hinnant's civil-from-days).
-pub fn date(days: i64) -> String {
+pub(crate) fn date(days: i64) -> String {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -18,7 +18,7 @@ pub fn date(days: i64) -> String {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` of seconds since the epoch.
-pub fn timestamp(seconds: i64) -> String {
+pub(crate) fn timestamp(seconds: i64) -> String {
     let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
     format!(
         "{}T{:02}:{:02}:{:02}",

@@ -1,7 +1,7 @@
 //! The words the generated recruitment data is made of.
 
 /// A city with its country and coordinates, so distances in the example are real.
-pub struct City {
+pub(crate) struct City {
     pub name: &'static str,
     pub country: &'static str,
     pub lat: f64,
@@ -14,7 +14,7 @@ macro_rules! cities {
     };
 }
 
-pub const CITIES: &[City] = cities![
+pub(crate) const CITIES: &[City] = cities![
     ("Paris", "FR", 48.8566, 2.3522),
     ("Lyon", "FR", 45.7640, 4.8357),
     ("Marseille", "FR", 43.2965, 5.3698),
@@ -39,7 +39,7 @@ pub const CITIES: &[City] = cities![
     ("Genève", "CH", 46.2044, 6.1432),
 ];
 
-pub const SKILLS: &[&str] = &[
+pub(crate) const SKILLS: &[&str] = &[
     "rust",
     "sql",
     "python",
@@ -83,7 +83,7 @@ pub const SKILLS: &[&str] = &[
 ];
 
 /// Spellings apps deliver for the same skill: the enrichment step must normalise them.
-pub fn messy(skill: &str, variant: u64) -> String {
+pub(crate) fn messy(skill: &str, variant: u64) -> String {
     match variant % 4 {
         0 => skill.to_owned(),
         1 => skill.to_uppercase(),
@@ -98,7 +98,7 @@ pub fn messy(skill: &str, variant: u64) -> String {
     }
 }
 
-pub const TITLES: &[&str] = &[
+pub(crate) const TITLES: &[&str] = &[
     "Data Engineer",
     "Senior Data Engineer",
     "Backend Developer",
@@ -116,7 +116,7 @@ pub const TITLES: &[&str] = &[
     "Software Engineer",
 ];
 
-pub const COMPANIES: &[&str] = &[
+pub(crate) const COMPANIES: &[&str] = &[
     "Acme Analytics",
     "Blue Harbor",
     "Cobalt Labs",
@@ -131,7 +131,7 @@ pub const COMPANIES: &[&str] = &[
     "Lumen Insurance",
 ];
 
-pub const FIRST_NAMES: &[&str] = &[
+pub(crate) const FIRST_NAMES: &[&str] = &[
     "Ana",
     "Bruno",
     "Chloé",
@@ -154,12 +154,12 @@ pub const FIRST_NAMES: &[&str] = &[
     "Tomás",
 ];
 
-pub const LAST_NAMES: &[&str] = &[
+pub(crate) const LAST_NAMES: &[&str] = &[
     "Martin", "Müller", "García", "Smith", "de Vries", "Kowalski", "Rossi", "Dubois", "Novák",
     "Jensen", "Silva", "Öztürk", "Nowak", "Bernard", "Schmidt", "López",
 ];
 
-pub const PUBLISHERS: &[&str] = &[
+pub(crate) const PUBLISHERS: &[&str] = &[
     "jobboard",
     "socialnet",
     "aggregator",
@@ -167,7 +167,7 @@ pub const PUBLISHERS: &[&str] = &[
     "newsletter",
 ];
 
-pub const CAMPAIGNS: &[&str] = &[
+pub(crate) const CAMPAIGNS: &[&str] = &[
     "spring",
     "summer",
     "autumn",
@@ -176,7 +176,7 @@ pub const CAMPAIGNS: &[&str] = &[
     "relaunch",
 ];
 
-pub const KEYWORDS: &[&str] = &[
+pub(crate) const KEYWORDS: &[&str] = &[
     "remote",
     "senior",
     "rust",
@@ -195,7 +195,7 @@ pub const KEYWORDS: &[&str] = &[
 ];
 
 /// Tracking event kinds, with the weight each gets.
-pub const EVENT_KINDS: &[(&str, u64)] = &[
+pub(crate) const EVENT_KINDS: &[(&str, u64)] = &[
     ("click", 70),
     ("apply", 15),
     ("qualified", 6),
@@ -203,4 +203,4 @@ pub const EVENT_KINDS: &[(&str, u64)] = &[
     ("conversion", 4),
 ];
 
-pub const TIERS: &[&str] = &["silver", "gold", "internal"];
+pub(crate) const TIERS: &[&str] = &["silver", "gold", "internal"];

@@ -123,13 +123,13 @@ impl Tokens {
 
 /// The check on every call of one service, which needs at least `needs`.
 #[derive(Clone)]
-pub struct Gate {
+pub(crate) struct Gate {
     tokens: Arc<Tokens>,
     needs: Access,
 }
 
 impl Gate {
-    pub fn new(tokens: Arc<Tokens>, needs: Access) -> Self {
+    pub(crate) fn new(tokens: Arc<Tokens>, needs: Access) -> Self {
         Self { tokens, needs }
     }
 }
@@ -159,7 +159,7 @@ impl Interceptor for Gate {
 }
 
 /// Refuses a call whose token does not allow `what`.
-pub fn require<T>(request: &Request<T>, needs: Access, what: &str) -> Result<(), Status> {
+pub(crate) fn require<T>(request: &Request<T>, needs: Access, what: &str) -> Result<(), Status> {
     match request.extensions().get::<Access>() {
         Some(access) if *access >= needs => Ok(()),
         _ => Err(Status::permission_denied(format!(

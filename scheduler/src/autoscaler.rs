@@ -26,7 +26,7 @@ pub struct Autoscale {
 /// Acts on one observation of the cluster: the autoscaler decides on it and the
 /// metrics show it. A cluster whose state could not be read is not an empty one, so
 /// then nothing is decided or shown, and the next tick tries again.
-pub async fn observed(
+pub(crate) async fn observed(
     observation: Result<ClusterView, ballista_core::error::BallistaError>,
     autoscaler: Option<&mut Autoscaler>,
     draining: &Draining,
@@ -54,7 +54,7 @@ pub async fn observed(
 }
 
 /// The policy's memory and what the loop knows beyond the scheduler's state.
-pub struct Autoscaler {
+pub(crate) struct Autoscaler {
     settings: Settings,
     backend: Arc<dyn Backend>,
     memory: Memory,
@@ -70,7 +70,7 @@ pub struct Autoscaler {
 }
 
 impl Autoscaler {
-    pub fn new(autoscale: Autoscale) -> Self {
+    pub(crate) fn new(autoscale: Autoscale) -> Self {
         Self {
             settings: autoscale.settings,
             backend: autoscale.backend,
@@ -84,12 +84,12 @@ impl Autoscaler {
     }
 
     /// Executors asked for that have not registered yet.
-    pub fn starting(&self) -> usize {
+    pub(crate) fn starting(&self) -> usize {
         self.starting.len()
     }
 
     /// One tick: marks stopped executors in `view`, stops drained ones, then decides.
-    pub async fn step(
+    pub(crate) async fn step(
         &mut self,
         view: &mut ClusterView,
         draining: &Draining,

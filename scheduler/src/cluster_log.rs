@@ -23,7 +23,7 @@ struct Log {
 
 /// The cluster as the console sees it, written by the observer loop.
 #[derive(Default)]
-pub struct ClusterLog {
+pub(crate) struct ClusterLog {
     log: Mutex<Log>,
 }
 
@@ -41,7 +41,7 @@ impl ClusterLog {
     }
 
     /// Keeps one observation.
-    pub fn observed(&self, view: &ClusterView) {
+    pub(crate) fn observed(&self, view: &ClusterView) {
         let executors: Vec<Value> = view
             .executors
             .iter()
@@ -72,7 +72,7 @@ impl ClusterLog {
     }
 
     /// Keeps one of the autoscaler's decisions, in words.
-    pub fn decided(&self, decision: String) {
+    pub(crate) fn decided(&self, decision: String) {
         let mut log = self.log();
         log.decisions
             .push_back(json!({ "at_ms": now_ms(), "decision": decision }));
@@ -82,7 +82,7 @@ impl ClusterLog {
     }
 
     /// `{"executors": [...], "history": [...], "decisions": [...]}`, newest decision first.
-    pub fn snapshot(&self) -> Value {
+    pub(crate) fn snapshot(&self) -> Value {
         let log = self.log();
         let mut decisions: Vec<Value> = log.decisions.iter().cloned().collect();
         decisions.reverse();

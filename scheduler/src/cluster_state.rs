@@ -39,7 +39,7 @@ type Scheduler = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
 /// Ballista's cluster state, with draining executors shown as Terminating (Ballista
 /// skips those), free slots counted from the running tasks, and table builds that
 /// lose an executor cancelled.
-pub struct StrataClusterState {
+pub(crate) struct StrataClusterState {
     inner: Arc<dyn ClusterState>,
     draining: Draining,
     /// The active jobs as of the last binding: every job with a task on an executor.
@@ -49,7 +49,7 @@ pub struct StrataClusterState {
 }
 
 impl StrataClusterState {
-    pub fn new(inner: Arc<dyn ClusterState>, draining: Draining) -> Self {
+    pub(crate) fn new(inner: Arc<dyn ClusterState>, draining: Draining) -> Self {
         Self {
             inner,
             draining,
@@ -59,7 +59,7 @@ impl StrataClusterState {
     }
 
     /// Lets the state cancel jobs through `scheduler`, the one it serves.
-    pub fn serve(&self, scheduler: Scheduler) {
+    pub(crate) fn serve(&self, scheduler: Scheduler) {
         let _ = self.scheduler.set(scheduler);
     }
 

@@ -17,7 +17,7 @@ type Scheduler = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
 
 /// Where an executor is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExecutorState {
+pub(crate) enum ExecutorState {
     /// Takes tasks.
     Active,
     /// Marked for removal: takes no new tasks.
@@ -27,7 +27,7 @@ pub enum ExecutorState {
 }
 
 impl ExecutorState {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Active => "active",
             Self::Draining => "draining",
@@ -38,7 +38,7 @@ impl ExecutorState {
 
 /// One registered executor.
 #[derive(Debug, Clone)]
-pub struct ExecutorView {
+pub(crate) struct ExecutorView {
     pub address: ExecutorAddress,
     pub slots: usize,
     pub running_tasks: usize,
@@ -49,7 +49,7 @@ pub struct ExecutorView {
 
 /// The cluster at one moment.
 #[derive(Debug, Clone, Default)]
-pub struct ClusterView {
+pub(crate) struct ClusterView {
     /// Tasks ready to run that no executor has taken, plus jobs not yet planned.
     pub pending_tasks: usize,
     pub running_tasks: usize,
@@ -59,7 +59,7 @@ pub struct ClusterView {
 impl ClusterView {
     /// Reads the scheduler's state; cheap enough to do every tick. An executor list
     /// that cannot be read is an error, never an empty cluster.
-    pub async fn observe(
+    pub(crate) async fn observe(
         scheduler: &Scheduler,
         draining: &Draining,
     ) -> Result<Self, ballista_core::error::BallistaError> {
@@ -128,7 +128,7 @@ impl ClusterView {
     }
 
     /// The executors the autoscaler can count on or drain: stopping ones are gone already.
-    pub fn snapshot(
+    pub(crate) fn snapshot(
         &self,
         now: std::time::Duration,
         starting: usize,
@@ -154,7 +154,7 @@ impl ClusterView {
         }
     }
 
-    pub fn executor(&self, id: &str) -> Option<&ExecutorView> {
+    pub(crate) fn executor(&self, id: &str) -> Option<&ExecutorView> {
         self.executors.iter().find(|e| e.address.id == id)
     }
 }

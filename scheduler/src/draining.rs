@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The executors being drained.
 #[derive(Debug, Clone, Default)]
-pub struct Draining(Arc<Mutex<BTreeSet<String>>>);
+pub(crate) struct Draining(Arc<Mutex<BTreeSet<String>>>);
 
 impl Draining {
     fn lock(&self) -> MutexGuard<'_, BTreeSet<String>> {
@@ -16,16 +16,16 @@ impl Draining {
     }
 
     /// Marks an executor: from now on it gets no new tasks. False if it already was.
-    pub fn insert(&self, executor_id: &str) -> bool {
+    pub(crate) fn insert(&self, executor_id: &str) -> bool {
         self.lock().insert(executor_id.to_owned())
     }
 
-    pub fn contains(&self, executor_id: &str) -> bool {
+    pub(crate) fn contains(&self, executor_id: &str) -> bool {
         self.lock().contains(executor_id)
     }
 
     /// Forgets executors that are no longer registered.
-    pub fn retain(&self, registered: &HashSet<String>) {
+    pub(crate) fn retain(&self, registered: &HashSet<String>) {
         self.lock().retain(|id| registered.contains(id));
     }
 }

@@ -45,7 +45,7 @@ fn duration_histogram() -> Histogram {
 }
 
 /// Every metric the scheduler exports.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     pending_tasks: Gauge,
     running_tasks: Gauge,
@@ -147,7 +147,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Records what the cluster looks like now.
-    pub fn observe(&self, view: &ClusterView, starting: usize) {
+    pub(crate) fn observe(&self, view: &ClusterView, starting: usize) {
         self.pending_tasks.set(view.pending_tasks as i64);
         self.running_tasks.set(view.running_tasks as i64);
         for state in [
@@ -173,23 +173,23 @@ impl Metrics {
     }
 
     /// Counts one autoscaler decision: `add`, `drain` or `stop`.
-    pub fn decided(&self, decision: &'static str) {
+    pub(crate) fn decided(&self, decision: &'static str) {
         self.decisions
             .get_or_create(&DecisionLabel { decision })
             .inc();
     }
 
-    pub fn backend_failed(&self) {
+    pub(crate) fn backend_failed(&self) {
         self.backend_errors.inc();
     }
 
     /// Counts a finished run: `succeeded`, `failed` or `cancelled`.
-    pub fn run_finished(&self, state: &'static str, seconds: f64) {
+    pub(crate) fn run_finished(&self, state: &'static str, seconds: f64) {
         self.runs.get_or_create(&StateLabel { state }).inc();
         self.run_seconds.observe(seconds);
     }
 
-    pub fn table_finished(&self, report: &TableReport) {
+    pub(crate) fn table_finished(&self, report: &TableReport) {
         let layer = report.layer.clone();
         self.tables
             .get_or_create(&TableLabel {
@@ -211,7 +211,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);
@@ -220,7 +220,7 @@ impl Metrics {
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` until the process ends.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
+pub(crate) async fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
     let app = Router::new()
         .route(
             "/metrics",

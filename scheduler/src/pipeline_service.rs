@@ -46,7 +46,7 @@ const CLEANUP_SWEEPS: usize = 15;
 type Scheduler = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
 
 /// Serves the pipeline service of one scheduler.
-pub struct PipelineService {
+pub(crate) struct PipelineService {
     scheduler: Scheduler,
     /// This scheduler's own address, where submitted runs send their jobs.
     url: String,
@@ -59,7 +59,7 @@ pub struct PipelineService {
 }
 
 impl PipelineService {
-    pub fn new(
+    pub(crate) fn new(
         scheduler: Scheduler,
         url: String,
         own: Credentials,
@@ -116,7 +116,7 @@ fn from_history(report: RunReport, warehouse: &Warehouse) -> RunSummary {
 }
 
 /// Refuses a peer of another Strata version, naming both.
-pub fn check_version(peer: &str, role: &str) -> Result<(), Status> {
+pub(crate) fn check_version(peer: &str, role: &str) -> Result<(), Status> {
     if peer == VERSION {
         Ok(())
     } else {

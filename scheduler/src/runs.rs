@@ -12,7 +12,7 @@ use tokio::task::AbortHandle;
 const LIVE_BUFFER: usize = 4096;
 
 /// One submitted run.
-pub struct Run {
+pub(crate) struct Run {
     /// The tables the run builds, to tidy if it is cancelled.
     tables: Vec<TableName>,
     summary: Mutex<RunSummary>,
@@ -38,37 +38,43 @@ impl Run {
         }
     }
 
-    pub fn tables(&self) -> &[TableName] {
+    pub(crate) fn tables(&self) -> &[TableName] {
         &self.tables
     }
 
-    pub fn summary(&self) -> RunSummary {
+    pub(crate) fn summary(&self) -> RunSummary {
         lock(&self.summary).clone()
     }
 
-    pub fn state(&self) -> RunState {
+    pub(crate) fn state(&self) -> RunState {
         lock(&self.summary).state()
     }
 
     /// Keeps an event and sends it to every watcher.
-    pub fn record(&self, event: RunEvent) {
+    pub(crate) fn record(&self, event: RunEvent) {
         let mut events = lock(&self.events);
         let _ = self.live.send(event.clone());
         events.push(event);
     }
 
     /// Every event so far and a feed of the ones to come, with nothing lost in between.
-    pub fn subscribe(&self) -> (Vec<RunEvent>, broadcast::Receiver<RunEvent>) {
+    pub(crate) fn subscribe(&self) -> (Vec<RunEvent>, broadcast::Receiver<RunEvent>) {
         let events = lock(&self.events);
         (events.clone(), self.live.subscribe())
     }
 
-    pub fn set_task(&self, task: AbortHandle) {
+    pub(crate) fn set_task(&self, task: AbortHandle) {
         *lock(&self.task) = Some(task);
     }
 
     /// Ends the run once: its state, duration and error, and the final event. False if it had ended.
-    pub fn finish(&self, state: RunState, report_json: String, error: String, now_ms: u64) -> bool {
+    pub(crate) fn finish(
+        &self,
+        state: RunState,
+        report_json: String,
+        error: String,
+        now_ms: u64,
+    ) -> bool {
         {
             let mut summary = lock(&self.summary);
             if summary.state() != RunState::Running {
@@ -89,7 +95,7 @@ impl Run {
     }
 
     /// Stops the orchestration; what it had not committed stays uncommitted.
-    pub fn abort(&self) {
+    pub(crate) fn abort(&self) {
         if let Some(task) = lock(&self.task).take() {
             task.abort();
         }
@@ -98,24 +104,24 @@ impl Run {
 
 /// Every run of this scheduler process (state is in memory, like Ballista's).
 #[derive(Default)]
-pub struct Runs {
+pub(crate) struct Runs {
     runs: Mutex<BTreeMap<String, Arc<Run>>>,
 }
 
 impl Runs {
-    pub fn add(&self, tables: Vec<TableName>, summary: RunSummary) -> Arc<Run> {
+    pub(crate) fn add(&self, tables: Vec<TableName>, summary: RunSummary) -> Arc<Run> {
         let run = Arc::new(Run::new(tables, summary.clone()));
         lock(&self.runs).insert(summary.run_id, Arc::clone(&run));
         run
     }
 
-    pub fn get(&self, run_id: &str) -> Option<Arc<Run>> {
+    pub(crate) fn get(&self, run_id: &str) -> Option<Arc<Run>> {
         lock(&self.runs).get(run_id).cloned()
     }
 
     /// The runs under way, each table's state and rows read so far, for the console:
     /// `[{"run_id", "tables": {table: {"state", "rows_read"}}}]`.
-    pub fn progress(&self) -> serde_json::Value {
+    pub(crate) fn progress(&self) -> serde_json::Value {
         let runs: Vec<Arc<Run>> = lock(&self.runs).values().cloned().collect();
         let live: Vec<serde_json::Value> = runs
             .iter()
@@ -157,7 +163,7 @@ impl Runs {
     }
 
     /// Summaries, newest first.
-    pub fn summaries(&self) -> Vec<RunSummary> {
+    pub(crate) fn summaries(&self) -> Vec<RunSummary> {
         let mut summaries: Vec<RunSummary> =
             lock(&self.runs).values().map(|run| run.summary()).collect();
         summaries.sort_by_key(|summary| std::cmp::Reverse(summary.submitted_at_ms));

@@ -43,7 +43,7 @@ impl Default for CsvLayout {
 }
 
 /// Parses chunks of one file's rows into text columns.
-pub struct CsvRows {
+pub(super) struct CsvRows {
     layout: CsvLayout,
     null_regex: Option<Regex>,
     columns: Vec<String>,
@@ -53,7 +53,7 @@ pub struct CsvRows {
 }
 
 impl CsvRows {
-    pub fn new(layout: CsvLayout, columns: Vec<String>) -> Result<Self> {
+    pub(super) fn new(layout: CsvLayout, columns: Vec<String>) -> Result<Self> {
         let null_regex = layout
             .null_regex
             .as_deref()
@@ -75,7 +75,7 @@ impl CsvRows {
     /// The rows of a chunk that split into the right number of text fields, as one
     /// text column per declared column, and a reject for each other row. Blank lines,
     /// comment lines and the header are not rows.
-    pub fn parse(
+    pub(super) fn parse(
         &mut self,
         chunk: &Chunk,
         max_row_bytes: u64,

@@ -10,7 +10,7 @@ use super::rejects::RAW_TEXT_LIMIT;
 
 /// Where one row is in its file, and where its text is in the chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineMeta {
+pub(super) struct LineMeta {
     /// 1-based number of the row's first line.
     pub number: u64,
     /// Byte offset of the row's start.
@@ -23,14 +23,14 @@ pub struct LineMeta {
 
 /// Rows read together, their text in one buffer.
 #[derive(Debug, Default)]
-pub struct Chunk {
+pub(super) struct Chunk {
     pub data: Vec<u8>,
     pub lines: Vec<LineMeta>,
 }
 
 impl Chunk {
     /// The kept text of a row of this chunk.
-    pub fn text(&self, line: &LineMeta) -> &[u8] {
+    pub(super) fn text(&self, line: &LineMeta) -> &[u8] {
         &self.data[line.range.clone()]
     }
 }
@@ -40,7 +40,7 @@ impl Chunk {
 const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 
 /// Reads rows from a stream, one line each, or several while a quote is open.
-pub struct LineReader<R: Read> {
+pub(super) struct LineReader<R: Read> {
     input: BufReader<R>,
     /// Line endings consumed so far.
     lines_ended: u64,
@@ -96,7 +96,7 @@ pub fn skip_to(input: &mut impl BufRead, start: u64) -> std::io::Result<RangeSta
 
 /// The quote (and escape) characters that decide whether a line ends inside a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QuoteRule {
+pub(super) struct QuoteRule {
     pub quote: u8,
     pub escape: Option<u8>,
 }
@@ -132,7 +132,7 @@ impl QuoteState {
 }
 
 impl<R: Read> LineReader<R> {
-    pub fn new(input: R, max_row_bytes: u64, join: Option<QuoteRule>) -> Self {
+    pub(super) fn new(input: R, max_row_bytes: u64, join: Option<QuoteRule>) -> Self {
         Self {
             input: BufReader::with_capacity(256 * 1024, input),
             lines_ended: 0,
@@ -145,7 +145,7 @@ impl<R: Read> LineReader<R> {
 
     /// Reads one byte range: `input` is positioned at `start`, and rows that start at
     /// or after `end` are left to the next range.
-    pub fn in_range(mut self, start: RangeStart, end: Option<u64>) -> Self {
+    pub(super) fn in_range(mut self, start: RangeStart, end: Option<u64>) -> Self {
         self.lines_ended = start.lines_before;
         self.offset = start.offset;
         self.end = end;
@@ -153,13 +153,13 @@ impl<R: Read> LineReader<R> {
     }
 
     /// Lines read to their end so far.
-    pub fn lines_read(&self) -> u64 {
+    pub(super) fn lines_read(&self) -> u64 {
         self.lines_ended
     }
 
     /// Replaces the chunk's rows with the next ones, at most `max_rows`; leaves it
     /// empty at the end of the stream.
-    pub fn fill(&mut self, chunk: &mut Chunk, max_rows: usize) -> std::io::Result<()> {
+    pub(super) fn fill(&mut self, chunk: &mut Chunk, max_rows: usize) -> std::io::Result<()> {
         chunk.data.clear();
         chunk.lines.clear();
         while chunk.lines.len() < max_rows && chunk.data.len() < CHUNK_BYTES {

@@ -15,13 +15,13 @@ use super::rejects::{Reject, bounded_text};
 
 /// Parses chunks of one file's lines into columns: primitive values as text, which
 /// [`super::typed::to_declared`] then casts, so a bad value rejects only its row.
-pub struct NdjsonRows {
+pub(super) struct NdjsonRows {
     /// The declared schema with every primitive column read as text.
     text_schema: SchemaRef,
 }
 
 impl NdjsonRows {
-    pub fn new(schema: &SchemaRef) -> Self {
+    pub(super) fn new(schema: &SchemaRef) -> Self {
         let fields: Vec<Field> = schema
             .fields()
             .iter()
@@ -63,7 +63,7 @@ impl NdjsonRows {
 
     /// The rows of a chunk, one text-or-nested column per declared column, and a
     /// reject for each line that is not one JSON object. Blank lines are not rows.
-    pub fn parse(
+    pub(super) fn parse(
         &self,
         chunk: &Chunk,
         max_row_bytes: u64,

@@ -40,7 +40,7 @@ impl Reject {
 }
 
 /// The text of a bad row as the rejects table keeps it: its start, valid UTF-8.
-pub fn bounded_text(raw: &[u8]) -> String {
+pub(super) fn bounded_text(raw: &[u8]) -> String {
     let kept = &raw[..raw.len().min(RAW_TEXT_LIMIT)];
     String::from_utf8_lossy(kept).into_owned()
 }

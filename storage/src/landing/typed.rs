@@ -18,7 +18,7 @@ const QUOTED_VALUE_LIMIT: usize = 60;
 /// Casts each column (text, or already typed) to its field's type and keeps the rows
 /// whose every value fits, as zero-copy slices between the bad rows; each bad row
 /// becomes a reject naming its first bad column.
-pub fn to_declared(
+pub(super) fn to_declared(
     schema: &SchemaRef,
     columns: Vec<ArrayRef>,
     rows: &[LineMeta],
