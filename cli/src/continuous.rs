@@ -10,13 +10,23 @@ use std::time::{Duration, Instant};
 
 use strata_engine::run::{RunReport, TableStatus};
 use strata_language::Layer;
+use strata_storage::Warehouse;
 
 use crate::error::CliError;
 use crate::serve::shutdown_signal;
 
-/// Runs `batch` every `interval` until a signal; the exit is clean whatever the batches did.
+/// Every this many batches, the run history of the warehouse is pruned.
+const PRUNE_EVERY: u64 = 100;
+/// How long run reports are kept, and how many of the newest whatever their age.
+const REPORT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+const REPORTS_KEPT: usize = 1000;
+
+/// Runs `batch` every `interval` until a signal; the exit is clean whatever the batches
+/// did. Now and then it prunes `warehouse`'s run history, so a day of batches (8,640 at
+/// 10 s) does not leave a report each for ever.
 pub(crate) async fn run<Batch, Outcome>(
     interval: Duration,
+    warehouse: &Warehouse,
     out: &mut impl Write,
     mut batch: Batch,
 ) -> Result<(), CliError>
@@ -79,6 +89,13 @@ where
                     out,
                     "batch {number} failed after {seconds:.1}s: {error}; retried next batch"
                 )?;
+            }
+        }
+        if number.is_multiple_of(PRUNE_EVERY) {
+            match RunReport::prune(warehouse, REPORT_RETENTION, REPORTS_KEPT).await {
+                Ok(0) => {}
+                Ok(removed) => writeln!(out, "pruned {removed} run report(s) older than 7 days")?,
+                Err(error) => writeln!(out, "could not prune the run history: {error}")?,
             }
         }
         out.flush()?;

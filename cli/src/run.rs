@@ -148,7 +148,7 @@ pub(crate) async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliEr
                 .await
                 .map_err(|error| CliError::pipeline(error, &sources))
         };
-        return crate::continuous::run(args.build.interval, out, batch).await;
+        return crate::continuous::run(args.build.interval, &warehouse, out, batch).await;
     }
     let progress = Progress::default();
     let compiled = compile(&sources, &warehouse, &engine)

@@ -185,11 +185,9 @@ async fn raw_history(table: &PublishedTable) -> Result<(Vec<Value>, Vec<String>)
     history.reverse();
     history.truncate(HISTORY);
     let mut partitions = BTreeSet::new();
-    for commit in log.live().await? {
-        for file in &commit.files {
-            if let Some((directory, _)) = file.path.rsplit_once('/') {
-                partitions.insert(directory.to_owned());
-            }
+    for file in log.data_files().await? {
+        if let Some((directory, _)) = file.path.rsplit_once('/') {
+            partitions.insert(directory.to_owned());
         }
     }
     Ok((history, partitions.into_iter().collect()))

@@ -112,7 +112,7 @@ fn storage_code(error: &StorageError) -> Code {
     match error {
         StorageError::DataFusion(inner) => code(inner),
         // The warehouse's store did not answer, or refused the server's credentials.
-        StorageError::Store { .. } => Code::Unavailable,
+        StorageError::Store { .. } | StorageError::NotFound { .. } => Code::Unavailable,
         StorageError::InvalidLocation { .. }
         | StorageError::Corrupt { .. }
         | StorageError::CommitConflict { .. }

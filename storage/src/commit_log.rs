@@ -52,6 +52,82 @@ pub struct LogState {
     pub ingested: HashSet<SourceFile>,
 }
 
+/// Every this many commits the log is folded into a checkpoint, so a build reads one
+/// checkpoint and at most this many commits, however long the table has been appended to.
+pub const CHECKPOINT_INTERVAL: u64 = 100;
+
+/// A data or rejects file readers see, with the version that added it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Added {
+    pub version: u64,
+    #[serde(flatten)]
+    pub file: WrittenFile,
+}
+
+/// The log folded up to a version: what builds and readers need of every commit before
+/// it. A checkpoint stores one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Folded {
+    /// The version the next commit claims.
+    pub next_version: u64,
+    /// The newest commit that replaced everything before it.
+    pub last_reset: Option<u64>,
+    /// The landing files the table holds now.
+    pub ingested: Vec<SourceFile>,
+    /// The data files readers see, oldest first.
+    pub files: Vec<Added>,
+    /// The files of the rejects table readers see, oldest first.
+    pub rejects: Vec<Added>,
+}
+
+impl Folded {
+    fn apply(&mut self, commit: Commit) {
+        let version = commit.version;
+        if commit.reset {
+            self.last_reset = Some(version);
+            self.ingested.clear();
+            self.files.clear();
+            self.rejects.clear();
+        }
+        self.next_version = version + 1;
+        self.ingested.extend(commit.sources);
+        let added = |file| Added { version, file };
+        self.files.extend(commit.files.into_iter().map(added));
+        self.rejects.extend(commit.rejects.into_iter().map(added));
+    }
+
+    /// The data files added at or after version `since`; `None` when the table was
+    /// rewritten since (or `since` is ahead of it), so only a whole read makes sense.
+    pub fn files_since(&self, since: u64) -> Option<Vec<WrittenFile>> {
+        if since > self.next_version || self.last_reset.is_some_and(|reset| reset >= since) {
+            return None;
+        }
+        Some(
+            self.files
+                .iter()
+                .filter(|added| added.version >= since)
+                .map(|added| added.file.clone())
+                .collect(),
+        )
+    }
+
+    /// Every data file readers see.
+    pub fn data_files(&self) -> Vec<WrittenFile> {
+        self.files.iter().map(|added| added.file.clone()).collect()
+    }
+}
+
+/// The log's files, from one listing: commits and checkpoints by version, oldest first.
+#[derive(Debug, Default)]
+struct Listing {
+    commits: Vec<u64>,
+    checkpoints: Vec<u64>,
+}
+
+/// How often a read starts again when a file it listed was removed under it (a
+/// checkpoint made the file redundant), before it reports the store's error.
+const READ_ATTEMPTS: usize = 3;
+
 /// The log of one table.
 #[derive(Debug, Clone)]
 pub struct CommitLog {
@@ -72,23 +148,77 @@ impl CommitLog {
         self.table.store()
     }
 
-    /// Every commit, oldest first.
+    fn location(&self, path: &StorePath) -> String {
+        self.table.location().url_of(path)
+    }
+
+    /// Every commit still in the log, oldest first (a checkpoint's older commits are
+    /// removed after the next one), for showing a table's history.
     pub async fn commits(&self) -> Result<Vec<Commit>> {
         let mut commits = Vec::new();
-        for path in self.commit_files().await? {
-            commits.push(self.read_commit(&path).await?);
+        for version in self.listing().await?.commits {
+            match self.read_commit(version).await {
+                Ok(commit) => commits.push(commit),
+                Err(StorageError::NotFound { .. }) => {}
+                Err(error) => return Err(error),
+            }
         }
         Ok(commits)
     }
 
-    /// Reads one commit file.
-    async fn read_commit(&self, path: &StorePath) -> Result<Commit> {
-        let location = || self.table.location().url_of(path);
-        let bytes = async { self.store().get(path).await?.bytes().await }
+    /// The log folded to its newest commit: the newest checkpoint and the commits after it.
+    pub async fn folded(&self) -> Result<Folded> {
+        let mut attempt = 1;
+        loop {
+            match self.fold_once().await {
+                Err(StorageError::NotFound { .. }) if attempt < READ_ATTEMPTS => attempt += 1,
+                folded => return folded,
+            }
+        }
+    }
+
+    async fn fold_once(&self) -> Result<Folded> {
+        let listing = self.listing().await?;
+        let (mut folded, after) = match listing.checkpoints.last() {
+            Some(&version) => (self.read_checkpoint(version).await?, Some(version)),
+            None => (Folded::default(), None),
+        };
+        for version in listing
+            .commits
+            .into_iter()
+            .filter(|version| after.is_none_or(|after| *version > after))
+        {
+            folded.apply(self.read_commit(version).await?);
+        }
+        Ok(folded)
+    }
+
+    async fn read_commit(&self, version: u64) -> Result<Commit> {
+        self.read(&self.dir.clone().join(paths::raw_commit_file(version)))
             .await
-            .map_err(|error| StorageError::store(&location(), &error))?;
+    }
+
+    async fn read_checkpoint(&self, version: u64) -> Result<Folded> {
+        self.read(&self.dir.clone().join(paths::raw_checkpoint_file(version)))
+            .await
+    }
+
+    async fn read<T: serde::de::DeserializeOwned>(&self, path: &StorePath) -> Result<T> {
+        let bytes = match self.store().get(path).await {
+            Ok(got) => got.bytes().await,
+            Err(error) => Err(error),
+        };
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StorageError::NotFound {
+                    location: self.location(path),
+                });
+            }
+            Err(error) => return Err(StorageError::store(&self.location(path), &error)),
+        };
         serde_json::from_slice(&bytes).map_err(|error| StorageError::Corrupt {
-            location: location(),
+            location: self.location(path),
             reason: error.to_string(),
         })
     }
@@ -96,18 +226,41 @@ impl CommitLog {
     /// Whether readers see any data file, reading the newest commits only as far as it
     /// must (a catalog listing asks this of every raw table).
     pub async fn has_data_files(&self) -> Result<bool> {
-        self.any_live(|commit| !commit.files.is_empty()).await
+        self.any_live(
+            |commit| !commit.files.is_empty(),
+            |folded| !folded.files.is_empty(),
+        )
+        .await
     }
 
     /// Whether readers see any file of rejected rows, read as [`Self::has_data_files`].
     pub async fn has_reject_files(&self) -> Result<bool> {
-        self.any_live(|commit| !commit.rejects.is_empty()).await
+        self.any_live(
+            |commit| !commit.rejects.is_empty(),
+            |folded| !folded.rejects.is_empty(),
+        )
+        .await
     }
 
-    /// Whether a live commit matches, newest first, stopping at the last reset.
-    async fn any_live(&self, matches: impl Fn(&Commit) -> bool) -> Result<bool> {
-        for path in self.commit_files().await?.iter().rev() {
-            let commit = self.read_commit(path).await?;
+    /// Whether a live commit matches, newest first, stopping at the last reset, then
+    /// whether the checkpoint before them does.
+    async fn any_live(
+        &self,
+        matches: impl Fn(&Commit) -> bool,
+        checkpoint_matches: impl Fn(&Folded) -> bool,
+    ) -> Result<bool> {
+        let listing = self.listing().await?;
+        let after = listing.checkpoints.last().copied();
+        for &version in listing.commits.iter().rev() {
+            if after.is_some_and(|after| version <= after) {
+                break;
+            }
+            let commit = match self.read_commit(version).await {
+                Err(StorageError::NotFound { .. }) => {
+                    return Ok(checkpoint_matches(&self.folded().await?));
+                }
+                read => read?,
+            };
             if matches(&commit) {
                 return Ok(true);
             }
@@ -115,32 +268,34 @@ impl CommitLog {
                 return Ok(false);
             }
         }
-        Ok(false)
+        match after {
+            Some(version) => Ok(checkpoint_matches(&self.read_checkpoint(version).await?)),
+            None => Ok(false),
+        }
     }
 
-    /// The commit files of the log, oldest first (one listing request per thousand commits).
-    async fn commit_files(&self) -> Result<Vec<StorePath>> {
-        let mut paths: Vec<StorePath> = self
+    /// The log's commits and checkpoints, from one listing (a request per thousand files).
+    async fn listing(&self) -> Result<Listing> {
+        let files: Vec<StorePath> = self
             .store()
             .list(Some(&self.dir))
             .map_ok(|meta| meta.location)
             .try_collect()
             .await
-            .map_err(|error| {
-                StorageError::store(&self.table.location().url_of(&self.dir), &error)
-            })?;
-        paths.retain(|path| path.filename().is_some_and(paths::is_raw_commit_file));
-        paths.sort();
-        Ok(paths)
-    }
-
-    /// The commits that make up the table now: the last reset and everything after it.
-    pub async fn live(&self) -> Result<Vec<Commit>> {
-        let mut commits = self.commits().await?;
-        if let Some(reset) = commits.iter().rposition(|commit| commit.reset) {
-            commits.drain(..reset);
+            .map_err(|error| StorageError::store(&self.location(&self.dir), &error))?;
+        let mut listing = Listing::default();
+        for name in files.iter().filter_map(|path| path.filename()) {
+            if paths::is_raw_commit_file(name) {
+                listing.commits.extend(paths::raw_commit_version(name));
+            } else {
+                listing
+                    .checkpoints
+                    .extend(paths::raw_checkpoint_version(name));
+            }
         }
-        Ok(commits)
+        listing.commits.sort_unstable();
+        listing.checkpoints.sort_unstable();
+        Ok(listing)
     }
 
     /// The landing files already ingested into the table as it stands.
@@ -150,11 +305,11 @@ impl CommitLog {
 
     /// The version the next commit claims, from one listing of the log (no commit is read).
     pub async fn next_version(&self) -> Result<u64> {
-        Ok(self
-            .commit_files()
-            .await?
+        let listing = self.listing().await?;
+        Ok(listing
+            .commits
             .last()
-            .and_then(|path| paths::raw_commit_version(path.filename()?))
+            .max(listing.checkpoints.last())
             .map_or(0, |last| last + 1))
     }
 
@@ -162,41 +317,32 @@ impl CommitLog {
     /// landing files ingested so far. Claiming that version fails if another build
     /// committed after this was read, so no landing file is ingested twice.
     pub async fn state(&self) -> Result<LogState> {
-        let commits = self.commits().await?;
-        let next_version = commits.last().map_or(0, |last| last.version + 1);
-        let reset = commits.iter().rposition(|commit| commit.reset).unwrap_or(0);
+        let folded = self.folded().await?;
         Ok(LogState {
-            next_version,
-            ingested: commits
-                .into_iter()
-                .skip(reset)
-                .flat_map(|commit| commit.sources)
-                .collect(),
+            next_version: folded.next_version,
+            ingested: folded.ingested.into_iter().collect(),
         })
     }
 
     /// The data files readers see, relative to the table directory.
     pub async fn data_files(&self) -> Result<Vec<WrittenFile>> {
-        Ok(self
-            .live()
-            .await?
-            .into_iter()
-            .flat_map(|commit| commit.files)
-            .collect())
+        Ok(self.folded().await?.data_files())
     }
 
     /// The files of the rejects table readers see, relative to the table directory.
     pub async fn reject_files(&self) -> Result<Vec<WrittenFile>> {
         Ok(self
-            .live()
+            .folded()
             .await?
+            .rejects
             .into_iter()
-            .flat_map(|commit| commit.rejects)
+            .map(|added| added.file)
             .collect())
     }
 
     /// Records a build as `version` (see [`LogState::next_version`]); fails with
-    /// [`StorageError::CommitConflict`] if another build holds it.
+    /// [`StorageError::CommitConflict`] if another build holds it. Every
+    /// [`CHECKPOINT_INTERVAL`] commits, folds the log into a checkpoint.
     pub async fn commit(
         &self,
         version: u64,
@@ -215,33 +361,99 @@ impl CommitLog {
             rejects,
         };
         self.claim(&commit).await?;
+        if (version + 1).is_multiple_of(CHECKPOINT_INTERVAL) {
+            // A build's rows are committed already: a checkpoint that fails is retried
+            // by the next interval's, and until then reads cost a little more.
+            if let Err(error) = self.checkpoint(version).await {
+                tracing::warn!(
+                    "no checkpoint of {} at version {version}: {error}",
+                    self.table
+                );
+            }
+        }
         Ok(commit)
     }
 
     /// Writes a commit under its version with a create-only put: of two writers claiming
     /// one version, exactly one succeeds, on a local disk as on every object store.
+    ///
+    /// A version a checkpoint already holds was claimed long ago, and its file removed
+    /// since: a writer that read the log that long ago loses, as to a newer commit.
     async fn claim(&self, commit: &Commit) -> Result<()> {
         let version = commit.version;
         let path = self.dir.clone().join(paths::raw_commit_file(version));
-        let text = serde_json::to_vec_pretty(commit).map_err(|error| StorageError::Corrupt {
-            location: self.table.location().url_of(&path),
+        let conflict = || StorageError::CommitConflict {
+            table: self.table.to_string(),
+            version,
+        };
+        if !self.put_new(&path, commit).await? {
+            return Err(conflict());
+        }
+        let listing = self.listing().await?;
+        if listing
+            .checkpoints
+            .last()
+            .is_some_and(|last| *last >= version)
+        {
+            let _ = self.store().delete(&path).await;
+            return Err(conflict());
+        }
+        Ok(())
+    }
+
+    /// Writes `value` as JSON at `path` with a create-only put; false if the file exists.
+    async fn put_new(&self, path: &StorePath, value: &impl Serialize) -> Result<bool> {
+        let text = serde_json::to_vec_pretty(value).map_err(|error| StorageError::Corrupt {
+            location: self.location(path),
             reason: error.to_string(),
         })?;
         let options = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        match self.store().put_opts(&path, text.into(), options).await {
-            Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(StorageError::CommitConflict {
-                table: self.table.to_string(),
-                version,
-            }),
-            Err(error) => Err(StorageError::store(
-                &self.table.location().url_of(&path),
-                &error,
-            )),
+        match self.store().put_opts(path, text.into(), options).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(error) => Err(StorageError::store(&self.location(path), &error)),
         }
+    }
+
+    /// Folds the log up to `version` into a checkpoint, then removes what the previous
+    /// checkpoint made redundant (readers that listed before this one still find the
+    /// commits after the previous).
+    async fn checkpoint(&self, version: u64) -> Result<()> {
+        let folded = self.folded().await?;
+        if folded.next_version != version + 1 {
+            // A newer commit came first; its own interval will fold it.
+            return Ok(());
+        }
+        // Another writer's copy is the same fold of the same immutable commits.
+        let path = self.dir.clone().join(paths::raw_checkpoint_file(version));
+        self.put_new(&path, &folded).await?;
+        let listing = self.listing().await?;
+        let Some(&previous) = listing.checkpoints.iter().rev().find(|c| **c < version) else {
+            return Ok(());
+        };
+        let redundant = listing
+            .commits
+            .iter()
+            .filter(|commit| **commit <= previous)
+            .map(|commit| paths::raw_commit_file(*commit))
+            .chain(
+                listing
+                    .checkpoints
+                    .iter()
+                    .filter(|checkpoint| **checkpoint < previous)
+                    .map(|checkpoint| paths::raw_checkpoint_file(*checkpoint)),
+            );
+        for name in redundant {
+            let path = self.dir.clone().join(name);
+            match self.store().delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(StorageError::store(&self.location(&path), &error)),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -396,5 +608,65 @@ mod tests {
             log.ingested().await,
             Err(StorageError::Corrupt { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_long_log_is_read_from_its_newest_checkpoint_and_the_commits_after_it() {
+        let table = temp_table("checkpoints");
+        let log = CommitLog::new(&table);
+        for version in 0..250 {
+            let name = format!("{version}.csv");
+            log.commit(
+                version,
+                "run",
+                false,
+                vec![landing(&name)],
+                vec![written(&format!("{version}.avro"))],
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        }
+        let listing = log.listing().await.unwrap();
+        assert_eq!(listing.checkpoints, [99, 199]);
+        assert_eq!(
+            listing.commits.first(),
+            Some(&100),
+            "commits the previous checkpoint holds are removed"
+        );
+        let folded = log.folded().await.unwrap();
+        assert_eq!(folded.next_version, 250);
+        assert_eq!(folded.ingested.len(), 250);
+        assert_eq!(folded.files.len(), 250);
+        assert_eq!(log.next_version().await.unwrap(), 250);
+        assert!(log.has_data_files().await.unwrap());
+        // A reader's position before a checkpoint still reads only what came after it.
+        assert_eq!(folded.files_since(50).unwrap().len(), 200);
+        assert_eq!(folded.files_since(245).unwrap()[0].path, "245.avro");
+
+        // A writer that read the log before version 10 was folded away loses its claim.
+        let stale = log
+            .commit(10, "run-late", false, Vec::new(), Vec::new(), Vec::new())
+            .await;
+        assert!(
+            matches!(stale, Err(StorageError::CommitConflict { version: 10, .. })),
+            "{stale:?}"
+        );
+        assert!(!log.listing().await.unwrap().commits.contains(&10));
+
+        // A reset is seen across a checkpoint.
+        log.commit(
+            250,
+            "run-full",
+            true,
+            Vec::new(),
+            vec![written("all.avro")],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+        let folded = log.folded().await.unwrap();
+        assert_eq!(folded.files_since(100), None, "rewritten since");
+        assert_eq!(folded.data_files(), [written("all.avro")]);
     }
 }

@@ -19,6 +19,9 @@ pub enum StorageError {
     /// A store refused or failed a request (a missing bucket, wrong credentials, no answer).
     #[error("{location}: {reason}")]
     Store { location: String, reason: String },
+    /// A file Strata keeps was removed as it was read (a checkpoint made it redundant).
+    #[error("{location} is gone")]
+    NotFound { location: String },
     /// A file Strata keeps (a commit, a run report) could not be understood.
     #[error("cannot read {location}: {reason}")]
     Corrupt { location: String, reason: String },

@@ -71,28 +71,15 @@ struct Found {
 }
 
 async fn raw_since(dir: &TableDir, since: Option<u64>, session: &dyn Session) -> Result<Found> {
-    let mut commits = CommitLog::new(dir)
-        .commits()
+    let folded = CommitLog::new(dir)
+        .folded()
         .await
         .map_err(DataFusionError::from)?;
-    let position = commits.last().map_or(0, |last| last.version + 1);
-    let rewritten = |since: u64| {
-        since > position
-            || commits
-                .iter()
-                .any(|commit| commit.version >= since && commit.reset)
-    };
-    let whole = since.is_none_or(rewritten);
-    let first = match since {
-        Some(since) if !whole => commits.partition_point(|commit| commit.version < since),
-        _ => commits.iter().rposition(|commit| commit.reset).unwrap_or(0),
-    };
-    let files: Vec<_> = commits
-        .drain(first..)
-        .flat_map(|commit| commit.files)
-        .collect();
+    let added = since.and_then(|since| folded.files_since(since));
+    let whole = added.is_none();
+    let files = added.unwrap_or_else(|| folded.data_files());
     Ok(Found {
-        position,
+        position: folded.next_version,
         rows: raw_table::avro_files(dir, &files, session).await?,
         whole,
     })

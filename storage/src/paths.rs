@@ -343,6 +343,17 @@ pub fn raw_commit_version(name: &str) -> Option<u64> {
     name.strip_suffix(".json")?.parse().ok()
 }
 
+/// A raw commit log's checkpoint, folding the log up to a version. Its name does not end
+/// in `.json`, so it is never taken for a commit.
+pub fn raw_checkpoint_file(version: u64) -> String {
+    format!("{version:020}.checkpoint")
+}
+
+/// The version a checkpoint file's name holds, if it is a checkpoint's name.
+pub fn raw_checkpoint_version(name: &str) -> Option<u64> {
+    name.strip_suffix(".checkpoint")?.parse().ok()
+}
+
 /// Whether a commit log entry is a commit (and not a commit being written).
 pub fn is_raw_commit_file(name: &str) -> bool {
     name.ends_with(".json") && !name.starts_with('.')

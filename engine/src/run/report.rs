@@ -312,6 +312,47 @@ impl RunReport {
             })
     }
 
+    /// Removes from the run history the reports older than `older_than`, beyond the
+    /// newest `keep`; how many went. A continuous run does this now and then, so its
+    /// history stays a size `strata runs` and the console can read.
+    pub async fn prune(
+        warehouse: &Warehouse,
+        older_than: std::time::Duration,
+        keep: usize,
+    ) -> Result<usize, StorageError> {
+        use futures::TryStreamExt;
+        let dir = warehouse.runs_dir();
+        let mut listed: Vec<_> = warehouse
+            .store()
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|error| StorageError::store(&warehouse.display_path(&dir), &error))?;
+        listed.sort_by(|a, b| (b.last_modified, &b.location).cmp(&(a.last_modified, &a.location)));
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as i64);
+        let cutoff_ms = now_ms.saturating_sub(older_than.as_millis() as i64);
+        let mut removed = 0;
+        for old in listed
+            .iter()
+            .skip(keep)
+            .filter(|object| object.last_modified.timestamp_millis() < cutoff_ms)
+        {
+            match warehouse.store().delete(&old.location).await {
+                Ok(()) => removed += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => {
+                    return Err(StorageError::store(
+                        &warehouse.display_path(&old.location),
+                        &error,
+                    ));
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Saves the report in the warehouse's run history.
     pub async fn save(&self, warehouse: &Warehouse) -> Result<String, StorageError> {
         let location = self.history_path(warehouse);
@@ -325,5 +366,39 @@ impl RunReport {
             .await
             .map_err(|error| StorageError::store(&location, &error))?;
         Ok(location)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pruning_keeps_the_newest_reports_and_those_within_the_retention() {
+        let warehouse = Warehouse::open("memory://report-prune/wh").unwrap();
+        for number in 0..5 {
+            RunReport {
+                run_id: format!("run-{number}"),
+                started_at_ms: number,
+                duration_ms: 0,
+                tables: Vec::new(),
+                state: ReportState::Finished,
+            }
+            .save(&warehouse)
+            .await
+            .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(RunReport::prune(&warehouse, day, 2).await.unwrap(), 0);
+        let now = std::time::Duration::ZERO;
+        assert_eq!(RunReport::prune(&warehouse, now, 2).await.unwrap(), 3);
+        let left: Vec<String> = RunReport::history(&warehouse)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|report| report.run_id)
+            .collect();
+        assert_eq!(left, ["run-4", "run-3"]);
     }
 }
