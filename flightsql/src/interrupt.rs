@@ -1,7 +1,8 @@
 //! Making an embedded query's work stoppable: a deadline, a cancellation or a client
 //! that went away must stop it within moments, even inside an operator that loops for
 //! minutes without returning (a nested-loop join whose filter never matches emits
-//! nothing, so nothing above it ever gets a turn to notice).
+//! nothing, so nothing above it ever gets a turn to notice), and even while every core
+//! is busy with it.
 
 use std::any::Any;
 use std::fmt;
@@ -18,11 +19,13 @@ use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskCo
 use datafusion::logical_expr::ColumnarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::joins::NestedLoopJoinExec;
 use datafusion::physical_plan::joins::utils::JoinFilter;
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::{Stream, StreamExt};
+use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
 /// The message of the error a stopped query's operators end with.
@@ -177,23 +180,56 @@ fn stoppable_join(
     )?)))
 }
 
-/// Runs `batches` on a task of its own, so the response that reads them notices a
-/// client that went away (and drops the task) even while the plan is busy.
-pub(crate) fn spawned(
-    schema: SchemaRef,
-    mut batches: SendableRecordBatchStream,
-) -> SendableRecordBatchStream {
-    let mut builder = RecordBatchReceiverStreamBuilder::new(schema, 2);
-    let sender = builder.tx();
-    builder.spawn(async move {
-        while let Some(batch) = batches.next().await {
-            if sender.send(batch).await.is_err() {
-                break;
-            }
+/// The threads queries run on, apart from those that serve the server's connections:
+/// queries that keep every core busy must not keep the server from reading that a
+/// client went away (its socket closed), or nothing would ever tell them to stop.
+pub(crate) struct QueryRuntime(Option<Runtime>);
+
+impl QueryRuntime {
+    pub(crate) fn new() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("strata-query")
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(runtime)))
+    }
+
+    /// Runs `plan` on the query threads, its batches read from the stream returned;
+    /// dropping the stream stops the plan's tasks.
+    pub(crate) fn execute(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let runtime = self
+            .0
+            .as_ref()
+            .ok_or_else(|| DataFusionError::Internal("the query runtime is stopped".into()))?;
+        let mut builder = RecordBatchReceiverStreamBuilder::new(plan.schema(), 2);
+        let sender = builder.tx();
+        builder.spawn_on(
+            async move {
+                let mut batches = execute_stream(plan, context)?;
+                while let Some(batch) = batches.next().await {
+                    if sender.send(batch).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            },
+            runtime.handle(),
+        );
+        Ok(builder.build())
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        // Dropped in an async context, a runtime must not wait for its threads.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
         }
-        Ok(())
-    });
-    builder.build()
+    }
 }
 
 /// An expression that fails once its query is stopped, and is `inner` until then.

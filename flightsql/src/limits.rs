@@ -252,6 +252,7 @@ impl QueryGuard {
 
 impl Drop for QueryGuard {
     fn drop(&mut self) {
+        tracing::debug!(query = self.id, "query ended: its work is stopped");
         self.stop.cancel();
         lock(&self.running).remove(&self.id);
     }

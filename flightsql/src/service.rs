@@ -36,7 +36,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{AUTHORIZATION, Authenticator, Caller};
 use crate::handle::QueryHandle;
-use crate::interrupt::{interruptible, spawned};
+use crate::interrupt::{QueryRuntime, interruptible};
 use crate::limits::{Admission, Limited, UserLimits};
 use crate::metadata;
 use crate::query::{CATALOG, Planner};
@@ -57,6 +57,8 @@ pub(crate) struct StrataFlightSql {
     user_limits: HashMap<String, UserLimits>,
     sql_info: SqlInfoData,
     xdbc_types: XdbcTypeInfoData,
+    /// Where embedded queries run, apart from the server's connections.
+    queries: QueryRuntime,
 }
 
 impl StrataFlightSql {
@@ -69,6 +71,7 @@ impl StrataFlightSql {
         let state = datafusion::prelude::SessionContext::new().state();
         let sql_info = metadata::sql_info(&state).map_err(|e| Status::internal(e.to_string()))?;
         let xdbc_types = metadata::xdbc_types().map_err(|e| Status::internal(e.to_string()))?;
+        let queries = QueryRuntime::new().map_err(|e| Status::internal(e.to_string()))?;
         Ok(Self {
             planner,
             auth,
@@ -76,6 +79,7 @@ impl StrataFlightSql {
             user_limits,
             sql_info,
             xdbc_types,
+            queries,
         })
     }
 
@@ -139,17 +143,17 @@ impl StrataFlightSql {
         } else {
             interruptible(physical, guard.stop()).map_err(status)?
         };
-        let job = format!("flightsql:{caller}");
-        let batches = self
-            .planner
-            .engine()
-            .stream(physical, &planned.ctx, &job)
-            .await
-            .map_err(status)?;
         let batches = if cluster {
-            batches
+            let job = format!("flightsql:{caller}");
+            self.planner
+                .engine()
+                .stream(physical, &planned.ctx, &job)
+                .await
+                .map_err(status)?
         } else {
-            spawned(batches.schema(), batches)
+            self.queries
+                .execute(physical, planned.ctx.task_ctx())
+                .map_err(status)?
         };
         tracing::info!(
             user = %caller,

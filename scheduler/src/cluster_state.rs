@@ -224,3 +224,67 @@ impl ClusterState for StrataClusterState {
         self.inner.cluster_state_events().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ballista_core::serde::scheduler::{
+        ExecutorOperatingSystemSpecification, ExecutorSpecification,
+    };
+
+    use super::*;
+
+    async fn register(state: &StrataClusterState, id: &str, vcores: u32) {
+        let metadata = ExecutorMetadata {
+            id: id.to_owned(),
+            host: "127.0.0.1".to_owned(),
+            port: 50051,
+            grpc_port: 50052,
+            specification: ExecutorSpecification { vcores },
+            os_info: ExecutorOperatingSystemSpecification::default(),
+        };
+        let data = ExecutorData {
+            executor_id: id.to_owned(),
+            total_vcores: vcores,
+            available_vcores: vcores,
+        };
+        state.register_executor(metadata, data).await.unwrap();
+    }
+
+    fn terminating(heartbeat: &ExecutorHeartbeat) -> bool {
+        matches!(
+            heartbeat
+                .status
+                .as_ref()
+                .and_then(|status| status.status.as_ref()),
+            Some(executor_status::Status::Terminating(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn a_draining_executor_is_shown_terminating_and_given_back_slots_change_nothing() {
+        let draining = Draining::default();
+        let state =
+            StrataClusterState::new(Arc::new(InMemoryClusterState::default()), draining.clone());
+        register(&state, "kept", 2).await;
+        register(&state, "drained", 2).await;
+        draining.insert("drained");
+
+        let heartbeats = state.executor_heartbeats();
+        assert!(terminating(&heartbeats["drained"]), "{heartbeats:?}");
+        assert!(!terminating(&heartbeats["kept"]), "{heartbeats:?}");
+        assert!(terminating(
+            &state.get_executor_heartbeat("drained").unwrap()
+        ));
+
+        // Slots handed back are not added to a balance: they are counted at each binding.
+        state
+            .unbind_tasks(vec![("kept".to_owned(), 5)])
+            .await
+            .unwrap();
+        let bound = state
+            .bind_schedulable_tasks(TaskDistributionPolicy::Bias, Arc::new(HashMap::new()), None)
+            .await
+            .unwrap();
+        assert!(bound.is_empty(), "no job, no task bound");
+    }
+}
