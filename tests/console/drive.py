@@ -14,6 +14,7 @@ import sys
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
@@ -29,7 +30,9 @@ for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-s
              "--window-size=1440,1000"]:
     options.add_argument(flag)
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-wait = WebDriverWait(driver, 30)
+# The page re-renders its panels as data arrives: an element found a moment ago may be
+# replaced before it is read, so a stale element means "look again", not a failure.
+wait = WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def shot(name):
