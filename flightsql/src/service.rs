@@ -57,8 +57,9 @@ pub(crate) struct StrataFlightSql {
     user_limits: HashMap<String, UserLimits>,
     sql_info: SqlInfoData,
     xdbc_types: XdbcTypeInfoData,
-    /// Where embedded queries run, apart from the server's connections.
-    queries: QueryRuntime,
+    /// Where embedded queries run, apart from the server's connections (none when the
+    /// engine is a cluster: its executors run them).
+    queries: Option<QueryRuntime>,
 }
 
 impl StrataFlightSql {
@@ -71,7 +72,10 @@ impl StrataFlightSql {
         let state = datafusion::prelude::SessionContext::new().state();
         let sql_info = metadata::sql_info(&state).map_err(|e| Status::internal(e.to_string()))?;
         let xdbc_types = metadata::xdbc_types().map_err(|e| Status::internal(e.to_string()))?;
-        let queries = QueryRuntime::new().map_err(|e| Status::internal(e.to_string()))?;
+        let queries = (!planner.engine().is_cluster())
+            .then(QueryRuntime::new)
+            .transpose()
+            .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Self {
             planner,
             auth,
@@ -135,25 +139,23 @@ impl StrataFlightSql {
             .create_physical_plan()
             .await
             .map_err(status)?;
-        let cluster = self.planner.engine().is_cluster();
-        // A cluster's executors run the plan as Ballista encodes it; here it must stop
-        // when told to.
-        let physical = if cluster {
-            physical
-        } else {
-            interruptible(physical, guard.stop()).map_err(status)?
-        };
-        let batches = if cluster {
-            let job = format!("flightsql:{caller}");
-            self.planner
-                .engine()
-                .stream(physical, &planned.ctx, &job)
-                .await
-                .map_err(status)?
-        } else {
-            self.queries
-                .execute(physical, planned.ctx.task_ctx())
-                .map_err(status)?
+        // A cluster's executors run the plan as Ballista encodes it; here it runs on the
+        // query threads and must stop when told to.
+        let batches = match &self.queries {
+            Some(queries) => queries
+                .execute(
+                    interruptible(physical, guard.stop()).map_err(status)?,
+                    planned.ctx.task_ctx(),
+                )
+                .map_err(status)?,
+            None => {
+                let job = format!("flightsql:{caller}");
+                self.planner
+                    .engine()
+                    .stream(physical, &planned.ctx, &job)
+                    .await
+                    .map_err(status)?
+            }
         };
         tracing::info!(
             user = %caller,

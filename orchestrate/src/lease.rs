@@ -67,14 +67,6 @@ impl Lease {
         }
     }
 
-    /// A holder's name for this process: its host and process id.
-    pub fn this_process() -> String {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|name| name.trim().to_owned())
-            .unwrap_or_else(|_| "localhost".to_owned());
-        format!("{host}:{}", std::process::id())
-    }
-
     /// Renews the lease if this process holds it, takes it if its term has expired or
     /// it has none, and says who holds it.
     pub async fn hold(&mut self) -> Result<Standing> {

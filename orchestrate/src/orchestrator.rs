@@ -45,7 +45,7 @@ impl Orchestrator {
             lease: Lease::new(
                 warehouse.clone(),
                 LEASE,
-                Lease::this_process(),
+                strata_engine::write::process_identity().to_owned(),
                 lease::DEFAULT_TTL,
             ),
             schedules: Schedules::new(warehouse),

@@ -29,6 +29,7 @@ use strata_storage::storage_schema;
 use crate::expectations::Checker;
 use partition::{PartitionWriter, WRITERS_STARTED};
 
+pub use partition::process_identity;
 use summary::output_schema;
 pub use summary::{DataFile, ScannedFile, WriteSummary};
 

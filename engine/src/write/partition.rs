@@ -41,6 +41,11 @@ static WRITER_IDENTITY: LazyLock<String> = LazyLock::new(|| {
     format!("{host}:{}", std::process::id())
 });
 
+/// This process as `host:pid`: how writers and lease holders name themselves.
+pub fn process_identity() -> &'static str {
+    WRITER_IDENTITY.as_str()
+}
+
 /// Writers started in this process. Ballista may run several tasks of one stage in a
 /// process, each executing its slice of the stage as partition 0, so the partition
 /// number alone does not keep Avro file names apart; this number does.
@@ -72,7 +77,7 @@ pub(super) struct PartitionWriter {
 
 impl PartitionWriter {
     pub(super) async fn run(self, mut input: SendableRecordBatchStream) -> Result<RecordBatch> {
-        let identity = WRITER_IDENTITY.as_str();
+        let identity = process_identity();
         let mut data = match self.spec.format {
             FileFormat::Avro => Sinks::Avro {
                 table: TableDir::open(&self.spec.table_dir)?,
