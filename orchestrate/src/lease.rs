@@ -293,4 +293,20 @@ mod tests {
             assert_eq!(held, 1, "round {round}");
         }
     }
+
+    #[tokio::test]
+    async fn a_corrupt_term_is_an_error_that_names_it_and_takes_nothing() {
+        let warehouse = Warehouse::open("memory://lease-corrupt/wh").unwrap();
+        let path = warehouse
+            .lease_dir("orchestrator")
+            .join(paths::lease_term_file(1));
+        warehouse.store().put(&path, "{".into()).await.unwrap();
+        let mut lease = lease(&warehouse, "a", Duration::from_secs(10));
+        let error = lease.hold().await.unwrap_err();
+        assert!(
+            error.to_string().contains("00000000000000000001.json"),
+            "{error}"
+        );
+        assert!(!lease.holds(), "a lease that cannot be read is not held");
+    }
 }
