@@ -9,7 +9,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use strata_engine::Engine;
 use strata_engine::scheduler_client::Credentials;
 
-use crate::cluster::{Cluster, assert_same_tables, embedded_and_copy};
+use crate::cluster::{Cluster, assert_same_tables, embedded_and_copy, free_port};
 use crate::support::{example, stderr, stdout, strata, workdir};
 
 const FULL: &str = "full-token-for-the-tests-0123456789";
@@ -294,4 +294,165 @@ fn the_scheduler_port_over_tls_with_a_self_signed_certificate_runs_the_example()
         );
         assert!(said.contains(expected), "{ca:?}: {said}");
     }
+}
+
+/// A CA called `name`, and a certificate it signed for the cluster's name, laid out as a
+/// Kubernetes TLS Secret mounts (`ca.crt`, `tls.crt`, `tls.key`) in `dir/name`.
+fn cluster_identity(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let at = dir.join(name);
+    std::fs::create_dir_all(&at).unwrap();
+    std::fs::write(
+        at.join("leaf.ext"),
+        "subjectAltName=DNS:strata-cluster\nbasicConstraints=critical,CA:FALSE\n\
+         extendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    let ca_subject = format!("/CN={name} CA");
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for args in [
+        [
+            &["req", "-x509", "-days", "2", "-subj", &ca_subject][..],
+            &key,
+            &["-keyout", "ca.key", "-out", "ca.crt"],
+        ]
+        .concat(),
+        [
+            &["req", "-subj", "/CN=strata-cluster"][..],
+            &key,
+            &["-keyout", "tls.key", "-out", "tls.csr"],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "tls.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "tls.crt",
+        ],
+    ] {
+        let made = Command::new("openssl")
+            .current_dir(&at)
+            .args(&args)
+            .output()
+            .expect("openssl runs");
+        assert!(made.status.success(), "{args:?}: {}", stderr(&made));
+    }
+    at
+}
+
+/// Whether the executor port on 127.0.0.1 answers a Flight call from a client with
+/// this TLS (none: plain gRPC). The task port answers with "unimplemented", which is
+/// still an answer: the call got through.
+fn answers(port: u16, tls: Option<tonic::transport::ClientTlsConfig>) -> bool {
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    use tonic::transport::Endpoint;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://127.0.0.1:{port}"))
+            .unwrap()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(5));
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls).unwrap();
+        }
+        let Ok(channel) = endpoint.connect().await else {
+            return false;
+        };
+        let mut client = FlightServiceClient::new(channel);
+        match client.list_flights(arrow_flight::Criteria::default()).await {
+            Ok(_) => true,
+            Err(status) => status.code() == tonic::Code::Unimplemented,
+        }
+    })
+}
+
+#[test]
+fn the_executors_ports_admit_only_a_certificate_of_the_clusters_ca() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    strata_engine::scheduler_client::install_crypto();
+    let (embedded, distributed) = embedded_and_copy("access-mtls", "0.002");
+    let dir = workdir("access-mtls-identity");
+    let identity = cluster_identity(&dir, "cluster");
+    let outsider = cluster_identity(&dir, "outsider");
+    let env = [(
+        "STRATA_CLUSTER_TLS".to_owned(),
+        identity.to_str().unwrap().to_owned(),
+    )];
+    let mut cluster = Cluster::start_in("access-mtls", 2, &[], &env);
+    // Tasks, shuffles between the two executors and results all cross the executors' ports.
+    let submitted = cluster.submit(&example(), &distributed);
+    assert!(
+        submitted.status.success(),
+        "{}\n{}",
+        stdout(&submitted),
+        stderr(&submitted)
+    );
+    assert_same_tables(&embedded, &distributed);
+
+    let (data_port, task_port) = (free_port(), free_port());
+    cluster.add_executor_with(
+        "access-mtls-probed",
+        &[
+            "--flight-port",
+            &data_port.to_string(),
+            "--grpc-port",
+            &task_port.to_string(),
+        ],
+    );
+    let read = |dir: &std::path::Path, name: &str| std::fs::read(dir.join(name)).unwrap();
+    let trusting = || {
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&identity, "ca.crt")))
+            .domain_name("strata-cluster")
+    };
+    let presenting = |of: &std::path::Path| {
+        trusting().identity(Identity::from_pem(read(of, "tls.crt"), read(of, "tls.key")))
+    };
+    for port in [data_port, task_port] {
+        assert!(
+            answers(port, Some(presenting(&identity))),
+            "{port}: the cluster's own certificate"
+        );
+        assert!(!answers(port, None), "{port}: plain gRPC");
+        assert!(
+            !answers(port, Some(trusting())),
+            "{port}: TLS without a certificate"
+        );
+        assert!(
+            !answers(port, Some(presenting(&outsider))),
+            "{port}: another CA's certificate"
+        );
+    }
+
+    // An identity that is not one is named at start.
+    let broken = strata_in(
+        &[(
+            "STRATA_CLUSTER_TLS",
+            Some(dir.join("nothing-here").to_str().unwrap()),
+        )],
+        &["executor", "--scheduler", &cluster.address],
+    );
+    assert!(!broken.status.success());
+    assert!(
+        stderr(&broken).contains("the cluster identity") && stderr(&broken).contains("ca.crt"),
+        "{}",
+        stderr(&broken)
+    );
 }

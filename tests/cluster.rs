@@ -93,6 +93,11 @@ impl Cluster {
 
     /// Starts one more executor and waits until its heartbeat reached the scheduler.
     pub(crate) fn add_executor(&mut self, name: &str) {
+        self.add_executor_with(name, &[]);
+    }
+
+    /// [`Cluster::add_executor`] with more arguments (its ports, say).
+    pub(crate) fn add_executor_with(&mut self, name: &str, args: &[&str]) {
         let health_port = free_port();
         let work_dir = workdir(&format!("executor-{name}"));
         let mut command = match &self.hidden {
@@ -125,6 +130,7 @@ impl Cluster {
             ])
             .args(["--health-port", &health_port.to_string()])
             .args(["--work-dir", work_dir.to_str().unwrap()])
+            .args(args)
             .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

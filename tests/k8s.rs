@@ -169,7 +169,7 @@ const KINDS: [(&str, usize); 9] = [
     ("PodDisruptionBudget", 1),
     ("Role", 1),
     ("RoleBinding", 1),
-    ("Secret", 1),
+    ("Secret", 2),
     ("Service", 2),
     ("ServiceAccount", 2),
 ];
@@ -471,6 +471,7 @@ fn check_access(
         });
         assert!(from_secret, "{overlay}: {} has no token", container.name);
     }
+    check_cluster_identity(rendered, overlay, &[scheduler, executor]);
     let policy: NetworkPolicy = rendered.one("NetworkPolicy", "strata-scheduler");
     let spec = policy.spec.unwrap();
     let selected = spec.pod_selector.unwrap().match_labels.unwrap();
@@ -509,6 +510,50 @@ fn check_access(
         }
     }
     assert_eq!(grpc_rules, 1, "{overlay}");
+}
+
+/// Every pod mounts the cluster's identity where `STRATA_CLUSTER_TLS` says; the base
+/// leaves it empty (every pod refuses to start), and an overlay that fills it fills it
+/// with an identity the executors accept.
+fn check_cluster_identity(rendered: &Rendered, overlay: &str, containers: &[&Container]) {
+    let config = rendered.config();
+    let path = &config["STRATA_CLUSTER_TLS"];
+    assert!(help("executor").contains("[env: STRATA_CLUSTER_TLS"));
+    assert!(help("scheduler").contains("[env: STRATA_CLUSTER_TLS"));
+    for name in ["strata-scheduler", "strata-executor"] {
+        let (deployment, container) = rendered.deployment(name);
+        assert!(containers.iter().any(|c| c.name == container.name));
+        let mount = container
+            .volume_mounts
+            .unwrap()
+            .into_iter()
+            .find(|mount| &mount.mount_path == path)
+            .unwrap_or_else(|| panic!("{overlay}: {name} does not mount {path}"));
+        let volumes = deployment.spec.template.spec.unwrap().volumes.unwrap();
+        let volume = volumes
+            .iter()
+            .find(|volume| volume.name == mount.name)
+            .unwrap();
+        let secret = volume
+            .secret
+            .as_ref()
+            .and_then(|secret| secret.secret_name.as_deref());
+        assert_eq!(secret, Some("strata-cluster-tls"), "{overlay}: {name}");
+    }
+    let secret: Secret = rendered.one("Secret", "strata-cluster-tls");
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+    let files = secret.string_data.unwrap();
+    let dir = crate::support::workdir(&format!("k8s-{overlay}-cluster-tls"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["ca.crt", "tls.crt", "tls.key"] {
+        std::fs::write(dir.join(name), &files[name]).unwrap();
+    }
+    let loaded = strata_engine::cluster_tls::ClusterTls::from_dir(&dir);
+    assert_eq!(
+        loaded.is_ok(),
+        !files["tls.crt"].is_empty(),
+        "{overlay}: {loaded:?}"
+    );
 }
 
 /// The ports a NetworkPolicy rule opens, by name or number.

@@ -33,6 +33,8 @@ pub struct ProcessSettings {
     pub token: Option<String>,
     /// The CA they trust when the scheduler's port serves TLS.
     pub tls_ca: Option<PathBuf>,
+    /// The cluster's identity directory, when the executors' ports speak mutual TLS.
+    pub cluster_tls: Option<PathBuf>,
 }
 
 /// One executor process this backend started.
@@ -77,6 +79,9 @@ impl ProcessBackend {
         }
         if let Some(ca) = &settings.tls_ca {
             command.env("STRATA_TLS_CA", ca);
+        }
+        if let Some(dir) = &settings.cluster_tls {
+            command.env("STRATA_CLUSTER_TLS", dir);
         }
         let child = command
             .args(["executor", "--scheduler", &settings.scheduler])

@@ -99,6 +99,7 @@ impl AutoscaleArgs {
         executor_timeout: u64,
         token: Option<String>,
         tls_ca: Option<std::path::PathBuf>,
+        cluster_tls: Option<std::path::PathBuf>,
     ) -> Result<Option<Autoscale>, CliError> {
         let Some(kind) = self.autoscale else {
             return Ok(None);
@@ -129,6 +130,7 @@ impl AutoscaleArgs {
                 heartbeat_interval_seconds: (executor_timeout / 6).clamp(1, 5),
                 token,
                 tls_ca,
+                cluster_tls,
             })),
             BackendKind::Kubernetes => {
                 let client = kube::Client::try_default().await.map_err(|error| {

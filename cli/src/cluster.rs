@@ -131,6 +131,7 @@ pub(crate) async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Resu
         advertise_host: args.advertise_host.clone(),
         tokens: tokens(&args)?,
         tls: server_tls(&args)?,
+        cluster_tls: args.credentials.credentials()?.cluster,
         console: match args.console_port {
             Some(port) => Some(ConsoleSettings {
                 listen: SocketAddr::new(args.listen.ip(), port),
@@ -169,7 +170,13 @@ pub(crate) async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Resu
     let own_token = scheduler.own_credentials().token.clone();
     if let Some(autoscale) = args
         .autoscale
-        .build(own, args.executor_timeout, own_token, trusted)
+        .build(
+            own,
+            args.executor_timeout,
+            own_token,
+            trusted,
+            args.credentials.cluster_tls.clone(),
+        )
         .await?
     {
         let settings = &autoscale.settings;

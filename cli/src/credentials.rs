@@ -1,9 +1,10 @@
 //! What a command presents to a scheduler: its token, and the CA to trust when the
-//! scheduler's port serves TLS.
+//! scheduler's port serves TLS; and to executors, the cluster's identity.
 
 use std::path::PathBuf;
 
 use clap::Args;
+use strata_engine::cluster_tls::{CLUSTER_TLS_ENV, ClusterTls};
 use strata_engine::scheduler_client::{self, Credentials, SchedulerClient, TLS_CA_ENV, TOKEN_ENV};
 
 use crate::error::CliError;
@@ -19,6 +20,11 @@ pub(crate) struct CredentialsArgs {
     /// certificate itself); with it, connections to the scheduler use TLS.
     #[arg(long = "tls-ca", env = TLS_CA_ENV, value_name = "PATH")]
     pub tls_ca: Option<PathBuf>,
+    /// Directory of the cluster's identity (`ca.crt`, `tls.crt`, `tls.key`, as a
+    /// Kubernetes TLS Secret mounts); with it the executors' ports speak mutual TLS, and
+    /// this process presents it there.
+    #[arg(long = "cluster-tls", env = CLUSTER_TLS_ENV, value_name = "DIR")]
+    pub cluster_tls: Option<PathBuf>,
 }
 
 impl CredentialsArgs {
@@ -32,10 +38,16 @@ impl CredentialsArgs {
                 })
             })
             .transpose()?;
+        let cluster = self
+            .cluster_tls
+            .as_deref()
+            .map(ClusterTls::from_dir)
+            .transpose()?;
         Ok(Credentials {
             token: self.token.clone(),
             tls_ca,
             tls_domain: None,
+            cluster,
         })
     }
 

@@ -63,6 +63,12 @@ pub enum EngineError {
     /// The scheduler needs a token and was given none, or one it does not accept.
     #[error("the scheduler at {url} refused the call: {reason}")]
     SchedulerAuth { url: String, reason: String },
+    /// The cluster's identity (`--cluster-tls`) cannot be read or is not what it should be.
+    #[error("the cluster identity {}: {why}", path.display())]
+    ClusterTls {
+        path: std::path::PathBuf,
+        why: String,
+    },
     /// A token with characters a header cannot carry.
     #[error("the token has characters a gRPC header cannot carry (use printable ASCII)")]
     BadToken,

@@ -3,6 +3,7 @@
 //! in parallel ([`write`]) and committing them once, and every outcome in a run report
 //! ([`run`]).
 
+pub mod cluster_tls;
 pub mod codec;
 pub mod compile;
 pub mod engine;

@@ -13,6 +13,7 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+use crate::cluster_tls::ClusterTls;
 use crate::error::EngineError;
 
 /// The Strata version of this build; every process of a cluster must run the same one.
@@ -46,6 +47,8 @@ pub struct Credentials {
     pub tls_ca: Option<Vec<u8>>,
     /// The name to check the certificate for, when not the address's host.
     pub tls_domain: Option<String>,
+    /// The identity presented on the executors' ports, when they speak mutual TLS.
+    pub cluster: Option<ClusterTls>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -54,6 +57,7 @@ impl std::fmt::Debug for Credentials {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls_ca.is_some())
             .field("tls_domain", &self.tls_domain)
+            .field("cluster", &self.cluster.is_some())
             .finish()
     }
 }
@@ -77,10 +81,10 @@ fn with_scheme(url: &str, tls: bool) -> String {
     }
 }
 
-/// What Ballista's clients must do to every connection to the scheduler at `url`
-/// (Ballista makes them `http://`): TLS when the credentials have a CA, and, for an
-/// executor, its token in the User-Agent. Connections elsewhere (to executors) are
-/// left as Ballista made them. None when there is nothing to do.
+/// What Ballista's clients must do to every connection (Ballista makes them
+/// `http://`). To the scheduler at `url`: TLS when the credentials have a CA, and, for
+/// an executor, its token in the User-Agent. To executors: mutual TLS with the cluster
+/// identity, when there is one. None when there is nothing to do.
 pub fn endpoint_override(
     url: &str,
     credentials: &Credentials,
@@ -88,7 +92,8 @@ pub fn endpoint_override(
 ) -> Option<EndpointOverrideFn> {
     let tls = credentials.tls();
     let token = credentials.token.clone().filter(|_| executor);
-    if tls.is_none() && token.is_none() {
+    let cluster = credentials.cluster.clone();
+    if tls.is_none() && token.is_none() && cluster.is_none() {
         return None;
     }
     let scheduler = scheduler_url(url)
@@ -97,7 +102,10 @@ pub fn endpoint_override(
         .and_then(|uri| uri.authority().cloned());
     Some(Arc::new(move |endpoint: Endpoint| {
         if endpoint.uri().authority() != scheduler.as_ref() {
-            return Ok(endpoint);
+            return match &cluster {
+                Some(cluster) => Ok(cluster.upgrade(&endpoint)?),
+                None => Ok(endpoint),
+            };
         }
         let mut endpoint = match &tls {
             Some(tls) => Endpoint::from_shared(with_scheme(&endpoint.uri().to_string(), true))?
@@ -290,6 +298,7 @@ mod tests {
             token: Some("t0k3n-0123456789abcdef".into()),
             tls_ca: Some(b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".to_vec()),
             tls_domain: None,
+            cluster: None,
         };
         let upgrade = endpoint_override("sched:50050", &credentials, true).unwrap();
         let scheduler = upgrade(Endpoint::from_static("http://sched:50050")).unwrap();
@@ -298,6 +307,40 @@ mod tests {
         assert_eq!(executor.uri().scheme_str(), Some("http"));
         let plain = Credentials::default();
         assert!(endpoint_override("sched:50050", &plain, true).is_none());
+    }
+
+    #[test]
+    fn with_a_cluster_identity_connections_to_executors_speak_tls() {
+        let dir = std::env::temp_dir().join(format!("strata-upgrade-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=strata-cluster"])
+            .arg("-keyout")
+            .arg(dir.join("tls.key"))
+            .arg("-out")
+            .arg(dir.join("tls.crt"))
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?}");
+        std::fs::copy(dir.join("tls.crt"), dir.join("ca.crt")).unwrap();
+        let credentials = Credentials {
+            cluster: Some(ClusterTls::from_dir(&dir).unwrap()),
+            ..Credentials::default()
+        };
+        let upgrade = endpoint_override("sched:50050", &credentials, false).unwrap();
+        let executor = upgrade(Endpoint::from_static("http://exec-1:50052")).unwrap();
+        assert_eq!(executor.uri().to_string(), "https://exec-1:50052/");
+        let scheduler = upgrade(Endpoint::from_static("http://sched:50050")).unwrap();
+        assert_eq!(scheduler.uri().scheme_str(), Some("http"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

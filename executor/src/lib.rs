@@ -1,15 +1,18 @@
 //! Strata's executor: Ballista's executor with every Strata function and the plan
-//! codec installed, an explicit work directory, and `/healthz` and `/readyz`.
+//! codec installed, an explicit work directory, `/healthz` and `/readyz`, and, with a
+//! cluster identity, both its ports over mutual TLS.
 
 mod health;
+mod mutual_tls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ballista_core::RuntimeProducer;
-use ballista_core::extension::ballista_scalar_functions;
+use ballista_core::extension::{SessionConfigExt, ballista_scalar_functions};
 use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_core::utils::default_config_producer;
+use ballista_core::{ConfigProducer, RuntimeProducer};
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_executor::health::ExecutorHealth;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -105,11 +108,15 @@ pub async fn run(options: ExecutorOptions) -> Result<(), Error> {
             .aggregate_functions
             .insert(udaf.name().to_owned(), udaf);
     }
-    let config = ExecutorProcessConfig {
+    let port = free_port(&options.host, options.flight_port)?;
+    let grpc_port = free_port(&options.host, options.grpc_port)?;
+    let endpoints =
+        scheduler_client::endpoint_override(&options.scheduler, &options.credentials, true);
+    let mut config = ExecutorProcessConfig {
         bind_host: options.host.clone(),
         external_host: Some(options.host.clone()),
-        port: free_port(&options.host, options.flight_port)?,
-        grpc_port: free_port(&options.host, options.grpc_port)?,
+        port,
+        grpc_port,
         scheduler_host,
         scheduler_port,
         vcores: options.concurrent_tasks,
@@ -118,15 +125,35 @@ pub async fn run(options: ExecutorOptions) -> Result<(), Error> {
         override_function_registry: Some(Arc::new(functions)),
         override_runtime_producer: Some(runtime_producer(options.work_dir.clone())),
         override_physical_codec: Some(StrataPhysicalCodec::shared()),
-        override_create_grpc_client_endpoint: scheduler_client::endpoint_override(
-            &options.scheduler,
-            &options.credentials,
-            true,
-        ),
+        override_create_grpc_client_endpoint: endpoints.clone(),
         health,
         ..ExecutorProcessConfig::default()
     };
+    let mut task_port = None;
+    if let Some(tls) = &options.credentials.cluster {
+        let (public, internal) = mutual_tls::addresses(&options.host)?;
+        config.bind_host = internal.to_string();
+        config.override_arrow_flight_service = Some(mutual_tls::data_port(public, tls.clone()));
+        // Shuffle reads run in tasks, with the session settings made here.
+        config.override_config_producer = endpoints.map(|endpoints| -> ConfigProducer {
+            Arc::new(move || {
+                default_config_producer()
+                    .with_ballista_override_create_grpc_client_endpoint(endpoints.clone())
+            })
+        });
+        task_port = Some(
+            mutual_tls::task_port(
+                SocketAddr::new(public, grpc_port),
+                SocketAddr::new(internal, grpc_port),
+                tls,
+            )
+            .await?,
+        );
+    }
     let outcome = start_executor_process(Arc::new(config)).await;
+    if let Some(task_port) = task_port {
+        task_port.abort();
+    }
     let _ = std::fs::remove_dir_all(&options.work_dir);
     outcome.map_err(Error::Ballista)
 }

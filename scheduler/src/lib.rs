@@ -25,8 +25,9 @@ use ballista_scheduler::scheduler_process::create_scheduler;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use strata_engine::Engine;
+use strata_engine::cluster_tls::ClusterTls;
 use strata_engine::codec::StrataPhysicalCodec;
-use strata_engine::scheduler_client::Credentials;
+use strata_engine::scheduler_client::{self, Credentials};
 use strata_orchestrate::Orchestrator;
 use strata_proto::pipeline::pipeline_service_server::PipelineServiceServer;
 use strata_storage::{StoreRegistry, Warehouse};
@@ -65,6 +66,8 @@ pub struct SchedulerOptions {
     pub tokens: Tokens,
     /// Serve the port over TLS with this certificate and key (PEM).
     pub tls: Option<ServerTls>,
+    /// The cluster's identity, presented to the executors when their ports speak mutual TLS.
+    pub cluster_tls: Option<ClusterTls>,
     /// The warehouse whose schedules it runs on the cluster and whose tables its
     /// console shows.
     pub warehouse: Option<Warehouse>,
@@ -148,6 +151,7 @@ impl Scheduler {
                 .as_ref()
                 .map(|tls| tls.ca.clone().unwrap_or_else(|| tls.cert.clone())),
             tls_domain: options.advertise_host.clone(),
+            cluster: options.cluster_tls.clone(),
         };
         Ok(Self {
             listener,
@@ -207,6 +211,7 @@ impl Scheduler {
     /// Serves Ballista's scheduler and the pipeline service until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let address = self.local_addr()?;
+        let own_url = format!("http://{}", self.client_address()?);
         // Executors report task results to this host: a wildcard would send them to themselves.
         let external_host = match &self.options.advertise_host {
             Some(host) => host.clone(),
@@ -242,6 +247,9 @@ impl Scheduler {
         }));
         config.override_config_producer = Some(Arc::new(default_config_producer));
         config.override_physical_codec = Some(StrataPhysicalCodec::shared());
+        // Tasks go to the executors' ports with the cluster's identity, when they ask for it.
+        config.override_create_grpc_client_endpoint =
+            scheduler_client::endpoint_override(&own_url, &self.own, false);
         let config = Arc::new(config);
         config.validate().map_err(Error::Ballista)?;
         let cluster = BallistaCluster::new_from_config(&config)
@@ -274,7 +282,6 @@ impl Scheduler {
             Gate::new(Arc::clone(&tokens), Access::Full),
         );
         let metrics = Arc::new(Metrics::default());
-        let own_url = format!("http://{}", self.client_address()?);
         let schedules = self
             .options
             .warehouse
