@@ -226,6 +226,82 @@ fn ten_deliveries_built_incrementally_equal_a_full_refresh_after_each() {
     assert_eq!(dump(&setup.incremental), dump(&setup.full));
 }
 
+/// Keeps no file a version no longer reads (Delta's retention set to nothing), as an
+/// operator may with any Delta tool.
+const RETAIN_NOTHING: &str = r#"
+import os, sys
+from deltalake import DeltaTable
+for path in sys.argv[1:]:
+    DeltaTable(path).alter.set_table_properties({"delta.deletedFileRetentionDuration": "interval 0 seconds"})
+os._exit(0)
+"#;
+
+#[test]
+fn tables_tidied_between_deliveries_equal_a_full_refresh_and_are_still_read_incrementally() {
+    let setup = setup("incremental-tidied");
+    let tidy = |tables: &[&str]| {
+        let mut args = vec!["tidy", "--warehouse", setup.incremental.to_str().unwrap()];
+        args.extend(tables);
+        strata(&args)
+    };
+    for batch in 0..4 {
+        deliver(&setup.landing, batch);
+        let shown = run(&setup.pipeline, &setup.incremental, &[]);
+        run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+        assert_eq!(
+            dump(&setup.incremental),
+            dump(&setup.full),
+            "after delivery {batch}"
+        );
+        if batch > 0 {
+            // The downstream append table read only what the log table added, whatever
+            // the compaction of the log table before this run did to its files.
+            let report = table_report(&shown, "ranked.readings_by_site");
+            assert!(!report["stream"]["from"].is_null(), "{report}");
+            assert!(
+                report["rows_read"].as_u64().unwrap() < PER_BATCH + batch * 5,
+                "{report}"
+            );
+        }
+        if batch == 0 {
+            let tables = TABLES.map(|table| setup.incremental.join(table).display().to_string());
+            let mut args = vec!["-c", RETAIN_NOTHING];
+            args.extend(tables.iter().map(String::as_str));
+            python(&args);
+        }
+        let tidied = tidy(&[]);
+        assert!(tidied.status.success(), "{}", stderr(&tidied));
+        let said = stdout(&tidied);
+        if batch > 0 {
+            assert!(
+                said.contains("enriched.reading_log: ")
+                    && !said.contains("enriched.reading_log: 0 small"),
+                "{said}"
+            );
+        }
+        // What no version reads any more is gone: one file per table and partition.
+        assert_eq!(
+            files_ending(&setup.incremental.join("enriched/reading_log"), "parquet"),
+            1,
+            "{said}"
+        );
+        assert_eq!(
+            dump(&setup.incremental),
+            dump(&setup.full),
+            "tidied after {batch}"
+        );
+    }
+
+    let unknown = tidy(&["enriched.reading_logs"]);
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown)
+            .contains("has no table enriched.reading_logs — did you mean enriched.reading_log?"),
+        "{}",
+        stderr(&unknown)
+    );
+}
+
 #[test]
 fn a_build_killed_before_its_commit_loses_and_duplicates_nothing() {
     let setup = setup("incremental-killed");

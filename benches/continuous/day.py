@@ -6,7 +6,8 @@ A continuous run at a 1 s interval makes 86,400 batches a day. This script runs
 batch one small CSV delivery lands, and the next batch ingests it into a raw table and
 appends it to an enriched table through STREAM. It reports each table's build time per window of batches (it must stay flat,
 not grow with the batches before it) and, at the end, the files each part of the
-warehouse holds (they must be bounded, not one per batch for ever).
+warehouse holds (they must be bounded, not one per batch for ever). Every 100 batches
+the run compacts the enriched table and vacuums it with its retention (`--retention`).
 
     cargo build --release -p strata
     python3 benches/continuous/day.py --strata target/release/strata --batches 86400
@@ -61,6 +62,20 @@ def count_files(root):
     return counts
 
 
+def retain(table, retention):
+    """Sets how long the table keeps files no version reads, and log entries, as an
+    operator would."""
+    subprocess.run(
+        [sys.executable, "-c",
+         "import sys, os\nfrom deltalake import DeltaTable\n"
+         "DeltaTable(sys.argv[1]).alter.set_table_properties("
+         "{'delta.deletedFileRetentionDuration': sys.argv[2], "
+         "'delta.logRetentionDuration': sys.argv[2]})\nos._exit(0)",
+         table, retention],
+        check=True,
+    )
+
+
 def deliver(landing, number):
     """One small delivery, written under a temporary name and renamed, as tools do."""
     path = os.path.join(landing, f"r-{number:06}.csv")
@@ -77,6 +92,12 @@ def main():
     parser.add_argument("--batches", type=int, default=86_400)
     parser.add_argument("--window", type=int, default=500)
     parser.add_argument("--keep", action="store_true", help="keep the warehouse")
+    parser.add_argument(
+        "--retention", default="interval 1 minute",
+        help="the enriched table's delta.deletedFileRetentionDuration and "
+        "delta.logRetentionDuration: a day passes in minutes here, so the 7 and 30 days "
+        "Delta keeps by default would keep every file",
+    )
     args = parser.parse_args()
 
     root = tempfile.mkdtemp(prefix="strata-day-")
@@ -96,6 +117,8 @@ def main():
     delivered = 1
     started = time.monotonic()
     for line in run.stdout:
+        if line.startswith("tidied") or line.startswith("could not tidy"):
+            print(line.rstrip(), flush=True)
         match = BATCH.match(line)
         if not match:
             continue
@@ -104,6 +127,8 @@ def main():
         deliver(landing, delivered)
         delivered += 1
         times["batch"].append(seconds)
+        if number == 1:
+            retain(os.path.join(warehouse, "enriched/readings"), args.retention)
         with open(os.path.join(warehouse, "_strata/runs", f"{run_id}.json")) as f:
             report = json.load(f)
         for table in report["tables"]:

@@ -4,26 +4,30 @@
 //! batch finish, then exits 0; a failing batch is reported and its files are read again
 //! by the next one, since nothing of it was committed.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use strata_engine::run::{RunReport, TableStatus};
-use strata_language::Layer;
+use strata_language::{Layer, TableName};
 use strata_storage::Warehouse;
+use strata_storage::maintenance::{self, Tidied};
 
 use crate::error::CliError;
 use crate::serve::shutdown_signal;
 
-/// Every this many batches, the run history of the warehouse is pruned.
-const PRUNE_EVERY: u64 = 100;
+/// Every this many batches, the run history of the warehouse is pruned and the tables
+/// the batches built are tidied.
+const MAINTAIN_EVERY: u64 = 100;
 /// How long run reports are kept, and how many of the newest whatever their age.
 const REPORT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 const REPORTS_KEPT: usize = 1000;
 
 /// Runs `batch` every `interval` until a signal; the exit is clean whatever the batches
 /// did. Now and then it prunes `warehouse`'s run history, so a day of batches (8,640 at
-/// 10 s) does not leave a report each for ever.
+/// 10 s) does not leave a report each for ever, and tidies the tables the batches
+/// built, so they do not leave a small file each for ever either.
 pub(crate) async fn run<Batch, Outcome>(
     interval: Duration,
     warehouse: &Warehouse,
@@ -43,6 +47,7 @@ where
     let stop = shutdown_signal();
     tokio::pin!(stop);
     let mut stopping = false;
+    let mut built = BTreeSet::new();
     for number in 1_u64.. {
         let started = Instant::now();
         let work = batch();
@@ -62,6 +67,13 @@ where
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
             Ok(report) => {
+                built.extend(
+                    report
+                        .tables
+                        .iter()
+                        .filter(|table| table.status == TableStatus::Built)
+                        .filter_map(|table| table_name(&table.table)),
+                );
                 let rows: u64 = report
                     .tables
                     .iter()
@@ -91,12 +103,13 @@ where
                 )?;
             }
         }
-        if number.is_multiple_of(PRUNE_EVERY) {
+        if number.is_multiple_of(MAINTAIN_EVERY) {
             match RunReport::prune(warehouse, REPORT_RETENTION, REPORTS_KEPT).await {
                 Ok(0) => {}
                 Ok(removed) => writeln!(out, "pruned {removed} run report(s) older than 7 days")?,
                 Err(error) => writeln!(out, "could not prune the run history: {error}")?,
             }
+            tidy(warehouse, &std::mem::take(&mut built), out).await?;
         }
         out.flush()?;
         if stopping {
@@ -108,5 +121,38 @@ where
         }
     }
     writeln!(out, "stopped")?;
+    Ok(())
+}
+
+/// A table name as a run report writes it (`layer.name`).
+fn table_name(text: &str) -> Option<TableName> {
+    let (layer, name) = text.split_once('.')?;
+    Some(TableName {
+        layer: Layer::parse(layer)?,
+        name: name.to_owned(),
+    })
+}
+
+/// Compacts and vacuums each table; a table that cannot be tidied is said and skipped,
+/// as tidiness must not stop the batches.
+async fn tidy(
+    warehouse: &Warehouse,
+    tables: &BTreeSet<TableName>,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    for table in tables {
+        match maintenance::tidy(warehouse, table).await {
+            Ok(Tidied {
+                compacted: 0,
+                removed: 0,
+            }) => {}
+            Ok(tidied) => writeln!(
+                out,
+                "tidied {table}: {} small file(s) compacted, {} unread file(s) removed",
+                tidied.compacted, tidied.removed
+            )?,
+            Err(error) => writeln!(out, "could not tidy {table}: {error}")?,
+        }
+    }
     Ok(())
 }

@@ -28,6 +28,9 @@ pub(crate) enum CliError {
     /// A table the warehouse does not have, or a name that is not one.
     #[error("{0}")]
     UnknownTable(String),
+    /// Some tables could not be tidied (the others were).
+    #[error("could not tidy {0}")]
+    Tidy(String),
     /// The run finished, but some tables failed or were skipped.
     #[error("the run failed:\n  {0}")]
     RunFailed(String),

@@ -18,6 +18,7 @@ mod run;
 mod schedule;
 mod serve;
 mod submit;
+mod tidy;
 mod warehouse;
 
 use std::process::ExitCode;
@@ -39,6 +40,7 @@ use crate::run::RunArgs;
 use crate::schedule::ScheduleArgs;
 use crate::serve::ServeArgs;
 use crate::submit::{CancelArgs, RunsArgs, SubmitArgs};
+use crate::tidy::TidyArgs;
 
 /// Warnings and errors only; delta-kernel logs "No files in log segment" at ERROR
 /// whenever a Delta table's first version is written, which is a normal event here.
@@ -64,6 +66,8 @@ enum Command {
     Run(RunArgs),
     /// Print the landing rows a raw table rejected, with where they were and why.
     Rejects(RejectsArgs),
+    /// Compact small Delta files and remove files no version within retention reads.
+    Tidy(TidyArgs),
     /// Generate data, run the recruitment example and show the best candidates.
     Demo(DemoArgs),
     /// Serve a warehouse's published tables over Arrow Flight SQL (read-only).
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
             Command::Gen(args) => generate::run(args, &mut std::io::stdout().lock()).await,
             Command::Run(args) => run::run(args, &mut std::io::stdout().lock()).await,
             Command::Rejects(args) => rejects::run(args, &mut std::io::stdout().lock()).await,
+            Command::Tidy(args) => tidy::run(args, &mut std::io::stdout().lock()).await,
             Command::Demo(args) => demo::run(args, &mut std::io::stdout().lock()).await,
             Command::Serve(args) => serve::run(args, &mut std::io::stdout()).await,
             Command::Scheduler(args) => cluster::scheduler(*args, &mut std::io::stdout()).await,

@@ -102,7 +102,7 @@ pub async fn remove_below(dir: &TableDir, below: &StorePath) {
 }
 
 /// Every file under `below`, or none if it cannot be listed (a sweep is tidiness).
-async fn listed(dir: &TableDir, below: &StorePath) -> Vec<ObjectMeta> {
+pub(crate) async fn listed(dir: &TableDir, below: &StorePath) -> Vec<ObjectMeta> {
     match dir.store().list(Some(below)).try_collect().await {
         Ok(files) => files,
         Err(error) => {
@@ -112,7 +112,7 @@ async fn listed(dir: &TableDir, below: &StorePath) -> Vec<ObjectMeta> {
     }
 }
 
-async fn remove_file(dir: &TableDir, file: &StorePath) -> bool {
+pub(crate) async fn remove_file(dir: &TableDir, file: &StorePath) -> bool {
     match dir.store().delete(file).await {
         Ok(()) => true,
         Err(object_store::Error::NotFound { .. }) => false,
@@ -124,7 +124,7 @@ async fn remove_file(dir: &TableDir, file: &StorePath) -> bool {
 }
 
 /// A path in the table, relative to the table's directory.
-fn relative_to(dir: &TableDir, path: &StorePath) -> String {
+pub(crate) fn relative_to(dir: &TableDir, path: &StorePath) -> String {
     path.prefix_match(dir.path())
         .map(|parts| {
             parts

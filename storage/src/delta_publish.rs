@@ -1,6 +1,7 @@
 //! Publishing enriched and ranked tables as Delta Lake tables: every build is one
 //! Delta commit, so readers see the previous version or the new one, never a mix.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -20,6 +21,7 @@ use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::StreamExt;
+use percent_encoding::percent_decode_str;
 
 use crate::delta_files::DeltaFiles;
 use crate::error::{Result, StorageError};
@@ -138,10 +140,95 @@ impl Provenance {
     }
 }
 
-/// What the build of the table's current version read, as its commit recorded it.
+/// What the build of the table's current rows read, as its commit recorded it: the
+/// newest commit that changed rows. A write by another tool records nothing, so the
+/// table is built again.
 pub async fn recorded_inputs(table: &DeltaTable) -> Option<serde_json::Value> {
-    let last = table.history(Some(1)).next().await?.ok()?;
-    last.info.get(INPUTS_KEY).cloned()
+    let mut history = table.history(Some(16));
+    while let Some(commit) = history.next().await {
+        let commit = commit.ok()?;
+        if !keeps_rows(commit.operation.as_deref()) {
+            return commit.info.get(INPUTS_KEY).cloned();
+        }
+    }
+    None
+}
+
+/// Whether a commit's operation leaves every row as it was: it rearranges files
+/// (compaction), removes unread ones (vacuum), or changes only the table's settings.
+fn keeps_rows(operation: Option<&str>) -> bool {
+    matches!(
+        operation,
+        Some(
+            "OPTIMIZE"
+                | "VACUUM START"
+                | "VACUUM END"
+                | "SET TBLPROPERTIES"
+                | "ADD CONSTRAINT"
+                | "DROP CONSTRAINT"
+                | "ADD FEATURE"
+                | "UPDATE FIELD METADATA"
+                | "UPDATE TABLE METADATA"
+        )
+    )
+}
+
+/// Versions a reader may be behind by and still read only what they added; further
+/// behind, it reads the table whole.
+const MOST_VERSIONS_READ: u64 = 1000;
+
+/// The data files holding the rows that versions `from..to` of `table` added, read from
+/// their log entries: None when one of them removed rows (a replace, a merge, a
+/// delete), when its entry is gone, or when there are more than [`MOST_VERSIONS_READ`].
+/// Files added by a compaction hold rows that were there before, so they are not new.
+pub async fn files_added(
+    table: &DeltaTable,
+    from: u64,
+    to: u64,
+) -> Result<Option<HashSet<String>>> {
+    if to.saturating_sub(from) > MOST_VERSIONS_READ {
+        return Ok(None);
+    }
+    let log_store = table.log_store();
+    let url = table.table_url().to_string();
+    let mut added = HashSet::new();
+    for version in from..to {
+        let Some(entry) = log_store
+            .read_commit_entry(version)
+            .await
+            .map_err(|error| StorageError::delta(&url, error))?
+        else {
+            return Ok(None);
+        };
+        for line in entry
+            .split(|byte| *byte == b'\n')
+            .filter(|line| !line.is_empty())
+        {
+            let action: serde_json::Value =
+                serde_json::from_slice(line).map_err(|error| StorageError::Corrupt {
+                    location: format!("{url} version {version}"),
+                    reason: error.to_string(),
+                })?;
+            let changes_data = |action: &serde_json::Value| {
+                action
+                    .get("dataChange")
+                    .and_then(serde_json::Value::as_bool)
+                    != Some(false)
+            };
+            if let Some(remove) = action.get("remove")
+                && changes_data(remove)
+            {
+                return Ok(None);
+            }
+            if let Some(add) = action.get("add")
+                && changes_data(add)
+                && let Some(path) = add.get("path").and_then(serde_json::Value::as_str)
+            {
+                added.insert(percent_decode_str(path).decode_utf8_lossy().into_owned());
+            }
+        }
+    }
+    Ok(Some(added))
 }
 
 /// What a commit of new files takes away.

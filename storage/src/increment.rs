@@ -100,21 +100,20 @@ async fn delta_since(dir: &TableDir, since: Option<u64>) -> Result<Found> {
     if since == Some(position) {
         return read(&|_| false, false);
     }
-    let before = match since {
+    let added = match since {
         Some(since) if since > 0 && since < position => {
-            // A version whose log was cleaned up cannot be compared with: read it all.
-            delta_publish::load(dir, Some(since - 1)).await.ok()
+            delta_publish::files_added(&table, since, position)
+                .await
+                .map_err(DataFusionError::from)?
         }
         _ => None,
     };
-    let Some(before) = before else {
-        return read(&|_| true, true);
-    };
-    let (earlier, now) = (file_paths(&before)?, file_paths(&table)?);
-    if earlier.is_subset(&now) {
-        read(&|path| !earlier.contains(path), false)
-    } else {
-        read(&|_| true, true)
+    match added {
+        // A file added since and compacted away since holds new rows among old ones.
+        Some(added) if added.is_subset(&file_paths(&table)?) => {
+            read(&|path| added.contains(path), false)
+        }
+        _ => read(&|_| true, true),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod delta_publish;
 mod error;
 pub mod increment;
 pub mod landing;
+pub mod maintenance;
 pub mod paths;
 pub mod raw_table;
 pub mod run_named;

@@ -266,6 +266,19 @@ impl TableDir {
         }
     }
 
+    /// Where every run stages what it merges.
+    pub fn staging_root(&self) -> StorePath {
+        self.join(STAGING_DIR)
+    }
+
+    /// Whether a path relative to the table is in one of its logs.
+    pub fn is_log(relative: &str) -> bool {
+        relative
+            .split('/')
+            .next()
+            .is_some_and(|first| first == RAW_LOG_DIR || first == DELTA_LOG_DIR)
+    }
+
     /// Whether a directory entry of the table holds data rather than Strata's or Delta's own files.
     pub fn is_data_entry(name: &str) -> bool {
         !name.starts_with('_') && !name.starts_with('.')
