@@ -226,6 +226,158 @@ fn ten_deliveries_built_incrementally_equal_a_full_refresh_after_each() {
     assert_eq!(dump(&setup.incremental), dump(&setup.full));
 }
 
+/// Tables that read their inputs whole (no STREAM): each says how it is refreshed.
+const WHOLE_READS: &str = "
+-- Row by row: built from the rows raw.readings added.
+CREATE TABLE enriched.plausible AS
+SELECT reading_id, sensor_id, ts, value, version FROM raw.readings WHERE value BETWEEN -60 AND 60;
+-- Joined with a table that did not change, inner and left.
+CREATE TABLE enriched.by_site AS
+SELECT r.reading_id, r.version, r.value, s.site FROM raw.readings r JOIN raw.sensors s USING (sensor_id);
+CREATE TABLE enriched.by_site_left AS
+SELECT r.reading_id, r.version, s.site FROM raw.readings r LEFT JOIN raw.sensors s USING (sensor_id);
+-- A merge of the whole raw table: only the added rows are merged.
+CREATE TABLE enriched.latest WRITE MERGE KEY (reading_id) SEQUENCE BY version AS
+SELECT reading_id, value, version FROM raw.readings;
+-- Downstream of a table built from added rows: its added rows again.
+CREATE TABLE ranked.high AS SELECT reading_id, version, value FROM enriched.plausible WHERE value > 30;
+-- An aggregate needs every row; a merged-into input is not only added to.
+CREATE TABLE ranked.per_sensor AS
+SELECT sensor_id, count(*) AS n, max(value) AS top FROM enriched.plausible GROUP BY sensor_id;
+CREATE TABLE ranked.latest_high AS SELECT reading_id, value FROM enriched.latest WHERE value > 30;
+";
+
+const WHOLE_READ_TABLES: [&str; 7] = [
+    "enriched/plausible",
+    "enriched/by_site",
+    "enriched/by_site_left",
+    "enriched/latest",
+    "ranked/high",
+    "ranked/per_sensor",
+    "ranked/latest_high",
+];
+
+fn dump_whole_reads(warehouse: &Path) -> Vec<String> {
+    let mut args = vec!["-c", DUMP, warehouse.to_str().unwrap()];
+    args.extend(WHOLE_READ_TABLES);
+    python(&args).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn tables_that_read_whole_inputs_are_built_from_added_rows_and_equal_a_full_refresh() {
+    let setup = setup("incremental-whole-reads");
+    let text = std::fs::read_to_string(&setup.pipeline).unwrap();
+    let head = &text[..text.find("-- Every delivered row once").unwrap()];
+    std::fs::write(&setup.pipeline, format!("{head}{WHOLE_READS}")).unwrap();
+    for batch in 0..4 {
+        deliver(&setup.landing, batch);
+        if batch == 2 {
+            // A new sensor: raw.sensors changes too, so the joins are rebuilt.
+            let sensors = setup.landing.join("sensors/more.csv");
+            std::fs::write(sensors, "sensor_id,site\ns3,site-9\n").unwrap();
+        }
+        let shown = run(&setup.pipeline, &setup.incremental, &[]);
+        run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+        let (built, rebuilt) = (
+            dump_whole_reads(&setup.incremental),
+            dump_whole_reads(&setup.full),
+        );
+        assert_eq!(built.len(), WHOLE_READ_TABLES.len());
+        for (built, rebuilt) in built.iter().zip(&rebuilt) {
+            assert!(
+                built == rebuilt,
+                "after delivery {batch}, the refresh and a full refresh differ:\n{}\n{}",
+                &built[..built.len().min(2000)],
+                &rebuilt[..rebuilt.len().min(2000)]
+            );
+        }
+        let strategy = |table: &str| {
+            table_report(&shown, table)["strategy"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        if batch == 0 {
+            assert_eq!(
+                strategy("enriched.plausible"),
+                "full: no earlier build to add to"
+            );
+            continue;
+        }
+        let added = |input: &str| format!("incremental: the rows added to {input}, row by row");
+        assert_eq!(strategy("enriched.plausible"), added("raw.readings"));
+        assert_eq!(strategy("enriched.latest"), added("raw.readings"));
+        assert_eq!(strategy("ranked.high"), added("enriched.plausible"));
+        assert_eq!(
+            strategy("ranked.per_sensor"),
+            "full: an aggregate (GROUP BY, count, sum…) needs every row of enriched.plausible"
+        );
+        assert!(
+            strategy("ranked.latest_high")
+                .starts_with("full: enriched.latest changed other than by added rows"),
+            "{}",
+            strategy("ranked.latest_high")
+        );
+        for join in ["enriched.by_site", "enriched.by_site_left"] {
+            let expected = if batch == 2 {
+                "full: 2 of its inputs changed".to_owned()
+            } else {
+                added("raw.readings")
+            };
+            assert_eq!(strategy(join), expected, "{join} after delivery {batch}");
+        }
+        // Only this delivery's rows were read.
+        let delivered = PER_BATCH + batch * 5;
+        assert_eq!(
+            table_report(&shown, "enriched.latest")["rows_read"],
+            delivered
+        );
+    }
+    let shown = run(&setup.pipeline, &setup.incremental, &[]);
+    for table in ["enriched.plausible", "enriched.latest", "ranked.per_sensor"] {
+        assert_eq!(
+            table_report(&shown, table)["status"],
+            "up_to_date",
+            "{table}"
+        );
+    }
+
+    // `strata check` says how each is refreshed before anything runs.
+    let checked = strata(&[
+        "check",
+        setup.pipeline.to_str().unwrap(),
+        "--warehouse",
+        setup.incremental.to_str().unwrap(),
+    ]);
+    let said = stdout(&checked);
+    let line = |table: &str| {
+        said.lines()
+            .find(|line| line.trim_start().starts_with(&format!("{table} ")))
+            .unwrap_or_else(|| panic!("{table}: {said}"))
+            .to_owned()
+    };
+    for (table, expected) in [
+        (
+            "enriched.plausible",
+            "(built from the rows added to raw.readings when only that input changed by added rows, whole otherwise)",
+        ),
+        (
+            "enriched.by_site",
+            "(built from the rows added to raw.readings or raw.sensors when",
+        ),
+        (
+            "enriched.by_site_left",
+            "(built from the rows added to raw.readings when",
+        ),
+        (
+            "ranked.per_sensor",
+            "(rebuilt whole: an aggregate (GROUP BY, count, sum…) needs every row of enriched.plausible)",
+        ),
+    ] {
+        assert!(line(table).contains(expected), "{}", line(table));
+    }
+}
+
 /// Keeps no file a version no longer reads (Delta's retention set to nothing), as an
 /// operator may with any Delta tool.
 const RETAIN_NOTHING: &str = r#"

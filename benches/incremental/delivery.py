@@ -1,22 +1,23 @@
 #!/usr/bin/env python3
 """A 10,000-row delivery onto a 4,000,000-row history (issue 16): the incremental
 build (`FROM STREAM(raw.readings)`) against rebuilding the same tables from the whole
-history, in the same rounds, and a `--full-refresh` of everything.
+history, in the same rounds, and a `--full-refresh` of everything; and (issue 27) the
+same tables written without STREAM, which Strata builds from the added rows itself.
 
     cargo build --release -p strata
     python3 benches/incremental/delivery.py --strata target/release/strata --rows 4000000 --rounds 3
 
-Two warehouses start from the same 4,000,000 readings (gzip CSV). Each round delivers
-10,000 rows to both (8,000 new readings and 2,000 corrections of old ones, spread over
+Three warehouses start from the same 4,000,000 readings (gzip CSV). Each round delivers
+10,000 rows to each (8,000 new readings and 2,000 corrections of old ones, spread over
 the whole history), then runs each pipeline once, in alternating order:
 
 - incremental: `enriched.reading_log` appends and `enriched.readings` merges (on the
   reading id, corrections ordered by version) the rows raw.readings added;
 - rebuild: the same tables computed from all of raw.readings and replaced, as a dbt
   table model does: the log, and each reading's latest version picked with a window.
-  (Merging every raw row into the table with `MERGE KEY` instead, the way a pipeline
-  without `STREAM` would, was killed by the kernel for lack of memory at 4,000,000
-  rows: deltalake's merge joins the whole history with the whole table.)
+- whole: the incremental pipeline's tables without `STREAM`. Before issue 27 its merge
+  table merged every raw row into itself at each run (killed by the kernel for lack of
+  memory at 4,000,000 rows); now each run builds both tables from the added rows.
 
 Both warehouses must hold the same rows at the end (the script checks it with the\n`deltalake` package).
 """
@@ -67,6 +68,19 @@ AS SELECT reading_id, sensor_id, ts, value, version FROM (
      SELECT *, row_number() OVER (PARTITION BY reading_id ORDER BY version DESC) AS latest
      FROM raw.readings)
    WHERE latest = 1;
+"""
+
+# The incremental pipeline's tables written without STREAM, as a user who does not know
+# it would: Strata builds them from the rows raw.readings added (issue 27), appending to
+# the log and merging into the readings, as the incremental pipeline does.
+WHOLE = SOURCES + """
+CREATE TABLE enriched.reading_log (
+  CONSTRAINT plausible EXPECT (value BETWEEN -60 AND 60) ON VIOLATION QUARANTINE
+)
+AS SELECT reading_id, sensor_id, ts, value, version FROM raw.readings;
+
+CREATE TABLE enriched.readings WRITE MERGE KEY (reading_id) SEQUENCE BY version
+AS SELECT reading_id, sensor_id, ts, value, version FROM raw.readings;
 """
 
 SENSORS = 500
@@ -133,9 +147,10 @@ def main():
     args = parser.parse_args()
     strata = os.path.abspath(args.strata)
     scratch = tempfile.mkdtemp(prefix="strata-incremental-bench-")
-    warehouses = {"incremental": os.path.join(scratch, "incremental"), "rebuild": os.path.join(scratch, "rebuild")}
+    texts = {"incremental": INCREMENTAL, "whole": WHOLE, "rebuild": REBUILD}
+    warehouses = {kind: os.path.join(scratch, kind) for kind in texts}
     pipelines = {}
-    for kind, text in (("incremental", INCREMENTAL), ("rebuild", REBUILD)):
+    for kind, text in texts.items():
         pipelines[kind] = os.path.join(scratch, f"{kind}.sql")
         open(pipelines[kind], "w").write(text)
     try:
@@ -143,7 +158,8 @@ def main():
         first_landing = os.path.join(warehouses["incremental"], "landing", "readings")
         os.makedirs(first_landing)
         history(first_landing, args.rows, 8)
-        shutil.copytree(first_landing, os.path.join(warehouses["rebuild"], "landing", "readings"))
+        for kind in ("whole", "rebuild"):
+            shutil.copytree(first_landing, os.path.join(warehouses[kind], "landing", "readings"))
         first = {}
         for kind in warehouses:
             first[kind], _ = run(strata, pipelines[kind], warehouses[kind])
@@ -160,7 +176,8 @@ def main():
                 print(
                     f"round {number} {kind}: {seconds:.2f} s (raw {table_seconds(tables, 'raw.readings'):.2f}, "
                     f"log {table_seconds(tables, 'enriched.reading_log'):.2f}, readings {table_seconds(tables, 'enriched.readings'):.2f}; "
-                    f"readings read {tables['enriched.readings']['rows_read']:,} rows)",
+                    f"readings read {tables['enriched.readings']['rows_read']:,} rows"
+                    f"{'; ' + tables['enriched.readings']['strategy'] if 'strategy' in tables['enriched.readings'] else ''})",
                     file=sys.stderr,
                 )
 
@@ -174,7 +191,8 @@ def main():
             return read.sort_by([("reading_id", "ascending"), ("version", "ascending")])
 
         for table in ("reading_log", "readings", "reading_log__quarantine"):
-            assert rows("incremental", table).equals(rows("rebuild", table)), table
+            for kind in ("whole", "rebuild"):
+                assert rows("incremental", table).equals(rows(kind, table)), (kind, table)
 
         def median(kind, pick):
             return statistics.median(pick(entry) for entry in results[kind])
@@ -193,7 +211,9 @@ def main():
         rebuild = median("rebuild", lambda e: e[0])
         print(f"\nfirst build: incremental pipeline {first['incremental']:.2f} s, rebuild pipeline {first['rebuild']:.2f} s")
         print(f"--full-refresh of the incremental pipeline: {refresh:.2f} s")
+        whole = median("whole", lambda e: e[0])
         print(f"incremental / rebuild: {incremental / rebuild:.1%}; incremental / full refresh: {incremental / refresh:.1%}")
+        print(f"whole reads / first build: {whole / first['whole']:.1%}; whole reads / rebuild: {whole / rebuild:.1%}")
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -4,8 +4,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use strata_engine::{Engine, compile};
-use strata_language::{Sources, Statement, WriteMode};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use strata_engine::{Compiled, Engine, compile, stream};
+use strata_language::{Sources, Statement, TableDef, WriteMode};
 
 use crate::error::CliError;
 
@@ -72,13 +74,15 @@ pub(crate) async fn run(args: CheckArgs, out: &mut impl Write) -> Result<(), Cli
                         }
                     })
                     .collect();
-                let incremental = if stream.is_some() {
-                    " (incremental: each build reads only the rows its stream added since the last one, the other tables whole)"
-                } else {
-                    ""
+                let refresh = match (&stream, &table.mode) {
+                    (Some(_), _) => " (incremental: each build reads only the rows its stream added since the last one, the other tables whole)".to_owned(),
+                    (None, WriteMode::Replace | WriteMode::Merge { .. }) => {
+                        format!(" ({})", refresh_strategy(&compiled, node, table).await?)
+                    }
+                    (None, _) => String::new(),
                 };
                 format!(
-                    "{}, {mode}, {} expectation(s), reads {}{incremental}",
+                    "{}, {mode}, {} expectation(s), reads {}{refresh}",
                     table.format.to_string().to_lowercase(),
                     table.expectations.len(),
                     reads.join(", ")
@@ -88,4 +92,32 @@ pub(crate) async fn run(args: CheckArgs, out: &mut impl Write) -> Result<(), Cli
         writeln!(out, "  {:<32} {detail}", statement.name().to_string())?;
     }
     Ok(())
+}
+
+/// How a table that reads no STREAM is refreshed, from its plan and its pipeline inputs.
+async fn refresh_strategy(
+    compiled: &Compiled,
+    node: usize,
+    table: &TableDef,
+) -> Result<String, CliError> {
+    let query = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
+    let plan = compiled
+        .ctx
+        .state()
+        .statement_to_plan(query)
+        .await
+        .map_err(|error| CliError::Engine(error.into()))?;
+    let mut inputs = Vec::new();
+    for &up in compiled.graph.upstream(node) {
+        match &compiled.pipeline.statements[up] {
+            Statement::Table(read) => inputs.push(read.name.clone()),
+            Statement::Source(source) => {
+                return Ok(format!(
+                    "rebuilt whole: it reads the landing source {}",
+                    source.name
+                ));
+            }
+        }
+    }
+    Ok(stream::refresh_strategy(&plan, &inputs))
 }

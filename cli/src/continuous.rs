@@ -72,7 +72,7 @@ where
                         .tables
                         .iter()
                         .filter(|table| table.status == TableStatus::Built)
-                        .filter_map(|table| table_name(&table.table)),
+                        .filter_map(|table| TableName::parse(&table.table)),
                 );
                 let rows: u64 = report
                     .tables
@@ -122,15 +122,6 @@ where
     }
     writeln!(out, "stopped")?;
     Ok(())
-}
-
-/// A table name as a run report writes it (`layer.name`).
-fn table_name(text: &str) -> Option<TableName> {
-    let (layer, name) = text.split_once('.')?;
-    Some(TableName {
-        layer: Layer::parse(layer)?,
-        name: name.to_owned(),
-    })
 }
 
 /// Compacts and vacuums each table; a table that cannot be tidied is said and skipped,

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use clap::Args;
-use strata_language::{Layer, TableName, did_you_mean};
+use strata_language::{TableName, did_you_mean};
 use strata_storage::catalog;
 use strata_storage::maintenance::{self, Tidied};
 
@@ -74,13 +74,7 @@ pub(crate) async fn run(args: TidyArgs, out: &mut impl Write) -> Result<(), CliE
 
 /// The published table a name names, or an error that says which ones there are.
 fn known(name: &str, published: &[TableName]) -> Result<TableName, CliError> {
-    let found = name.trim().split_once('.').and_then(|(layer, table)| {
-        let table = TableName {
-            layer: Layer::parse(layer)?,
-            name: table.to_owned(),
-        };
-        published.contains(&table).then_some(table)
-    });
+    let found = TableName::parse(name.trim()).filter(|table| published.contains(table));
     found.ok_or_else(|| {
         let names: Vec<String> = published.iter().map(ToString::to_string).collect();
         let hint = did_you_mean(name, names.iter().map(String::as_str))

@@ -7,43 +7,105 @@ use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
     MemorySchemaProvider, SchemaProvider, TableProvider,
 };
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
-use datafusion::logical_expr::{JoinType, LogicalPlan};
+use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, Volatility};
 use strata_language::TableName;
 
 /// Why the query cannot be built from the new rows of `stream` alone, if it cannot: an
 /// operator above the stream's scan needs the rows of earlier builds too.
 pub fn incremental_problem(plan: &LogicalPlan, stream: &TableName) -> Option<String> {
-    let stream_name = stream.to_string();
-    if !reads(plan, &stream_name) {
+    blocker(plan, stream).map(|blocker| match blocker {
+        Blocker::Operator(what) => {
+            format!("{what} over STREAM({stream}) would see only the rows added since the last build")
+        }
+        Blocker::Union => format!(
+            "a UNION of STREAM({stream}) with another table would add that table's rows again at every build"
+        ),
+        Blocker::Join(join_type) => format!(
+            "a {join_type} join keeps the other side's rows whether or not STREAM({stream}) matches them, so every build would add them again"
+        ),
+    })
+}
+
+/// Why the query's rows from the rows added to `table` are not the rows a rebuild would
+/// add, if they are not: besides an operator that needs every row, `table` read twice
+/// (a self-join) or in a subquery would meet only its new rows there too.
+pub fn added_rows_problem(plan: &LogicalPlan, table: &TableName) -> Option<String> {
+    let name = table.to_string();
+    let (mut scans, mut in_plan) = (0, 0);
+    let _ = plan.apply_with_subqueries(|node| {
+        scans += usize::from(is_scan_of(node, &name));
+        Ok(TreeNodeRecursion::Continue)
+    });
+    let _ = plan.apply(|node| {
+        in_plan += usize::from(is_scan_of(node, &name));
+        Ok(TreeNodeRecursion::Continue)
+    });
+    if scans != 1 || in_plan != 1 {
+        return Some(format!(
+            "{table} is read more than once (a self-join or a subquery)"
+        ));
+    }
+    blocker(plan, table).map(|blocker| match blocker {
+        Blocker::Operator(what) => format!("{what} needs every row of {table}"),
+        Blocker::Union => format!("a UNION of {table} with another table"),
+        Blocker::Join(join_type) => {
+            format!("a {join_type} join keeps rows that rows added to {table} may change")
+        }
+    })
+}
+
+/// How a table that reads no STREAM is refreshed, as `strata check` says it: from the
+/// rows added to which of its `inputs`, or whole and why.
+pub fn refresh_strategy(plan: &LogicalPlan, inputs: &[TableName]) -> String {
+    if !is_repeatable(plan) {
+        return "rebuilt whole: it calls a function whose result may change between runs".into();
+    }
+    let mut problems = Vec::new();
+    let mut addable = Vec::new();
+    for input in inputs {
+        match added_rows_problem(plan, input) {
+            Some(problem) => problems.push(problem),
+            None => addable.push(input.to_string()),
+        }
+    }
+    if addable.is_empty() {
+        return format!("rebuilt whole: {}", problems.join("; "));
+    }
+    format!(
+        "built from the rows added to {} when only that input changed by added rows, whole otherwise",
+        addable.join(" or ")
+    )
+}
+
+/// What above a table's scan needs more than its new rows.
+enum Blocker {
+    Operator(&'static str),
+    Union,
+    Join(JoinType),
+}
+
+fn blocker(plan: &LogicalPlan, table: &TableName) -> Option<Blocker> {
+    let name = table.to_string();
+    if !reads(plan, &name) {
         return None;
     }
-    let whole = |what: &str| {
-        Some(format!(
-            "{what} over STREAM({stream}) would see only the rows added since the last build"
-        ))
-    };
     match plan {
-        LogicalPlan::Aggregate(_) => whole("an aggregate (GROUP BY, count, sum…)"),
-        LogicalPlan::Window(_) => whole("a window function"),
-        LogicalPlan::Distinct(_) => whole("DISTINCT"),
-        LogicalPlan::Sort(_) => whole("ORDER BY"),
-        LogicalPlan::Limit(_) => whole("LIMIT"),
-        LogicalPlan::Union(union)
-            if !union.inputs.iter().all(|input| reads(input, &stream_name)) =>
-        {
-            Some(format!(
-                "a UNION of STREAM({stream}) with another table would add that table's rows again at every build"
-            ))
+        LogicalPlan::Aggregate(_) => {
+            Some(Blocker::Operator("an aggregate (GROUP BY, count, sum…)"))
+        }
+        LogicalPlan::Window(_) => Some(Blocker::Operator("a window function")),
+        LogicalPlan::Distinct(_) => Some(Blocker::Operator("DISTINCT")),
+        LogicalPlan::Sort(_) => Some(Blocker::Operator("ORDER BY")),
+        LogicalPlan::Limit(_) => Some(Blocker::Operator("LIMIT")),
+        LogicalPlan::Union(union) if !union.inputs.iter().all(|input| reads(input, &name)) => {
+            Some(Blocker::Union)
         }
         LogicalPlan::Join(join) => {
-            let (left, right) = (
-                reads(&join.left, &stream_name),
-                reads(&join.right, &stream_name),
-            );
+            let (left, right) = (reads(&join.left, &name), reads(&join.right, &name));
             let preserved = match join.join_type {
                 JoinType::Inner => true,
                 JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => {
@@ -56,28 +118,47 @@ pub fn incremental_problem(plan: &LogicalPlan, stream: &TableName) -> Option<Str
                 JoinType::Full => false,
             };
             if preserved {
-                incremental_problem(if left { &join.left } else { &join.right }, stream)
+                blocker(if left { &join.left } else { &join.right }, table)
             } else {
-                Some(format!(
-                    "a {} join keeps the other side's rows whether or not STREAM({stream}) matches them, so every build would add them again",
-                    join.join_type
-                ))
+                Some(Blocker::Join(join.join_type))
             }
         }
         other => other
             .inputs()
             .into_iter()
-            .find_map(|input| incremental_problem(input, stream)),
+            .find_map(|input| blocker(input, table)),
     }
+}
+
+fn is_scan_of(node: &LogicalPlan, name: &str) -> bool {
+    matches!(node, LogicalPlan::TableScan(scan) if scan.table_name.to_string() == name)
+}
+
+/// Whether the query gives the same rows from the same inputs: it calls no function whose
+/// result may change between runs (`now()`, `random()`).
+pub fn is_repeatable(plan: &LogicalPlan) -> bool {
+    let mut repeatable = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|inner| {
+                if let Expr::ScalarFunction(call) = inner
+                    && call.func.signature().volatility != Volatility::Immutable
+                {
+                    repeatable = false;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    repeatable
 }
 
 /// Whether the plan (or a subquery in it) scans the table named `name`.
 fn reads(plan: &LogicalPlan, name: &str) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node
-            && scan.table_name.to_string() == name
-        {
+        if is_scan_of(node, name) {
             found = true;
             return Ok(TreeNodeRecursion::Stop);
         }
@@ -201,6 +282,29 @@ mod tests {
                 "{sql}: {problem:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_table_read_twice_is_not_built_from_its_added_rows() {
+        for sql in [
+            "SELECT a.id FROM raw.readings a JOIN raw.readings b USING (sensor)",
+            "SELECT id FROM raw.readings WHERE value > (SELECT avg(value) FROM raw.readings)",
+        ] {
+            let problem = added_rows_problem(&plan(sql).await, &readings());
+            assert!(
+                problem
+                    .as_deref()
+                    .is_some_and(|text| text.contains("read more than once")),
+                "{sql}: {problem:?}"
+            );
+        }
+        let joined = "SELECT r.id, s.site FROM raw.readings r JOIN raw.sensors s USING (sensor)";
+        assert_eq!(added_rows_problem(&plan(joined).await, &readings()), None);
+        let counted = "SELECT sensor, count(*) AS n FROM raw.readings GROUP BY sensor";
+        assert_eq!(
+            added_rows_problem(&plan(counted).await, &readings()).as_deref(),
+            Some("an aggregate (GROUP BY, count, sum…) needs every row of raw.readings")
+        );
     }
 
     #[tokio::test]

@@ -70,6 +70,15 @@ pub const QUARANTINE_SUFFIX: &str = "__quarantine";
 pub const REJECTS_SUFFIX: &str = "__rejects";
 
 impl TableName {
+    /// A name as it is written and displayed, `layer.name`; None when it is not one.
+    pub fn parse(text: &str) -> Option<TableName> {
+        let (layer, name) = text.split_once('.')?;
+        Some(TableName {
+            layer: Layer::parse(layer)?,
+            name: name.to_owned(),
+        })
+    }
+
     /// The table that holds this table's quarantined rows, in the same layer.
     pub fn quarantine(&self) -> TableName {
         TableName {

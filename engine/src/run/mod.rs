@@ -3,6 +3,7 @@
 
 mod publish;
 mod raw;
+mod refresh;
 mod report;
 
 use std::collections::BTreeSet;

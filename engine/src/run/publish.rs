@@ -3,13 +3,11 @@ use std::sync::Arc;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::Column;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::functions_window::expr_fn::{lag, lead, rank, row_number};
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, JoinType, LogicalPlan, LogicalPlanBuilder, Operator, Volatility,
-    binary_expr, cast, lit,
+    Expr, ExprFunctionExt, JoinType, LogicalPlanBuilder, Operator, binary_expr, cast, lit,
 };
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
@@ -24,11 +22,12 @@ use strata_storage::increment::{self, Increment};
 use strata_storage::{CommitLog, TableDir, cleanup, delta_publish, paths, storage_schema};
 
 use super::Build;
+use super::refresh::{self, Refresh};
 use super::report::{StreamRead, TableReport, TableStatus};
 use crate::engine::job_name;
 use crate::error::{BuildStep, EngineError, Result};
 use crate::expectations::Checker;
-use crate::stream;
+use crate::stream::{self, is_repeatable};
 use crate::write::{FileFormat, WriteFilesExec, WriteSpec};
 
 /// Builds and publishes one table; on any error nothing is committed to it.
@@ -64,12 +63,22 @@ pub(super) async fn build(
         None
     };
     let definition = definition(table);
-    let stream = match table.stream() {
-        Some(read) => {
+    let refresh = match (table.stream(), &table.mode) {
+        (None, WriteMode::Replace | WriteMode::Merge { .. }) => {
+            Some(refresh::choose(build, node, table, recorded.as_ref(), &definition).await?)
+        }
+        _ => None,
+    };
+    let strategy = refresh.as_ref().map(Refresh::describe);
+    let stream = match (table.stream(), refresh) {
+        (Some(read), _) => {
             Some(stream_rows(build, node, table, read, recorded.as_ref(), &definition).await?)
         }
-        None => None,
+        (None, Some(Refresh::Added(rows))) => Some(rows),
+        (None, _) => None,
     };
+    // Built from the rows added to an input it reads whole, as a rebuild would.
+    let implicit = table.stream().is_none() && stream.is_some();
     let state = match &stream {
         Some(stream) => {
             stream::session_reading(&ctx.state(), &stream.table, Arc::clone(&stream.rows.rows))
@@ -88,8 +97,11 @@ pub(super) async fn build(
             return up_to_date(ctx, &name, &target, report).await;
         }
     }
-    // A build that reads its stream's new rows adds to the table; any other rebuilds.
-    let rebuild = build.full_refresh || stream.as_ref().is_some_and(|stream| stream.rows.whole);
+    // A build that reads its stream's new rows adds to the table; any other rebuilds,
+    // a MERGE KEY table too: merging every row again would cost more and give the same.
+    let rebuild = build.full_refresh
+        || stream.as_ref().is_some_and(|stream| stream.rows.whole)
+        || stream.is_none() && matches!(table.mode, WriteMode::Merge { .. });
     let incremental = stream.is_some() && !rebuild;
     let query = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
     let plan = state.statement_to_plan(query).await.map_err(planning)?;
@@ -122,10 +134,12 @@ pub(super) async fn build(
         .map_err(|error| EngineError::at(BuildStep::Expectations, error))?;
 
     let reads = match table.mode {
-        WriteMode::Replace if repeatable => read_versions(build, node).await?,
+        WriteMode::Replace | WriteMode::Merge { .. } if repeatable => {
+            read_versions(build, node).await?
+        }
         _ => None,
     };
-    let inputs = match (&stream, reads) {
+    let inputs = match (stream.as_ref().filter(|_| !implicit), reads) {
         (Some(stream), reads) => Some(serde_json::json!({
             "definition": definition,
             "reads": reads,
@@ -136,7 +150,7 @@ pub(super) async fn build(
         }
         (None, None) => None,
     };
-    if table.mode == WriteMode::Replace
+    if matches!(table.mode, WriteMode::Replace | WriteMode::Merge { .. })
         && !build.full_refresh
         && range.is_none()
         && inputs.is_some()
@@ -144,6 +158,7 @@ pub(super) async fn build(
     {
         return up_to_date(ctx, &name, &target, report).await;
     }
+    report.strategy = strategy;
     let provenance = Provenance {
         // The partitions outside a backfill's range were built from other inputs: no
         // record, so the next run rebuilds the whole table.
@@ -285,11 +300,11 @@ async fn up_to_date(
 }
 
 /// The rows a table reads from its stream in this build.
-struct StreamRows {
-    table: TableName,
+pub(super) struct StreamRows {
+    pub(super) table: TableName,
     /// The position the table's last commit recorded, if it still applies.
-    since: Option<u64>,
-    rows: Increment,
+    pub(super) since: Option<u64>,
+    pub(super) rows: Increment,
 }
 
 /// Reads the new rows of the table's stream since the position its last build recorded.
@@ -373,7 +388,7 @@ fn definition(table: &TableDef) -> String {
 /// The version of every table a build reads, as its commit records them. `None` when
 /// that cannot tell whether a rebuild would change anything: a read of a landing source,
 /// or of a table with no version yet.
-async fn read_versions(build: &Build<'_>, node: usize) -> Result<Option<Value>> {
+pub(super) async fn read_versions(build: &Build<'_>, node: usize) -> Result<Option<Value>> {
     let statements = &build.compiled.pipeline.statements;
     let mut reads = serde_json::Map::new();
     for &upstream in build.compiled.graph.upstream(node) {
@@ -391,26 +406,6 @@ async fn read_versions(build: &Build<'_>, node: usize) -> Result<Option<Value>> 
         reads.insert(read.name.to_string(), Value::from(version));
     }
     Ok(Some(Value::Object(reads)))
-}
-
-/// Whether the query gives the same rows from the same inputs: it calls no function whose
-/// result may change between runs (`now()`, `random()`).
-fn is_repeatable(plan: &LogicalPlan) -> bool {
-    let mut repeatable = true;
-    let _ = plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|expr| {
-            expr.apply(|inner| {
-                if let Expr::ScalarFunction(call) = inner
-                    && call.func.signature().volatility != Volatility::Immutable
-                {
-                    repeatable = false;
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })
-    });
-    repeatable
 }
 
 /// The staged rows as one frame (empty, with the table's columns, when nothing was kept).

@@ -112,6 +112,10 @@ pub struct TableReport {
     /// What a table that reads a `STREAM` read of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<StreamRead>,
+    /// How a table that reads no `STREAM` was built: from the rows added to one input
+    /// (`incremental: …`) or whole, and why (`full: …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
 }
 
 /// The part of its stream an incremental build read.
@@ -150,6 +154,7 @@ impl TableReport {
             oldest_new_file_ms: None,
             landing_files: Vec::new(),
             stream: None,
+            strategy: None,
         }
     }
 
