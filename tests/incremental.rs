@@ -245,6 +245,8 @@ CREATE TABLE ranked.high AS SELECT reading_id, version, value FROM enriched.plau
 CREATE TABLE ranked.per_sensor AS
 SELECT sensor_id, count(*) AS n, max(value) AS top FROM enriched.plausible GROUP BY sensor_id;
 CREATE TABLE ranked.latest_high AS SELECT reading_id, value FROM enriched.latest WHERE value > 30;
+-- Without SEQUENCE BY a merge cannot order a key's rows across builds: rebuilt.
+CREATE TABLE enriched.sites WRITE MERGE KEY (sensor_id) AS SELECT sensor_id, site FROM raw.sensors;
 ";
 
 const WHOLE_READ_TABLES: [&str; 7] = [
@@ -368,6 +370,10 @@ fn tables_that_read_whole_inputs_are_built_from_added_rows_and_equal_a_full_refr
         (
             "enriched.by_site_left",
             "(built from the rows added to raw.readings when",
+        ),
+        (
+            "enriched.sites",
+            "(rebuilt whole: MERGE KEY without SEQUENCE BY cannot order a key's rows across builds)",
         ),
         (
             "ranked.per_sensor",

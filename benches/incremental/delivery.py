@@ -117,7 +117,8 @@ def delivery(landing, number, history_rows, new_rows, corrections):
     rng = random.Random(number)
     first = history_rows + (number - 1) * new_rows
     lines = [line(reading_id, 1, rng) for reading_id in range(first, first + new_rows)]
-    lines += [line(rng.randrange(0, history_rows), number + 1, rng) for _ in range(corrections)]
+    # Distinct readings: two corrections of one reading in one delivery would share a version.
+    lines += [line(reading_id, number + 1, rng) for reading_id in rng.sample(range(history_rows), corrections)]
     write_file(os.path.join(landing, f"delivery-{number:03}.csv.gz"), lines)
 
 

@@ -76,6 +76,12 @@ pub(crate) async fn run(args: CheckArgs, out: &mut impl Write) -> Result<(), Cli
                     .collect();
                 let refresh = match (&stream, &table.mode) {
                     (Some(_), _) => " (incremental: each build reads only the rows its stream added since the last one, the other tables whole)".to_owned(),
+                    (
+                        None,
+                        WriteMode::Merge {
+                            sequence_by: None, ..
+                        },
+                    ) => " (rebuilt whole: MERGE KEY without SEQUENCE BY cannot order a key's rows across builds)".to_owned(),
                     (None, WriteMode::Replace | WriteMode::Merge { .. }) => {
                         format!(" ({})", refresh_strategy(&compiled, node, table).await?)
                     }

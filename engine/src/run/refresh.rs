@@ -8,7 +8,7 @@
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use serde_json::Value;
-use strata_language::{Format, TableDef, TableName};
+use strata_language::{Format, TableDef, TableName, WriteMode};
 use strata_storage::increment;
 
 use super::Build;
@@ -51,6 +51,13 @@ pub(super) async fn choose(
     }
     if build.backfill.is_some() {
         return whole("a backfill");
+    }
+    if let WriteMode::Merge {
+        sequence_by: None, ..
+    } = table.mode
+    {
+        // A rebuild refuses a key with different rows; merging build by build would not.
+        return whole("MERGE KEY without SEQUENCE BY cannot order a key's rows across builds");
     }
     let Some(recorded) = recorded else {
         return whole("no earlier build to add to");
