@@ -241,21 +241,29 @@ CREATE TABLE enriched.latest WRITE MERGE KEY (reading_id) SEQUENCE BY version AS
 SELECT reading_id, value, version FROM raw.readings;
 -- Downstream of a table built from added rows: its added rows again.
 CREATE TABLE ranked.high AS SELECT reading_id, version, value FROM enriched.plausible WHERE value > 30;
--- An aggregate needs every row; a merged-into input is not only added to.
+-- Aggregates recompute the groups the added rows fall in (a NULL group too).
 CREATE TABLE ranked.per_sensor AS
-SELECT sensor_id, count(*) AS n, max(value) AS top FROM enriched.plausible GROUP BY sensor_id;
+SELECT sensor_id, count(*) AS n, max(value) AS top, avg(value) AS mean FROM enriched.plausible GROUP BY sensor_id;
+CREATE TABLE ranked.per_site_left AS
+SELECT site, count(*) AS n, min(version) AS first FROM enriched.by_site_left GROUP BY site;
+-- HAVING can drop a group rows are added to: rebuilt. A merged-into input is not
+-- only added to: rebuilt.
+CREATE TABLE ranked.busy AS
+SELECT sensor_id, count(*) AS n FROM enriched.plausible GROUP BY sensor_id HAVING count(*) > 500;
 CREATE TABLE ranked.latest_high AS SELECT reading_id, value FROM enriched.latest WHERE value > 30;
 -- Without SEQUENCE BY a merge cannot order a key's rows across builds: rebuilt.
 CREATE TABLE enriched.sites WRITE MERGE KEY (sensor_id) AS SELECT sensor_id, site FROM raw.sensors;
 ";
 
-const WHOLE_READ_TABLES: [&str; 7] = [
+const WHOLE_READ_TABLES: [&str; 9] = [
     "enriched/plausible",
     "enriched/by_site",
     "enriched/by_site_left",
     "enriched/latest",
     "ranked/high",
     "ranked/per_sensor",
+    "ranked/per_site_left",
+    "ranked/busy",
     "ranked/latest_high",
 ];
 
@@ -310,8 +318,30 @@ fn tables_that_read_whole_inputs_are_built_from_added_rows_and_equal_a_full_refr
         assert_eq!(strategy("enriched.plausible"), added("raw.readings"));
         assert_eq!(strategy("enriched.latest"), added("raw.readings"));
         assert_eq!(strategy("ranked.high"), added("enriched.plausible"));
+        let regrouped = |key: &str, input: &str| {
+            format!("incremental: the groups of ({key}) the rows added to {input} fall in")
+        };
+        assert!(
+            strategy("ranked.per_sensor")
+                .starts_with(&regrouped("sensor_id", "enriched.plausible")),
+            "{}",
+            strategy("ranked.per_sensor")
+        );
+        let per_site = strategy("ranked.per_site_left");
+        if batch == 2 {
+            assert!(
+                per_site
+                    .starts_with("full: enriched.by_site_left changed other than by added rows"),
+                "{per_site}"
+            );
+        } else {
+            assert!(
+                per_site.starts_with(&regrouped("site", "enriched.by_site_left")),
+                "{per_site}"
+            );
+        }
         assert_eq!(
-            strategy("ranked.per_sensor"),
+            strategy("ranked.busy"),
             "full: an aggregate (GROUP BY, count, sum…) needs every row of enriched.plausible"
         );
         assert!(
@@ -336,7 +366,12 @@ fn tables_that_read_whole_inputs_are_built_from_added_rows_and_equal_a_full_refr
         );
     }
     let shown = run(&setup.pipeline, &setup.incremental, &[]);
-    for table in ["enriched.plausible", "enriched.latest", "ranked.per_sensor"] {
+    for table in [
+        "enriched.plausible",
+        "enriched.latest",
+        "ranked.per_sensor",
+        "ranked.busy",
+    ] {
         assert_eq!(
             table_report(&shown, table)["status"],
             "up_to_date",
@@ -377,6 +412,10 @@ fn tables_that_read_whole_inputs_are_built_from_added_rows_and_equal_a_full_refr
         ),
         (
             "ranked.per_sensor",
+            "(its groups of (sensor_id) that rows added to enriched.plausible fall in recomputed when only that input changed by added rows, whole otherwise)",
+        ),
+        (
+            "ranked.busy",
             "(rebuilt whole: an aggregate (GROUP BY, count, sum…) needs every row of enriched.plausible)",
         ),
     ] {

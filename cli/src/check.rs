@@ -125,5 +125,6 @@ async fn refresh_strategy(
             }
         }
     }
-    Ok(stream::refresh_strategy(&plan, &inputs))
+    let regroupable = table.mode == WriteMode::Replace && table.expectations.is_empty();
+    Ok(stream::refresh_strategy(&plan, &inputs, regroupable))
 }

@@ -35,11 +35,8 @@ pub fn incremental_problem(plan: &LogicalPlan, stream: &TableName) -> Option<Str
 /// (a self-join) or in a subquery would meet only its new rows there too.
 pub fn added_rows_problem(plan: &LogicalPlan, table: &TableName) -> Option<String> {
     let name = table.to_string();
-    let (mut scans, mut in_plan) = (0, 0);
-    let _ = plan.apply_with_subqueries(|node| {
-        scans += usize::from(is_scan_of(node, &name));
-        Ok(TreeNodeRecursion::Continue)
-    });
+    let scans = scans(plan, table);
+    let mut in_plan = 0;
     let _ = plan.apply(|node| {
         in_plan += usize::from(is_scan_of(node, &name));
         Ok(TreeNodeRecursion::Continue)
@@ -60,25 +57,91 @@ pub fn added_rows_problem(plan: &LogicalPlan, table: &TableName) -> Option<Strin
 
 /// How a table that reads no STREAM is refreshed, as `strata check` says it: from the
 /// rows added to which of its `inputs`, or whole and why.
-pub fn refresh_strategy(plan: &LogicalPlan, inputs: &[TableName]) -> String {
+/// `regroupable`: the table may recompute its groups (a replace table with no
+/// expectations).
+pub fn refresh_strategy(plan: &LogicalPlan, inputs: &[TableName], regroupable: bool) -> String {
     if !is_repeatable(plan) {
         return "rebuilt whole: it calls a function whose result may change between runs".into();
     }
     let mut problems = Vec::new();
     let mut addable = Vec::new();
+    let mut grouped = Vec::new();
     for input in inputs {
         match added_rows_problem(plan, input) {
-            Some(problem) => problems.push(problem),
             None => addable.push(input.to_string()),
+            Some(problem) => match aggregate_key(plan, input).filter(|_| regroupable) {
+                Some(key) => grouped.push((input.to_string(), key.join(", "))),
+                None => problems.push(problem),
+            },
         }
     }
-    if addable.is_empty() {
-        return format!("rebuilt whole: {}", problems.join("; "));
+    let when = "when only that input changed by added rows, whole otherwise";
+    if !addable.is_empty() {
+        return format!(
+            "built from the rows added to {} {when}",
+            addable.join(" or ")
+        );
     }
-    format!(
-        "built from the rows added to {} when only that input changed by added rows, whole otherwise",
-        addable.join(" or ")
-    )
+    if let Some((_, key)) = grouped.first() {
+        let inputs: Vec<&str> = grouped.iter().map(|(input, _)| input.as_str()).collect();
+        return format!(
+            "its groups of ({key}) that rows added to {} fall in recomputed {when}",
+            inputs.join(" or ")
+        );
+    }
+    format!("rebuilt whole: {}", problems.join("; "))
+}
+
+/// The group columns of a query that is one aggregate, row by row in `input` below it
+/// (read once), with every group column passed through by the projections above it
+/// under its name; None for any other query (`HAVING`, `ORDER BY`, a renamed or
+/// computed group key, no `GROUP BY`).
+pub fn aggregate_key(plan: &LogicalPlan, input: &TableName) -> Option<Vec<String>> {
+    let mut projections = Vec::new();
+    let mut node = plan;
+    let aggregate = loop {
+        match node {
+            LogicalPlan::Projection(projection) => {
+                projections.push(projection);
+                node = &projection.input;
+            }
+            LogicalPlan::Aggregate(aggregate) => break aggregate,
+            _ => return None,
+        }
+    };
+    let key: Vec<String> = aggregate
+        .group_expr
+        .iter()
+        .map(|expr| match expr {
+            Expr::Column(column) => Some(column.name.clone()),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let passed = |name: &String| {
+        projections.iter().all(|projection| {
+            projection
+                .expr
+                .iter()
+                .any(|expr| matches!(expr, Expr::Column(column) if &column.name == name))
+        })
+    };
+    let read_once = scans(plan, input) == 1;
+    (!key.is_empty()
+        && key.iter().all(passed)
+        && read_once
+        && added_rows_problem(&aggregate.input, input).is_none())
+    .then_some(key)
+}
+
+/// How many times the plan (its subqueries too) scans `table`.
+pub fn scans(plan: &LogicalPlan, table: &TableName) -> usize {
+    let name = table.to_string();
+    let mut scans = 0;
+    let _ = plan.apply_with_subqueries(|node| {
+        scans += usize::from(is_scan_of(node, &name));
+        Ok(TreeNodeRecursion::Continue)
+    });
+    scans
 }
 
 /// What above a table's scan needs more than its new rows.

@@ -22,7 +22,7 @@ use strata_storage::increment::{self, Increment};
 use strata_storage::{CommitLog, TableDir, cleanup, delta_publish, paths, storage_schema};
 
 use super::Build;
-use super::refresh::{self, Refresh};
+use super::refresh::{self, Refresh, Regroup};
 use super::report::{StreamRead, TableReport, TableStatus};
 use crate::engine::job_name;
 use crate::error::{BuildStep, EngineError, Result};
@@ -70,16 +70,23 @@ pub(super) async fn build(
         _ => None,
     };
     let strategy = refresh.as_ref().map(Refresh::describe);
-    let stream = match (table.stream(), refresh) {
-        (Some(read), _) => {
-            Some(stream_rows(build, node, table, read, recorded.as_ref(), &definition).await?)
+    let (stream, regroup) = match (table.stream(), refresh) {
+        (Some(read), _) => (
+            Some(stream_rows(build, node, table, read, recorded.as_ref(), &definition).await?),
+            None,
+        ),
+        (None, Some(Refresh::Added(rows))) => (Some(rows), None),
+        (None, Some(Refresh::Regroup(regroup))) => {
+            let Regroup {
+                added, key, plan, ..
+            } = *regroup;
+            (Some(added), Some((key, plan)))
         }
-        (None, Some(Refresh::Added(rows))) => Some(rows),
-        (None, _) => None,
+        (None, _) => (None, None),
     };
     // Built from the rows added to an input it reads whole, as a rebuild would.
     let implicit = table.stream().is_none() && stream.is_some();
-    let state = match &stream {
+    let state = match stream.as_ref().filter(|_| regroup.is_none()) {
         Some(stream) => {
             stream::session_reading(&ctx.state(), &stream.table, Arc::clone(&stream.rows.rows))
                 .await
@@ -104,7 +111,11 @@ pub(super) async fn build(
         || stream.is_none() && matches!(table.mode, WriteMode::Merge { .. });
     let incremental = stream.is_some() && !rebuild;
     let query = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
-    let plan = state.statement_to_plan(query).await.map_err(planning)?;
+    let (regroup_key, regroup_plan) = regroup.unzip();
+    let plan = match regroup_plan {
+        Some(plan) => plan,
+        None => state.statement_to_plan(query).await.map_err(planning)?,
+    };
     let repeatable = is_repeatable(&plan);
     // A backfill builds only its range's rows, and replaces only its range's partitions.
     let range = build
@@ -165,15 +176,16 @@ pub(super) async fn build(
         inputs: inputs.filter(|_| range.is_none()),
         stream_position: stream.as_ref().map(|stream| stream.rows.position),
     };
-    let merges = match &table.mode {
-        WriteMode::Scd2 { .. }
-        | WriteMode::Merge {
-            sequence_by: Some(_),
-            ..
-        } => true,
-        WriteMode::Merge { .. } => delta_publish::exists(&target) && !rebuild,
-        WriteMode::Replace | WriteMode::Append => false,
-    };
+    let merges = regroup_key.is_some()
+        || match &table.mode {
+            WriteMode::Scd2 { .. }
+            | WriteMode::Merge {
+                sequence_by: Some(_),
+                ..
+            } => true,
+            WriteMode::Merge { .. } => delta_publish::exists(&target) && !rebuild,
+            WriteMode::Replace | WriteMode::Append => false,
+        };
     let staging = dir.staging(build.run_id);
     let quarantines = table
         .expectations
@@ -218,7 +230,18 @@ pub(super) async fn build(
         let adds = written.delta_adds();
         #[cfg(feature = "faults")]
         crate::faults::before_commit(&table.name).await;
-        let published = if merges {
+        let published = if let Some(key) = &regroup_key {
+            // The recomputed groups replace theirs; groups only gain rows, so none goes.
+            let staged = staged_rows(ctx, &staging, &adds, &schema)
+                .await
+                .map_err(|error| EngineError::at(BuildStep::ReadingStagedRows, error))?;
+            let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+            let on = MergeOn {
+                key,
+                sequence_by: None,
+            };
+            delta_publish::merge(target, staged, on, &columns, provenance).await?
+        } else if merges {
             let staged = staged_rows(ctx, &staging, &adds, &schema)
                 .await
                 .map_err(|error| EngineError::at(BuildStep::ReadingStagedRows, error))?;

@@ -3,8 +3,18 @@
 //! that input (projections, filters, inner joins and left joins that keep its rows,
 //! deterministic functions), the table is built from those rows alone: appended to a
 //! replace table, merged into a MERGE KEY table. That gives the rows a rebuild would.
+//! An aggregate over such an input (`GROUP BY` columns it outputs as they are, no
+//! `HAVING`, no expectations) recomputes only the groups the added rows fall in, from
+//! every row of its input, and merges them into the table on its group columns.
 //! Otherwise it is rebuilt whole, and the run report says why.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, in_list, lit};
+use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use serde_json::Value;
@@ -14,14 +24,28 @@ use strata_storage::increment;
 use super::Build;
 use super::publish::{StreamRows, read_versions};
 use crate::error::{BuildStep, EngineError, Result};
-use crate::stream::{added_rows_problem, is_repeatable};
+use crate::stream::{added_rows_problem, aggregate_key, is_repeatable};
 
 /// How the table is built this time.
 pub(super) enum Refresh {
     /// From the rows added to one input.
     Added(StreamRows),
+    /// The groups the rows added to one input fall in, recomputed.
+    Regroup(Box<Regroup>),
     /// Whole, and why.
     Whole(String),
+}
+
+/// An aggregate's groups that rows added to its input fall in.
+pub(super) struct Regroup {
+    /// What was added, for the position the build records.
+    pub(super) added: StreamRows,
+    /// The group columns, as the table names them: what the merge matches on.
+    pub(super) key: Vec<String>,
+    /// The query, over those groups' rows only.
+    pub(super) plan: LogicalPlan,
+    /// How many key values the added rows hold.
+    values: usize,
 }
 
 impl Refresh {
@@ -31,10 +55,20 @@ impl Refresh {
             Refresh::Added(rows) => {
                 format!("incremental: the rows added to {}, row by row", rows.table)
             }
+            Refresh::Regroup(regroup) => format!(
+                "incremental: the groups of ({}) the rows added to {} fall in ({} key value(s)), recomputed",
+                regroup.key.join(", "),
+                regroup.added.table,
+                regroup.values
+            ),
             Refresh::Whole(why) => format!("full: {why}"),
         }
     }
 }
+
+/// Key values beyond which recomputing the groups they select costs about what a
+/// rebuild does.
+const MOST_KEY_VALUES: usize = 10_000;
 
 /// Chooses how to build `table` (node `node`), which reads no `STREAM`, from what its
 /// last commit `recorded` (its definition and each input's version).
@@ -95,8 +129,15 @@ pub(super) async fn choose(
     if !is_repeatable(&plan) {
         return whole("it calls a function whose result may change between runs");
     }
-    if let Some(problem) = added_rows_problem(&plan, &input) {
-        return whole(&problem);
+    let problem = added_rows_problem(&plan, &input);
+    let group_key = match &problem {
+        Some(_) if table.mode == WriteMode::Replace && table.expectations.is_empty() => {
+            aggregate_key(&plan, &input)
+        }
+        _ => None,
+    };
+    if let (Some(problem), None) = (&problem, &group_key) {
+        return whole(problem);
     }
     let (Some(format), Some(version)) = (
         input.layer.format(),
@@ -133,9 +174,112 @@ pub(super) async fn choose(
             "{input} changed other than by added rows (rewritten, merged into, or compacted since)"
         ));
     }
-    Ok(Refresh::Added(StreamRows {
+    let added = StreamRows {
         table: input,
         since: Some(since),
         rows,
-    }))
+    };
+    let Some(key) = group_key else {
+        return Ok(Refresh::Added(added));
+    };
+    regroup(build, table, &plan, added, key).await
+}
+
+/// The query over the groups the added rows fall in: each group column restricted to
+/// the values the added rows hold (a superset of their groups, each group whole).
+async fn regroup(
+    build: &Build<'_>,
+    table: &TableDef,
+    plan: &LogicalPlan,
+    added: StreamRows,
+    key: Vec<String>,
+) -> Result<Refresh> {
+    let planning = |error| EngineError::at(BuildStep::Planning, error);
+    let state = crate::stream::session_reading(
+        &build.compiled.ctx.state(),
+        &added.table,
+        Arc::clone(&added.rows.rows),
+    )
+    .await
+    .map_err(planning)?;
+    let query = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
+    let over_added = state.statement_to_plan(query).await.map_err(planning)?;
+    let (Some(on_added), Some(on_all)) = (aggregate_of(&over_added), aggregate_of(plan)) else {
+        return Ok(Refresh::Whole("the query is not one aggregate".into()));
+    };
+    let keys = LogicalPlanBuilder::from(on_added.input.as_ref().clone())
+        .aggregate(on_added.group_expr.clone(), Vec::<Expr>::new())
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(planning)?;
+    let found = DataFrame::new(state, keys)
+        .collect()
+        .await
+        .map_err(|error| EngineError::at(BuildStep::RunningTheQuery, error))?;
+    let mut values: Vec<HashSet<ScalarValue>> = vec![HashSet::new(); key.len()];
+    for batch in &found {
+        for (column, seen) in values.iter_mut().enumerate() {
+            for row in 0..batch.num_rows() {
+                let value =
+                    ScalarValue::try_from_array(batch.column(column), row).map_err(planning)?;
+                seen.insert(value);
+            }
+        }
+    }
+    let count: usize = values.iter().map(HashSet::len).sum();
+    if count > MOST_KEY_VALUES {
+        return Ok(Refresh::Whole(format!(
+            "the rows added to {} hold {count} group key values: recomputing their groups would cost about a rebuild",
+            added.table
+        )));
+    }
+    let within = on_all
+        .group_expr
+        .iter()
+        .zip(values)
+        .map(|(column, seen)| {
+            let null = seen.iter().any(ScalarValue::is_null);
+            let listed: Vec<Expr> = seen.into_iter().filter(|v| !v.is_null()).map(lit).collect();
+            let among = in_list(column.clone(), listed, false);
+            if null {
+                among.or(column.clone().is_null())
+            } else {
+                among
+            }
+        })
+        .reduce(Expr::and)
+        .unwrap_or(lit(true));
+    let restricted = plan
+        .clone()
+        .transform_down(|node| match node {
+            LogicalPlan::Aggregate(aggregate) => {
+                let input = LogicalPlanBuilder::from(aggregate.input.as_ref().clone())
+                    .filter(within.clone())?
+                    .build()?;
+                let aggregate =
+                    Aggregate::try_new(Arc::new(input), aggregate.group_expr, aggregate.aggr_expr)?;
+                Ok(Transformed::new(
+                    LogicalPlan::Aggregate(aggregate),
+                    true,
+                    TreeNodeRecursion::Jump,
+                ))
+            }
+            other => Ok(Transformed::no(other)),
+        })
+        .map_err(planning)?
+        .data;
+    Ok(Refresh::Regroup(Box::new(Regroup {
+        added,
+        key,
+        plan: restricted,
+        values: count,
+    })))
+}
+
+/// The aggregate under the projections at the top of a plan.
+fn aggregate_of(plan: &LogicalPlan) -> Option<&Aggregate> {
+    match plan {
+        LogicalPlan::Projection(projection) => aggregate_of(&projection.input),
+        LogicalPlan::Aggregate(aggregate) => Some(aggregate),
+        _ => None,
+    }
 }
