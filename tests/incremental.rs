@@ -273,12 +273,18 @@ fn dump_whole_reads(warehouse: &Path) -> Vec<String> {
     python(&args).lines().map(str::to_owned).collect()
 }
 
-#[test]
-fn tables_that_read_whole_inputs_are_built_from_added_rows_and_equal_a_full_refresh() {
-    let setup = setup("incremental-whole-reads");
+/// A setup whose pipeline is the landing and raw tables and [`WHOLE_READS`].
+fn whole_reads_setup(name: &str) -> Setup {
+    let setup = setup(name);
     let text = std::fs::read_to_string(&setup.pipeline).unwrap();
     let head = &text[..text.find("-- Every delivered row once").unwrap()];
     std::fs::write(&setup.pipeline, format!("{head}{WHOLE_READS}")).unwrap();
+    setup
+}
+
+#[test]
+fn tables_that_read_whole_inputs_are_built_from_added_rows_and_equal_a_full_refresh() {
+    let setup = whole_reads_setup("incremental-whole-reads");
     for batch in 0..4 {
         deliver(&setup.landing, batch);
         if batch == 2 {
@@ -529,6 +535,55 @@ fn a_build_killed_before_its_commit_loses_and_duplicates_nothing() {
         log_rows,
         3 * 300 + 5 + 10 - 3,
         "every delivered row once, the 3 implausible ones set aside"
+    );
+}
+
+#[test]
+fn whole_read_tables_killed_before_their_commit_or_racing_lose_and_duplicate_nothing() {
+    let setup = whole_reads_setup("incremental-whole-reads-faults");
+    deliver(&setup.landing, 0);
+    run(&setup.pipeline, &setup.incremental, &[]);
+
+    // Killed before the commit of groups recomputed from rows its input added (the
+    // input's own build from added rows committed before).
+    deliver(&setup.landing, 1);
+    let mut child = run_paused_at(&setup, "ranked.per_sensor", 60, &[]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let shown = run(&setup.pipeline, &setup.incremental, &[]);
+    let strategy = &table_report(&shown, "ranked.per_sensor")["strategy"];
+    assert!(
+        strategy
+            .as_str()
+            .is_some_and(|text| text.starts_with("incremental: the groups")),
+        "{strategy}"
+    );
+
+    // Two runs build the same table from the same added rows: one commits.
+    deliver(&setup.landing, 2);
+    let select = ["--select", "enriched.plausible"];
+    let first = run_paused_at(&setup, "enriched.plausible", 6, &select);
+    let second = run(&setup.pipeline, &setup.incremental, &select);
+    assert_eq!(
+        table_report(&second, "enriched.plausible")["status"],
+        "built"
+    );
+    let first = first.wait_with_output().unwrap();
+    let lost = table_report(&stdout(&first), "enriched.plausible");
+    assert_eq!(lost["status"], "failed", "{lost}");
+    assert!(!first.status.success());
+
+    run(&setup.pipeline, &setup.incremental, &[]);
+    run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+    assert_eq!(
+        dump_whole_reads(&setup.incremental),
+        dump_whole_reads(&setup.full)
+    );
+    let plausible = dump_whole_reads(&setup.incremental)[0].clone();
+    assert_eq!(
+        plausible.matches("reading_id").count(),
+        3 * 300 + 5 + 10 - 3,
+        "every delivered row once, the 3 implausible ones left out"
     );
 }
 
