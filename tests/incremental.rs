@@ -246,6 +246,17 @@ CREATE TABLE ranked.per_sensor AS
 SELECT sensor_id, count(*) AS n, max(value) AS top, avg(value) AS mean FROM enriched.plausible GROUP BY sensor_id;
 CREATE TABLE ranked.per_site_left AS
 SELECT site, count(*) AS n, min(version) AS first FROM enriched.by_site_left GROUP BY site;
+-- Window functions recompute the partitions the added rows fall in.
+CREATE TABLE ranked.top3 AS
+SELECT sensor_id, reading_id, version, value FROM (
+  SELECT sensor_id, reading_id, version, value,
+         row_number() OVER (PARTITION BY sensor_id ORDER BY value DESC, reading_id, version) AS place
+  FROM enriched.plausible)
+WHERE place <= 3;
+CREATE TABLE ranked.changes AS
+SELECT reading_id, version, sensor_id,
+       value - lag(value) OVER (PARTITION BY sensor_id ORDER BY ts, reading_id, version) AS change
+FROM enriched.plausible;
 -- HAVING can drop a group rows are added to: rebuilt. A merged-into input is not
 -- only added to: rebuilt.
 CREATE TABLE ranked.busy AS
@@ -255,7 +266,9 @@ CREATE TABLE ranked.latest_high AS SELECT reading_id, value FROM enriched.latest
 CREATE TABLE enriched.sites WRITE MERGE KEY (sensor_id) AS SELECT sensor_id, site FROM raw.sensors;
 ";
 
-const WHOLE_READ_TABLES: [&str; 9] = [
+const WHOLE_READ_TABLES: [&str; 11] = [
+    "ranked/top3",
+    "ranked/changes",
     "enriched/plausible",
     "enriched/by_site",
     "enriched/by_site_left",
@@ -346,6 +359,14 @@ fn tables_that_read_whole_inputs_are_built_from_added_rows_and_equal_a_full_refr
                 "{per_site}"
             );
         }
+        for windowed in ["ranked.top3", "ranked.changes"] {
+            let partitions = "incremental: the partitions by (sensor_id) the rows added to enriched.plausible fall in";
+            assert!(
+                strategy(windowed).starts_with(partitions),
+                "{}",
+                strategy(windowed)
+            );
+        }
         assert_eq!(
             strategy("ranked.busy"),
             "full: an aggregate (GROUP BY, count, sum…) needs every row of enriched.plausible"
@@ -423,6 +444,10 @@ fn tables_that_read_whole_inputs_are_built_from_added_rows_and_equal_a_full_refr
         (
             "ranked.busy",
             "(rebuilt whole: an aggregate (GROUP BY, count, sum…) needs every row of enriched.plausible)",
+        ),
+        (
+            "ranked.top3",
+            "(its partitions by (sensor_id) that rows added to enriched.plausible fall in recomputed when",
         ),
     ] {
         assert!(line(table).contains(expected), "{}", line(table));
@@ -579,7 +604,8 @@ fn whole_read_tables_killed_before_their_commit_or_racing_lose_and_duplicate_not
         dump_whole_reads(&setup.incremental),
         dump_whole_reads(&setup.full)
     );
-    let plausible = dump_whole_reads(&setup.incremental)[0].clone();
+    let plausible = dump_whole_reads(&setup.incremental)[2].clone();
+    assert!(plausible.starts_with("enriched/plausible"), "{plausible}");
     assert_eq!(
         plausible.matches("reading_id").count(),
         3 * 300 + 5 + 10 - 3,

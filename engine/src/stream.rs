@@ -69,8 +69,8 @@ pub fn refresh_strategy(plan: &LogicalPlan, inputs: &[TableName], regroupable: b
     for input in inputs {
         match added_rows_problem(plan, input) {
             None => addable.push(input.to_string()),
-            Some(problem) => match aggregate_key(plan, input).filter(|_| regroupable) {
-                Some(key) => grouped.push((input.to_string(), key.join(", "))),
+            Some(problem) => match recompute_key(plan, input).filter(|_| regroupable) {
+                Some((keyed, key)) => grouped.push((input.to_string(), keyed, key.join(", "))),
                 None => problems.push(problem),
             },
         }
@@ -82,35 +82,66 @@ pub fn refresh_strategy(plan: &LogicalPlan, inputs: &[TableName], regroupable: b
             addable.join(" or ")
         );
     }
-    if let Some((_, key)) = grouped.first() {
-        let inputs: Vec<&str> = grouped.iter().map(|(input, _)| input.as_str()).collect();
+    if let Some((_, keyed, key)) = grouped.first() {
+        let inputs: Vec<&str> = grouped.iter().map(|(input, ..)| input.as_str()).collect();
+        let sets = match keyed {
+            Keyed::Groups => "groups of",
+            Keyed::Partitions => "partitions by",
+        };
         return format!(
-            "its groups of ({key}) that rows added to {} fall in recomputed {when}",
+            "its {sets} ({key}) that rows added to {} fall in recomputed {when}",
             inputs.join(" or ")
         );
     }
     format!("rebuilt whole: {}", problems.join("; "))
 }
 
-/// The group columns of a query that is one aggregate, row by row in `input` below it
-/// (read once), with every group column passed through by the projections above it
-/// under its name; None for any other query (`HAVING`, `ORDER BY`, a renamed or
-/// computed group key, no `GROUP BY`).
-pub fn aggregate_key(plan: &LogicalPlan, input: &TableName) -> Option<Vec<String>> {
+/// How a query's rows fall into sets by a key that can be recomputed set by set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyed {
+    /// The groups of one aggregate.
+    Groups,
+    /// The partitions of window functions all partitioned alike.
+    Partitions,
+}
+
+/// The key of a query whose rows fall into such sets: one aggregate (no `HAVING`), or
+/// window functions partitioned alike (filters above them allowed, `QUALIFY` say), of
+/// plain columns that the projections above pass through under their names, row by
+/// row in `input` below it (read once). None for any other query.
+pub fn recompute_key(plan: &LogicalPlan, input: &TableName) -> Option<(Keyed, Vec<String>)> {
     let mut projections = Vec::new();
+    let mut filtered = false;
     let mut node = plan;
-    let aggregate = loop {
+    let (keyed, key, below) = loop {
         match node {
             LogicalPlan::Projection(projection) => {
                 projections.push(projection);
                 node = &projection.input;
             }
-            LogicalPlan::Aggregate(aggregate) => break aggregate,
+            LogicalPlan::Filter(filter) => {
+                filtered = true;
+                node = &filter.input;
+            }
+            LogicalPlan::SubqueryAlias(alias) => node = &alias.input,
+            LogicalPlan::Aggregate(aggregate) if !filtered => {
+                break (
+                    Keyed::Groups,
+                    aggregate.group_expr.clone(),
+                    &aggregate.input,
+                );
+            }
+            LogicalPlan::Window(window) => {
+                break (
+                    Keyed::Partitions,
+                    partitioned_alike(&window.window_expr)?,
+                    &window.input,
+                );
+            }
             _ => return None,
         }
     };
-    let key: Vec<String> = aggregate
-        .group_expr
+    let key: Vec<String> = key
         .iter()
         .map(|expr| match expr {
             Expr::Column(column) => Some(column.name.clone()),
@@ -125,12 +156,28 @@ pub fn aggregate_key(plan: &LogicalPlan, input: &TableName) -> Option<Vec<String
                 .any(|expr| matches!(expr, Expr::Column(column) if &column.name == name))
         })
     };
-    let read_once = scans(plan, input) == 1;
     (!key.is_empty()
         && key.iter().all(passed)
-        && read_once
-        && added_rows_problem(&aggregate.input, input).is_none())
-    .then_some(key)
+        && scans(plan, input) == 1
+        && added_rows_problem(below, input).is_none())
+    .then_some((keyed, key))
+}
+
+/// The `PARTITION BY` every window function shares, if they share one.
+fn partitioned_alike(functions: &[Expr]) -> Option<Vec<Expr>> {
+    let mut shared: Option<Vec<Expr>> = None;
+    for function in functions {
+        let Expr::WindowFunction(window) = function.clone().unalias() else {
+            return None;
+        };
+        let partition_by = window.params.partition_by;
+        match &shared {
+            Some(shared) if *shared != partition_by => return None,
+            Some(_) => {}
+            None => shared = Some(partition_by),
+        }
+    }
+    shared
 }
 
 /// How many times the plan (its subqueries too) scans `table`.
@@ -368,6 +415,30 @@ mod tests {
             added_rows_problem(&plan(counted).await, &readings()).as_deref(),
             Some("an aggregate (GROUP BY, count, sum…) needs every row of raw.readings")
         );
+    }
+
+    #[tokio::test]
+    async fn groups_and_partitions_are_recomputed_only_by_keys_passed_through() {
+        let key = |sql: &'static str| async move { recompute_key(&plan(sql).await, &readings()) };
+        let sensor = Some(vec!["sensor".to_owned()]);
+        assert_eq!(
+            key("SELECT sensor, count(*) AS n FROM raw.readings WHERE value > 0 GROUP BY sensor")
+                .await,
+            sensor.clone().map(|key| (Keyed::Groups, key))
+        );
+        assert_eq!(
+            key("SELECT sensor, id, row_number() OVER (PARTITION BY sensor ORDER BY id) AS n FROM raw.readings QUALIFY n <= 3").await,
+            sensor.map(|key| (Keyed::Partitions, key))
+        );
+        for refused in [
+            "SELECT sensor, count(*) AS n FROM raw.readings GROUP BY sensor HAVING count(*) > 1",
+            "SELECT sensor AS s, count(*) AS n FROM raw.readings GROUP BY sensor",
+            "SELECT count(*) AS n FROM raw.readings",
+            "SELECT id, row_number() OVER (PARTITION BY sensor ORDER BY id) AS a, lag(id) OVER (PARTITION BY id ORDER BY id) AS b FROM raw.readings",
+            "SELECT sensor, count(DISTINCT id) AS n FROM (SELECT DISTINCT sensor, id FROM raw.readings) GROUP BY sensor",
+        ] {
+            assert_eq!(key(refused).await, None, "{refused}");
+        }
     }
 
     #[tokio::test]

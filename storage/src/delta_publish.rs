@@ -72,16 +72,53 @@ pub async fn write(
     name: &str,
     provenance: Provenance,
 ) -> Result<DeltaTable> {
+    let mode = if replace {
+        SaveMode::Overwrite
+    } else {
+        SaveMode::Append
+    };
+    write_as(
+        table,
+        batches,
+        (mode, None),
+        partition_columns,
+        name,
+        provenance,
+    )
+    .await
+}
+
+/// Replaces the rows matching `predicate` with `batches` (each of which must match it)
+/// as one commit: files with matching rows are rewritten without them.
+pub async fn replace_where(
+    table: DeltaTable,
+    batches: Vec<RecordBatch>,
+    predicate: Expr,
+    partition_columns: &[String],
+    name: &str,
+    provenance: Provenance,
+) -> Result<DeltaTable> {
+    let how = (SaveMode::Overwrite, Some(predicate));
+    write_as(table, batches, how, partition_columns, name, provenance).await
+}
+
+async fn write_as(
+    table: DeltaTable,
+    batches: Vec<RecordBatch>,
+    (mode, replace_where): (SaveMode, Option<Expr>),
+    partition_columns: &[String],
+    name: &str,
+    provenance: Provenance,
+) -> Result<DeltaTable> {
     let dir = table.table_url().to_string();
     let mut builder = table
         .write(batches)
         .with_commit_properties(provenance.properties())
-        .with_save_mode(if replace {
-            SaveMode::Overwrite
-        } else {
-            SaveMode::Append
-        })
+        .with_save_mode(mode)
         .with_table_name(name);
+    if let Some(predicate) = replace_where {
+        builder = builder.with_replace_where(predicate);
+    }
     if !partition_columns.is_empty() {
         builder = builder.with_partition_columns(partition_columns.to_vec());
     }

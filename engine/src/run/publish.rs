@@ -78,9 +78,13 @@ pub(super) async fn build(
         (None, Some(Refresh::Added(rows))) => (Some(rows), None),
         (None, Some(Refresh::Regroup(regroup))) => {
             let Regroup {
-                added, key, plan, ..
+                added,
+                key,
+                plan,
+                replaces,
+                ..
             } = *regroup;
-            (Some(added), Some((key, plan)))
+            (Some(added), Some((key, plan, replaces)))
         }
         (None, _) => (None, None),
     };
@@ -111,7 +115,9 @@ pub(super) async fn build(
         || stream.is_none() && matches!(table.mode, WriteMode::Merge { .. });
     let incremental = stream.is_some() && !rebuild;
     let query = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
-    let (regroup_key, regroup_plan) = regroup.unzip();
+    let (regroup_key, regroup_plan) = regroup
+        .map(|(key, plan, replaces)| ((key, replaces), plan))
+        .unzip();
     let plan = match regroup_plan {
         Some(plan) => plan,
         None => state.statement_to_plan(query).await.map_err(planning)?,
@@ -230,17 +236,38 @@ pub(super) async fn build(
         let adds = written.delta_adds();
         #[cfg(feature = "faults")]
         crate::faults::before_commit(&table.name).await;
-        let published = if let Some(key) = &regroup_key {
-            // The recomputed groups replace theirs; groups only gain rows, so none goes.
+        let published = if let Some((key, replaces)) = &regroup_key {
             let staged = staged_rows(ctx, &staging, &adds, &schema)
                 .await
                 .map_err(|error| EngineError::at(BuildStep::ReadingStagedRows, error))?;
-            let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-            let on = MergeOn {
-                key,
-                sequence_by: None,
-            };
-            delta_publish::merge(target, staged, on, &columns, provenance).await?
+            match replaces {
+                // Recomputed partitions replace theirs, rows they lost included.
+                Some(replaces) => {
+                    let batches = staged
+                        .collect()
+                        .await
+                        .map_err(|error| EngineError::at(BuildStep::ReadingStagedRows, error))?;
+                    delta_publish::replace_where(
+                        target,
+                        batches,
+                        replaces.clone(),
+                        &table.partitioned_by,
+                        &name,
+                        provenance,
+                    )
+                    .await?
+                }
+                // Recomputed groups replace theirs; groups only gain rows, so none goes.
+                None => {
+                    let columns: Vec<String> =
+                        schema.fields().iter().map(|f| f.name().clone()).collect();
+                    let on = MergeOn {
+                        key,
+                        sequence_by: None,
+                    };
+                    delta_publish::merge(target, staged, on, &columns, provenance).await?
+                }
+            }
         } else if merges {
             let staged = staged_rows(ctx, &staging, &adds, &schema)
                 .await

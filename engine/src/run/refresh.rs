@@ -5,15 +5,19 @@
 //! replace table, merged into a MERGE KEY table. That gives the rows a rebuild would.
 //! An aggregate over such an input (`GROUP BY` columns it outputs as they are, no
 //! `HAVING`, no expectations) recomputes only the groups the added rows fall in, from
-//! every row of its input, and merges them into the table on its group columns.
+//! every row of its input, and merges them into the table on its group columns; window
+//! functions partitioned alike recompute only the partitions the added rows fall in,
+//! which replace theirs in the table.
 //! Otherwise it is rebuilt whole, and the run report says why.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, in_list, lit};
+use datafusion::common::{Column, ScalarValue};
+use datafusion::logical_expr::{
+    Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, Window, in_list, lit,
+};
 use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -24,7 +28,7 @@ use strata_storage::increment;
 use super::Build;
 use super::publish::{StreamRows, read_versions};
 use crate::error::{BuildStep, EngineError, Result};
-use crate::stream::{added_rows_problem, aggregate_key, is_repeatable};
+use crate::stream::{Keyed, added_rows_problem, is_repeatable, recompute_key};
 
 /// How the table is built this time.
 pub(super) enum Refresh {
@@ -36,14 +40,18 @@ pub(super) enum Refresh {
     Whole(String),
 }
 
-/// An aggregate's groups that rows added to its input fall in.
+/// The groups or partitions that rows added to the input fall in.
 pub(super) struct Regroup {
     /// What was added, for the position the build records.
     pub(super) added: StreamRows,
-    /// The group columns, as the table names them: what the merge matches on.
+    keyed: Keyed,
+    /// The key columns, as the table names them.
     pub(super) key: Vec<String>,
-    /// The query, over those groups' rows only.
+    /// The query, over those groups' or partitions' rows only.
     pub(super) plan: LogicalPlan,
+    /// The table's rows the recomputed ones replace, for partitions; groups are merged
+    /// on the key instead (a group only gains rows, so none goes).
+    pub(super) replaces: Option<Expr>,
     /// How many key values the added rows hold.
     values: usize,
 }
@@ -56,7 +64,11 @@ impl Refresh {
                 format!("incremental: the rows added to {}, row by row", rows.table)
             }
             Refresh::Regroup(regroup) => format!(
-                "incremental: the groups of ({}) the rows added to {} fall in ({} key value(s)), recomputed",
+                "incremental: the {} ({}) the rows added to {} fall in ({} key value(s)), recomputed",
+                match regroup.keyed {
+                    Keyed::Groups => "groups of",
+                    Keyed::Partitions => "partitions by",
+                },
                 regroup.key.join(", "),
                 regroup.added.table,
                 regroup.values
@@ -132,7 +144,7 @@ pub(super) async fn choose(
     let problem = added_rows_problem(&plan, &input);
     let group_key = match &problem {
         Some(_) if table.mode == WriteMode::Replace && table.expectations.is_empty() => {
-            aggregate_key(&plan, &input)
+            recompute_key(&plan, &input)
         }
         _ => None,
     };
@@ -179,10 +191,10 @@ pub(super) async fn choose(
         since: Some(since),
         rows,
     };
-    let Some(key) = group_key else {
+    let Some((keyed, key)) = group_key else {
         return Ok(Refresh::Added(added));
     };
-    regroup(build, table, &plan, added, key).await
+    regroup(build, table, &plan, added, keyed, key).await
 }
 
 /// The query over the groups the added rows fall in: each group column restricted to
@@ -192,6 +204,7 @@ async fn regroup(
     table: &TableDef,
     plan: &LogicalPlan,
     added: StreamRows,
+    keyed: Keyed,
     key: Vec<String>,
 ) -> Result<Refresh> {
     let planning = |error| EngineError::at(BuildStep::Planning, error);
@@ -204,11 +217,15 @@ async fn regroup(
     .map_err(planning)?;
     let query = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
     let over_added = state.statement_to_plan(query).await.map_err(planning)?;
-    let (Some(on_added), Some(on_all)) = (aggregate_of(&over_added), aggregate_of(plan)) else {
-        return Ok(Refresh::Whole("the query is not one aggregate".into()));
+    let (Some((added_key, added_rows)), Some((all_key, _))) =
+        (keyed_node(&over_added), keyed_node(plan))
+    else {
+        return Ok(Refresh::Whole(
+            "the query is not one aggregate or window".into(),
+        ));
     };
-    let keys = LogicalPlanBuilder::from(on_added.input.as_ref().clone())
-        .aggregate(on_added.group_expr.clone(), Vec::<Expr>::new())
+    let keys = LogicalPlanBuilder::from(added_rows.clone())
+        .aggregate(added_key, Vec::<Expr>::new())
         .and_then(LogicalPlanBuilder::build)
         .map_err(planning)?;
     let found = DataFrame::new(state, keys)
@@ -232,54 +249,87 @@ async fn regroup(
             added.table
         )));
     }
-    let within = on_all
-        .group_expr
-        .iter()
-        .zip(values)
-        .map(|(column, seen)| {
-            let null = seen.iter().any(ScalarValue::is_null);
-            let listed: Vec<Expr> = seen.into_iter().filter(|v| !v.is_null()).map(lit).collect();
-            let among = in_list(column.clone(), listed, false);
-            if null {
-                among.or(column.clone().is_null())
-            } else {
-                among
-            }
-        })
-        .reduce(Expr::and)
-        .unwrap_or(lit(true));
+    let within = |columns: Vec<Expr>| {
+        columns
+            .into_iter()
+            .zip(&values)
+            .map(|(column, seen)| {
+                let listed: Vec<Expr> = seen
+                    .iter()
+                    .filter(|value| !value.is_null())
+                    .cloned()
+                    .map(lit)
+                    .collect();
+                let among = in_list(column.clone(), listed, false);
+                if seen.iter().any(ScalarValue::is_null) {
+                    among.or(column.is_null())
+                } else {
+                    among
+                }
+            })
+            .reduce(Expr::and)
+            .unwrap_or(lit(true))
+    };
+    let selected = within(all_key);
+    let replaces = (keyed == Keyed::Partitions).then(|| {
+        within(
+            key.iter()
+                .map(|name| Expr::Column(Column::new_unqualified(name)))
+                .collect(),
+        )
+    });
     let restricted = plan
         .clone()
-        .transform_down(|node| match node {
-            LogicalPlan::Aggregate(aggregate) => {
-                let input = LogicalPlanBuilder::from(aggregate.input.as_ref().clone())
-                    .filter(within.clone())?
-                    .build()?;
-                let aggregate =
-                    Aggregate::try_new(Arc::new(input), aggregate.group_expr, aggregate.aggr_expr)?;
-                Ok(Transformed::new(
-                    LogicalPlan::Aggregate(aggregate),
-                    true,
-                    TreeNodeRecursion::Jump,
-                ))
-            }
-            other => Ok(Transformed::no(other)),
+        .transform_down(|node| {
+            let only_selected = |input: &Arc<LogicalPlan>| {
+                LogicalPlanBuilder::from(input.as_ref().clone())
+                    .filter(selected.clone())?
+                    .build()
+                    .map(Arc::new)
+            };
+            let restricted = match node {
+                LogicalPlan::Aggregate(aggregate) => LogicalPlan::Aggregate(Aggregate::try_new(
+                    only_selected(&aggregate.input)?,
+                    aggregate.group_expr,
+                    aggregate.aggr_expr,
+                )?),
+                LogicalPlan::Window(window) => LogicalPlan::Window(Window::try_new(
+                    window.window_expr,
+                    only_selected(&window.input)?,
+                )?),
+                other => return Ok(Transformed::no(other)),
+            };
+            Ok(Transformed::new(restricted, true, TreeNodeRecursion::Jump))
         })
         .map_err(planning)?
         .data;
     Ok(Refresh::Regroup(Box::new(Regroup {
         added,
+        keyed,
         key,
         plan: restricted,
+        replaces,
         values: count,
     })))
 }
 
-/// The aggregate under the projections at the top of a plan.
-fn aggregate_of(plan: &LogicalPlan) -> Option<&Aggregate> {
+/// The key expressions and the input of the aggregate or window under the projections
+/// and filters at the top of a plan.
+fn keyed_node(plan: &LogicalPlan) -> Option<(Vec<Expr>, &LogicalPlan)> {
     match plan {
-        LogicalPlan::Projection(projection) => aggregate_of(&projection.input),
-        LogicalPlan::Aggregate(aggregate) => Some(aggregate),
+        LogicalPlan::Projection(projection) => keyed_node(&projection.input),
+        LogicalPlan::Filter(filter) => keyed_node(&filter.input),
+        LogicalPlan::SubqueryAlias(alias) => keyed_node(&alias.input),
+        LogicalPlan::Aggregate(aggregate) => {
+            Some((aggregate.group_expr.clone(), aggregate.input.as_ref()))
+        }
+        LogicalPlan::Window(window) => {
+            let Expr::WindowFunction(function) = window.window_expr.first()?.clone().unalias()
+            else {
+                return None;
+            };
+            Some((function.params.partition_by, window.input.as_ref()))
+        }
         _ => None,
     }
 }
