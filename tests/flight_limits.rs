@@ -183,6 +183,65 @@ fn a_runaway_query_stops_when_its_client_goes_away_or_cancels_it() {
     assert_eq!(again, CancelStatus::NotCancellable);
 }
 
+/// A query that runs for hours on a cluster: hash joins whose every probe row matches
+/// thousands of build rows, in stages that exchange data.
+const CLUSTER_RUNAWAY: &str = "SELECT count(*) FROM enriched.events a \
+                               JOIN enriched.events b ON a.kind = b.kind \
+                               JOIN enriched.events c ON b.kind = c.kind \
+                               JOIN enriched.events d ON c.kind = d.kind";
+
+#[test]
+fn a_runaway_query_on_the_cluster_stops_on_the_executors_when_its_client_goes_away() {
+    let mut cluster = crate::cluster::Cluster::start_with(
+        "flightsql-runaway",
+        1,
+        &[
+            "--flight-sql-port",
+            "0",
+            "--warehouse",
+            example_warehouse().to_str().unwrap(),
+        ],
+    );
+    let line = cluster.scheduler_line();
+    let addr = line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("grpc://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    let executor = cluster.executor_pids()[0];
+    let used = |pid: u32| {
+        let before = cpu_seconds(pid);
+        std::thread::sleep(Duration::from_secs(1));
+        cpu_seconds(pid) - before
+    };
+    let runtime = runtime();
+    let gone = runtime.spawn(async move {
+        let mut client = connect(&addr).await;
+        run(&mut client, CLUSTER_RUNAWAY).await
+    });
+    let busy = Instant::now();
+    while used(executor) < 0.25 {
+        assert!(
+            busy.elapsed() < Duration::from_secs(30),
+            "the executor never started the runaway query"
+        );
+    }
+    gone.abort();
+    drop(runtime);
+    let stopped = Instant::now();
+    loop {
+        let now = used(executor);
+        if now < 0.1 {
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(15),
+            "the executor still used {now:.2} CPU seconds a second, {:?} after the client went away",
+            stopped.elapsed()
+        );
+    }
+}
+
 /// Queries that run for hours, each stopping differently inside: some emit no row for
 /// minutes (a nested-loop join whose filter never matches), some loop inside one
 /// operator (a hash join's build, a sort), some stream.

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 
 use clap::Args;
 use strata_engine::Engine;
@@ -194,7 +195,8 @@ pub(crate) async fn scheduler(args: SchedulerArgs, out: &mut impl Write) -> Resu
     let flight = match (args.flight_sql_port, &args.warehouse) {
         (Some(port), Some(warehouse)) => {
             let listen = SocketAddr::new(args.listen.ip(), port);
-            let engine = Engine::cluster(&own.to_string(), scheduler.own_credentials());
+            let engine = Engine::cluster(&own.to_string(), scheduler.own_credentials())
+                .with_job_canceller(Arc::new(scheduler.job_canceller()));
             Some(serve::bind(warehouse, listen, args.flight, engine, out).await?)
         }
         _ => None,

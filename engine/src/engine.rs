@@ -61,7 +61,17 @@ pub enum Engine {
         /// `http://host:port` of the scheduler.
         scheduler_url: String,
         config: SessionConfig,
+        /// Stops a streamed job whose reader went away; only the scheduler's own
+        /// process can (Ballista's client leaves its job running when dropped).
+        jobs: Option<Arc<dyn CancelJobs>>,
     },
+}
+
+/// Stops a cluster's running jobs of a name.
+#[async_trait::async_trait]
+pub trait CancelJobs: Send + Sync + std::fmt::Debug {
+    /// Cancels every running or queued job named `job_name`; how many it cancelled.
+    async fn cancel_named(&self, job_name: &str) -> usize;
 }
 
 impl Engine {
@@ -81,6 +91,24 @@ impl Engine {
         Engine::Cluster {
             scheduler_url,
             config,
+            jobs: None,
+        }
+    }
+
+    /// The same engine, cancelling the jobs of the streams it gives when they are
+    /// dropped before their end (see [`Engine::stream`]).
+    pub fn with_job_canceller(self, canceller: Arc<dyn CancelJobs>) -> Self {
+        match self {
+            Engine::Cluster {
+                scheduler_url,
+                config,
+                ..
+            } => Engine::Cluster {
+                scheduler_url,
+                config,
+                jobs: Some(canceller),
+            },
+            embedded => embedded,
         }
     }
 
@@ -189,11 +217,16 @@ impl Engine {
             Engine::Cluster {
                 scheduler_url,
                 config,
+                jobs,
             } => {
-                let config = config
-                    .clone()
-                    .with_ballista_job_name(&format!("{JOB_NAME_PREFIX}{job}"));
-                execute_physical_plan::<PhysicalPlanNode>(
+                // Each stream's job has a name of its own, so it alone is cancelled.
+                let number = STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let name = format!("{JOB_NAME_PREFIX}{job}:{}:{number}", std::process::id());
+                let config = config.clone().with_ballista_job_name(&name);
+                // Armed from the start: Ballista's client waits for the job before it
+                // gives a stream, and a caller that goes away drops it while it waits.
+                let guard = JobGuard(jobs.as_ref().map(|jobs| (Arc::clone(jobs), name)));
+                let stream = execute_physical_plan::<PhysicalPlanNode>(
                     scheduler_url.clone(),
                     &config.ballista_config(),
                     plan,
@@ -207,8 +240,61 @@ impl Engine {
                         format!("on the Strata scheduler at {scheduler_url}"),
                         Box::new(error),
                     )
+                })?;
+                Ok(match guard.0 {
+                    Some(_) => Box::pin(CancelOnDrop {
+                        inner: stream,
+                        guard,
+                    }),
+                    None => stream,
                 })
             }
         }
+    }
+}
+
+/// Streams given so far, numbering their jobs.
+static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Cancels its job when dropped, unless disarmed (the job ended).
+struct JobGuard(Option<(Arc<dyn CancelJobs>, String)>);
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        if let Some((jobs, name)) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let cancelled = jobs.cancel_named(&name).await;
+                tracing::info!("{name}: its reader went away; cancelled {cancelled} job(s)");
+            });
+        }
+    }
+}
+
+/// A cluster job's stream that cancels the job when dropped before its end.
+struct CancelOnDrop {
+    inner: SendableRecordBatchStream,
+    guard: JobGuard,
+}
+
+impl futures::Stream for CancelOnDrop {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let polled = self.inner.as_mut().poll_next(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) {
+            self.guard.0 = None;
+        }
+        polled
+    }
+}
+
+impl datafusion::execution::RecordBatchStream for CancelOnDrop {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.inner.schema()
     }
 }

@@ -10,6 +10,7 @@ mod cluster_state;
 mod cluster_view;
 mod draining;
 mod error;
+mod jobs;
 mod metrics;
 mod pipeline_service;
 mod runs;
@@ -48,6 +49,7 @@ use crate::runs::Runs;
 pub use access::{Access, Tokens, TokensError};
 pub use autoscaler::Autoscale;
 pub use error::{Error, Result};
+pub use jobs::JobCanceller;
 pub use pipeline_service::VERSION;
 
 /// How to run a scheduler.
@@ -114,6 +116,8 @@ pub struct Scheduler {
     /// What this process's own clients present: the runs and queries it starts and the
     /// executors it spawns. Its token is a full one of its own, made at start.
     own: Credentials,
+    /// Cancels jobs by name once this scheduler serves.
+    jobs: JobCanceller,
 }
 
 impl Scheduler {
@@ -160,12 +164,19 @@ impl Scheduler {
             options,
             autoscale: None,
             own,
+            jobs: JobCanceller::default(),
         })
     }
 
     /// What this process's own clients present (see [`Scheduler::bind`]).
     pub fn own_credentials(&self) -> &Credentials {
         &self.own
+    }
+
+    /// Cancels this scheduler's jobs by name, once it serves: for a Flight SQL server in
+    /// this process, whose clients may go away mid-query.
+    pub fn job_canceller(&self) -> JobCanceller {
+        self.jobs.clone()
     }
 
     /// Scales the executors with this policy and backend while serving.
@@ -266,6 +277,7 @@ impl Scheduler {
                 .await
                 .map_err(Error::Ballista)?;
         state.serve(scheduler.clone());
+        self.jobs.serve(scheduler.clone());
         let max_message = config.grpc_server_max_decoding_message_size as usize;
         let tokens = Arc::new(self.options.tokens.clone());
         if tokens.is_empty() {

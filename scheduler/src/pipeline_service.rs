@@ -32,13 +32,11 @@ use tonic::{Request, Response, Status};
 use crate::access::{Access, require};
 use crate::cluster_view::{ClusterView, ExecutorState};
 use crate::draining::Draining;
+use crate::jobs::cancel_jobs;
 use crate::metrics::Metrics;
 use crate::runs::{Run, Runs};
 
 pub use strata_engine::scheduler_client::VERSION;
-
-/// How long a cancellation waits for the run's tasks to stop before tidying its files.
-const CANCEL_WAIT: Duration = Duration::from_secs(30);
 
 /// At most this many sweeps for a cancelled run's uncommitted files, a second apart.
 const CLEANUP_SWEEPS: usize = 15;
@@ -376,7 +374,8 @@ impl PipelineRpc for PipelineService {
             }));
         }
         run.abort();
-        let stopped = cancel_jobs(&self.scheduler, &run_id).await;
+        let prefix = run_jobs_prefix(&run_id);
+        let stopped = cancel_jobs(&self.scheduler, |name| name.starts_with(&prefix)).await;
         let summary = run.summary();
         let warehouse = Warehouse::open(&summary.warehouse)
             .map_err(|error| Status::internal(error.to_string()))?;
@@ -487,40 +486,6 @@ async fn tidy(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     Ok((stopped, removed))
-}
-
-/// Cancels the run's Ballista jobs and waits (bounded) until none runs; returns how many.
-async fn cancel_jobs(scheduler: &Scheduler, run_id: &str) -> Result<usize, BallistaError> {
-    let prefix = run_jobs_prefix(run_id);
-    let running = || async {
-        let jobs = scheduler.state.task_manager.get_running_jobs().await?;
-        Ok::<_, BallistaError>(
-            jobs.into_iter()
-                .filter(|job| job.job_name.starts_with(&prefix))
-                .filter(|job| {
-                    matches!(
-                        job.status.status,
-                        Some(ballista_core::serde::protobuf::job_status::Status::Running(
-                            _
-                        )) | Some(ballista_core::serde::protobuf::job_status::Status::Queued(
-                            _
-                        )) | None
-                    )
-                })
-                .collect::<Vec<_>>(),
-        )
-    };
-    let jobs = running().await?;
-    for job in &jobs {
-        if let Err(error) = scheduler.cancel_job(job.job_id.clone()).await {
-            tracing::warn!("cancelling job {}: {error}", job.job_id);
-        }
-    }
-    let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
-    while !running().await?.is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(jobs.len())
 }
 
 #[cfg(test)]
