@@ -1112,3 +1112,54 @@ fn a_task_that_fails_on_an_executor_reads_as_one_sentence() {
         assert!(!said.contains(noise), "{noise} in {said}");
     }
 }
+
+/// The newest run report of a warehouse.
+fn newest_report(warehouse: &Path) -> serde_json::Value {
+    let runs = warehouse.join("_strata/runs");
+    let newest = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .max_by_key(|path| std::fs::metadata(path).unwrap().modified().unwrap())
+        .unwrap();
+    serde_json::from_str(&std::fs::read_to_string(newest).unwrap()).unwrap()
+}
+
+#[test]
+fn a_delivery_refreshes_the_example_on_a_cluster_as_it_does_embedded() {
+    let (embedded, distributed) = embedded_and_copy("cluster-refresh", "0.002");
+    let cluster = Cluster::start("refresh", 2);
+    let first = cluster.submit(&example(), &distributed);
+    assert!(first.status.success(), "{}", stderr(&first));
+    // A second delivery of one day's events, under a new name.
+    for warehouse in [&embedded, &distributed] {
+        let events = warehouse.join("landing/events");
+        std::fs::copy(
+            events.join("events-2026-11-08.csv.gz"),
+            events.join("events-2026-11-08-again.csv.gz"),
+        )
+        .unwrap();
+    }
+    let again = strata(&["run", &example(), "--warehouse", embedded.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let refreshed = cluster.submit(&example(), &distributed);
+    assert!(refreshed.status.success(), "{}", stderr(&refreshed));
+    let report = newest_report(&distributed);
+    for (table, expected) in [
+        (
+            "enriched.events",
+            "incremental: the rows added to raw.events",
+        ),
+        (
+            "enriched.job_events_daily",
+            "incremental: the groups of (job_id, event_date, publisher, campaign)",
+        ),
+    ] {
+        let strategy = table_report(&report, table)["strategy"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(strategy.starts_with(expected), "{table}: {strategy}");
+    }
+    assert_same_tables(&embedded, &distributed);
+}
