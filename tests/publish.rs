@@ -331,6 +331,10 @@ fn scd2_merges_a_new_change_into_the_history_as_one_delta_merge() {
     let third = strata(&["run", pipeline, "--warehouse", wh]);
     assert!(third.status.success(), "{}", stderr(&third));
     assert_eq!(python(READ_PEOPLE, &dir)[0], "version 1");
+    // Nor is any row read: the history's inputs are those its last commit recorded.
+    let people = table_report(&stdout(&third), "enriched.people");
+    assert_eq!(people["status"], "up_to_date", "{people}");
+    assert_eq!(people["rows_read"], 0, "{people}");
 }
 
 #[test]

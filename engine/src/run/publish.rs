@@ -151,7 +151,7 @@ pub(super) async fn build(
         .map_err(|error| EngineError::at(BuildStep::Expectations, error))?;
 
     let reads = match table.mode {
-        WriteMode::Replace | WriteMode::Merge { .. } if repeatable => {
+        WriteMode::Replace | WriteMode::Merge { .. } | WriteMode::Scd2 { .. } if repeatable => {
             read_versions(build, node).await?
         }
         _ => None,
@@ -167,8 +167,11 @@ pub(super) async fn build(
         }
         (None, None) => None,
     };
-    if matches!(table.mode, WriteMode::Replace | WriteMode::Merge { .. })
-        && !build.full_refresh
+    // Merging or deriving history from the same rows again changes nothing either.
+    if matches!(
+        table.mode,
+        WriteMode::Replace | WriteMode::Merge { .. } | WriteMode::Scd2 { .. }
+    ) && !build.full_refresh
         && range.is_none()
         && inputs.is_some()
         && recorded == inputs
