@@ -11,6 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
 use crate::error::EngineError;
+use crate::scheduler_client::with_scheme;
 
 /// The environment variable (and `--cluster-tls` flag) naming the directory of the
 /// cluster's identity.
@@ -92,12 +93,7 @@ impl ClusterTls {
     /// again as `https://` with this identity; Ballista's settings are set afresh, as a
     /// tonic endpoint cannot be changed to TLS in place.
     pub(crate) fn upgrade(&self, endpoint: &Endpoint) -> Result<Endpoint, tonic::transport::Error> {
-        let uri = endpoint.uri().to_string();
-        let url = match uri.strip_prefix("http://") {
-            Some(rest) => format!("https://{rest}"),
-            None => uri,
-        };
-        Endpoint::from_shared(url)?
+        Endpoint::from_shared(with_scheme(&endpoint.uri().to_string(), true))?
             .connect_timeout(Duration::from_secs(20))
             .tcp_keepalive(Some(Duration::from_secs(60)))
             .http2_keep_alive_interval(Duration::from_secs(30))

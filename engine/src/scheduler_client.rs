@@ -73,8 +73,8 @@ impl Credentials {
     }
 }
 
-/// A scheduler's URL with the scheme its port speaks.
-fn with_scheme(url: &str, tls: bool) -> String {
+/// A URL with the scheme its port speaks: `https://` for TLS.
+pub(crate) fn with_scheme(url: &str, tls: bool) -> String {
     match (tls, url.strip_prefix("http://")) {
         (true, Some(rest)) => format!("https://{rest}"),
         _ => url.to_owned(),

@@ -11,7 +11,7 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
-use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, Volatility};
+use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, Projection, Volatility};
 use strata_language::TableName;
 
 /// Why the query cannot be built from the new rows of `stream` alone, if it cannot: an
@@ -105,15 +105,25 @@ pub enum Keyed {
     Partitions,
 }
 
-/// The key of a query whose rows fall into such sets: one aggregate (no `HAVING`), or
-/// window functions partitioned alike (filters above them allowed, `QUALIFY` say), of
-/// plain columns that the projections above pass through under their names, row by
-/// row in `input` below it (read once). None for any other query.
-pub fn recompute_key(plan: &LogicalPlan, input: &TableName) -> Option<(Keyed, Vec<String>)> {
+/// The aggregate or window functions a query's rows come from, under the projections
+/// and filters above them.
+pub struct KeyedNode<'a> {
+    pub keyed: Keyed,
+    /// The group or partition expressions.
+    pub key: Vec<Expr>,
+    /// What the aggregate or the window functions read.
+    pub input: &'a LogicalPlan,
+    projections: Vec<&'a Projection>,
+}
+
+/// The aggregate (no `HAVING` above it) or window functions partitioned alike (filters
+/// above allowed, `QUALIFY` say) under a query's projections and filters; None for any
+/// other query.
+pub fn keyed_node(plan: &LogicalPlan) -> Option<KeyedNode<'_>> {
     let mut projections = Vec::new();
     let mut filtered = false;
     let mut node = plan;
-    let (keyed, key, below) = loop {
+    loop {
         match node {
             LogicalPlan::Projection(projection) => {
                 projections.push(projection);
@@ -125,23 +135,33 @@ pub fn recompute_key(plan: &LogicalPlan, input: &TableName) -> Option<(Keyed, Ve
             }
             LogicalPlan::SubqueryAlias(alias) => node = &alias.input,
             LogicalPlan::Aggregate(aggregate) if !filtered => {
-                break (
-                    Keyed::Groups,
-                    aggregate.group_expr.clone(),
-                    &aggregate.input,
-                );
+                return Some(KeyedNode {
+                    keyed: Keyed::Groups,
+                    key: aggregate.group_expr.clone(),
+                    input: &aggregate.input,
+                    projections,
+                });
             }
             LogicalPlan::Window(window) => {
-                break (
-                    Keyed::Partitions,
-                    partitioned_alike(&window.window_expr)?,
-                    &window.input,
-                );
+                return Some(KeyedNode {
+                    keyed: Keyed::Partitions,
+                    key: partitioned_alike(&window.window_expr)?,
+                    input: &window.input,
+                    projections,
+                });
             }
             _ => return None,
         }
-    };
-    let key: Vec<String> = key
+    }
+}
+
+/// The key of a query whose rows fall into such sets ([`keyed_node`]), of plain columns
+/// that the projections above pass through under their names, row by row in `input`
+/// below it (read once). None for any other query.
+pub fn recompute_key(plan: &LogicalPlan, input: &TableName) -> Option<(Keyed, Vec<String>)> {
+    let node = keyed_node(plan)?;
+    let key: Vec<String> = node
+        .key
         .iter()
         .map(|expr| match expr {
             Expr::Column(column) => Some(column.name.clone()),
@@ -149,7 +169,7 @@ pub fn recompute_key(plan: &LogicalPlan, input: &TableName) -> Option<(Keyed, Ve
         })
         .collect::<Option<_>>()?;
     let passed = |name: &String| {
-        projections.iter().all(|projection| {
+        node.projections.iter().all(|projection| {
             projection
                 .expr
                 .iter()
@@ -159,8 +179,8 @@ pub fn recompute_key(plan: &LogicalPlan, input: &TableName) -> Option<(Keyed, Ve
     (!key.is_empty()
         && key.iter().all(passed)
         && scans(plan, input) == 1
-        && added_rows_problem(below, input).is_none())
-    .then_some((keyed, key))
+        && added_rows_problem(node.input, input).is_none())
+    .then_some((node.keyed, key))
 }
 
 /// The `PARTITION BY` every window function shares, if they share one.

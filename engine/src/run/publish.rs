@@ -63,10 +63,25 @@ pub(super) async fn build(
         None
     };
     let definition = definition(table);
-    let refresh = match (table.stream(), &table.mode) {
-        (None, WriteMode::Replace | WriteMode::Merge { .. }) => {
-            Some(refresh::choose(build, node, table, recorded.as_ref(), &definition).await?)
+    // Read once, before anything is read of the inputs themselves.
+    let versions = match table.mode {
+        WriteMode::Replace | WriteMode::Merge { .. } | WriteMode::Scd2 { .. } => {
+            read_versions(build, node).await?
         }
+        WriteMode::Append => None,
+    };
+    let refresh = match (table.stream(), &table.mode) {
+        (None, WriteMode::Replace | WriteMode::Merge { .. }) => Some(
+            refresh::choose(
+                build,
+                node,
+                table,
+                recorded.as_ref(),
+                &definition,
+                versions.as_ref(),
+            )
+            .await?,
+        ),
         _ => None,
     };
     let strategy = refresh.as_ref().map(Refresh::describe);
@@ -150,12 +165,12 @@ pub(super) async fn build(
     let checker = Checker::new(&table.expectations, &schema, &state, build.run_id)
         .map_err(|error| EngineError::at(BuildStep::Expectations, error))?;
 
-    let reads = match table.mode {
-        WriteMode::Replace | WriteMode::Merge { .. } | WriteMode::Scd2 { .. } if repeatable => {
-            read_versions(build, node).await?
+    let reads = versions.filter(|_| repeatable).map(|versions| {
+        match stream.as_ref().filter(|_| implicit) {
+            Some(added) => refresh::recorded_reads(versions, added),
+            None => versions,
         }
-        _ => None,
-    };
+    });
     let inputs = match (stream.as_ref().filter(|_| !implicit), reads) {
         (Some(stream), reads) => Some(serde_json::json!({
             "definition": definition,
@@ -441,7 +456,7 @@ fn definition(table: &TableDef) -> String {
 /// The version of every table a build reads, as its commit records them. `None` when
 /// that cannot tell whether a rebuild would change anything: a read of a landing source,
 /// or of a table with no version yet.
-pub(super) async fn read_versions(build: &Build<'_>, node: usize) -> Result<Option<Value>> {
+async fn read_versions(build: &Build<'_>, node: usize) -> Result<Option<Value>> {
     let statements = &build.compiled.pipeline.statements;
     let mut reads = serde_json::Map::new();
     for &upstream in build.compiled.graph.upstream(node) {

@@ -26,9 +26,9 @@ use strata_language::{Format, TableDef, TableName, WriteMode};
 use strata_storage::increment;
 
 use super::Build;
-use super::publish::{StreamRows, read_versions};
+use super::publish::StreamRows;
 use crate::error::{BuildStep, EngineError, Result};
-use crate::stream::{Keyed, added_rows_problem, is_repeatable, recompute_key};
+use crate::stream::{Keyed, added_rows_problem, is_repeatable, keyed_node, recompute_key};
 
 /// How the table is built this time.
 pub(super) enum Refresh {
@@ -83,13 +83,15 @@ impl Refresh {
 const MOST_KEY_VALUES: usize = 10_000;
 
 /// Chooses how to build `table` (node `node`), which reads no `STREAM`, from what its
-/// last commit `recorded` (its definition and each input's version).
+/// last commit `recorded` (its definition and each input's version) and its inputs'
+/// `versions` now.
 pub(super) async fn choose(
     build: &Build<'_>,
     node: usize,
     table: &TableDef,
     recorded: Option<&Value>,
     definition: &str,
+    versions: Option<&Value>,
 ) -> Result<Refresh> {
     let whole = |why: &str| Ok(Refresh::Whole(why.to_owned()));
     if build.full_refresh {
@@ -113,11 +115,10 @@ pub(super) async fn choose(
     }
     let (Some(then), Some(now)) = (
         recorded["reads"].as_object(),
-        read_versions(build, node).await?,
+        versions.and_then(Value::as_object),
     ) else {
         return whole("it reads a landing source or a table with no version");
     };
-    let now = now.as_object().cloned().unwrap_or_default();
     let changed: Vec<&String> = now
         .iter()
         .filter(|(name, version)| then.get(name.as_str()) != Some(version))
@@ -157,11 +158,7 @@ pub(super) async fn choose(
     ) else {
         return whole(&format!("{input} was not read before"));
     };
-    // A raw table's recorded version is its next one; a Delta table's is its last.
-    let since = match format {
-        Format::Avro => version,
-        _ => version + 1,
-    };
+    let since = position_after(format, version);
     let compiled = build.compiled;
     let Some(planned) = compiled
         .graph
@@ -197,6 +194,34 @@ pub(super) async fn choose(
     regroup(build, table, &plan, added, keyed, key).await
 }
 
+/// The versions a build from added rows records: its inputs' as read before it chose,
+/// and the changed one's as far as the added rows went, since it may have gained rows
+/// after they were read, which the next build must read.
+pub(super) fn recorded_reads(mut versions: Value, added: &StreamRows) -> Value {
+    if let (Some(format), Some(versions)) = (added.table.layer.format(), versions.as_object_mut()) {
+        let read_to = version_before(format, added.rows.position);
+        versions.insert(added.table.to_string(), Value::from(read_to));
+    }
+    versions
+}
+
+/// Where to read an input from after its recorded version: a raw table records its
+/// next version (a position), a Delta table its last.
+fn position_after(format: Format, version: u64) -> u64 {
+    match format {
+        Format::Avro => version,
+        _ => version + 1,
+    }
+}
+
+/// The version an input records when read up to `position` ([`position_after`] back).
+fn version_before(format: Format, position: u64) -> u64 {
+    match format {
+        Format::Avro => position,
+        _ => position.saturating_sub(1),
+    }
+}
+
 /// The query over the groups the added rows fall in: each group column restricted to
 /// the values the added rows hold (a superset of their groups, each group whole).
 async fn regroup(
@@ -217,15 +242,13 @@ async fn regroup(
     .map_err(planning)?;
     let query = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
     let over_added = state.statement_to_plan(query).await.map_err(planning)?;
-    let (Some((added_key, added_rows)), Some((all_key, _))) =
-        (keyed_node(&over_added), keyed_node(plan))
-    else {
+    let (Some(on_added), Some(on_all)) = (keyed_node(&over_added), keyed_node(plan)) else {
         return Ok(Refresh::Whole(
             "the query is not one aggregate or window".into(),
         ));
     };
-    let keys = LogicalPlanBuilder::from(added_rows.clone())
-        .aggregate(added_key, Vec::<Expr>::new())
+    let keys = LogicalPlanBuilder::from(on_added.input.clone())
+        .aggregate(on_added.key, Vec::<Expr>::new())
         .and_then(LogicalPlanBuilder::build)
         .map_err(planning)?;
     let found = DataFrame::new(state, keys)
@@ -270,7 +293,7 @@ async fn regroup(
             .reduce(Expr::and)
             .unwrap_or(lit(true))
     };
-    let selected = within(all_key);
+    let selected = within(on_all.key);
     let replaces = (keyed == Keyed::Partitions).then(|| {
         within(
             key.iter()
@@ -311,25 +334,4 @@ async fn regroup(
         replaces,
         values: count,
     })))
-}
-
-/// The key expressions and the input of the aggregate or window under the projections
-/// and filters at the top of a plan.
-fn keyed_node(plan: &LogicalPlan) -> Option<(Vec<Expr>, &LogicalPlan)> {
-    match plan {
-        LogicalPlan::Projection(projection) => keyed_node(&projection.input),
-        LogicalPlan::Filter(filter) => keyed_node(&filter.input),
-        LogicalPlan::SubqueryAlias(alias) => keyed_node(&alias.input),
-        LogicalPlan::Aggregate(aggregate) => {
-            Some((aggregate.group_expr.clone(), aggregate.input.as_ref()))
-        }
-        LogicalPlan::Window(window) => {
-            let Expr::WindowFunction(function) = window.window_expr.first()?.clone().unalias()
-            else {
-                return None;
-            };
-            Some((function.params.partition_by, window.input.as_ref()))
-        }
-        _ => None,
-    }
 }
