@@ -528,6 +528,31 @@ fn tables_tidied_between_deliveries_equal_a_full_refresh_and_are_still_read_incr
         "{}",
         stderr(&unknown)
     );
+
+    let nowhere = setup.incremental.with_file_name("nowhere");
+    let missing = strata(&["tidy", "--warehouse", nowhere.to_str().unwrap()]);
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("nowhere"), "{}", stderr(&missing));
+
+    // A table whose log cannot be read is named and left alone; the others are tidied,
+    // and no row of any table is lost.
+    let log = setup.incremental.join("enriched/sensor_levels/_delta_log");
+    let next = files_ending(&log, "json");
+    std::fs::write(log.join(format!("{next:020}.json")), "not json\n").unwrap();
+    let broken = tidy(&[]);
+    assert!(!broken.status.success());
+    assert!(
+        stderr(&broken).contains("could not tidy enriched.sensor_levels"),
+        "{}",
+        stderr(&broken)
+    );
+    assert!(
+        stdout(&broken).contains("enriched.reading_log: "),
+        "{}",
+        stdout(&broken)
+    );
+    std::fs::remove_file(log.join(format!("{next:020}.json"))).unwrap();
+    assert_eq!(dump(&setup.incremental), dump(&setup.full));
 }
 
 #[test]
