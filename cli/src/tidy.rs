@@ -32,6 +32,11 @@ pub(crate) async fn run(args: TidyArgs, out: &mut impl Write) -> Result<(), CliE
         .filter(|table| !table.is_set_aside())
         .map(|table| table.name)
         .collect();
+    if published.is_empty() {
+        return Err(CliError::UnknownTable(format!(
+            "{warehouse} has no tables to tidy; is the warehouse path right?"
+        )));
+    }
     let tables = if args.tables.is_empty() {
         published
     } else {
