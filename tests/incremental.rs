@@ -501,11 +501,14 @@ fn tables_tidied_between_deliveries_equal_a_full_refresh_and_are_still_read_incr
         assert!(tidied.status.success(), "{}", stderr(&tidied));
         let said = stdout(&tidied);
         if batch > 0 {
-            assert!(
-                said.contains("enriched.reading_log: ")
-                    && !said.contains("enriched.reading_log: 0 small"),
-                "{said}"
-            );
+            // Both a Delta table and the raw table its readers have read up to its end.
+            for table in ["enriched.reading_log", "raw.readings"] {
+                assert!(
+                    said.contains(&format!("{table}: "))
+                        && !said.contains(&format!("{table}: 0 small")),
+                    "{said}"
+                );
+            }
         }
         // What no version reads any more is gone: one file per table and partition.
         assert_eq!(
@@ -742,4 +745,172 @@ fn check_explains_what_is_read_incrementally() {
         shown.contains("merge on (reading_id) by version"),
         "{shown}"
     );
+}
+
+/// The pipeline of [`pipeline`], its readings' landing files removed once ingested as
+/// `after_ingest` says.
+fn removing_pipeline(landing: &Path, after_ingest: &str) -> String {
+    pipeline(landing).replacen(
+        "OPTIONS ('format.has_header' 'true');",
+        &format!("OPTIONS ('format.has_header' 'true', {after_ingest});"),
+        1,
+    )
+}
+
+#[test]
+fn landing_files_deleted_after_ingest_leave_the_tables_as_if_kept() {
+    let setup = setup("incremental-after-ingest");
+    let deleting_landing = setup.landing.with_file_name("landing-deleted");
+    sensors(&deleting_landing);
+    let deleting = setup.pipeline.with_file_name("deleting.sql");
+    std::fs::write(
+        &deleting,
+        removing_pipeline(&deleting_landing, "'after_ingest' 'delete'"),
+    )
+    .unwrap();
+    let readings = deleting_landing.join("readings");
+    for batch in 0..4 {
+        deliver(&setup.landing, batch);
+        deliver(&deleting_landing, batch);
+        let shown = run(&deleting, &setup.incremental, &[]);
+        run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+        assert_eq!(dump(&setup.incremental), dump(&setup.full), "after {batch}");
+        assert_eq!(
+            table_report(&shown, "raw.readings")["landing_files_removed"],
+            1,
+            "{shown}"
+        );
+        assert_eq!(std::fs::read_dir(&readings).unwrap().count(), 0);
+        // The sensors' source keeps its files.
+        assert!(deleting_landing.join("sensors/sensors.csv").exists());
+        if batch == 1 {
+            let tidied = strata(&["tidy", "--warehouse", setup.incremental.to_str().unwrap()]);
+            assert!(tidied.status.success(), "{}", stderr(&tidied));
+        }
+    }
+    // The raw table remembers only the files still delivered, not every one it read.
+    let log = setup.incremental.join("raw/readings/_strata_log");
+    let newest = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .max()
+        .unwrap();
+    let commit: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&newest).unwrap()).unwrap();
+    assert_eq!(
+        commit["forgotten"].as_array().map(Vec::len),
+        Some(1),
+        "{commit}"
+    );
+
+    // A file with a bad row stays where it was delivered, and is not read again.
+    // A delivery rejected whole adds no row, and the tables built from its raw table
+    // stay as they were.
+    let broken = readings.join("broken.csv");
+    std::fs::write(&broken, "reading_id,sensor_id\nnot,a-reading\n").unwrap();
+    let shown = run(&deleting, &setup.incremental, &[]);
+    assert_eq!(table_report(&shown, "raw.readings")["files_rejected"], 1);
+    assert!(broken.exists());
+    assert_eq!(dump(&setup.incremental), dump(&setup.full));
+    let bad = readings.join("bad.csv");
+    let mut text = String::from(
+        "reading_id,sensor_id,ts,value,version\n9000,s1,2026-01-09T00:00:00,not-a-number,1\n",
+    );
+    for id in 9001..9021 {
+        text.push_str(&format!("{id},s1,2026-01-09T00:01:00,1.5,1\n"));
+    }
+    std::fs::write(&bad, text).unwrap();
+    let shown = run(&deleting, &setup.incremental, &[]);
+    let report = table_report(&shown, "raw.readings");
+    assert_eq!(report["rows_rejected"], 1, "{report}");
+    assert_eq!(report["landing_files_removed"], 0, "{report}");
+    assert!(bad.exists());
+    let again = run(&deleting, &setup.incremental, &[]);
+    assert_eq!(table_report(&again, "raw.readings")["status"], "up_to_date");
+
+    // A full refresh keeps the raw table, which alone holds the deleted files' rows.
+    let refreshed = run(&deleting, &setup.incremental, &["--full-refresh"]);
+    let report = table_report(&refreshed, "raw.readings");
+    assert!(
+        report["strategy"]
+            .as_str()
+            .is_some_and(|said| said.starts_with("kept:")),
+        "{report}"
+    );
+    let reading_log = |warehouse: &Path| {
+        python(&[
+            "-c",
+            "import sys, os\nfrom deltalake import DeltaTable\nprint(DeltaTable(sys.argv[1]).to_pyarrow_table().num_rows)\nsys.stdout.flush()\nos._exit(0)",
+            warehouse.join("enriched/readings").to_str().unwrap(),
+        ])
+    };
+    assert_eq!(
+        reading_log(&setup.incremental)
+            .trim()
+            .parse::<u64>()
+            .unwrap(),
+        reading_log(&setup.full).trim().parse::<u64>().unwrap() + 20,
+        "every reading, and bad.csv's good rows"
+    );
+
+    // Options that cannot work are refused before anything is read.
+    for (options, said) in [
+        (
+            "'after_ingest' 'archive'",
+            "it must be 'keep', 'delete' or 'move'",
+        ),
+        (
+            "'after_ingest' 'move'",
+            "say where with 'after_ingest.move_to'",
+        ),
+        (
+            "'after_ingest' 'move', 'after_ingest.move_to' 's3://elsewhere/done/'",
+            "in another store",
+        ),
+    ] {
+        let wrong = setup.pipeline.with_file_name("wrong.sql");
+        std::fs::write(&wrong, removing_pipeline(&deleting_landing, options)).unwrap();
+        let output = strata(&[
+            "run",
+            wrong.to_str().unwrap(),
+            "--warehouse",
+            setup.incremental.to_str().unwrap(),
+        ]);
+        assert!(!output.status.success());
+        assert!(stderr(&output).contains(said), "{}", stderr(&output));
+    }
+}
+
+#[test]
+fn landing_files_moved_after_ingest_go_below_the_warehouse_relative_location() {
+    let setup = setup("incremental-after-ingest-moved");
+    let nested = setup.landing.join("readings/2026-01-01");
+    std::fs::create_dir_all(&nested).unwrap();
+    deliver(&setup.landing, 0);
+    std::fs::rename(
+        setup.landing.join("readings/batch-00.csv"),
+        nested.join("batch-00.csv"),
+    )
+    .unwrap();
+    deliver(&setup.landing, 1);
+    run(&setup.pipeline, &setup.full, &[]);
+    let moving = setup.pipeline.with_file_name("moving.sql");
+    std::fs::write(
+        &moving,
+        removing_pipeline(
+            &setup.landing,
+            "'after_ingest' 'move', 'after_ingest.move_to' 'ingested/readings/'",
+        ),
+    )
+    .unwrap();
+    let shown = run(&moving, &setup.incremental, &[]);
+    assert_eq!(
+        table_report(&shown, "raw.readings")["landing_files_removed"],
+        2
+    );
+    let moved = setup.incremental.join("ingested/readings");
+    assert!(moved.join("2026-01-01/batch-00.csv").exists());
+    assert!(moved.join("batch-01.csv").exists());
+    assert_eq!(dump(&setup.incremental), dump(&setup.full));
 }

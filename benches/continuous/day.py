@@ -4,10 +4,12 @@
 A continuous run at a 1 s interval makes 86,400 batches a day. This script runs
 `strata run --continuous` at a 20 ms interval, so the day passes faster: after each
 batch one small CSV delivery lands, and the next batch ingests it into a raw table and
-appends it to an enriched table through STREAM. It reports each table's build time per window of batches (it must stay flat,
+appends it to an enriched table through STREAM; each landing file is deleted once
+ingested ('after_ingest' 'delete'), as a location delivered to forever must be. It reports each table's build time per window of batches (it must stay flat,
 not grow with the batches before it) and, at the end, the files each part of the
 warehouse holds (they must be bounded, not one per batch for ever). Every 100 batches
-the run compacts the enriched table and vacuums it with its retention (`--retention`).
+the run compacts the raw and enriched tables and vacuums the enriched one with its
+retention (`--retention`); the raw table keeps the files it compacted away for 7 days.
 
     cargo build --release -p strata
     python3 benches/continuous/day.py --strata target/release/strata --batches 86400
@@ -29,7 +31,8 @@ import time
 
 PIPELINE = """
 CREATE EXTERNAL TABLE landing.readings (sensor_id BIGINT, ts TIMESTAMP, value DOUBLE)
-STORED AS CSV LOCATION 'landing/readings/' OPTIONS ('format.has_header' 'true');
+STORED AS CSV LOCATION 'landing/readings/'
+OPTIONS ('format.has_header' 'true', 'after_ingest' 'delete');
 
 CREATE TABLE raw.readings AS SELECT * FROM landing.readings;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use strata_engine::run::{RunReport, TableStatus};
 use strata_language::{Layer, TableName};
 use strata_storage::Warehouse;
-use strata_storage::maintenance::{self, Tidied};
+use strata_storage::maintenance::Tidied;
 
 use crate::error::CliError;
 use crate::serve::shutdown_signal;
@@ -132,7 +132,7 @@ async fn tidy(
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     for table in tables {
-        match maintenance::tidy(warehouse, table).await {
+        match strata_engine::run::tidy(warehouse, table).await {
             Ok(Tidied {
                 compacted: 0,
                 removed: 0,

@@ -7,7 +7,7 @@ use std::io::Write;
 use clap::Args;
 use strata_language::{TableName, did_you_mean};
 use strata_storage::catalog;
-use strata_storage::maintenance::{self, Tidied};
+use strata_storage::maintenance::Tidied;
 
 use crate::error::CliError;
 
@@ -48,7 +48,7 @@ pub(crate) async fn run(args: TidyArgs, out: &mut impl Write) -> Result<(), CliE
     let mut failed = Vec::new();
     let mut total = Tidied::default();
     for table in &tables {
-        match maintenance::tidy(&warehouse, table).await {
+        match strata_engine::run::tidy(&warehouse, table).await {
             Ok(tidied) => {
                 writeln!(
                     out,

@@ -11,7 +11,7 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{ExprSchemable, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{ExprWithAlias, Statement as SqlStatement};
+use datafusion::sql::sqlparser::ast::{ExprWithAlias, Statement as SqlStatement, Value};
 
 use strata_language::rules::{check_clauses, stored_schema};
 use strata_language::{
@@ -19,6 +19,7 @@ use strata_language::{
     parse,
 };
 use strata_storage::Warehouse;
+use strata_storage::landing::after_ingest;
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -83,6 +84,13 @@ fn resolve(sources: &Sources, warehouse: &Warehouse) -> Result<(Pipeline, Graph)
         if let Statement::Source(source) = statement {
             for location in &mut source.definition.locations {
                 *location = warehouse.resolve_location(location);
+            }
+            for (key, value) in &mut source.definition.options {
+                if let Value::SingleQuotedString(location) = value
+                    && key.eq_ignore_ascii_case(after_ingest::MOVE_TO)
+                {
+                    *location = warehouse.resolve_location(location);
+                }
             }
         }
     }

@@ -118,6 +118,7 @@ fn storage_code(error: &StorageError) -> Code {
         | StorageError::CommitConflict { .. }
         | StorageError::DeltaConflict { .. }
         | StorageError::DuplicateFile(_)
+        | StorageError::Compaction { .. }
         | StorageError::Delta { .. } => Code::Internal,
     }
 }

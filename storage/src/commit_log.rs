@@ -41,6 +41,29 @@ pub struct Commit {
     /// Files of the rows it set aside (`raw.<table>__rejects`), relative to the table.
     #[serde(default)]
     pub rejects: Vec<WrittenFile>,
+    /// Landing files no longer tracked: ingested, and since removed from their location
+    /// (`after_ingest`), so they cannot be seen again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forgotten: Vec<String>,
+    /// Data files this commit's `files` hold the rows of (a compaction): no row is new.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaced: Vec<String>,
+}
+
+impl Commit {
+    /// A commit of nothing yet, as `version`, by `run_id`.
+    pub fn new(version: u64, run_id: &str) -> Self {
+        Self {
+            version,
+            run_id: run_id.to_owned(),
+            reset: false,
+            sources: Vec::new(),
+            files: Vec::new(),
+            rejects: Vec::new(),
+            forgotten: Vec::new(),
+            replaced: Vec::new(),
+        }
+    }
 }
 
 /// What a build reads of the log before it starts.
@@ -59,9 +82,19 @@ pub const CHECKPOINT_INTERVAL: u64 = 100;
 /// A data or rejects file readers see, with the version that added it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Added {
+    /// The newest version whose rows the file holds.
     pub version: u64,
+    /// The oldest, when the file is a compaction of several versions' files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_version: Option<u64>,
     #[serde(flatten)]
     pub file: WrittenFile,
+}
+
+impl Added {
+    fn first_version(&self) -> u64 {
+        self.first_version.unwrap_or(self.version)
+    }
 }
 
 /// The log folded up to a version: what builds and readers need of every commit before
@@ -90,16 +123,69 @@ impl Folded {
             self.rejects.clear();
         }
         self.next_version = version + 1;
+        if !commit.forgotten.is_empty() {
+            let forgotten: HashSet<&str> = commit.forgotten.iter().map(String::as_str).collect();
+            self.ingested
+                .retain(|file| !forgotten.contains(file.path.as_str()));
+        }
         self.ingested.extend(commit.sources);
-        let added = |file| Added { version, file };
-        self.files.extend(commit.files.into_iter().map(added));
+        if commit.replaced.is_empty() {
+            let added = |file| Added {
+                version,
+                first_version: None,
+                file,
+            };
+            self.files.extend(commit.files.into_iter().map(added));
+        } else {
+            self.replace(&commit.replaced, commit.files);
+        }
+        let added = |file| Added {
+            version,
+            first_version: None,
+            file,
+        };
         self.rejects.extend(commit.rejects.into_iter().map(added));
     }
 
+    /// Puts `files` in the place of the `replaced` ones, with the versions of the rows
+    /// they held: readers see the same rows, added when they were.
+    fn replace(&mut self, replaced: &[String], files: Vec<WrittenFile>) {
+        let replaced: HashSet<&str> = replaced.iter().map(String::as_str).collect();
+        let at = self
+            .files
+            .iter()
+            .position(|added| replaced.contains(added.file.path.as_str()))
+            .unwrap_or(self.files.len());
+        let (gone, kept): (Vec<Added>, Vec<Added>) = std::mem::take(&mut self.files)
+            .into_iter()
+            .partition(|added| replaced.contains(added.file.path.as_str()));
+        let first = gone.iter().map(Added::first_version).min();
+        let last = gone.iter().map(|added| added.version).max();
+        let (Some(first), Some(version)) = (first, last) else {
+            self.files = kept;
+            return;
+        };
+        self.files = kept;
+        let added = files.into_iter().map(|file| Added {
+            version,
+            first_version: (first < version).then_some(first),
+            file,
+        });
+        self.files.splice(at..at, added);
+    }
+
     /// The data files added at or after version `since`; `None` when the table was
-    /// rewritten since (or `since` is ahead of it), so only a whole read makes sense.
+    /// rewritten since (or `since` is ahead of it), or a compaction merged rows from
+    /// before `since` with rows from after it, so only a whole read makes sense.
     pub fn files_since(&self, since: u64) -> Option<Vec<WrittenFile>> {
         if since > self.next_version || self.last_reset.is_some_and(|reset| reset >= since) {
+            return None;
+        }
+        if self
+            .files
+            .iter()
+            .any(|added| added.first_version() < since && since <= added.version)
+        {
             return None;
         }
         Some(
@@ -340,26 +426,11 @@ impl CommitLog {
             .collect())
     }
 
-    /// Records a build as `version` (see [`LogState::next_version`]); fails with
+    /// Records a build as its version (see [`LogState::next_version`]); fails with
     /// [`StorageError::CommitConflict`] if another build holds it. Every
     /// [`CHECKPOINT_INTERVAL`] commits, folds the log into a checkpoint.
-    pub async fn commit(
-        &self,
-        version: u64,
-        run_id: &str,
-        reset: bool,
-        sources: Vec<SourceFile>,
-        files: Vec<WrittenFile>,
-        rejects: Vec<WrittenFile>,
-    ) -> Result<Commit> {
-        let commit = Commit {
-            version,
-            run_id: run_id.to_owned(),
-            reset,
-            sources,
-            files,
-            rejects,
-        };
+    pub async fn commit(&self, commit: Commit) -> Result<Commit> {
+        let version = commit.version;
         self.claim(&commit).await?;
         if (version + 1).is_multiple_of(CHECKPOINT_INTERVAL) {
             // A build's rows are committed already: a checkpoint that fails is retried
@@ -386,7 +457,7 @@ impl CommitLog {
             table: self.table.to_string(),
             version,
         };
-        if !self.put_new(&path, commit).await? {
+        if !self.put_new(&path, commit, true).await? {
             return Err(conflict());
         }
         let listing = self.listing().await?;
@@ -401,9 +472,21 @@ impl CommitLog {
         Ok(())
     }
 
-    /// Writes `value` as JSON at `path` with a create-only put; false if the file exists.
-    async fn put_new(&self, path: &StorePath, value: &impl Serialize) -> Result<bool> {
-        let text = serde_json::to_vec_pretty(value).map_err(|error| StorageError::Corrupt {
+    /// Writes `value` as JSON at `path` (indented for people to read, or compact for
+    /// checkpoints, which every build parses) with a create-only put; false if the file
+    /// exists.
+    async fn put_new(
+        &self,
+        path: &StorePath,
+        value: &impl Serialize,
+        pretty: bool,
+    ) -> Result<bool> {
+        let text = if pretty {
+            serde_json::to_vec_pretty(value)
+        } else {
+            serde_json::to_vec(value)
+        };
+        let text = text.map_err(|error| StorageError::Corrupt {
             location: self.location(path),
             reason: error.to_string(),
         })?;
@@ -429,7 +512,7 @@ impl CommitLog {
         }
         // Another writer's copy is the same fold of the same immutable commits.
         let path = self.dir.clone().join(paths::raw_checkpoint_file(version));
-        self.put_new(&path, &folded).await?;
+        self.put_new(&path, &folded, false).await?;
         let listing = self.listing().await?;
         let Some(&previous) = listing.checkpoints.iter().rev().find(|c| **c < version) else {
             return Ok(());
@@ -470,6 +553,23 @@ mod tests {
         }
     }
 
+    fn built(
+        version: u64,
+        run_id: &str,
+        reset: bool,
+        sources: Vec<SourceFile>,
+        files: Vec<WrittenFile>,
+        rejects: Vec<WrittenFile>,
+    ) -> Commit {
+        Commit {
+            reset,
+            sources,
+            files,
+            rejects,
+            ..Commit::new(version, run_id)
+        }
+    }
+
     fn written(path: &str) -> WrittenFile {
         WrittenFile {
             path: path.into(),
@@ -494,24 +594,24 @@ mod tests {
         let table = temp_table("reset");
         let log = CommitLog::new(&table);
         assert!(log.commits().await.unwrap().is_empty());
-        log.commit(
+        log.commit(built(
             0,
             "run-1",
             false,
             vec![landing("a.csv")],
             vec![written("a.avro")],
             vec![written("_rejects/a.avro")],
-        )
+        ))
         .await
         .unwrap();
-        log.commit(
+        log.commit(built(
             1,
             "run-2",
             false,
             vec![landing("b.csv")],
             vec![written("b.avro")],
             Vec::new(),
-        )
+        ))
         .await
         .unwrap();
         assert_eq!(log.ingested().await.unwrap().len(), 2);
@@ -520,14 +620,14 @@ mod tests {
             [written("_rejects/a.avro")]
         );
         let reset = log
-            .commit(
+            .commit(built(
                 2,
                 "run-3",
                 true,
                 vec![landing("a.csv")],
                 vec![written("c.avro")],
                 Vec::new(),
-            )
+            ))
             .await
             .unwrap();
         assert_eq!(reset.version, 2);
@@ -548,14 +648,14 @@ mod tests {
             "a reset drops old rejects too"
         );
         assert!(log.has_data_files().await.unwrap());
-        log.commit(
+        log.commit(built(
             3,
             "run-4",
             true,
             vec![landing("empty.csv")],
             Vec::new(),
             Vec::new(),
-        )
+        ))
         .await
         .unwrap();
         assert!(
@@ -569,14 +669,14 @@ mod tests {
         let table = temp_table("conflict");
         let log = CommitLog::new(&table);
         let first = log
-            .commit(
+            .commit(built(
                 0,
                 "run-1",
                 false,
                 vec![landing("a.csv")],
                 Vec::new(),
                 Vec::new(),
-            )
+            ))
             .await
             .unwrap();
         // A second writer that read the log before the first committed claims the same version.
@@ -616,14 +716,14 @@ mod tests {
         let log = CommitLog::new(&table);
         for version in 0..250 {
             let name = format!("{version}.csv");
-            log.commit(
+            log.commit(built(
                 version,
                 "run",
                 false,
                 vec![landing(&name)],
                 vec![written(&format!("{version}.avro"))],
                 Vec::new(),
-            )
+            ))
             .await
             .unwrap();
         }
@@ -646,7 +746,14 @@ mod tests {
 
         // A writer that read the log before version 10 was folded away loses its claim.
         let stale = log
-            .commit(10, "run-late", false, Vec::new(), Vec::new(), Vec::new())
+            .commit(built(
+                10,
+                "run-late",
+                false,
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            ))
             .await;
         assert!(
             matches!(stale, Err(StorageError::CommitConflict { version: 10, .. })),
@@ -655,18 +762,73 @@ mod tests {
         assert!(!log.listing().await.unwrap().commits.contains(&10));
 
         // A reset is seen across a checkpoint.
-        log.commit(
+        log.commit(built(
             250,
             "run-full",
             true,
             Vec::new(),
             vec![written("all.avro")],
             Vec::new(),
-        )
+        ))
         .await
         .unwrap();
         let folded = log.folded().await.unwrap();
         assert_eq!(folded.files_since(100), None, "rewritten since");
         assert_eq!(folded.data_files(), [written("all.avro")]);
+    }
+
+    #[tokio::test]
+    async fn forgotten_files_leave_the_state_and_a_compaction_keeps_readers_positions() {
+        let table = temp_table("compaction");
+        let log = CommitLog::new(&table);
+        for version in 0..4 {
+            log.commit(Commit {
+                sources: vec![landing(&format!("{version}.csv"))],
+                files: vec![written(&format!("day=1/{version}.avro"))],
+                forgotten: (version > 0)
+                    .then(|| format!("{}.csv", version - 1))
+                    .into_iter()
+                    .collect(),
+                ..Commit::new(version, "run")
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(
+            log.ingested().await.unwrap(),
+            HashSet::from([landing("3.csv")]),
+            "only the file still delivered is remembered"
+        );
+
+        // Versions 0 to 2 merged into one file: it holds their rows, as they were added.
+        log.commit(Commit {
+            files: vec![written("day=1/compacted.avro")],
+            replaced: (0..3)
+                .map(|version| format!("day=1/{version}.avro"))
+                .collect(),
+            ..Commit::new(4, "tidy")
+        })
+        .await
+        .unwrap();
+        let folded = log.folded().await.unwrap();
+        let paths = |files: Vec<WrittenFile>| -> Vec<String> {
+            files.into_iter().map(|file| file.path).collect()
+        };
+        assert_eq!(
+            paths(folded.data_files()),
+            ["day=1/compacted.avro", "day=1/3.avro"]
+        );
+        assert_eq!(paths(folded.files_since(3).unwrap()), ["day=1/3.avro"]);
+        assert_eq!(paths(folded.files_since(5).unwrap()), Vec::<String>::new());
+        assert_eq!(
+            paths(folded.files_since(0).unwrap()),
+            ["day=1/compacted.avro", "day=1/3.avro"]
+        );
+        assert_eq!(
+            folded.files_since(1),
+            None,
+            "a reader between the merged versions reads the table whole"
+        );
+        assert_eq!(folded.ingested, [landing("3.csv")]);
     }
 }

@@ -37,6 +37,9 @@ pub enum StorageError {
     /// Two tasks reported writing one file, so one overwrote the other.
     #[error("two tasks reported writing {0}; nothing was committed")]
     DuplicateFile(String),
+    /// A raw table's small files could not be rewritten; nothing was committed.
+    #[error("cannot compact {table}: {reason}; nothing was committed")]
+    Compaction { table: String, reason: String },
     /// A Delta table could not be opened, written or committed.
     #[error("{table}: {source}")]
     Delta {

@@ -13,6 +13,7 @@ pub mod increment;
 pub mod landing;
 pub mod maintenance;
 pub mod paths;
+pub mod raw_compaction;
 pub mod raw_table;
 pub mod run_named;
 pub mod store;

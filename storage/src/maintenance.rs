@@ -21,6 +21,7 @@ use crate::commit_log::CommitLog;
 use crate::delta_publish;
 use crate::error::{Result, StorageError};
 use crate::paths::{TableDir, Warehouse};
+use crate::raw_compaction;
 
 /// How long a file no version reads is kept in a raw table: what Delta keeps one for
 /// when a table does not say (`delta.deletedFileRetentionDuration`).
@@ -87,19 +88,29 @@ fn retention(table: &DeltaTable) -> std::result::Result<Duration, deltalake_core
         .deleted_file_retention_duration())
 }
 
-/// Removes a raw table's files that its log does not name (replaced, or written by
-/// builds that never committed) once older than `retention`.
+/// Removes a raw table's files that its log does not name (replaced by a full refresh
+/// or a compaction, or written by builds that never committed) once older than
+/// `retention`, and the records of compactions whose files are gone.
 async fn tidy_raw(dir: &TableDir, retention: Duration) -> Result<Tidied> {
     let folded = CommitLog::new(dir).folded().await?;
-    let named: HashSet<String> = folded
+    let recent = raw_compaction::recently_replaced(dir, retention).await;
+    if recent.unknown {
+        return Ok(Tidied::default());
+    }
+    let kept: HashSet<String> = folded
         .files
         .iter()
         .chain(&folded.rejects)
         .map(|added| added.file.path.clone())
+        .chain(recent.files)
         .collect();
+    let removed = remove_older(dir, dir.path(), retention, &kept).await;
+    for record in &recent.old_records {
+        cleanup::remove_file(dir, record).await;
+    }
     Ok(Tidied {
         compacted: 0,
-        removed: remove_older(dir, dir.path(), retention, &named).await,
+        removed,
     })
 }
 
@@ -135,6 +146,7 @@ mod tests {
     use strata_language::Layer;
 
     use super::*;
+    use crate::commit_log::Commit;
     use crate::delta_publish::Provenance;
     use crate::increment;
 
@@ -317,14 +329,11 @@ mod tests {
             std::fs::write(&path, "Obj").unwrap();
         }
         CommitLog::new(&dir)
-            .commit(
-                0,
-                "run-1",
-                false,
-                Vec::new(),
-                vec![written(committed)],
-                vec![written(rejected)],
-            )
+            .commit(Commit {
+                files: vec![written(committed)],
+                rejects: vec![written(rejected)],
+                ..Commit::new(0, "run-1")
+            })
             .await
             .unwrap();
         let old = DEFAULT_RETENTION + Duration::from_secs(60);
@@ -352,6 +361,96 @@ mod tests {
         }
         assert!(!local.join(old_orphan).exists());
         assert!(log_entry.path().exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_compacted_raw_table_reads_the_same_rows_and_keeps_replaced_files_for_the_retention()
+    {
+        use crate::avro_sink::{AvroFileSink, FileSink};
+
+        let root = std::env::temp_dir().join(format!("strata-compact-raw-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let warehouse = Warehouse::local(&root);
+        let name = TableName {
+            layer: Layer::Raw,
+            name: "readings".into(),
+        };
+        let dir = warehouse.table(&name);
+        let log = CommitLog::new(&dir);
+        let schema = batch(0).schema();
+        for version in 0..5_u64 {
+            let day = if version < 3 { "day=1" } else { "day=2" };
+            let mut sink = Box::new(
+                AvroFileSink::create(&dir, format!("{day}/part-{version}.avro"), &schema).unwrap(),
+            );
+            sink.write(&batch(version as i64 * 10)).await.unwrap();
+            let file = sink.finish().await.unwrap();
+            log.commit(Commit {
+                files: vec![file],
+                ..Commit::new(version, "run")
+            })
+            .await
+            .unwrap();
+        }
+        let ctx = SessionContext::new();
+        let read = |dir: TableDir| {
+            let state = ctx.state();
+            async move {
+                ids(crate::raw_table::provider(&dir, &state)
+                    .await
+                    .unwrap()
+                    .unwrap())
+                .await
+            }
+        };
+        let before = read(dir.clone()).await;
+        assert_eq!(before.len(), 10);
+
+        // Every reader has read versions 0 to 3: day=1's three files merge, day=2's one
+        // old file has no partner, and version 4 is not read by all yet.
+        let replaced = raw_compaction::compact(&dir, 4, "tidy-1").await.unwrap();
+        assert_eq!(replaced, 3);
+        assert_eq!(read(dir.clone()).await, before);
+        let folded = log.folded().await.unwrap();
+        assert_eq!(folded.files.len(), 3);
+        let new: Vec<String> = folded
+            .files_since(4)
+            .unwrap()
+            .into_iter()
+            .map(|file| file.path)
+            .collect();
+        assert_eq!(
+            new,
+            ["day=2/part-4.avro"],
+            "a reader at 4 reads only version 4"
+        );
+        assert_eq!(
+            raw_compaction::compact(&dir, 4, "tidy-2").await.unwrap(),
+            0,
+            "nothing left to merge"
+        );
+
+        // The replaced files outlive the sweep within the retention, whatever their age.
+        let local = dir.local_dir().unwrap();
+        for version in 0..3 {
+            age(
+                &local.join(format!("day=1/part-{version}.avro")),
+                Duration::from_secs(3600),
+            );
+        }
+        let tidied = tidy_raw(&dir, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(tidied.removed, 0);
+        assert!(local.join("day=1/part-0.avro").exists());
+        // Once its record is older than the retention, they go, and the record with them.
+        let records = local.join("_strata_replaced");
+        for record in std::fs::read_dir(&records).unwrap() {
+            age(&record.unwrap().path(), Duration::from_secs(3600));
+        }
+        let tidied = tidy_raw(&dir, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(tidied.removed, 3);
+        assert_eq!(std::fs::read_dir(&records).unwrap().count(), 0);
+        assert_eq!(read(dir.clone()).await, before);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

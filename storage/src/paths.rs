@@ -25,6 +25,8 @@ const SCHEDULE_STATE_DIR: &str = "schedule_state";
 const LEASES_DIR: &str = "leases";
 /// A raw table's commit log, inside the table's directory.
 const RAW_LOG_DIR: &str = "_strata_log";
+/// Where a raw table records the files each compaction replaced, until they are removed.
+const REPLACED_DIR: &str = "_strata_replaced";
 /// Where MERGE KEY and SCD2 builds stage their checked rows, inside the table's directory.
 const STAGING_DIR: &str = "_strata_staging";
 /// A Delta table's transaction log, inside the table's directory.
@@ -271,12 +273,16 @@ impl TableDir {
         self.join(STAGING_DIR)
     }
 
+    /// Where a raw table records what its compactions replaced.
+    pub fn replaced_records(&self) -> StorePath {
+        self.join(REPLACED_DIR)
+    }
+
     /// Whether a path relative to the table is in one of its logs.
     pub fn is_log(relative: &str) -> bool {
-        relative
-            .split('/')
-            .next()
-            .is_some_and(|first| first == RAW_LOG_DIR || first == DELTA_LOG_DIR)
+        relative.split('/').next().is_some_and(|first| {
+            first == RAW_LOG_DIR || first == DELTA_LOG_DIR || first == REPLACED_DIR
+        })
     }
 
     /// Whether a directory entry of the table holds data rather than Strata's or Delta's own files.
@@ -334,6 +340,22 @@ pub fn rejects_file(prefix: &str, partition: usize, writer: u64) -> String {
 /// The file of one build's landing files that were rejected whole, relative to the table.
 pub fn rejected_files_file(run_id: &str) -> String {
     format!("{REJECTS_DIR}/{}files.avro", run_file_prefix(run_id))
+}
+
+/// The file of a compaction's rows, in the partition directory (relative to the table)
+/// of the files it replaces: named after the log version that commits it.
+pub fn compacted_file(version: u64, index: usize, partition_dir: &str) -> String {
+    let name = format!("{PART}-compacted-{version:020}-{index:05}.avro");
+    if partition_dir.is_empty() {
+        name
+    } else {
+        format!("{partition_dir}/{name}")
+    }
+}
+
+/// The record of the files the compaction committed as `version` replaced.
+pub fn replaced_record_file(version: u64) -> String {
+    format!("{version:020}.json")
 }
 
 /// A lease term's file: the term, zero-padded so names sort.

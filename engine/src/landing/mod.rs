@@ -20,8 +20,8 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::sql::parser::{CreateExternalTable, Statement as DFStatement};
 use strata_storage::landing::{
-    BadRowPolicy, Compression, CsvLayout, FileKind, Listing, RowFormat, file_suffixes, list_files,
-    policy,
+    AfterIngest, BadRowPolicy, Compression, CsvLayout, FileKind, Listing, RowFormat, after_ingest,
+    file_suffixes, list_files, policy,
 };
 use strata_storage::store::is_store_option;
 use strata_storage::{SourceFile, StoreOptions, StoreUrl};
@@ -50,6 +50,8 @@ pub struct LandingSource {
     /// How CSV and NDJSON files are read row by row.
     row_format: Option<RowFormat>,
     pub policy: BadRowPolicy,
+    /// What becomes of a file once a raw table committed its rows.
+    pub after_ingest: AfterIngest,
     /// The source's own store settings (`'aws.region'`…), on top of the environment's.
     pub store: StoreOptions,
 }
@@ -69,7 +71,11 @@ impl LandingSource {
             .into_iter()
             .partition(|(key, _)| is_store_option(&key.to_ascii_lowercase()));
         let (ours, theirs): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(key, _)| {
-            policy::OPTION_NAMES.contains(&key.to_ascii_lowercase().as_str())
+            let key = key.to_ascii_lowercase();
+            policy::OPTION_NAMES
+                .iter()
+                .chain(&after_ingest::OPTION_NAMES)
+                .any(|name| *name == key)
         });
         definition.options = theirs;
         let store = StoreOptions::from_source_options(
@@ -87,6 +93,15 @@ impl LandingSource {
                 .map(|(key, value)| (key.as_str(), value.as_str())),
         )
         .map_err(DataFusionError::Plan)?;
+        let after_ingest = AfterIngest::from_options(
+            values
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+        )
+        .map_err(DataFusionError::Plan)?;
+        after_ingest
+            .check(&definition.locations)
+            .map_err(DataFusionError::Plan)?;
         let kind = FileKind::parse(&definition.file_type).ok_or_else(|| {
             DataFusionError::Plan(format!(
                 "STORED AS {} is not a landing format; Strata reads CSV, JSON (newline-delimited), PARQUET, AVRO and ARROW",
@@ -163,6 +178,7 @@ impl LandingSource {
             format,
             row_format,
             policy,
+            after_ingest,
             store,
         })
     }

@@ -5,6 +5,7 @@ mod publish;
 mod raw;
 mod refresh;
 mod report;
+mod tidy;
 
 use std::collections::BTreeSet;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -24,6 +25,7 @@ use crate::error::{EngineError, Result};
 pub use report::{
     LandingFileReport, RejectedFile, ReportState, RunReport, StreamRead, TableReport, TableStatus,
 };
+pub use tidy::tidy;
 
 /// What to build.
 #[derive(Debug, Clone, Default)]

@@ -456,6 +456,21 @@ fn definition(table: &TableDef) -> String {
 /// The version of every table a build reads, as its commit records them. `None` when
 /// that cannot tell whether a rebuild would change anything: a read of a landing source,
 /// or of a table with no version yet.
+/// The positions of `input` a table's recorded build read up to: its stream's, and the
+/// version it read whole (see the `inputs` a build records).
+pub(super) fn positions_read(recorded: &Value, input: &str) -> Vec<u64> {
+    let stream = recorded
+        .get("stream")
+        .filter(|stream| stream.get("table").and_then(Value::as_str) == Some(input))
+        .and_then(|stream| stream.get("position"));
+    let whole = recorded.get("reads").and_then(|reads| reads.get(input));
+    stream
+        .into_iter()
+        .chain(whole)
+        .filter_map(Value::as_u64)
+        .collect()
+}
+
 async fn read_versions(build: &Build<'_>, node: usize) -> Result<Option<Value>> {
     let statements = &build.compiled.pipeline.statements;
     let mut reads = serde_json::Map::new();
@@ -615,6 +630,18 @@ fn with_versions_of_their_keys(
         .union(staged)
 }
 
+/// A frame's rows, as one empty batch when there are none: batches read back later
+/// (`read_batches`) must still have the frame's columns.
+async fn collect_keeping_schema(frame: DataFrame) -> datafusion::error::Result<Vec<RecordBatch>> {
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    Ok(if batches.is_empty() {
+        vec![RecordBatch::new_empty(schema)]
+    } else {
+        batches
+    })
+}
+
 /// One row per key: with a sequence column the row with its greatest value, without
 /// one the only row. Identical rows count once; two different rows of a key with no
 /// sequence to tell them apart are an error, not a guess. The rows are read once.
@@ -654,12 +681,12 @@ async fn latest_per_key(
             .count()
             .await
     };
-    let latest = candidates.collect().await?;
+    let latest = collect_keeping_schema(candidates).await?;
     if repeated_keys(latest.clone()).await? == 0 {
         return Ok(latest);
     }
     // Some key kept several rows: the same row delivered twice is one row.
-    let latest = ctx.read_batches(latest)?.distinct()?.collect().await?;
+    let latest = collect_keeping_schema(ctx.read_batches(latest)?.distinct()?).await?;
     let repeated = repeated_keys(latest.clone()).await?;
     if repeated > 0 {
         let (what, hint) = match sequence_by {
@@ -737,12 +764,8 @@ async fn scd2_history(
             .or(next.eq(column(sequence_by)))
             .alias(AMBIGUOUS),
     ]);
-    let history = rows
-        .window(windows)?
-        .filter(changed)?
-        .select(output)?
-        .collect()
-        .await?;
+    let history =
+        collect_keeping_schema(rows.window(windows)?.filter(changed)?.select(output)?).await?;
     let ambiguous: usize = history
         .iter()
         .map(|batch| {

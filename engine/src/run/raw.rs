@@ -1,16 +1,19 @@
 //! Building a raw table: each new landing file once, into Avro files, committed together
 //! with the rows set aside as rejects.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::error::DataFusionError;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use strata_language::{SourceTable, TableDef};
-use strata_storage::landing::{OnBadRow, Reject, Verdict, rejects_batch, rejects_schema};
+use strata_storage::landing::{
+    OnBadRow, Reject, Verdict, after_ingest, rejects_batch, rejects_schema,
+};
 use strata_storage::{
-    AvroFileSink, CommitLog, FileSink, SourceFile, StorageError, TableDir, WrittenFile, cleanup,
-    paths, storage_schema,
+    AvroFileSink, Commit, CommitLog, FileSink, SourceFile, StorageError, TableDir, WrittenFile,
+    cleanup, paths, storage_schema,
 };
 
 use super::Build;
@@ -51,14 +54,26 @@ pub(super) async fn build(
     let dir = build.warehouse.table(&table.name);
     let log = CommitLog::new(&dir);
     let mut state = log.state().await?;
-    if build.full_refresh {
+    // Files deleted or moved after ingest are in the table only: it keeps them.
+    let full_refresh = build.full_refresh && !landing.after_ingest.removes();
+    if build.full_refresh && !full_refresh {
+        report.strategy = Some(format!(
+            "kept: {} removes its files after ingest ('{}'), so they are in this table only",
+            source.name,
+            after_ingest::AFTER_INGEST
+        ));
+    }
+    if full_refresh {
         state.ingested.clear();
     }
     let ingested = &state.ingested;
-    let new_files: Vec<SourceFile> = landing
-        .list()
-        .await?
-        .files
+    let listed = landing.list().await?.files;
+    let forgotten = if landing.after_ingest.removes() {
+        forgotten(ingested, &listed, &landing.locations)
+    } else {
+        Vec::new()
+    };
+    let new_files: Vec<SourceFile> = listed
         .into_iter()
         .filter(|file| !ingested.contains(file))
         .collect();
@@ -68,6 +83,7 @@ pub(super) async fn build(
     report.oldest_new_file_ms = new_files.iter().map(|file| file.modified_ms).min();
 
     let mut sources = Vec::new();
+    let mut with_rejects = HashSet::new();
     let mut written = WriteSummary::default();
     let mut rejected_whole = Vec::new();
     for (index, file) in new_files.into_iter().enumerate() {
@@ -129,6 +145,9 @@ pub(super) async fn build(
         };
         match outcome {
             Ok((summary, rows_read, rows_rejected)) => {
+                if rows_rejected > 0 {
+                    with_rejects.insert(file.path.clone());
+                }
                 report.add_landing_file(LandingFileReport::read(
                     &file.path,
                     rows_read,
@@ -145,6 +164,7 @@ pub(super) async fn build(
                     reason: reason.clone(),
                     fails_run,
                 });
+                with_rejects.insert(file.path.clone());
                 rejected_whole.push((file.path.clone(), reason));
             }
         }
@@ -161,6 +181,7 @@ pub(super) async fn build(
     report.writers = written.writers.clone();
     let committed = commit(
         build,
+        full_refresh,
         &dir,
         &log,
         state.next_version,
@@ -168,9 +189,33 @@ pub(super) async fn build(
             sources,
             files: written.avro_files(),
             rejects,
+            forgotten,
         },
     )
     .await?;
+    let raced: HashSet<&str> = committed
+        .raced
+        .iter()
+        .map(|(path, _)| path.as_str())
+        .collect();
+    let clear: Vec<(SourceFile, bool)> = committed
+        .sources
+        .iter()
+        .filter(|file| !raced.contains(file.path.as_str()))
+        .map(|file| (file.clone(), with_rejects.contains(&file.path)))
+        .collect();
+    // The rows are committed: a file that cannot be removed stays, still ingested once.
+    match landing
+        .after_ingest
+        .clear(&landing.locations, &clear, &landing.store)
+        .await
+    {
+        Ok(cleared) => report.landing_files_removed = cleared.removed,
+        Err(error) => tracing::warn!(
+            "{}: ingested files stay in the landing location: {error}",
+            table.name
+        ),
+    }
     for (path, dropped) in committed.raced {
         report.withdraw_landing_file(&path);
         report.files -= dropped.iter().filter(|file| !is_reject(file)).count() as u64;
@@ -190,12 +235,41 @@ struct Staged {
     sources: Vec<(SourceFile, String)>,
     files: Vec<WrittenFile>,
     rejects: Vec<WrittenFile>,
+    /// Landing files the table no longer needs to remember (see [`forgotten`]).
+    forgotten: Vec<String>,
+}
+
+/// The ingested files gone from the landing locations (deleted or moved after ingest):
+/// remembering them cannot keep them from being read twice, and the memory would grow
+/// with every delivery.
+fn forgotten(
+    ingested: &HashSet<SourceFile>,
+    listed: &[SourceFile],
+    locations: &[String],
+) -> Vec<String> {
+    let present: HashSet<&str> = listed.iter().map(|file| file.path.as_str()).collect();
+    let below_a_location = |path: &str| {
+        locations
+            .iter()
+            .any(|location| path.starts_with(location.trim_end_matches('/')))
+    };
+    let mut gone: Vec<String> = ingested
+        .iter()
+        .map(|file| file.path.as_str())
+        .filter(|path| !present.contains(path) && below_a_location(path))
+        .map(str::to_owned)
+        .collect();
+    gone.sort_unstable();
+    gone.dedup();
+    gone
 }
 
 /// The landing files of a build that a concurrent run committed first, each with the
 /// files this build had written from it and then dropped.
 #[derive(Default)]
 struct Committed {
+    /// The landing files the commit names.
+    sources: Vec<SourceFile>,
     raced: Vec<(String, Vec<WrittenFile>)>,
 }
 
@@ -215,6 +289,7 @@ const COMMIT_RETRIES: usize = 4;
 /// ingested once however many runs race.
 async fn commit(
     build: &Build<'_>,
+    full_refresh: bool,
     dir: &TableDir,
     log: &CommitLog,
     mut version: u64,
@@ -223,25 +298,26 @@ async fn commit(
     let mut committed = Committed::default();
     let mut retries = 0;
     loop {
-        let sources = staged
+        let sources: Vec<SourceFile> = staged
             .sources
             .iter()
             .map(|(file, _)| file.clone())
             .collect();
-        match log
-            .commit(
-                version,
-                build.run_id,
-                build.full_refresh,
-                sources,
-                staged.files.clone(),
-                staged.rejects.clone(),
-            )
-            .await
-        {
-            Ok(_) => return Ok(committed),
+        let commit = Commit {
+            reset: full_refresh,
+            sources: sources.clone(),
+            files: staged.files.clone(),
+            rejects: staged.rejects.clone(),
+            forgotten: staged.forgotten.clone(),
+            ..Commit::new(version, build.run_id)
+        };
+        match log.commit(commit).await {
+            Ok(_) => {
+                committed.sources = sources;
+                return Ok(committed);
+            }
             Err(StorageError::CommitConflict { .. })
-                if !build.full_refresh && retries < COMMIT_RETRIES =>
+                if !full_refresh && retries < COMMIT_RETRIES =>
             {
                 retries += 1;
                 let state = log.state().await?;

@@ -102,6 +102,9 @@ pub struct TableReport {
     /// dropped what it wrote from them, so each is ingested once.
     #[serde(default)]
     pub files_raced: u64,
+    /// A raw table's landing files deleted or moved away once committed (`after_ingest`).
+    #[serde(default)]
+    pub landing_files_removed: u64,
     /// When the oldest landing file this raw build found new was delivered (its
     /// modification time, ms since the epoch): how far behind its deliveries it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,6 +154,7 @@ impl TableReport {
             files_partly_rejected: 0,
             files_rejected: 0,
             files_raced: 0,
+            landing_files_removed: 0,
             oldest_new_file_ms: None,
             landing_files: Vec::new(),
             stream: None,

@@ -1,6 +1,7 @@
 //! Landing files: finding them by the extensions their format is delivered with, and
 //! reading CSV and NDJSON ones row by row, so a bad row is set aside, not its file.
 
+pub mod after_ingest;
 mod csv;
 mod lines;
 mod ndjson;
@@ -9,6 +10,7 @@ mod reader;
 mod rejects;
 mod typed;
 
+pub use after_ingest::{AfterIngest, Cleared};
 pub use csv::CsvLayout;
 pub use lines::{RangeStart, skip_to};
 pub use policy::{BadRowPolicy, Limit, OnBadRow, Verdict};
