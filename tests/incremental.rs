@@ -914,3 +914,33 @@ fn landing_files_moved_after_ingest_go_below_the_warehouse_relative_location() {
     assert!(moved.join("batch-01.csv").exists());
     assert_eq!(dump(&setup.incremental), dump(&setup.full));
 }
+
+#[test]
+fn a_first_run_before_any_delivery_builds_every_table_empty_and_the_next_one_fills_them() {
+    let setup = setup("incremental-nothing-yet");
+    let readings = setup.landing.join("readings");
+    std::fs::create_dir_all(&readings).unwrap();
+    let output = strata(&[
+        "run",
+        setup.pipeline.to_str().unwrap(),
+        "--warehouse",
+        setup.incremental.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // Built, with no row (a quarantine table appears with its first quarantined row).
+    for table in TABLES
+        .iter()
+        .filter(|table| !table.ends_with("__quarantine"))
+    {
+        let rows = python(&[
+            "-c",
+            "import sys, os\nfrom deltalake import DeltaTable\nprint(DeltaTable(sys.argv[1]).to_pyarrow_table().num_rows)\nsys.stdout.flush()\nos._exit(0)",
+            setup.incremental.join(table).to_str().unwrap(),
+        ]);
+        assert_eq!(rows.trim(), "0", "{table}");
+    }
+    deliver(&setup.landing, 0);
+    run(&setup.pipeline, &setup.incremental, &[]);
+    run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+    assert_eq!(dump(&setup.incremental), dump(&setup.full));
+}
