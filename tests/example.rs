@@ -164,13 +164,36 @@ fn demo_generates_runs_and_shows_the_best_candidates() {
         "{stdout}"
     );
 
-    // A second demo reuses the data and adds no raw rows.
+    // A second demo delivers 1 % new events, and the tables they change are refreshed
+    // from them alone; the others are up to date.
     let again = strata(&["demo", "--scale", "0.002", "--warehouse", wh]);
     let stdout = String::from_utf8_lossy(&again.stdout).into_owned();
     assert!(again.status.success(), "{stdout}");
-    assert!(stdout.contains("1/3 reusing the data"), "{stdout}");
+    assert!(
+        stdout.contains("1/3 delivering 20 new tracking events")
+            && stdout.contains("events-delivery-001.csv.gz"),
+        "{stdout}"
+    );
     let raw_events = table_report(&stdout, "raw.events");
-    assert_eq!(raw_events["rows_written"], 0, "{raw_events}");
+    assert_eq!(raw_events["rows_read"], 20, "{raw_events}");
+    for table in ["enriched.events", "enriched.job_events_daily"] {
+        let report = table_report(&stdout, table);
+        assert!(
+            report["strategy"]
+                .as_str()
+                .is_some_and(|said| said.starts_with("incremental"))
+                || !report["stream"]["from"].is_null(),
+            "{report}"
+        );
+    }
+    assert_eq!(
+        table_report(&stdout, "enriched.jobs")["status"],
+        "up_to_date"
+    );
+    assert!(
+        dir.join("landing/events/events-delivery-001.csv.gz")
+            .exists()
+    );
 }
 
 #[test]

@@ -326,7 +326,11 @@ fn the_demo_runs_in_a_bucket() {
     assert!(said.contains("tables are under s3://demo/wh"), "{said}");
     let again = s3.strata(&["demo", "--warehouse", "s3://demo/wh"]);
     assert!(again.status.success(), "{}", stderr(&again));
-    assert!(stdout(&again).contains("1/3 reusing the data in s3://demo/wh/landing"));
+    assert!(
+        stdout(&again).contains("1/3 delivering 1000 new tracking events to s3://demo/wh/landing"),
+        "{}",
+        stdout(&again)
+    );
 }
 
 #[test]

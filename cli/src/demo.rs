@@ -7,8 +7,10 @@ use arrow::util::pretty::pretty_format_batches;
 use clap::Args;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStoreExt;
+use strata_gen::Options;
 use strata_language::{Layer, TableName};
-use strata_storage::{StoreRegistry, Warehouse, delta_publish};
+use strata_storage::store::upload_dir;
+use strata_storage::{StoreRegistry, StoreUrl, Warehouse, delta_publish};
 
 use crate::error::CliError;
 use crate::generate::GenArgs;
@@ -83,7 +85,12 @@ pub(crate) async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliE
         )
         .await?;
     } else {
-        writeln!(out, "1/3 reusing the data in {}", landing.display())?;
+        let (name, events) = deliver(&warehouse, &landing, args.scale).await?;
+        writeln!(
+            out,
+            "1/3 delivering {events} new tracking events to {} ({name}): this run refreshes only what they change",
+            landing.display()
+        )?;
     }
     writeln!(
         out,
@@ -132,6 +139,49 @@ pub(crate) async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliE
         }
     }
     Ok(())
+}
+
+/// Drops the next delivery of tracking events (1 % of the generated ones) into the
+/// landing zone, as an app would between two runs; returns its file's name and rows.
+async fn deliver(
+    warehouse: &Warehouse,
+    landing: &StoreUrl,
+    scale: f64,
+) -> Result<(String, u64), CliError> {
+    let events = landing.child("events");
+    let earlier = warehouse
+        .store()
+        .list_with_delimiter(Some(events.path()))
+        .await
+        .map_err(|error| strata_storage::StorageError::store(&events.display(), &error))?
+        .objects
+        .iter()
+        .filter(|file| {
+            file.location
+                .filename()
+                .is_some_and(strata_gen::is_delivery_file)
+        })
+        .count();
+    let number = u32::try_from(earlier + 1).unwrap_or(u32::MAX);
+    let local = match warehouse.local_dir() {
+        Some(dir) => dir,
+        None => std::env::temp_dir().join(format!("strata-demo-delivery-{}", std::process::id())),
+    };
+    let manifest = strata_gen::delivery(
+        &Options {
+            out: local.clone(),
+            scale,
+            seed: 42,
+            bad_data: true,
+        },
+        number,
+    )?;
+    if warehouse.local_dir().is_none() {
+        let uploaded = upload_dir(&local.join("landing"), landing).await;
+        let _ = std::fs::remove_dir_all(&local);
+        uploaded?;
+    }
+    Ok((strata_gen::delivery_file(number), manifest.events))
 }
 
 async fn best_candidates(warehouse: &Warehouse) -> Result<String, CliError> {

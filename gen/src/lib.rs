@@ -12,7 +12,7 @@ mod vocabulary;
 
 use std::path::{Path, PathBuf};
 
-pub use sources::generate;
+pub use sources::{delivery, delivery_file, generate, is_delivery_file};
 
 /// What to generate.
 #[derive(Debug, Clone)]

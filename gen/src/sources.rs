@@ -55,6 +55,60 @@ pub fn generate(options: &Options) -> Result<Manifest, GenError> {
     Ok(manifest)
 }
 
+/// The first event id of delivery `number`: far above every id `generate` writes.
+const DELIVERY_IDS: u64 = 100_000_000;
+
+/// The name of delivery `number`'s file in `landing/events/`.
+pub fn delivery_file(number: u32) -> String {
+    format!("{DELIVERY_PREFIX}{number:03}.csv.gz")
+}
+
+/// Whether a file of `landing/events/` is a delivery's.
+pub fn is_delivery_file(name: &str) -> bool {
+    name.starts_with(DELIVERY_PREFIX)
+}
+
+const DELIVERY_PREFIX: &str = "events-delivery-";
+
+/// A later delivery of tracking events, as an app drops one: 1 % of the events
+/// [`generate`] wrote at the same scale, on the last day, in one new gzip CSV file
+/// (`landing/events/events-delivery-<number>.csv.gz`) with ids of their own.
+pub fn delivery(options: &Options, number: u32) -> Result<Manifest, GenError> {
+    if !(options.scale > 0.0 && options.scale.is_finite()) {
+        return Err(GenError::Invalid(format!(
+            "scale must be a positive number, got {}",
+            options.scale
+        )));
+    }
+    let count = |per_scale: f64| ((per_scale * options.scale).round() as u64).max(1);
+    let (jobs, candidates, events) = (count(2_000.0), count(50_000.0), count(10_000.0));
+    let mut manifest = Manifest::default();
+    let mut rng = Rng::new(options.seed, 100 + u64::from(number));
+    let total_weight: u64 = EVENT_KINDS.iter().map(|(_, weight)| weight).sum();
+    let path = options
+        .out
+        .join("landing/events")
+        .join(delivery_file(number));
+    let mut file = GzText::create(path, EVENT_HEADER)?;
+    let first = DELIVERY_IDS * u64::from(number);
+    for id in first..first + events {
+        let line = event_line(
+            &mut rng,
+            id,
+            END - DAY,
+            jobs,
+            candidates,
+            total_weight,
+            options.bad_data,
+            &mut manifest,
+        );
+        file.line(&line)?;
+    }
+    file.finish(&mut manifest)?;
+    manifest.events = events;
+    Ok(manifest)
+}
+
 /// A gzip-compressed text file; gzip headers carry no timestamp, so output is repeatable.
 struct GzText {
     path: PathBuf,
@@ -415,4 +469,48 @@ fn event_line(
         rng.pick(PUBLISHERS),
         rng.pick(CAMPAIGNS)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn lines(path: &Path) -> Vec<String> {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(File::open(path).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_delivery_is_one_percent_of_the_events_with_ids_of_its_own_and_repeatable() {
+        let out = std::env::temp_dir().join(format!("strata-gen-delivery-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let options = Options {
+            out: out.clone(),
+            scale: 0.01,
+            seed: 7,
+            bad_data: false,
+        };
+        let manifest = delivery(&options, 2).unwrap();
+        assert_eq!(manifest.events, 100);
+        let path = out.join("landing/events").join(delivery_file(2));
+        let first = lines(&path);
+        assert_eq!(first[0], EVENT_HEADER);
+        assert_eq!(first.len(), 101);
+        let ids: Vec<u64> = first[1..]
+            .iter()
+            .map(|line| line.split(',').next().unwrap()[1..].parse().unwrap())
+            .collect();
+        assert!(ids.iter().all(|id| *id >= 2 * DELIVERY_IDS), "{ids:?}");
+        assert!(
+            is_delivery_file(&delivery_file(2)) && !is_delivery_file("events-2026-11-21.csv.gz")
+        );
+        delivery(&options, 2).unwrap();
+        assert_eq!(lines(&path), first, "the same options give the same bytes");
+        std::fs::remove_dir_all(&out).unwrap();
+    }
 }
