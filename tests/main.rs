@@ -21,6 +21,7 @@ mod k8s;
 mod lineage;
 mod publish;
 mod readme;
+mod refresh_property;
 mod rejects;
 mod run;
 mod schedule;
