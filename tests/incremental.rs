@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::support::{python, stderr, stdout, strata, table_report, workdir};
+use crate::support::{python, run_pipeline, stderr, stdout, strata, table_report, workdir};
 
 /// The pipeline, reading its landing files from `landing` (shared by both warehouses).
 fn pipeline(landing: &Path) -> String {
@@ -130,24 +130,6 @@ fn dump(warehouse: &Path) -> Vec<String> {
     python(&args).lines().map(str::to_owned).collect()
 }
 
-fn run(pipeline: &Path, warehouse: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "run",
-        pipeline.to_str().unwrap(),
-        "--warehouse",
-        warehouse.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    let output = strata(&args);
-    assert!(
-        output.status.success(),
-        "strata run {extra:?} failed:\n{}\n{}",
-        stdout(&output),
-        stderr(&output)
-    );
-    stdout(&output)
-}
-
 struct Setup {
     pipeline: PathBuf,
     landing: PathBuf,
@@ -175,8 +157,8 @@ fn ten_deliveries_built_incrementally_equal_a_full_refresh_after_each() {
     let setup = setup("incremental-ten-deliveries");
     for batch in 0..10 {
         deliver(&setup.landing, batch);
-        let shown = run(&setup.pipeline, &setup.incremental, &[]);
-        run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+        let shown = run_pipeline(&setup.pipeline, &setup.incremental, &[]);
+        run_pipeline(&setup.pipeline, &setup.full, &["--full-refresh"]);
         let (built, rebuilt) = (dump(&setup.incremental), dump(&setup.full));
         assert_eq!(built.len(), TABLES.len());
         for (built, rebuilt) in built.iter().zip(&rebuilt) {
@@ -210,7 +192,7 @@ fn ten_deliveries_built_incrementally_equal_a_full_refresh_after_each() {
     );
 
     // Nothing new: every incremental table is up to date and nothing is committed.
-    let shown = run(&setup.pipeline, &setup.incremental, &[]);
+    let shown = run_pipeline(&setup.pipeline, &setup.incremental, &[]);
     for table in [
         "enriched.reading_log",
         "enriched.readings",
@@ -305,8 +287,8 @@ fn tables_that_read_whole_inputs_are_built_from_added_rows_and_equal_a_full_refr
             let sensors = setup.landing.join("sensors/more.csv");
             std::fs::write(sensors, "sensor_id,site\ns3,site-9\n").unwrap();
         }
-        let shown = run(&setup.pipeline, &setup.incremental, &[]);
-        run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+        let shown = run_pipeline(&setup.pipeline, &setup.incremental, &[]);
+        run_pipeline(&setup.pipeline, &setup.full, &["--full-refresh"]);
         let (built, rebuilt) = (
             dump_whole_reads(&setup.incremental),
             dump_whole_reads(&setup.full),
@@ -392,7 +374,7 @@ fn tables_that_read_whole_inputs_are_built_from_added_rows_and_equal_a_full_refr
             delivered
         );
     }
-    let shown = run(&setup.pipeline, &setup.incremental, &[]);
+    let shown = run_pipeline(&setup.pipeline, &setup.incremental, &[]);
     for table in [
         "enriched.plausible",
         "enriched.latest",
@@ -474,8 +456,8 @@ fn tables_tidied_between_deliveries_equal_a_full_refresh_and_are_still_read_incr
     };
     for batch in 0..4 {
         deliver(&setup.landing, batch);
-        let shown = run(&setup.pipeline, &setup.incremental, &[]);
-        run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+        let shown = run_pipeline(&setup.pipeline, &setup.incremental, &[]);
+        run_pipeline(&setup.pipeline, &setup.full, &["--full-refresh"]);
         assert_eq!(
             dump(&setup.incremental),
             dump(&setup.full),
@@ -562,7 +544,7 @@ fn tables_tidied_between_deliveries_equal_a_full_refresh_and_are_still_read_incr
 fn a_build_killed_before_its_commit_loses_and_duplicates_nothing() {
     let setup = setup("incremental-killed");
     deliver(&setup.landing, 0);
-    run(&setup.pipeline, &setup.incremental, &[]);
+    run_pipeline(&setup.pipeline, &setup.incremental, &[]);
     deliver(&setup.landing, 1);
     let mut child = run_paused_at(&setup, "enriched.reading_log", 60, &[]);
     // Its data files are written: the table directory holds more Parquet files than
@@ -578,10 +560,10 @@ fn a_build_killed_before_its_commit_loses_and_duplicates_nothing() {
         "the killed build had written its files ({written})"
     );
 
-    run(&setup.pipeline, &setup.incremental, &[]);
+    run_pipeline(&setup.pipeline, &setup.incremental, &[]);
     deliver(&setup.landing, 2);
-    run(&setup.pipeline, &setup.incremental, &[]);
-    run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+    run_pipeline(&setup.pipeline, &setup.incremental, &[]);
+    run_pipeline(&setup.pipeline, &setup.full, &["--full-refresh"]);
     assert_eq!(dump(&setup.incremental), dump(&setup.full));
     let log_rows = dump(&setup.incremental)[0].matches("reading_id").count();
     assert_eq!(
@@ -595,7 +577,7 @@ fn a_build_killed_before_its_commit_loses_and_duplicates_nothing() {
 fn whole_read_tables_killed_before_their_commit_or_racing_lose_and_duplicate_nothing() {
     let setup = whole_reads_setup("incremental-whole-reads-faults");
     deliver(&setup.landing, 0);
-    run(&setup.pipeline, &setup.incremental, &[]);
+    run_pipeline(&setup.pipeline, &setup.incremental, &[]);
 
     // Killed before the commit of groups recomputed from rows its input added (the
     // input's own build from added rows committed before).
@@ -603,7 +585,7 @@ fn whole_read_tables_killed_before_their_commit_or_racing_lose_and_duplicate_not
     let mut child = run_paused_at(&setup, "ranked.per_sensor", 60, &[]);
     child.kill().unwrap();
     child.wait().unwrap();
-    let shown = run(&setup.pipeline, &setup.incremental, &[]);
+    let shown = run_pipeline(&setup.pipeline, &setup.incremental, &[]);
     let strategy = &table_report(&shown, "ranked.per_sensor")["strategy"];
     assert!(
         strategy
@@ -616,7 +598,7 @@ fn whole_read_tables_killed_before_their_commit_or_racing_lose_and_duplicate_not
     deliver(&setup.landing, 2);
     let select = ["--select", "enriched.plausible"];
     let first = run_paused_at(&setup, "enriched.plausible", 6, &select);
-    let second = run(&setup.pipeline, &setup.incremental, &select);
+    let second = run_pipeline(&setup.pipeline, &setup.incremental, &select);
     assert_eq!(
         table_report(&second, "enriched.plausible")["status"],
         "built"
@@ -626,8 +608,8 @@ fn whole_read_tables_killed_before_their_commit_or_racing_lose_and_duplicate_not
     assert_eq!(lost["status"], "failed", "{lost}");
     assert!(!first.status.success());
 
-    run(&setup.pipeline, &setup.incremental, &[]);
-    run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+    run_pipeline(&setup.pipeline, &setup.incremental, &[]);
+    run_pipeline(&setup.pipeline, &setup.full, &["--full-refresh"]);
     assert_eq!(
         dump_whole_reads(&setup.incremental),
         dump_whole_reads(&setup.full)
@@ -691,14 +673,14 @@ fn run_paused_at(setup: &Setup, table: &str, seconds: u64, extra: &[&str]) -> st
 fn two_runs_building_from_the_same_position_commit_the_new_rows_once() {
     let setup = setup("incremental-race");
     deliver(&setup.landing, 0);
-    run(&setup.pipeline, &setup.incremental, &[]);
+    run_pipeline(&setup.pipeline, &setup.incremental, &[]);
     deliver(&setup.landing, 1);
     // The first run reads delivery 1 and waits before its commit; the second reads the
     // same rows from the same position and commits first. Both build only the log (and
     // the raw tables it reads), so they race on that table alone.
     let select = ["--select", "enriched.reading_log"];
     let first = run_paused_at(&setup, "enriched.reading_log", 6, &select);
-    let second = run(&setup.pipeline, &setup.incremental, &select);
+    let second = run_pipeline(&setup.pipeline, &setup.incremental, &select);
     assert_eq!(
         table_report(&second, "enriched.reading_log")["status"],
         "built"
@@ -714,8 +696,8 @@ fn two_runs_building_from_the_same_position_commit_the_new_rows_once() {
     );
     assert!(!first.status.success());
 
-    run(&setup.pipeline, &setup.incremental, &[]);
-    run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+    run_pipeline(&setup.pipeline, &setup.incremental, &[]);
+    run_pipeline(&setup.pipeline, &setup.full, &["--full-refresh"]);
     assert_eq!(dump(&setup.incremental), dump(&setup.full));
     let log_rows = dump(&setup.incremental)[0].matches("reading_id").count();
     assert_eq!(log_rows, 2 * 300 + 5 - 2, "each delivered row once");
@@ -772,8 +754,8 @@ fn landing_files_deleted_after_ingest_leave_the_tables_as_if_kept() {
     for batch in 0..4 {
         deliver(&setup.landing, batch);
         deliver(&deleting_landing, batch);
-        let shown = run(&deleting, &setup.incremental, &[]);
-        run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+        let shown = run_pipeline(&deleting, &setup.incremental, &[]);
+        run_pipeline(&setup.pipeline, &setup.full, &["--full-refresh"]);
         assert_eq!(dump(&setup.incremental), dump(&setup.full), "after {batch}");
         assert_eq!(
             table_report(&shown, "raw.readings")["landing_files_removed"],
@@ -809,7 +791,7 @@ fn landing_files_deleted_after_ingest_leave_the_tables_as_if_kept() {
     // stay as they were.
     let broken = readings.join("broken.csv");
     std::fs::write(&broken, "reading_id,sensor_id\nnot,a-reading\n").unwrap();
-    let shown = run(&deleting, &setup.incremental, &[]);
+    let shown = run_pipeline(&deleting, &setup.incremental, &[]);
     assert_eq!(table_report(&shown, "raw.readings")["files_rejected"], 1);
     assert!(broken.exists());
     assert_eq!(dump(&setup.incremental), dump(&setup.full));
@@ -821,16 +803,16 @@ fn landing_files_deleted_after_ingest_leave_the_tables_as_if_kept() {
         text.push_str(&format!("{id},s1,2026-01-09T00:01:00,1.5,1\n"));
     }
     std::fs::write(&bad, text).unwrap();
-    let shown = run(&deleting, &setup.incremental, &[]);
+    let shown = run_pipeline(&deleting, &setup.incremental, &[]);
     let report = table_report(&shown, "raw.readings");
     assert_eq!(report["rows_rejected"], 1, "{report}");
     assert_eq!(report["landing_files_removed"], 0, "{report}");
     assert!(bad.exists());
-    let again = run(&deleting, &setup.incremental, &[]);
+    let again = run_pipeline(&deleting, &setup.incremental, &[]);
     assert_eq!(table_report(&again, "raw.readings")["status"], "up_to_date");
 
     // A full refresh keeps the raw table, which alone holds the deleted files' rows.
-    let refreshed = run(&deleting, &setup.incremental, &["--full-refresh"]);
+    let refreshed = run_pipeline(&deleting, &setup.incremental, &["--full-refresh"]);
     let report = table_report(&refreshed, "raw.readings");
     assert!(
         report["strategy"]
@@ -894,7 +876,7 @@ fn landing_files_moved_after_ingest_go_below_the_warehouse_relative_location() {
     )
     .unwrap();
     deliver(&setup.landing, 1);
-    run(&setup.pipeline, &setup.full, &[]);
+    run_pipeline(&setup.pipeline, &setup.full, &[]);
     let moving = setup.pipeline.with_file_name("moving.sql");
     std::fs::write(
         &moving,
@@ -904,7 +886,7 @@ fn landing_files_moved_after_ingest_go_below_the_warehouse_relative_location() {
         ),
     )
     .unwrap();
-    let shown = run(&moving, &setup.incremental, &[]);
+    let shown = run_pipeline(&moving, &setup.incremental, &[]);
     assert_eq!(
         table_report(&shown, "raw.readings")["landing_files_removed"],
         2
@@ -940,7 +922,7 @@ fn a_first_run_before_any_delivery_builds_every_table_empty_and_the_next_one_fil
         assert_eq!(rows.trim(), "0", "{table}");
     }
     deliver(&setup.landing, 0);
-    run(&setup.pipeline, &setup.incremental, &[]);
-    run(&setup.pipeline, &setup.full, &["--full-refresh"]);
+    run_pipeline(&setup.pipeline, &setup.incremental, &[]);
+    run_pipeline(&setup.pipeline, &setup.full, &["--full-refresh"]);
     assert_eq!(dump(&setup.incremental), dump(&setup.full));
 }

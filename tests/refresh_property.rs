@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::support::{python, stderr, stdout, strata, table_report, workdir};
+use crate::support::{python, run_pipeline, table_report, workdir};
 
 /// A small, fixed pseudo-random sequence (xorshift), so a failing case can be replayed
 /// from its seed.
@@ -241,24 +241,6 @@ fn dump(warehouse: &Path, tables: &[&str]) -> Vec<String> {
     python(&args).lines().map(str::to_owned).collect()
 }
 
-fn run(pipeline: &Path, warehouse: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "run",
-        pipeline.to_str().unwrap(),
-        "--warehouse",
-        warehouse.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    let output = strata(&args);
-    assert!(
-        output.status.success(),
-        "strata run {extra:?} failed:\n{}\n{}",
-        stdout(&output),
-        stderr(&output)
-    );
-    stdout(&output)
-}
-
 #[test]
 fn incremental_refreshes_of_random_pipelines_equal_full_refreshes() {
     let seed: u64 = std::env::var("STRATA_PROPERTY_SEED")
@@ -283,8 +265,8 @@ fn incremental_refreshes_of_random_pipelines_equal_full_refreshes() {
         let mut delivered = 0;
         for number in 0..4 {
             deliver(&mut draw, &landing, number, &mut delivered);
-            let shown = run(&pipeline_file, &incremental, &[]);
-            run(&pipeline_file, &full, &["--full-refresh"]);
+            let shown = run_pipeline(&pipeline_file, &incremental, &[]);
+            run_pipeline(&pipeline_file, &full, &["--full-refresh"]);
             let context = format!("seed {case_seed:#x}, delivery {number}, pipeline:\n{text}");
             let (built, rebuilt) = (dump(&incremental, &tables), dump(&full, &tables));
             assert_eq!(built.len(), tables.len(), "{context}");

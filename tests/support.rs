@@ -20,6 +20,25 @@ pub(crate) fn strata(args: &[&str]) -> Output {
 }
 
 /// A command's standard output as text.
+/// Runs `strata run PIPELINE --warehouse WAREHOUSE EXTRA…`, which must succeed; its output.
+pub(crate) fn run_pipeline(pipeline: &Path, warehouse: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "run",
+        pipeline.to_str().unwrap(),
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let output = strata(&args);
+    assert!(
+        output.status.success(),
+        "strata run {extra:?} failed:\n{}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
 pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
