@@ -1,7 +1,8 @@
 //! The contract of automatic incremental refresh, tested as a property: pipelines drawn
 //! at random from the shapes Strata refreshes from what changed (row-by-row queries,
 //! joins with a side that did not change, inner and left; aggregates with count, sum,
-//! min, max and avg; windows partitioned by a key; merges; tables built on those), fed
+//! min, max and avg; windows partitioned by a key; merges; aggregates and windows over a
+//! merged table, through its change feed; tables built on those), fed
 //! random deliveries (new rows, corrections of old keys, rows that arrive late, changes
 //! of the joined side, alone or with new orders) over several runs. After every run, every table equals a
 //! `--full-refresh` build of the same landing files, row for row.
@@ -106,6 +107,18 @@ fn shapes(draw: &mut Draw) -> Vec<Shape> {
                 threshold * 3
             ),
             needs: &["enriched.customer_totals"],
+        },
+        Shape {
+            name: "ranked.merged_by_customer",
+            sql: format!(
+                "SELECT customer_id, count(*) AS orders, sum(amount) AS total, min(amount) AS low FROM enriched.latest_stream {filter} GROUP BY customer_id"
+            ),
+            needs: &["enriched.latest_stream"],
+        },
+        Shape {
+            name: "ranked.merged_running",
+            sql: "SELECT order_id, customer_id, rank() OVER (PARTITION BY customer_id ORDER BY amount DESC, order_id) AS place FROM enriched.latest_stream".into(),
+            needs: &["enriched.latest_stream"],
         },
         Shape {
             name: "ranked.latest_by_customer",

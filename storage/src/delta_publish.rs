@@ -102,6 +102,15 @@ pub async fn replace_where(
     write_as(table, batches, how, partition_columns, name, provenance).await
 }
 
+/// The settings of every Delta table Strata creates: each records its changes (Delta's
+/// Change Data Feed), for the tables built from it and for other engines
+/// (`load_cdf`, `table_changes`).
+const CREATED_WITH: [(&str, &str); 1] = [("delta.enableChangeDataFeed", "true")];
+
+fn created_with() -> impl Iterator<Item = (&'static str, Option<&'static str>)> {
+    CREATED_WITH.iter().map(|(key, value)| (*key, Some(*value)))
+}
+
 async fn write_as(
     table: DeltaTable,
     batches: Vec<RecordBatch>,
@@ -115,7 +124,8 @@ async fn write_as(
         .write(batches)
         .with_commit_properties(provenance.properties())
         .with_save_mode(mode)
-        .with_table_name(name);
+        .with_table_name(name)
+        .with_configuration(created_with());
     if let Some(predicate) = replace_where {
         builder = builder.with_replace_where(predicate);
     }
@@ -362,6 +372,7 @@ async fn commit_adds(
             .with_table_name(name)
             .with_columns(columns.fields().cloned())
             .with_partition_columns(partition_columns.to_vec())
+            .with_configuration(created_with())
             .with_actions(adds.into_iter().map(Action::Add))
             .with_commit_properties(properties)
             .await;

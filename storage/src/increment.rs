@@ -13,6 +13,8 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::error::{DataFusionError, Result};
 use deltalake_core::DeltaTable;
+use deltalake_core::delta_datafusion::DeltaCdfTableProvider;
+use deltalake_core::table::config::TablePropertiesExt;
 use strata_language::Format;
 
 use crate::avro_sink::storage_schema;
@@ -61,6 +63,36 @@ pub async fn read(
             .unwrap_or_else(|| Arc::new(EmptyTable::new(storage_schema(planned)))),
         whole: found.whole,
     })
+}
+
+/// The rows the Delta table in `dir` changed at or after version `since`, up to its
+/// version now, from its change data feed: each inserted and deleted row, and each
+/// updated one before and after, with `_change_type`. `None` when the table does not
+/// record its changes (made before Strata enabled the feed). A feed that does not reach
+/// back to `since` (its files vacuumed) fails when it is read. `None` too when `since`
+/// is past the table's version.
+pub async fn delta_changes(dir: &TableDir, since: u64) -> Result<Option<Increment>> {
+    let table = delta_publish::load(dir, None).await?;
+    let snapshot = table
+        .snapshot()
+        .map_err(|error| DataFusionError::External(Box::new(error)))?;
+    if !snapshot.table_config().enable_change_data_feed() {
+        return Ok(None);
+    }
+    let Some(version) = table.version().filter(|version| *version >= since) else {
+        return Ok(None);
+    };
+    let changes = table
+        .scan_cdf()
+        .with_starting_version(since)
+        .with_ending_version(version);
+    let rows = DeltaCdfTableProvider::try_new(changes)
+        .map_err(|error| DataFusionError::External(Box::new(error)))?;
+    Ok(Some(Increment {
+        position: version + 1,
+        rows: Arc::new(rows),
+        whole: false,
+    }))
 }
 
 /// What a read found: as [`Increment`], with no provider when there is no file to read.

@@ -7,7 +7,10 @@
 //! `HAVING`, no expectations) recomputes only the groups the added rows fall in, from
 //! every row of its input, and merges them into the table on its group columns; window
 //! functions partitioned alike recompute only the partitions the added rows fall in,
-//! which replace theirs in the table.
+//! which replace theirs in the table. An input that changed otherwise (merged into,
+//! rows updated or deleted) says how through its change data feed: an aggregate or
+//! windows over it recompute the groups or partitions of every changed row, before and
+//! after the change, which replace theirs (a group that lost its last row goes).
 //! Otherwise it is rebuilt whole, and the run report says why.
 
 use std::collections::HashSet;
@@ -54,6 +57,8 @@ pub(super) struct Regroup {
     pub(super) replaces: Option<Expr>,
     /// How many key values the added rows hold.
     values: usize,
+    /// The rows come from the input's change feed: changed, not only added.
+    changed: bool,
 }
 
 impl Refresh {
@@ -64,12 +69,17 @@ impl Refresh {
                 format!("incremental: the rows added to {}, row by row", rows.table)
             }
             Refresh::Regroup(regroup) => format!(
-                "incremental: the {} ({}) the rows added to {} fall in ({} key value(s)), recomputed",
+                "incremental: the {} ({}) the rows {} {} fall in ({} key value(s)), recomputed",
                 match regroup.keyed {
                     Keyed::Groups => "groups of",
                     Keyed::Partitions => "partitions by",
                 },
                 regroup.key.join(", "),
+                if regroup.changed {
+                    "changed in"
+                } else {
+                    "added to"
+                },
                 regroup.added.table,
                 regroup.values
             ),
@@ -169,8 +179,9 @@ pub(super) async fn choose(
     else {
         return whole(&format!("{input} is not planned in this run"));
     };
+    let dir = build.warehouse.table(&input);
     let rows = increment::read(
-        &build.warehouse.table(&input),
+        &dir,
         format,
         Some(since),
         &planned.schema,
@@ -178,11 +189,24 @@ pub(super) async fn choose(
     )
     .await
     .map_err(planning)?;
-    if rows.whole {
-        return whole(&format!(
-            "{input} changed other than by added rows (rewritten, merged into, or compacted since)"
-        ));
-    }
+    let (rows, changed) = if rows.whole {
+        let feed = match (&group_key, format) {
+            (Some(_), Format::Delta) => increment::delta_changes(&dir, since)
+                .await
+                .map_err(planning)?,
+            _ => None,
+        };
+        match feed {
+            Some(changes) => (changes, true),
+            None => {
+                return whole(&format!(
+                    "{input} changed other than by added rows (rewritten, merged into, or compacted since)"
+                ));
+            }
+        }
+    } else {
+        (rows, false)
+    };
     let added = StreamRows {
         table: input,
         since: Some(since),
@@ -191,7 +215,7 @@ pub(super) async fn choose(
     let Some((keyed, key)) = group_key else {
         return Ok(Refresh::Added(added));
     };
-    regroup(build, table, &plan, added, keyed, key).await
+    regroup(build, table, &plan, added, (keyed, key), changed).await
 }
 
 /// The versions a build from added rows records: its inputs' as read before it chose,
@@ -222,15 +246,16 @@ fn version_before(format: Format, position: u64) -> u64 {
     }
 }
 
-/// The query over the groups the added rows fall in: each group column restricted to
-/// the values the added rows hold (a superset of their groups, each group whole).
+/// The query over the groups the added (or `changed`) rows fall in: each group column
+/// restricted to the values those rows hold (a superset of their groups, each group
+/// whole).
 async fn regroup(
     build: &Build<'_>,
     table: &TableDef,
     plan: &LogicalPlan,
     added: StreamRows,
-    keyed: Keyed,
-    key: Vec<String>,
+    (keyed, key): (Keyed, Vec<String>),
+    changed: bool,
 ) -> Result<Refresh> {
     let planning = |error| EngineError::at(BuildStep::Planning, error);
     let state = crate::stream::session_reading(
@@ -251,10 +276,17 @@ async fn regroup(
         .aggregate(on_added.key, Vec::<Expr>::new())
         .and_then(LogicalPlanBuilder::build)
         .map_err(planning)?;
-    let found = DataFrame::new(state, keys)
-        .collect()
-        .await
-        .map_err(|error| EngineError::at(BuildStep::RunningTheQuery, error))?;
+    let found = match DataFrame::new(state, keys).collect().await {
+        Ok(found) => found,
+        // A feed vacuumed away, or not recorded that far back: what changed is unknown.
+        Err(error) if changed => {
+            return Ok(Refresh::Whole(format!(
+                "the change feed of {} could not be read: {error}",
+                added.table
+            )));
+        }
+        Err(error) => return Err(EngineError::at(BuildStep::RunningTheQuery, error)),
+    };
     let mut values: Vec<HashSet<ScalarValue>> = vec![HashSet::new(); key.len()];
     for batch in &found {
         for (column, seen) in values.iter_mut().enumerate() {
@@ -268,7 +300,8 @@ async fn regroup(
     let count: usize = values.iter().map(HashSet::len).sum();
     if count > MOST_KEY_VALUES {
         return Ok(Refresh::Whole(format!(
-            "the rows added to {} hold {count} group key values: recomputing their groups would cost about a rebuild",
+            "the rows {} {} hold {count} group key values: recomputing their groups would cost about a rebuild",
+            if changed { "changed in" } else { "added to" },
             added.table
         )));
     }
@@ -294,7 +327,9 @@ async fn regroup(
             .unwrap_or(lit(true))
     };
     let selected = within(on_all.key);
-    let replaces = (keyed == Keyed::Partitions).then(|| {
+    // Groups only gain rows from added rows, and are merged; partitions, and groups
+    // whose rows changed (one may have lost its last row), replace theirs.
+    let replaces = (keyed == Keyed::Partitions || changed).then(|| {
         within(
             key.iter()
                 .map(|name| Expr::Column(Column::new_unqualified(name)))
@@ -333,5 +368,6 @@ async fn regroup(
         plan: restricted,
         replaces,
         values: count,
+        changed,
     })))
 }
