@@ -1,6 +1,7 @@
 //! The contract of automatic incremental refresh, tested as a property: pipelines drawn
 //! at random from the shapes Strata refreshes from what changed (row-by-row queries,
-//! joins with a side that did not change, inner and left; aggregates with count, sum,
+//! joins with a side that did not change, inner and left; `UNION ALL`; `DISTINCT`;
+//! aggregates with count, sum,
 //! min, max and avg; windows partitioned by a key; merges; aggregates and windows over a
 //! merged table, through its change feed; tables built on those), fed
 //! random deliveries (new rows, corrections of old keys, rows that arrive late, changes
@@ -94,6 +95,26 @@ fn shapes(draw: &mut Draw) -> Vec<Shape> {
             name: "enriched.latest_stream",
             sql: "WRITE MERGE KEY (order_id) SEQUENCE BY version AS SELECT order_id, customer_id, amount, version FROM STREAM(raw.orders)".into(),
             needs: &[],
+        },
+        Shape {
+            name: "enriched.union_all",
+            sql: format!(
+                "SELECT order_id AS id, customer_id, amount FROM raw.orders WHERE amount > {threshold} UNION ALL SELECT customer_id AS id, customer_id, -1 AS amount FROM raw.customers"
+            ),
+            needs: &[],
+        },
+        Shape {
+            name: "enriched.distinct_buckets",
+            sql: format!(
+                "SELECT DISTINCT customer_id, amount % {} AS bucket FROM raw.orders",
+                2 + factor
+            ),
+            needs: &[],
+        },
+        Shape {
+            name: "ranked.bucket_counts",
+            sql: "SELECT bucket, count(*) AS customers FROM enriched.distinct_buckets GROUP BY bucket".into(),
+            needs: &["enriched.distinct_buckets"],
         },
         Shape {
             name: "ranked.region_totals",

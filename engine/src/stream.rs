@@ -7,17 +7,19 @@ use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
     MemorySchemaProvider, SchemaProvider, TableProvider,
 };
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
-use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, Projection, Volatility};
+use datafusion::logical_expr::{
+    Distinct, EmptyRelation, Expr, JoinType, LogicalPlan, Projection, Union, Volatility,
+};
 use strata_language::TableName;
 
 /// Why the query cannot be built from the new rows of `stream` alone, if it cannot: an
 /// operator above the stream's scan needs the rows of earlier builds too.
 pub fn incremental_problem(plan: &LogicalPlan, stream: &TableName) -> Option<String> {
-    blocker(plan, stream).map(|blocker| match blocker {
+    blocker(plan, stream, Unions::Refused).map(|blocker| match blocker {
         Blocker::Operator(what) => {
             format!("{what} over STREAM({stream}) would see only the rows added since the last build")
         }
@@ -46,7 +48,7 @@ pub fn added_rows_problem(plan: &LogicalPlan, table: &TableName) -> Option<Strin
             "{table} is read more than once (a self-join or a subquery)"
         ));
     }
-    blocker(plan, table).map(|blocker| match blocker {
+    blocker(plan, table, Unions::OfWhatIsAdded).map(|blocker| match blocker {
         Blocker::Operator(what) => format!("{what} needs every row of {table}"),
         Blocker::Union => format!("a UNION of {table} with another table"),
         Blocker::Join(join_type) => {
@@ -142,6 +144,20 @@ pub fn keyed_node(plan: &LogicalPlan) -> Option<KeyedNode<'_>> {
                     projections,
                 });
             }
+            // `SELECT DISTINCT`: each distinct row is a group of all its columns.
+            LogicalPlan::Distinct(Distinct::All(input)) if !filtered => {
+                return Some(KeyedNode {
+                    keyed: Keyed::Groups,
+                    key: input
+                        .schema()
+                        .columns()
+                        .into_iter()
+                        .map(Expr::Column)
+                        .collect(),
+                    input,
+                    projections,
+                });
+            }
             LogicalPlan::Window(window) => {
                 return Some(KeyedNode {
                     keyed: Keyed::Partitions,
@@ -218,7 +234,17 @@ enum Blocker {
     Join(JoinType),
 }
 
-fn blocker(plan: &LogicalPlan, table: &TableName) -> Option<Blocker> {
+/// What a `UNION ALL` of the table with other tables gives from the table's added rows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unions {
+    /// Nothing sound: a `STREAM` build would add the other tables' rows again each time.
+    Refused,
+    /// The added rows' branch alone, the others dropped ([`only_the_branches_reading`]):
+    /// a rebuild gives the other branches' rows as the last build did.
+    OfWhatIsAdded,
+}
+
+fn blocker(plan: &LogicalPlan, table: &TableName, unions: Unions) -> Option<Blocker> {
     let name = table.to_string();
     if !reads(plan, &name) {
         return None;
@@ -231,7 +257,10 @@ fn blocker(plan: &LogicalPlan, table: &TableName) -> Option<Blocker> {
         LogicalPlan::Distinct(_) => Some(Blocker::Operator("DISTINCT")),
         LogicalPlan::Sort(_) => Some(Blocker::Operator("ORDER BY")),
         LogicalPlan::Limit(_) => Some(Blocker::Operator("LIMIT")),
-        LogicalPlan::Union(union) if !union.inputs.iter().all(|input| reads(input, &name)) => {
+        LogicalPlan::Union(union)
+            if unions == Unions::Refused
+                && !union.inputs.iter().all(|input| reads(input, &name)) =>
+        {
             Some(Blocker::Union)
         }
         LogicalPlan::Join(join) => {
@@ -248,7 +277,7 @@ fn blocker(plan: &LogicalPlan, table: &TableName) -> Option<Blocker> {
                 JoinType::Full => false,
             };
             if preserved {
-                blocker(if left { &join.left } else { &join.right }, table)
+                blocker(if left { &join.left } else { &join.right }, table, unions)
             } else {
                 Some(Blocker::Join(join.join_type))
             }
@@ -256,8 +285,38 @@ fn blocker(plan: &LogicalPlan, table: &TableName) -> Option<Blocker> {
         other => other
             .inputs()
             .into_iter()
-            .find_map(|input| blocker(input, table)),
+            .find_map(|input| blocker(input, table, unions)),
     }
+}
+
+/// The plan with every `UNION ALL` branch that does not read `table` dropped, where
+/// another branch does: what the plan gives from `table`'s added rows alone.
+pub fn only_the_branches_reading(plan: LogicalPlan, table: &TableName) -> Result<LogicalPlan> {
+    let name = table.to_string();
+    plan.transform_up(|node| match node {
+        LogicalPlan::Union(union) if union.inputs.iter().any(|input| reads(input, &name)) => {
+            let inputs = union
+                .inputs
+                .into_iter()
+                .map(|input| {
+                    if reads(&input, &name) {
+                        input
+                    } else {
+                        Arc::new(LogicalPlan::EmptyRelation(EmptyRelation {
+                            produce_one_row: false,
+                            schema: Arc::clone(input.schema()),
+                        }))
+                    }
+                })
+                .collect();
+            Ok(Transformed::yes(LogicalPlan::Union(Union {
+                inputs,
+                schema: union.schema,
+            })))
+        }
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|transformed| transformed.data)
 }
 
 fn is_scan_of(node: &LogicalPlan, name: &str) -> bool {
@@ -438,6 +497,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_union_all_gains_only_its_added_rows_branch() {
+        let sql = "SELECT sensor FROM raw.readings WHERE value > 0 UNION ALL SELECT sensor FROM raw.sensors";
+        let united = plan(sql).await;
+        assert_eq!(added_rows_problem(&united, &readings()), None);
+        let kept = only_the_branches_reading(united, &readings()).unwrap();
+        let sensors = TableName {
+            layer: Layer::Raw,
+            name: "sensors".into(),
+        };
+        assert_eq!(scans(&kept, &readings()), 1);
+        assert_eq!(scans(&kept, &sensors), 0, "{kept}");
+        // Through a STREAM it stays refused: the other table's rows would come again.
+        let streamed = plan(sql).await;
+        assert!(incremental_problem(&streamed, &readings()).is_some());
+    }
+
+    #[tokio::test]
     async fn groups_and_partitions_are_recomputed_only_by_keys_passed_through() {
         let key = |sql: &'static str| async move { recompute_key(&plan(sql).await, &readings()) };
         let sensor = Some(vec!["sensor".to_owned()]);
@@ -448,7 +524,12 @@ mod tests {
         );
         assert_eq!(
             key("SELECT sensor, id, row_number() OVER (PARTITION BY sensor ORDER BY id) AS n FROM raw.readings QUALIFY n <= 3").await,
-            sensor.map(|key| (Keyed::Partitions, key))
+            sensor.clone().map(|key| (Keyed::Partitions, key))
+        );
+        assert_eq!(
+            key("SELECT DISTINCT sensor FROM raw.readings WHERE value > 0").await,
+            sensor.map(|key| (Keyed::Groups, key)),
+            "each distinct row is a group of its columns"
         );
         for refused in [
             "SELECT sensor, count(*) AS n FROM raw.readings GROUP BY sensor HAVING count(*) > 1",

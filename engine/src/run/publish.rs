@@ -137,6 +137,14 @@ pub(super) async fn build(
         Some(plan) => plan,
         None => state.statement_to_plan(query).await.map_err(planning)?,
     };
+    // From a whole input's added rows, a UNION ALL's other branches add nothing new.
+    let plan = match stream
+        .as_ref()
+        .filter(|stream| implicit && !stream.rows.whole)
+    {
+        Some(stream) => stream::only_the_branches_reading(plan, &stream.table).map_err(planning)?,
+        None => plan,
+    };
     let repeatable = is_repeatable(&plan);
     // A backfill builds only its range's rows, and replaces only its range's partitions.
     let range = build

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{
-    Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, Window, in_list, lit,
+    Aggregate, Distinct, Expr, LogicalPlan, LogicalPlanBuilder, Window, in_list, lit,
 };
 use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -267,6 +267,8 @@ async fn regroup(
     .map_err(planning)?;
     let query = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
     let over_added = state.statement_to_plan(query).await.map_err(planning)?;
+    let over_added =
+        crate::stream::only_the_branches_reading(over_added, &added.table).map_err(planning)?;
     let (Some(on_added), Some(on_all)) = (keyed_node(&over_added), keyed_node(plan)) else {
         return Ok(Refresh::Whole(
             "the query is not one aggregate or window".into(),
@@ -355,6 +357,9 @@ async fn regroup(
                     window.window_expr,
                     only_selected(&window.input)?,
                 )?),
+                LogicalPlan::Distinct(Distinct::All(input)) => {
+                    LogicalPlan::Distinct(Distinct::All(only_selected(&input)?))
+                }
                 other => return Ok(Transformed::no(other)),
             };
             Ok(Transformed::new(restricted, true, TreeNodeRecursion::Jump))
