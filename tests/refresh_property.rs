@@ -4,7 +4,8 @@
 //! aggregates with count, sum,
 //! min, max and avg; windows partitioned by a key; merges; aggregates and windows over a
 //! merged table, through its change feed; tables built on those), fed
-//! random deliveries (new rows, corrections of old keys, rows that arrive late, changes
+//! random deliveries (new rows, corrections of old keys, deletions (`op = 'd'`) and rows
+//! of deleted keys held up until after their deletion, rows that arrive late, changes
 //! of the joined side, alone or with new orders) over several runs. After every run, every table equals a
 //! `--full-refresh` build of the same landing files, row for row.
 //!
@@ -88,12 +89,12 @@ fn shapes(draw: &mut Draw) -> Vec<Shape> {
         },
         Shape {
             name: "enriched.latest",
-            sql: "WRITE MERGE KEY (order_id) SEQUENCE BY version AS SELECT order_id, customer_id, amount, version FROM raw.orders".into(),
+            sql: "WRITE MERGE KEY (order_id) SEQUENCE BY version DELETE WHEN op = 'd' AS SELECT order_id, customer_id, amount, version, op FROM raw.orders".into(),
             needs: &[],
         },
         Shape {
             name: "enriched.latest_stream",
-            sql: "WRITE MERGE KEY (order_id) SEQUENCE BY version AS SELECT order_id, customer_id, amount, version FROM STREAM(raw.orders)".into(),
+            sql: "WRITE MERGE KEY (order_id) SEQUENCE BY version DELETE WHEN op = 'd' AS SELECT order_id, customer_id, amount, version, op FROM STREAM(raw.orders)".into(),
             needs: &[],
         },
         Shape {
@@ -163,7 +164,7 @@ fn pipeline(draw: &mut Draw, landing: &Path) -> (String, Vec<&'static str>) {
     }
     let landing = landing.display();
     let mut text = format!(
-        "CREATE EXTERNAL TABLE landing.orders (order_id BIGINT NOT NULL, customer_id BIGINT NOT NULL, amount BIGINT NOT NULL, ts TIMESTAMP NOT NULL, version BIGINT NOT NULL)
+        "CREATE EXTERNAL TABLE landing.orders (order_id BIGINT NOT NULL, customer_id BIGINT NOT NULL, amount BIGINT NOT NULL, ts TIMESTAMP NOT NULL, version BIGINT NOT NULL, op VARCHAR NOT NULL)
 STORED AS CSV LOCATION '{landing}/orders/' OPTIONS ('format.has_header' 'true');
 CREATE EXTERNAL TABLE landing.customers (customer_id BIGINT NOT NULL, region VARCHAR)
 STORED AS CSV LOCATION '{landing}/customers/' OPTIONS ('format.has_header' 'true');
@@ -189,10 +190,21 @@ const CUSTOMERS: u64 = 12;
 /// Delivery `number`: new orders, some of them late (dated before earlier deliveries'),
 /// corrections of earlier orders with a higher version, and now and then new regions
 /// for some customers (the joined side changes, and what joins it is rebuilt).
-fn deliver(draw: &mut Draw, landing: &Path, number: u64, delivered: &mut u64) {
+/// What the deliveries so far hold.
+#[derive(Default)]
+struct History {
+    /// Orders delivered, numbered from 0.
+    delivered: u64,
+    /// Orders whose newest row deletes them.
+    deleted: BTreeSet<u64>,
+    /// Deleted orders that have had a row arrive late, older than their deletion.
+    late: BTreeSet<u64>,
+}
+
+fn deliver(draw: &mut Draw, landing: &Path, number: u64, history: &mut History) {
     // Now and then only the customers change.
     if number == 0 || !draw.chance(20) {
-        deliver_orders(draw, landing, number, delivered);
+        deliver_orders(draw, landing, number, history);
     }
     let customers = landing.join("customers");
     if number == 0 || draw.chance(30) {
@@ -209,12 +221,13 @@ fn deliver(draw: &mut Draw, landing: &Path, number: u64, delivered: &mut u64) {
     }
 }
 
-fn deliver_orders(draw: &mut Draw, landing: &Path, number: u64, delivered: &mut u64) {
+fn deliver_orders(draw: &mut Draw, landing: &Path, number: u64, history: &mut History) {
     let orders = landing.join("orders");
     std::fs::create_dir_all(&orders).unwrap();
-    let mut text = String::from("order_id,customer_id,amount,ts,version\n");
+    let mut text = String::from("order_id,customer_id,amount,ts,version,op\n");
     let fresh = 20 + draw.below(60);
-    for id in *delivered..*delivered + fresh {
+    let delivered = history.delivered;
+    for id in delivered..delivered + fresh {
         let late = draw.chance(15);
         let minute = if late { draw.below(id.max(1)) } else { id * 7 };
         let ts = format!(
@@ -224,32 +237,63 @@ fn deliver_orders(draw: &mut Draw, landing: &Path, number: u64, delivered: &mut 
             minute % 60
         );
         let line = format!(
-            "{id},{},{},{ts},1\n",
+            "{id},{},{},{ts},1,u\n",
             draw.below(CUSTOMERS),
             1 + draw.below(999)
         );
         text.push_str(&line);
     }
-    if *delivered > 0 {
-        // One correction per order and delivery: each change of a key has its version.
-        let corrected: BTreeSet<u64> = (0..draw.below(15))
-            .map(|_| draw.below(*delivered))
-            .collect();
-        for id in corrected {
-            let minute = id * 7;
+    let at = |id: u64| {
+        let minute = id * 7;
+        format!(
+            "2026-03-{:02}T{:02}:{:02}:00",
+            1 + minute / 1440 % 28,
+            minute / 60 % 24,
+            minute % 60
+        )
+    };
+    if delivered > 0 {
+        // One change per order and delivery, each with its own version: a correction,
+        // a deletion, or a correction of a deleted order (which brings it back).
+        let changed: BTreeSet<u64> = (0..draw.below(15)).map(|_| draw.below(delivered)).collect();
+        for id in changed {
+            let deletes = draw.chance(30);
+            let op = if deletes { "d" } else { "u" };
+            if deletes {
+                history.deleted.insert(id);
+            } else {
+                history.deleted.remove(&id);
+            }
             let line = format!(
-                "{id},{},{},2026-03-{:02}T{:02}:{:02}:00,{}\n",
+                "{id},{},{},{},{},{op}\n",
                 draw.below(CUSTOMERS),
                 1 + draw.below(999),
-                1 + minute / 1440 % 28,
-                minute / 60 % 24,
-                minute % 60,
+                at(id),
                 number + 1
             );
             text.push_str(&line);
         }
+        // A row of a deleted order that was held up somewhere, older than its deletion:
+        // it stays deleted.
+        let held_up: Vec<u64> = history
+            .deleted
+            .iter()
+            .filter(|id| !history.late.contains(id))
+            .copied()
+            .filter(|_| draw.chance(40))
+            .collect();
+        for id in held_up {
+            history.late.insert(id);
+            let line = format!(
+                "{id},{},{},{},0,u\n",
+                draw.below(CUSTOMERS),
+                1 + draw.below(999),
+                at(id)
+            );
+            text.push_str(&line);
+        }
     }
-    *delivered += fresh;
+    history.delivered += fresh;
     std::fs::write(orders.join(format!("orders-{number:02}.csv")), text).unwrap();
 }
 
@@ -296,9 +340,9 @@ fn incremental_refreshes_of_random_pipelines_equal_full_refreshes() {
         let pipeline_file = dir.join("pipeline.sql");
         std::fs::write(&pipeline_file, &text).unwrap();
         let (incremental, full) = (dir.join("incremental"), dir.join("full"));
-        let mut delivered = 0;
+        let mut history = History::default();
         for number in 0..4 {
-            deliver(&mut draw, &landing, number, &mut delivered);
+            deliver(&mut draw, &landing, number, &mut history);
             let shown = run_pipeline(&pipeline_file, &incremental, &[]);
             run_pipeline(&pipeline_file, &full, &["--full-refresh"]);
             let context = format!("seed {case_seed:#x}, delivery {number}, pipeline:\n{text}");

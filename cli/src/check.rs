@@ -51,12 +51,19 @@ pub(crate) async fn run(args: CheckArgs, out: &mut impl Write) -> Result<(), Cli
                     WriteMode::Append => "append".to_owned(),
                     WriteMode::Merge {
                         key,
-                        sequence_by: None,
-                    } => format!("merge on ({})", key.join(", ")),
-                    WriteMode::Merge {
-                        key,
-                        sequence_by: Some(sequence_by),
-                    } => format!("merge on ({}) by {sequence_by}", key.join(", ")),
+                        sequence_by,
+                        delete_when,
+                    } => {
+                        let by = sequence_by
+                            .as_ref()
+                            .map(|sequence_by| format!(" by {sequence_by}"))
+                            .unwrap_or_default();
+                        let deleting = delete_when
+                            .as_ref()
+                            .map(|condition| format!(", deleting keys when {condition}"))
+                            .unwrap_or_default();
+                        format!("merge on ({}){by}{deleting}", key.join(", "))
+                    }
                     WriteMode::Scd2 { key, sequence_by } => {
                         format!("scd2 on ({}) by {sequence_by}", key.join(", "))
                     }

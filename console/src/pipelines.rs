@@ -20,10 +20,20 @@ fn mode(mode: &WriteMode) -> String {
     match mode {
         WriteMode::Replace => "replace".to_owned(),
         WriteMode::Append => "append".to_owned(),
-        WriteMode::Merge { key, sequence_by } => match sequence_by {
-            Some(sequence) => format!("merge key ({}) sequence by {sequence}", key.join(", ")),
-            None => format!("merge key ({})", key.join(", ")),
-        },
+        WriteMode::Merge {
+            key,
+            sequence_by,
+            delete_when,
+        } => {
+            let mut mode = format!("merge key ({})", key.join(", "));
+            if let Some(sequence) = sequence_by {
+                mode.push_str(&format!(" sequence by {sequence}"));
+            }
+            if let Some(condition) = delete_when {
+                mode.push_str(&format!(" delete when {condition}"));
+            }
+            mode
+        }
         WriteMode::Scd2 { key, sequence_by } => {
             format!("scd2 key ({}) sequence by {sequence_by}", key.join(", "))
         }

@@ -69,6 +69,10 @@ pub const QUARANTINE_SUFFIX: &str = "__quarantine";
 /// reserved as [`QUARANTINE_SUFFIX`] is.
 pub const REJECTS_SUFFIX: &str = "__rejects";
 
+/// The suffix of the tables that remember the keys a `MERGE KEY … DELETE WHEN` table
+/// deleted, with the sequence of each deletion; reserved as [`QUARANTINE_SUFFIX`] is.
+pub const DELETED_SUFFIX: &str = "__deleted";
+
 impl TableName {
     /// A name as it is written and displayed, `layer.name`; None when it is not one.
     pub fn parse(text: &str) -> Option<TableName> {
@@ -109,10 +113,18 @@ impl TableName {
         })
     }
 
-    /// Whether this names rows set aside (quarantined or rejected) rather than a table
-    /// a pipeline declares.
+    /// The table that remembers the keys this table deleted.
+    pub fn deleted(&self) -> TableName {
+        TableName {
+            layer: self.layer,
+            name: format!("{}{DELETED_SUFFIX}", self.name),
+        }
+    }
+
+    /// Whether this names rows set aside (quarantined or rejected) or a table's deleted
+    /// keys, rather than a table a pipeline declares.
     pub fn is_set_aside(&self) -> bool {
-        self.is_quarantine() || self.rejects_of().is_some()
+        self.is_quarantine() || self.rejects_of().is_some() || self.name.ends_with(DELETED_SUFFIX)
     }
 }
 
@@ -185,6 +197,9 @@ pub enum WriteMode {
     Merge {
         key: Vec<String>,
         sequence_by: Option<String>,
+        /// `DELETE WHEN <condition>` (SQL text over the query's columns): a row for which
+        /// it holds deletes its key, as a change feed's `op = 'd'` row does.
+        delete_when: Option<String>,
     },
     /// Slowly changing dimension, type 2: keeps `valid_from`, `valid_to` and `is_current`.
     Scd2 {

@@ -17,8 +17,8 @@ use datafusion::sql::sqlparser::parser::{IsOptional, Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer};
 
 use crate::ast::{
-    Expectation, Format, Layer, OnViolation, Pipeline, QUARANTINE_SUFFIX, REJECTS_SUFFIX,
-    SourceTable, Statement, TableDef, TableName, TableRef, WriteMode,
+    DELETED_SUFFIX, Expectation, Format, Layer, OnViolation, Pipeline, QUARANTINE_SUFFIX,
+    REJECTS_SUFFIX, SourceTable, Statement, TableDef, TableName, TableRef, WriteMode,
 };
 use crate::diagnostic::Diagnostic;
 use crate::error::{LanguageError, Result};
@@ -205,6 +205,13 @@ impl FileParser<'_> {
             )
             .with_help(format!(
                 "tables named raw.<table>{REJECTS_SUFFIX} hold the landing rows a raw table could not parse"
+            ))),
+            [_, table] if table.ends_with(DELETED_SUFFIX) => Err(Diagnostic::error(
+                format!("table name {name} ends with {DELETED_SUFFIX}, which is reserved"),
+                Some(span),
+            )
+            .with_help(format!(
+                "tables named <table>{DELETED_SUFFIX} remember the keys a MERGE KEY … DELETE WHEN table deleted"
             ))),
             [layer, table] => match Layer::parse(layer) {
                 Some(layer) if layers.contains(&layer) => Ok(TableName {
@@ -421,7 +428,8 @@ impl FileParser<'_> {
         })
     }
 
-    /// `WRITE REPLACE | APPEND | MERGE KEY (…) [SEQUENCE BY col] | SCD2 KEY (…) SEQUENCE BY col`.
+    /// `WRITE REPLACE | APPEND | MERGE KEY (…) [SEQUENCE BY col] [DELETE WHEN condition]
+    /// | SCD2 KEY (…) SEQUENCE BY col`.
     fn write_mode(&self, parser: &mut Parser, span: Span) -> Parsed<WriteMode> {
         let fail = |error: ParserError| self.parser_error(error, span);
         let mode = parser.next_token();
@@ -447,7 +455,18 @@ impl FileParser<'_> {
             } else {
                 None
             };
-            Ok(WriteMode::Merge { key, sequence_by })
+            let delete_when = if word_is(&parser.peek_token(), "DELETE") {
+                parser.next_token();
+                self.expect_word(parser, "WHEN")?;
+                Some(parser.parse_expr().map_err(fail)?.to_string())
+            } else {
+                None
+            };
+            Ok(WriteMode::Merge {
+                key,
+                sequence_by,
+                delete_when,
+            })
         } else if word_is(&mode, "SCD2") {
             let key = key(parser)?;
             self.expect_word(parser, "SEQUENCE")?;
@@ -636,6 +655,7 @@ mod tests {
             WriteMode::Merge {
                 key: vec!["Id".into()],
                 sequence_by: None,
+                delete_when: None,
             }
         );
         assert_eq!(table.expectations[0].on_violation, OnViolation::DropRow);
@@ -662,6 +682,7 @@ mod tests {
             WriteMode::Merge {
                 key: vec!["id".into()],
                 sequence_by: Some("version".into()),
+                delete_when: None,
             }
         );
         let reads: Vec<(String, bool)> = table
@@ -726,6 +747,36 @@ mod tests {
             found[0].message
         );
         assert!(found[1].message.contains("unknown layer nowhere"));
+    }
+
+    #[test]
+    fn a_merge_may_delete_keys_when_a_condition_holds() {
+        let pipeline = parse_one(
+            "CREATE TABLE enriched.orders WRITE MERGE KEY (id) SEQUENCE BY lsn DELETE WHEN op = 'd'\n\
+             AS SELECT id, lsn, op FROM raw.orders",
+        )
+        .unwrap();
+        let Statement::Table(table) = &pipeline.statements[0] else {
+            panic!()
+        };
+        assert_eq!(
+            table.mode,
+            WriteMode::Merge {
+                key: vec!["id".into()],
+                sequence_by: Some("lsn".into()),
+                delete_when: Some("op = 'd'".into()),
+            }
+        );
+        let found = problems("CREATE TABLE enriched.orders__deleted AS SELECT 1");
+        assert!(
+            found[0].message.contains("reserved"),
+            "{}",
+            found[0].message
+        );
+        let broken = problems(
+            "CREATE TABLE enriched.orders WRITE MERGE KEY (id) DELETE WHEN AS SELECT 1 AS id",
+        );
+        assert!(!broken.is_empty());
     }
 
     #[test]

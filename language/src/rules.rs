@@ -6,8 +6,15 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Visit, Visitor};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
 use crate::ast::{TableDef, WriteMode};
 use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::parser::normalize_ident;
 
 /// Columns SCD type 2 adds to every row.
 pub const SCD2_COLUMNS: [&str; 3] = ["valid_from", "valid_to", "is_current"];
@@ -26,6 +33,31 @@ pub fn stored_schema(table: &TableDef, output: &Schema) -> SchemaRef {
     fields.push(Field::new(SCD2_COLUMNS[1], sequence_type, true));
     fields.push(Field::new(SCD2_COLUMNS[2], DataType::Boolean, false));
     Arc::new(Schema::new(fields))
+}
+
+/// The columns a `DELETE WHEN` condition names (the last part of a qualified name).
+fn condition_columns(condition: &str) -> Result<Vec<String>, String> {
+    struct Names(Vec<String>);
+    impl Visitor for Names {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &SqlExpr) -> ControlFlow<()> {
+            match expr {
+                SqlExpr::Identifier(ident) => self.0.push(normalize_ident(ident)),
+                SqlExpr::CompoundIdentifier(parts) => {
+                    self.0.extend(parts.last().map(normalize_ident));
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let expr = Parser::new(&GenericDialect {})
+        .try_with_sql(condition)
+        .and_then(|mut parser| parser.parse_expr())
+        .map_err(|error| error.to_string())?;
+    let mut names = Names(Vec::new());
+    let _ = expr.visit(&mut names);
+    Ok(names.0)
 }
 
 /// Checks the clauses around a query against the columns it produces.
@@ -53,10 +85,39 @@ pub fn check_clauses(table: &TableDef, output: &DFSchema) -> Vec<Diagnostic> {
         require(column, "partition");
     }
     match &table.mode {
-        WriteMode::Merge { key, sequence_by } => {
+        WriteMode::Merge {
+            key,
+            sequence_by,
+            delete_when,
+        } => {
             key.iter().for_each(|column| require(column, "key"));
             if let Some(sequence_by) = sequence_by {
                 require(sequence_by, "sequence");
+            }
+            if let Some(condition) = delete_when {
+                match condition_columns(condition) {
+                    Ok(named) => named
+                        .iter()
+                        .for_each(|column| require(column, "DELETE WHEN")),
+                    Err(error) => problems.push(Diagnostic::error(
+                        format!("DELETE WHEN {condition} of {}: {error}", table.name),
+                        Some(table.name_span),
+                    )),
+                }
+            }
+            if delete_when.is_some() && sequence_by.is_none() {
+                problems.push(
+                    Diagnostic::error(
+                        format!(
+                            "{} deletes keys (DELETE WHEN) but says no order of their rows",
+                            table.name
+                        ),
+                        Some(table.name_span),
+                    )
+                    .with_help(
+                        "add SEQUENCE BY <column>, so a deletion and a later row of its key are told apart",
+                    ),
+                );
             }
         }
         WriteMode::Scd2 { key, sequence_by } => {

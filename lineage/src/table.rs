@@ -139,7 +139,9 @@ fn add_columns(
 /// A merge or SCD2 keeps one current row per key, the newest by the sequence column.
 fn write_mode(table: &TableDef, by_name: &BTreeMap<&str, &ColumnLineage>, dataset: &mut Dataset) {
     let (key, sequence_by) = match &table.mode {
-        WriteMode::Merge { key, sequence_by } => (key, sequence_by.clone()),
+        WriteMode::Merge {
+            key, sequence_by, ..
+        } => (key, sequence_by.clone()),
         WriteMode::Scd2 { key, sequence_by } => (key, Some(sequence_by.clone())),
         WriteMode::Replace | WriteMode::Append => return,
     };

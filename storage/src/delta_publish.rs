@@ -433,6 +433,9 @@ pub struct MergeOn<'a> {
     /// A column whose greater value wins: an incoming row older than the table's row of
     /// its key changes nothing.
     pub sequence_by: Option<&'a str>,
+    /// A boolean column of the incoming rows: a row where it is true deletes its key's
+    /// row (when not older than it), and is not inserted itself.
+    pub deletes: Option<&'a str>,
 }
 
 /// Upserts `source` matched on the key as one commit: changed rows are updated, new
@@ -477,28 +480,47 @@ pub async fn merge(
         .map(|column| binary_expr(target(column), Operator::IsDistinctFrom, incoming(column)))
         .reduce(Expr::or)
         .unwrap_or(lit(false));
-    let update_when = match on.sequence_by {
-        Some(sequence) => changed.and(
-            target(sequence)
-                .is_null()
-                .or(incoming(sequence).gt_eq(target(sequence))),
-        ),
+    let newer = on.sequence_by.map(|sequence| {
+        target(sequence)
+            .is_null()
+            .or(incoming(sequence).gt_eq(target(sequence)))
+    });
+    let update_when = match newer.clone() {
+        Some(newer) => changed.and(newer),
         None => changed,
     };
-    let (table, _metrics) = table
+    let mut merge = table
         .merge(source, predicate)
         .with_source_alias(SOURCE)
         .with_target_alias(TARGET)
-        .with_commit_properties(provenance.properties())
+        .with_commit_properties(provenance.properties());
+    let kept = |expr: Expr| match on.deletes {
+        Some(marker) => std::ops::Not::not(incoming(marker)).and(expr),
+        None => expr,
+    };
+    if let Some(marker) = on.deletes {
+        let delete_when = match newer {
+            Some(newer) => incoming(marker).and(newer),
+            None => incoming(marker),
+        };
+        merge = merge
+            .when_matched_delete(|delete| delete.predicate(delete_when))
+            .map_err(delta)?;
+    }
+    let (table, _metrics) = merge
         .when_matched_update(|update| {
             columns
                 .iter()
-                .fold(update.predicate(update_when), |update, column| {
+                .fold(update.predicate(kept(update_when)), |update, column| {
                     update.update(Column::new_unqualified(column), incoming(column))
                 })
         })
         .map_err(delta)?
         .when_not_matched_insert(|insert| {
+            let insert = match on.deletes {
+                Some(_) => insert.predicate(kept(lit(true))),
+                None => insert,
+            };
             columns.iter().fold(insert, |insert, column| {
                 insert.set(Column::new_unqualified(column), incoming(column))
             })

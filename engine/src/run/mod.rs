@@ -1,6 +1,7 @@
 //! Running a pipeline: tables in build order, independent ones concurrently, every
 //! outcome in a run report that is also kept in the warehouse's run history.
 
+mod deletes;
 mod publish;
 mod raw;
 mod refresh;

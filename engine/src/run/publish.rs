@@ -22,6 +22,7 @@ use strata_storage::increment::{self, Increment};
 use strata_storage::{CommitLog, TableDir, cleanup, delta_publish, paths, storage_schema};
 
 use super::Build;
+use super::deletes::Deleting;
 use super::refresh::{self, Refresh, Regroup};
 use super::report::{StreamRead, TableReport, TableStatus};
 use crate::engine::job_name;
@@ -290,6 +291,7 @@ pub(super) async fn build(
                     let on = MergeOn {
                         key,
                         sequence_by: None,
+                        deletes: None,
                     };
                     delta_publish::merge(target, staged, on, &columns, provenance).await?
                 }
@@ -579,20 +581,42 @@ async fn merge_staged(
                 let on = MergeOn {
                     key: &on,
                     sequence_by: None,
+                    deletes: None,
                 };
                 Ok(delta_publish::merge(target, source, on, &columns, provenance).await?)
             } else {
                 Ok(replace(target, history).await?)
             }
         }
-        WriteMode::Merge { key, sequence_by } => {
+        WriteMode::Merge {
+            key,
+            sequence_by,
+            delete_when,
+        } => {
             let staging = |error| EngineError::at(BuildStep::ReadingStagedRows, error);
             let latest = latest_per_key(ctx, staged, key, sequence_by.as_deref())
                 .await
                 .map_err(staging)?;
+            if let (Some(condition), Some(sequence_by)) = (delete_when, sequence_by) {
+                let deleting = Deleting {
+                    build,
+                    table,
+                    key,
+                    sequence_by,
+                    condition,
+                };
+                let merged = if into_existing {
+                    deleting.merge(target, latest, &columns, provenance).await?
+                } else {
+                    deleting.rebuild(target, latest, provenance).await?
+                };
+                report.rows_written = merged.1;
+                return Ok(merged.0);
+            }
             let on = MergeOn {
                 key,
                 sequence_by: sequence_by.as_deref(),
+                deletes: None,
             };
             if into_existing {
                 let source = ctx.read_batches(latest).map_err(staging)?;
@@ -640,7 +664,9 @@ fn with_versions_of_their_keys(
 
 /// A frame's rows, as one empty batch when there are none: batches read back later
 /// (`read_batches`) must still have the frame's columns.
-async fn collect_keeping_schema(frame: DataFrame) -> datafusion::error::Result<Vec<RecordBatch>> {
+pub(super) async fn collect_keeping_schema(
+    frame: DataFrame,
+) -> datafusion::error::Result<Vec<RecordBatch>> {
     let schema = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await?;
     Ok(if batches.is_empty() {
