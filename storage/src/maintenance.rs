@@ -44,13 +44,16 @@ impl std::ops::AddAssign for Tidied {
     }
 }
 
-/// Tidies one table of `warehouse`, and its quarantine table.
+/// Tidies one table of `warehouse`, and the tables beside it: its quarantine, and the
+/// keys it deleted.
 pub async fn tidy(warehouse: &Warehouse, table: &TableName) -> Result<Tidied> {
     match table.layer.format() {
         Some(Format::Avro) => tidy_raw(&warehouse.table(table), DEFAULT_RETENTION).await,
         Some(_) => {
             let mut tidied = tidy_delta(&warehouse.table(table)).await?;
-            tidied += tidy_delta(&warehouse.table(&table.quarantine())).await?;
+            for beside in [table.quarantine(), table.deleted()] {
+                tidied += tidy_delta(&warehouse.table(&beside)).await?;
+            }
             Ok(tidied)
         }
         None => Ok(Tidied::default()),

@@ -300,6 +300,11 @@ async fn regroup(
         }
     }
     let count: usize = values.iter().map(HashSet::len).sum();
+    if count == 0 {
+        // No row was added (a compaction, a delivery rejected whole): no group changes,
+        // and the query over no rows records how far the input was read.
+        return Ok(Refresh::Added(added));
+    }
     if count > MOST_KEY_VALUES {
         return Ok(Refresh::Whole(format!(
             "the rows {} {} hold {count} group key values: recomputing their groups would cost about a rebuild",
