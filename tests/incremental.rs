@@ -958,3 +958,59 @@ fn a_merged_tables_changes_are_read_by_pythons_deltalake_as_an_update_per_correc
         "{'insert': 300, 'update_postimage': 5, 'update_preimage': 5}"
     );
 }
+
+#[test]
+fn a_change_log_read_through_changes_holds_every_change_of_its_table_once() {
+    let setup = setup("incremental-changes");
+    let text = std::fs::read_to_string(&setup.pipeline).unwrap()
+        + "\nCREATE TABLE ranked.reading_changes WRITE APPEND\n\
+           AS SELECT reading_id, value, version, _change_type AS change, _commit_version AS at\n\
+           FROM CHANGES(enriched.readings);\n";
+    std::fs::write(&setup.pipeline, text).unwrap();
+    let feed = |warehouse: &Path| {
+        python(&[
+            "-c",
+            "import sys, os, json, pyarrow\nfrom deltalake import DeltaTable\n\
+             wh = sys.argv[1]\n\
+             feed = pyarrow.table(DeltaTable(os.path.join(wh, 'enriched/readings')).load_cdf(starting_version=0).read_all()).to_pylist()\n\
+             log = DeltaTable(os.path.join(wh, 'ranked/reading_changes')).to_pyarrow_table().to_pylist()\n\
+             key = lambda r: json.dumps(r, sort_keys=True, default=str)\n\
+             print(json.dumps(sorted(key({'reading_id': r['reading_id'], 'value': r['value'], 'version': r['version'], 'change': r['_change_type'], 'at': r['_commit_version']}) for r in feed)))\n\
+             print(json.dumps(sorted(key({k: r[k] for k in ('reading_id', 'value', 'version', 'change', 'at')}) for r in log)))\n\
+             sys.stdout.flush()\nos._exit(0)",
+            warehouse.to_str().unwrap(),
+        ])
+    };
+    for batch in 0..3 {
+        deliver(&setup.landing, batch);
+        let shown = run_pipeline(&setup.pipeline, &setup.incremental, &[]);
+        let said = feed(&setup.incremental);
+        let (from_feed, logged) = said.trim().split_once('\n').unwrap();
+        assert_eq!(from_feed, logged, "after delivery {batch}");
+        let report = table_report(&shown, "ranked.reading_changes");
+        if batch > 0 {
+            assert!(report["stream"]["from"].as_u64().is_some(), "{report}");
+            // Delivery n: 300 new readings and 5n corrections, each a pre- and post-image.
+            assert_eq!(report["rows_read"], PER_BATCH + 10 * batch, "{report}");
+        }
+    }
+    // A raw table has no change feed: CHANGES of it is refused before anything runs.
+    let wrong = setup.pipeline.with_file_name("wrong.sql");
+    let text = std::fs::read_to_string(&setup.pipeline).unwrap().replace(
+        "FROM CHANGES(enriched.readings)",
+        "FROM CHANGES(raw.readings)",
+    );
+    std::fs::write(&wrong, text).unwrap();
+    let output = strata(&[
+        "check",
+        wrong.to_str().unwrap(),
+        "--warehouse",
+        setup.incremental.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("a raw table has none"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -69,13 +69,17 @@ pub(crate) async fn run(args: CheckArgs, out: &mut impl Write) -> Result<(), Cli
                     }
                 };
                 let stream = table.stream().and_then(|read| read.table_name());
+                let what = match table.stream() {
+                    Some(read) if read.changes => "the changes of",
+                    _ => "the new rows of",
+                };
                 let reads: Vec<String> = graph
                     .upstream(node)
                     .iter()
                     .map(|&up| {
                         let name = pipeline.statements[up].name();
                         if stream.as_ref() == Some(name) {
-                            format!("the new rows of {name}")
+                            format!("{what} {name}")
                         } else {
                             name.to_string()
                         }

@@ -18,8 +18,8 @@ use strata_language::{
     Diagnostic, Graph, LanguageError, Layer, Pipeline, SourceTable, Sources, Statement, TableDef,
     parse,
 };
-use strata_storage::Warehouse;
 use strata_storage::landing::after_ingest;
+use strata_storage::{Warehouse, increment};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -260,6 +260,16 @@ async fn plan_source(source: &SourceTable, warehouse: &Warehouse, ctx: &SessionC
 
 async fn plan_table(table: &TableDef, ctx: &SessionContext) -> Planned {
     let mut state = ctx.state();
+    // A table read as CHANGES(t) has t's columns and those of its change rows.
+    if let Some(read) = table.stream().filter(|read| read.changes)
+        && let Some(changed) = read.table_name()
+        && let Ok(provider) = ctx.table_provider(changed.to_string()).await
+    {
+        let rows = EmptyTable::new(increment::with_change_columns(&provider.schema()));
+        state = crate::stream::session_reading(&state, &changed, Arc::new(rows))
+            .await
+            .map_err(|error| vec![Diagnostic::from_engine(error, read.span)])?;
+    }
     // Spans let the engine's errors point at the exact column in the pipeline file.
     state.config_mut().options_mut().sql_parser.collect_spans = true;
     let statement = DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));

@@ -227,6 +227,9 @@ pub struct TableRef {
     pub span: SourceSpan,
     /// Read as `STREAM(<table>)`: only the rows added since the reader's last build.
     pub stream: bool,
+    /// Read as `CHANGES(<table>)`: a stream of the rows its change feed says changed
+    /// since the reader's last build, each with `_change_type` (`stream` is set too).
+    pub changes: bool,
 }
 
 impl TableRef {

@@ -76,8 +76,12 @@ impl Graph {
                     continue;
                 }
                 if read.stream
-                    && let Some(problem) =
-                        stream_read(statement, &pipeline.statements[target], read.span)
+                    && let Some(problem) = stream_read(
+                        statement,
+                        &pipeline.statements[target],
+                        read.span,
+                        read.changes,
+                    )
                 {
                     problems.push(problem);
                 }
@@ -193,21 +197,39 @@ impl Graph {
 
 /// `STREAM(t)` reads the rows `t` added since the reader's last build: `t` must only
 /// grow, and the reader must add them to what it built rather than replace it.
-fn stream_read(reader: &Statement, read: &Statement, span: SourceSpan) -> Option<Diagnostic> {
+fn stream_read(
+    reader: &Statement,
+    read: &Statement,
+    span: SourceSpan,
+    changes: bool,
+) -> Option<Diagnostic> {
     let Statement::Table(table) = reader else {
         return None;
     };
+    let word = if changes { "CHANGES" } else { "STREAM" };
     let problem = match read {
         Statement::Source(source) => Diagnostic::error(
             format!(
-                "{} cannot read STREAM({}): a raw table already reads only the landing files it has not ingested",
+                "{} cannot read {word}({}): a raw table already reads only the landing files it has not ingested",
                 table.name, source.name
             ),
             Some(span),
         )
         .with_help(format!("write FROM {}", source.name)),
+        Statement::Table(upstream) if changes && upstream.name.layer == Layer::Raw => {
+            Diagnostic::error(
+                format!(
+                    "CHANGES({}) reads a Delta table's change feed, but a raw table has none: it only grows",
+                    upstream.name
+                ),
+                Some(span),
+            )
+            .with_help(format!("read its new rows: STREAM({})", upstream.name))
+        }
         Statement::Table(upstream)
-            if upstream.name.layer != Layer::Raw && upstream.mode != WriteMode::Append =>
+            if !changes
+                && upstream.name.layer != Layer::Raw
+                && upstream.mode != WriteMode::Append =>
         {
             Diagnostic::error(
                 format!(
@@ -225,7 +247,7 @@ fn stream_read(reader: &Statement, read: &Statement, span: SourceSpan) -> Option
         }
         Statement::Table(_) if table.mode == WriteMode::Replace => Diagnostic::error(
             format!(
-                "{} reads a STREAM, so it must add to what it built, but it is written REPLACE",
+                "{} reads a {word}, so it must add to what it built, but it is written REPLACE",
                 table.name
             ),
             Some(span),

@@ -496,26 +496,32 @@ impl FileParser<'_> {
         }
     }
 
-    /// Rewrites every `STREAM(<table>)` in the query's `FROM` clauses to the table itself,
-    /// and returns where each such name was written, so [`Self::reads`] can mark it.
-    fn unwrap_streams(&self, query: &mut Query) -> Parsed<Vec<SourceSpan>> {
+    /// Rewrites every `STREAM(<table>)` and `CHANGES(<table>)` in the query's `FROM`
+    /// clauses to the table itself, and returns where each such name was written (and
+    /// whether it reads changes), so [`Self::reads`] can mark it.
+    fn unwrap_streams(&self, query: &mut Query) -> Parsed<Vec<(SourceSpan, bool)>> {
         let mut streams = Streams::default();
-        if let ControlFlow::Break(span) = VisitMut::visit(query, &mut streams) {
+        if let ControlFlow::Break((span, changes)) = VisitMut::visit(query, &mut streams) {
+            let (word, example) = if changes {
+                ("CHANGES", "CHANGES(enriched.orders)")
+            } else {
+                ("STREAM", "STREAM(raw.events)")
+            };
             return Err(Diagnostic::error(
-                "STREAM takes one table name, as in STREAM(raw.events)",
+                format!("{word} takes one table name, as in {example}"),
                 Some(self.span(span)),
             ));
         }
         Ok(streams
             .names
             .into_iter()
-            .map(|span| self.span(span))
+            .map(|(span, changes)| (self.span(span), changes))
             .collect())
     }
 
     /// The tables a query reads, leaving out the names its own `WITH` clauses define;
     /// those written at `streams` are read as streams.
-    fn reads(&self, query: &Query, streams: &[SourceSpan]) -> Vec<TableRef> {
+    fn reads(&self, query: &Query, streams: &[(SourceSpan, bool)]) -> Vec<TableRef> {
         let mut collector = Relations::default();
         let _ = Visit::visit(query, &mut collector);
         collector
@@ -529,13 +535,15 @@ impl FileParser<'_> {
             })
             .map(|relation| {
                 let span = self.span(relation.span());
+                let stream = streams.iter().find(|(at, _)| *at == span);
                 TableRef {
                     parts: relation
                         .0
                         .iter()
                         .filter_map(|part| part.as_ident().map(normalize_ident))
                         .collect(),
-                    stream: streams.contains(&span),
+                    stream: stream.is_some(),
+                    changes: stream.is_some_and(|(_, changes)| *changes),
                     span,
                 }
             })
@@ -554,24 +562,28 @@ fn describe(token: &Token) -> String {
     }
 }
 
-/// Finds `STREAM(<table>)` table factors and replaces each with its table, keeping its
-/// alias; breaks at one whose argument is not a table name.
+/// Finds `STREAM(<table>)` and `CHANGES(<table>)` table factors and replaces each with
+/// its table, keeping its alias; breaks at one whose argument is not a table name.
 #[derive(Default)]
 struct Streams {
-    names: Vec<Span>,
+    /// Where each stream's table was named, and whether it reads changes.
+    names: Vec<(Span, bool)>,
 }
 
 impl VisitorMut for Streams {
-    type Break = Span;
+    type Break = (Span, bool);
 
-    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<Span> {
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<(Span, bool)> {
         let TableFactor::Table { name, args, .. } = factor else {
             return ControlFlow::Continue(());
         };
-        let is_stream = matches!(name.0.as_slice(),
-            [ObjectNamePart::Identifier(ident)] if ident.quote_style.is_none()
-                && ident.value.eq_ignore_ascii_case("stream"));
-        let Some(call) = args.as_ref().filter(|_| is_stream) else {
+        let called = |word: &str| {
+            matches!(name.0.as_slice(),
+                [ObjectNamePart::Identifier(ident)] if ident.quote_style.is_none()
+                    && ident.value.eq_ignore_ascii_case(word))
+        };
+        let changes = called("changes");
+        let Some(call) = args.as_ref().filter(|_| changes || called("stream")) else {
             return ControlFlow::Continue(());
         };
         let table = match call.args.as_slice() {
@@ -581,9 +593,9 @@ impl VisitorMut for Streams {
             [FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Identifier(part)))] => {
                 ObjectName::from(vec![part.clone()])
             }
-            _ => return ControlFlow::Break(name.span()),
+            _ => return ControlFlow::Break((name.span(), changes)),
         };
-        self.names.push(table.span());
+        self.names.push((table.span(), changes));
         *name = table;
         *args = None;
         ControlFlow::Continue(())
@@ -747,6 +759,27 @@ mod tests {
             found[0].message
         );
         assert!(found[1].message.contains("unknown layer nowhere"));
+    }
+
+    #[test]
+    fn a_changes_read_is_a_stream_of_the_tables_change_rows() {
+        let pipeline = parse_one(
+            "CREATE TABLE ranked.order_log WRITE APPEND\n\
+             AS SELECT id, _change_type FROM changes(enriched.orders) AS c",
+        )
+        .unwrap();
+        let Statement::Table(table) = &pipeline.statements[0] else {
+            panic!()
+        };
+        let read = table.stream().unwrap();
+        assert_eq!(read.to_string(), "enriched.orders");
+        assert!(read.stream && read.changes);
+        let found = problems("CREATE TABLE ranked.log WRITE APPEND AS SELECT 1 FROM CHANGES(1)");
+        assert!(
+            found[0].message.contains("CHANGES takes one table name"),
+            "{}",
+            found[0].message
+        );
     }
 
     #[test]

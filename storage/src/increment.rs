@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::error::{DataFusionError, Result};
@@ -69,8 +69,8 @@ pub async fn read(
 /// version now, from its change data feed: each inserted and deleted row, and each
 /// updated one before and after, with `_change_type`. `None` when the table does not
 /// record its changes (made before Strata enabled the feed). A feed that does not reach
-/// back to `since` (its files vacuumed) fails when it is read. `None` too when `since`
-/// is past the table's version.
+/// back to `since` (its files vacuumed) fails when it is read; from past the table's
+/// version there are no changes.
 pub async fn delta_changes(dir: &TableDir, since: u64) -> Result<Option<Increment>> {
     let table = delta_publish::load(dir, None).await?;
     let snapshot = table
@@ -79,9 +79,17 @@ pub async fn delta_changes(dir: &TableDir, since: u64) -> Result<Option<Incremen
     if !snapshot.table_config().enable_change_data_feed() {
         return Ok(None);
     }
-    let Some(version) = table.version().filter(|version| *version >= since) else {
+    let Some(version) = table.version() else {
         return Ok(None);
     };
+    if since > version {
+        let none = DeltaFiles::with_files(&table, |_| false)?;
+        return Ok(Some(Increment {
+            position: version + 1,
+            rows: Arc::new(EmptyTable::new(with_change_columns(&none.schema()))),
+            whole: false,
+        }));
+    }
     let changes = table
         .scan_cdf()
         .with_starting_version(since)
@@ -93,6 +101,23 @@ pub async fn delta_changes(dir: &TableDir, since: u64) -> Result<Option<Incremen
         rows: Arc::new(rows),
         whole: false,
     }))
+}
+
+/// A table's columns as its change rows have them: with `_change_type` (`insert`,
+/// `delete`, `update_preimage`, `update_postimage`), `_commit_version` and
+/// `_commit_timestamp`, as Delta's change data feed names them.
+pub fn with_change_columns(schema: &Schema) -> SchemaRef {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend([
+        Field::new("_change_type", DataType::Utf8, true),
+        Field::new("_commit_version", DataType::UInt64, true),
+        Field::new(
+            "_commit_timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
+    ]);
+    Arc::new(Schema::new(fields))
 }
 
 /// What a read found: as [`Increment`], with no provider when there is no file to read.

@@ -422,15 +422,31 @@ async fn stream_rows(
             table.name
         ))));
     };
-    let rows = increment::read(
-        &build.warehouse.table(&stream),
-        format,
-        since,
-        &planned.schema,
-        &build.compiled.ctx.state(),
-    )
-    .await
-    .map_err(planning)?;
+    let dir = build.warehouse.table(&stream);
+    let rows = if read.changes {
+        let mut changes = increment::delta_changes(&dir, since.unwrap_or(0))
+            .await
+            .map_err(planning)?
+            .ok_or_else(|| {
+                planning(DataFusionError::Plan(format!(
+                    "{}: {stream} keeps no change feed (it was made before Strata kept them); set delta.enableChangeDataFeed = true on it with a Delta tool, or rebuild it",
+                    table.name
+                )))
+            })?;
+        // Without a position the feed is read from the table's first version: a rebuild.
+        changes.whole = since.is_none();
+        changes
+    } else {
+        increment::read(
+            &dir,
+            format,
+            since,
+            &planned.schema,
+            &build.compiled.ctx.state(),
+        )
+        .await
+        .map_err(planning)?
+    };
     Ok(StreamRows {
         table: stream,
         since,
