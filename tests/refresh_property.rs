@@ -105,6 +105,11 @@ fn shapes(draw: &mut Draw) -> Vec<Shape> {
             needs: &[],
         },
         Shape {
+            name: "enriched.union_counts",
+            sql: "SELECT customer_id, count(*) AS rows_of_both FROM (SELECT customer_id FROM raw.orders UNION ALL SELECT customer_id FROM raw.customers) GROUP BY customer_id".into(),
+            needs: &[],
+        },
+        Shape {
             name: "enriched.distinct_buckets",
             sql: format!(
                 "SELECT DISTINCT customer_id, amount % {} AS bucket FROM raw.orders",

@@ -197,6 +197,20 @@ impl Folded {
         )
     }
 
+    /// The data files of the versions before `since`: what a reader at that position
+    /// had read. `None` when the table was rewritten since, or a compaction merged rows
+    /// from before `since` with rows from after it.
+    pub fn files_before(&self, since: u64) -> Option<Vec<WrittenFile>> {
+        self.files_since(since)?;
+        Some(
+            self.files
+                .iter()
+                .filter(|added| added.version < since)
+                .map(|added| added.file.clone())
+                .collect(),
+        )
+    }
+
     /// Every data file readers see.
     pub fn data_files(&self) -> Vec<WrittenFile> {
         self.files.iter().map(|added| added.file.clone()).collect()
@@ -830,5 +844,10 @@ mod tests {
             "a reader between the merged versions reads the table whole"
         );
         assert_eq!(folded.ingested, [landing("3.csv")]);
+        assert_eq!(
+            paths(folded.files_before(3).unwrap()),
+            ["day=1/compacted.avro"]
+        );
+        assert_eq!(folded.files_before(2), None, "inside the merged versions");
     }
 }

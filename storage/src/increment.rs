@@ -65,6 +65,45 @@ pub async fn read(
     })
 }
 
+/// The rows of the table in `dir` that a reader at position `since` had read: a raw
+/// table's commits before it, or a Delta table as its version `since - 1` was. `None`
+/// when they cannot be told apart any more (the table rewritten since, a compaction
+/// across the position, the version's log removed).
+pub async fn read_before(
+    dir: &TableDir,
+    format: Format,
+    since: u64,
+    planned: &SchemaRef,
+    session: &dyn Session,
+) -> Result<Option<Arc<dyn TableProvider>>> {
+    let empty = || Arc::new(EmptyTable::new(storage_schema(planned))) as Arc<dyn TableProvider>;
+    match format {
+        Format::Avro => {
+            let folded = CommitLog::new(dir)
+                .folded()
+                .await
+                .map_err(DataFusionError::from)?;
+            let Some(files) = folded.files_before(since) else {
+                return Ok(None);
+            };
+            Ok(Some(
+                raw_table::avro_files(dir, &files, session)
+                    .await?
+                    .unwrap_or_else(empty),
+            ))
+        }
+        _ => {
+            let Some(version) = since.checked_sub(1) else {
+                return Ok(Some(empty()));
+            };
+            let Ok(table) = delta_publish::load(dir, Some(version)).await else {
+                return Ok(None);
+            };
+            Ok(Some(Arc::new(DeltaFiles::try_new(&table)?)))
+        }
+    }
+}
+
 /// The rows the Delta table in `dir` changed at or after version `since`, up to its
 /// version now, from its change data feed: each inserted and deleted row, and each
 /// updated one before and after, with `_change_type`. `None` when the table does not

@@ -23,7 +23,7 @@ use strata_storage::{CommitLog, TableDir, cleanup, delta_publish, paths, storage
 
 use super::Build;
 use super::deletes::Deleting;
-use super::refresh::{self, Refresh, Regroup};
+use super::refresh::{self, BothAdded, Refresh, Regroup};
 use super::report::{StreamRead, TableReport, TableStatus};
 use crate::engine::job_name;
 use crate::error::{BuildStep, EngineError, Result};
@@ -86,12 +86,23 @@ pub(super) async fn build(
         _ => None,
     };
     let strategy = refresh.as_ref().map(Refresh::describe);
+    // A build from two inputs' added rows: the second input's, and the query over both.
+    let mut also_added = None;
     let (stream, regroup) = match (table.stream(), refresh) {
         (Some(read), _) => (
             Some(stream_rows(build, node, table, read, recorded.as_ref(), &definition).await?),
             None,
         ),
         (None, Some(Refresh::Added(rows))) => (Some(rows), None),
+        (None, Some(Refresh::BothAdded(both))) => {
+            let BothAdded {
+                first,
+                second,
+                plan,
+            } = *both;
+            also_added = Some((second, plan));
+            (Some(first), None)
+        }
         (None, Some(Refresh::Regroup(regroup))) => {
             let Regroup {
                 added,
@@ -106,7 +117,10 @@ pub(super) async fn build(
     };
     // Built from the rows added to an input it reads whole, as a rebuild would.
     let implicit = table.stream().is_none() && stream.is_some();
-    let state = match stream.as_ref().filter(|_| regroup.is_none()) {
+    let state = match stream
+        .as_ref()
+        .filter(|_| regroup.is_none() && also_added.is_none())
+    {
         Some(stream) => {
             stream::session_reading(&ctx.state(), &stream.table, Arc::clone(&stream.rows.rows))
                 .await
@@ -134,14 +148,16 @@ pub(super) async fn build(
     let (regroup_key, regroup_plan) = regroup
         .map(|(key, plan, replaces)| ((key, replaces), plan))
         .unzip();
-    let plan = match regroup_plan {
+    let (second_added, both_plan) = also_added.unzip();
+    let preplanned = regroup_plan.is_some() || both_plan.is_some();
+    let plan = match regroup_plan.or(both_plan) {
         Some(plan) => plan,
         None => state.statement_to_plan(query).await.map_err(planning)?,
     };
     // From a whole input's added rows, a UNION ALL's other branches add nothing new.
     let plan = match stream
         .as_ref()
-        .filter(|stream| implicit && !stream.rows.whole)
+        .filter(|stream| implicit && !preplanned && !stream.rows.whole)
     {
         Some(stream) => stream::only_the_branches_reading(plan, &stream.table).map_err(planning)?,
         None => plan,
@@ -175,7 +191,11 @@ pub(super) async fn build(
         .map_err(|error| EngineError::at(BuildStep::Expectations, error))?;
 
     let reads = versions.filter(|_| repeatable).map(|versions| {
-        match stream.as_ref().filter(|_| implicit) {
+        let versions = match stream.as_ref().filter(|_| implicit) {
+            Some(added) => refresh::recorded_reads(versions, added),
+            None => versions,
+        };
+        match &second_added {
             Some(added) => refresh::recorded_reads(versions, added),
             None => versions,
         }

@@ -37,10 +37,22 @@ use crate::stream::{Keyed, added_rows_problem, is_repeatable, keyed_node, recomp
 pub(super) enum Refresh {
     /// From the rows added to one input.
     Added(StreamRows),
+    /// From the rows added to two inputs of a row-by-row query: those added to the
+    /// first with the second as it is now, and those added to the second with the first
+    /// as it was.
+    BothAdded(Box<BothAdded>),
     /// The groups the rows added to one input fall in, recomputed.
     Regroup(Box<Regroup>),
     /// Whole, and why.
     Whole(String),
+}
+
+/// A build from the rows two inputs added.
+pub(super) struct BothAdded {
+    pub(super) first: StreamRows,
+    pub(super) second: StreamRows,
+    /// The query over both sets of added rows, as one.
+    pub(super) plan: LogicalPlan,
 }
 
 /// The groups or partitions that rows added to the input fall in.
@@ -82,6 +94,10 @@ impl Refresh {
                 },
                 regroup.added.table,
                 regroup.values
+            ),
+            Refresh::BothAdded(both) => format!(
+                "incremental: the rows added to {} with {} as it is, and those added to {} with {} as it was",
+                both.first.table, both.second.table, both.second.table, both.first.table
             ),
             Refresh::Whole(why) => format!("full: {why}"),
         }
@@ -134,8 +150,12 @@ pub(super) async fn choose(
         .filter(|(name, version)| then.get(name.as_str()) != Some(version))
         .map(|(name, _)| name)
         .collect();
-    let [input] = changed[..] else {
-        return whole(&format!("{} of its inputs changed", changed.len()));
+    let input = match changed[..] {
+        [input] => input,
+        [first, second] => {
+            return Box::pin(both_added(build, node, table, [first, second], then)).await;
+        }
+        _ => return whole(&format!("{} of its inputs changed", changed.len())),
     };
     let Some(input) = TableName::parse(input) else {
         return whole(&format!("{input} is not a pipeline table"));
@@ -216,6 +236,117 @@ pub(super) async fn choose(
         return Ok(Refresh::Added(added));
     };
     regroup(build, table, &plan, added, (keyed, key), changed).await
+}
+
+/// A row-by-row query over two inputs that both only gained rows (inner joins, no
+/// union): what a rebuild adds is the query over the first's added rows with the second
+/// as it is now, and over the second's added rows with the first as it was before.
+async fn both_added(
+    build: &Build<'_>,
+    node: usize,
+    table: &TableDef,
+    changed: [&String; 2],
+    then: &serde_json::Map<String, Value>,
+) -> Result<Refresh> {
+    let whole = |why: String| Ok(Refresh::Whole(why));
+    let two = || format!("{} and {} changed", changed[0], changed[1]);
+    let planning = |error| EngineError::at(BuildStep::Planning, error);
+    let query = || DFStatement::Statement(Box::new(SqlStatement::Query(table.query.clone())));
+    let compiled = build.compiled;
+    let plan = compiled
+        .ctx
+        .state()
+        .statement_to_plan(query())
+        .await
+        .map_err(planning)?;
+    if !is_repeatable(&plan) {
+        return whole("it calls a function whose result may change between runs".into());
+    }
+    let mut union = false;
+    let _ = plan.apply(|node| {
+        union |= matches!(node, LogicalPlan::Union(_));
+        Ok(TreeNodeRecursion::Continue)
+    });
+    if union || table.mode != WriteMode::Replace && !matches!(table.mode, WriteMode::Merge { .. }) {
+        return whole(format!("{}, and its query is not one join of both", two()));
+    }
+    let mut reads = Vec::new();
+    for input in changed {
+        let Some(name) = TableName::parse(input) else {
+            return whole(format!("{input} is not a pipeline table"));
+        };
+        if let Some(problem) = added_rows_problem(&plan, &name) {
+            return whole(format!("{}: {problem}", two()));
+        }
+        let (Some(format), Some(version)) = (
+            name.layer.format(),
+            then.get(input.as_str()).and_then(Value::as_u64),
+        ) else {
+            return whole(format!("{input} was not read before"));
+        };
+        let Some(planned) = compiled
+            .graph
+            .upstream(node)
+            .iter()
+            .find(|&&up| compiled.pipeline.statements[up].name() == &name)
+            .and_then(|&up| compiled.planned(up))
+        else {
+            return whole(format!("{input} is not planned in this run"));
+        };
+        let since = position_after(format, version);
+        let dir = build.warehouse.table(&name);
+        let state = compiled.ctx.state();
+        let rows = increment::read(&dir, format, Some(since), &planned.schema, &state)
+            .await
+            .map_err(planning)?;
+        let before = increment::read_before(&dir, format, since, &planned.schema, &state)
+            .await
+            .map_err(planning)?;
+        let Some(before) = before.filter(|_| !rows.whole) else {
+            return whole(format!("{}, and {input} other than by added rows", two()));
+        };
+        reads.push((
+            StreamRows {
+                table: name,
+                since: Some(since),
+                rows,
+            },
+            before,
+        ));
+    }
+    let (Some((second, _)), Some((first, first_before))) = (reads.pop(), reads.pop()) else {
+        return whole(two());
+    };
+    let state = compiled.ctx.state();
+    let over_first =
+        crate::stream::session_reading(&state, &first.table, Arc::clone(&first.rows.rows))
+            .await
+            .map_err(planning)?
+            .statement_to_plan(query())
+            .await
+            .map_err(planning)?;
+    let first_as_it_was = crate::stream::session_reading(&state, &first.table, first_before)
+        .await
+        .map_err(planning)?;
+    let over_second = crate::stream::session_reading(
+        &first_as_it_was,
+        &second.table,
+        Arc::clone(&second.rows.rows),
+    )
+    .await
+    .map_err(planning)?
+    .statement_to_plan(query())
+    .await
+    .map_err(planning)?;
+    let plan = LogicalPlanBuilder::from(over_first)
+        .union(over_second)
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(planning)?;
+    Ok(Refresh::BothAdded(Box::new(BothAdded {
+        first,
+        second,
+        plan,
+    })))
 }
 
 /// The versions a build from added rows records: its inputs' as read before it chose,
