@@ -96,8 +96,31 @@ impl Cluster {
         self.add_executor_with(name, &[]);
     }
 
-    /// [`Cluster::add_executor`] with more arguments (its ports, say).
+    /// [`Cluster::add_executor`] with more arguments (its ports, say). An executor told
+    /// to pick its own ports can lose one to another process between picking and
+    /// binding it (Ballista then logs that its Flight server did not start, and the
+    /// executor never becomes ready): such an executor is started once more.
     pub(crate) fn add_executor_with(&mut self, name: &str, args: &[&str]) {
+        let picks_its_ports = !args.iter().any(|arg| arg.ends_with("-port"));
+        if !self.start_executor(
+            name,
+            args,
+            Duration::from_secs(if picks_its_ports { 30 } else { 60 }),
+        ) {
+            assert!(picks_its_ports, "executor {name} never became ready");
+            let mut lost = self.executors.pop().expect("the executor just started");
+            let _ = lost.kill();
+            let _ = lost.wait();
+            self.work_dirs.pop();
+            assert!(
+                self.start_executor(name, args, Duration::from_secs(60)),
+                "executor {name} never became ready"
+            );
+        }
+    }
+
+    /// Starts an executor; whether it became ready within `patience`.
+    fn start_executor(&mut self, name: &str, args: &[&str], patience: Duration) -> bool {
         let health_port = free_port();
         let work_dir = workdir(&format!("executor-{name}"));
         let mut command = match &self.hidden {
@@ -138,15 +161,15 @@ impl Cluster {
             .expect("strata executor starts");
         self.executors.push(child);
         self.work_dirs.push(work_dir);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + patience;
         while probe(health_port, "/readyz") != Some(200) {
-            assert!(
-                Instant::now() < deadline,
-                "executor {name} never became ready"
-            );
+            if Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
         assert_eq!(probe(health_port, "/healthz"), Some(200));
+        true
     }
 
     /// Runs `strata submit` of `pipeline` into `warehouse` to its end.
