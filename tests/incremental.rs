@@ -9,7 +9,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::support::{python, run_pipeline, stderr, stdout, strata, table_report, workdir};
+use crate::support::{
+    delta_rows, python, run_pipeline, stderr, stdout, strata, table_report, workdir,
+};
 
 /// The pipeline, reading its landing files from `landing` (shared by both warehouses).
 fn pipeline(landing: &Path) -> String {
@@ -110,24 +112,8 @@ fn sensors(landing: &Path) {
     std::fs::write(dir.join("sensors.csv"), text).unwrap();
 }
 
-/// Every row of each table, sorted, one JSON line per table.
-const DUMP: &str = r#"
-import json, os, sys
-from deltalake import DeltaTable
-wh, tables = sys.argv[1], sys.argv[2:]
-for name in tables:
-    rows = DeltaTable(os.path.join(wh, name)).to_pyarrow_table().to_pylist()
-    for row in rows:
-        row.pop("_run_id", None)
-    print(name, json.dumps(sorted(json.dumps(row, sort_keys=True, default=str) for row in rows)))
-sys.stdout.flush()
-os._exit(0)
-"#;
-
 fn dump(warehouse: &Path) -> Vec<String> {
-    let mut args = vec!["-c", DUMP, warehouse.to_str().unwrap()];
-    args.extend(TABLES);
-    python(&args).lines().map(str::to_owned).collect()
+    delta_rows(warehouse, &TABLES)
 }
 
 struct Setup {
@@ -263,9 +249,7 @@ const WHOLE_READ_TABLES: [&str; 11] = [
 ];
 
 fn dump_whole_reads(warehouse: &Path) -> Vec<String> {
-    let mut args = vec!["-c", DUMP, warehouse.to_str().unwrap()];
-    args.extend(WHOLE_READ_TABLES);
-    python(&args).lines().map(str::to_owned).collect()
+    delta_rows(warehouse, &WHOLE_READ_TABLES)
 }
 
 /// A setup whose pipeline is the landing and raw tables and [`WHOLE_READS`].

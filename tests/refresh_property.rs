@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::support::{python, run_pipeline, stderr, strata, table_report, workdir};
+use crate::support::{delta_rows, run_pipeline, stderr, strata, table_report, workdir};
 
 /// A small, fixed pseudo-random sequence (xorshift), so a failing case can be replayed
 /// from its seed.
@@ -302,26 +302,10 @@ fn deliver_orders(draw: &mut Draw, landing: &Path, number: u64, history: &mut Hi
     std::fs::write(orders.join(format!("orders-{number:02}.csv")), text).unwrap();
 }
 
-/// Every row of each table, sorted, one JSON line per table.
-const DUMP: &str = r#"
-import json, os, sys
-from deltalake import DeltaTable
-wh, tables = sys.argv[1], sys.argv[2:]
-for name in tables:
-    path = os.path.join(wh, name)
-    rows = DeltaTable(path).to_pyarrow_table().to_pylist() if os.path.isdir(os.path.join(path, "_delta_log")) else []
-    for row in rows:
-        row.pop("_run_id", None)
-    print(name, json.dumps(sorted(json.dumps(row, sort_keys=True, default=str) for row in rows)))
-sys.stdout.flush()
-os._exit(0)
-"#;
-
 fn dump(warehouse: &Path, tables: &[&str]) -> Vec<String> {
     let paths: Vec<String> = tables.iter().map(|table| table.replace('.', "/")).collect();
-    let mut args = vec!["-c", DUMP, warehouse.to_str().unwrap()];
-    args.extend(paths.iter().map(String::as_str));
-    python(&args).lines().map(str::to_owned).collect()
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    delta_rows(warehouse, &paths)
 }
 
 #[test]

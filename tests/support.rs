@@ -39,6 +39,26 @@ pub(crate) fn run_pipeline(pipeline: &Path, warehouse: &Path, extra: &[&str]) ->
     stdout(&output)
 }
 
+/// Every row of each Delta table (`layer/name` under `warehouse`) but the run ids, sorted,
+/// one line per table: what two warehouses built from the same deliveries compare.
+pub(crate) fn delta_rows(warehouse: &Path, tables: &[&str]) -> Vec<String> {
+    const DUMP: &str = r#"
+import json, os, sys
+from deltalake import DeltaTable
+wh, tables = sys.argv[1], sys.argv[2:]
+for name in tables:
+    rows = DeltaTable(os.path.join(wh, name)).to_pyarrow_table().to_pylist()
+    for row in rows:
+        row.pop("_run_id", None)
+    print(name, json.dumps(sorted(json.dumps(row, sort_keys=True, default=str) for row in rows)))
+sys.stdout.flush()
+os._exit(0)
+"#;
+    let mut args = vec!["-c", DUMP, warehouse.to_str().unwrap()];
+    args.extend(tables);
+    python(&args).lines().map(str::to_owned).collect()
+}
+
 pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -16,7 +16,7 @@ use datafusion::sql::sqlparser::ast::{ExprWithAlias, Statement as SqlStatement, 
 use strata_language::rules::{check_clauses, stored_schema};
 use strata_language::{
     Diagnostic, Graph, LanguageError, Layer, Pipeline, SourceTable, Sources, Statement, TableDef,
-    parse,
+    TableName, parse,
 };
 use strata_storage::landing::after_ingest;
 use strata_storage::{Warehouse, increment};
@@ -54,6 +54,15 @@ impl Compiled {
     /// What a statement plans to, if it planned.
     pub fn planned(&self, node: usize) -> Option<&PlannedTable> {
         self.planned.iter().find(|table| table.node == node)
+    }
+
+    /// The plan of `input`, when it is a table `node` reads.
+    pub fn planned_input(&self, node: usize, input: &TableName) -> Option<&PlannedTable> {
+        self.graph
+            .upstream(node)
+            .iter()
+            .find(|&&up| self.pipeline.statements[up].name() == input)
+            .and_then(|&up| self.planned(up))
     }
 }
 

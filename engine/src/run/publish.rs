@@ -429,13 +429,7 @@ async fn stream_rows(
         .filter(|recorded| recorded["stream"]["table"].as_str() == Some(&stream.to_string()))
         .and_then(|recorded| recorded["stream"]["position"].as_u64());
     let compiled = build.compiled;
-    let planned = compiled
-        .graph
-        .upstream(node)
-        .iter()
-        .copied()
-        .find(|&up| compiled.pipeline.statements[up].name() == &stream)
-        .and_then(|up| compiled.planned(up));
+    let planned = compiled.planned_input(node, &stream);
     let (Some(format), Some(planned)) = (stream.layer.format(), planned) else {
         return Err(planning(DataFusionError::Plan(format!(
             "{}: STREAM({stream}) is not a table this pipeline builds",

@@ -190,13 +190,7 @@ pub(super) async fn choose(
     };
     let since = position_after(format, version);
     let compiled = build.compiled;
-    let Some(planned) = compiled
-        .graph
-        .upstream(node)
-        .iter()
-        .find(|&&up| compiled.pipeline.statements[up].name() == &input)
-        .and_then(|&up| compiled.planned(up))
-    else {
+    let Some(planned) = compiled.planned_input(node, &input) else {
         return whole(&format!("{input} is not planned in this run"));
     };
     let dir = build.warehouse.table(&input);
@@ -284,13 +278,7 @@ async fn both_added(
         ) else {
             return whole(format!("{input} was not read before"));
         };
-        let Some(planned) = compiled
-            .graph
-            .upstream(node)
-            .iter()
-            .find(|&&up| compiled.pipeline.statements[up].name() == &name)
-            .and_then(|&up| compiled.planned(up))
-        else {
+        let Some(planned) = compiled.planned_input(node, &name) else {
             return whole(format!("{input} is not planned in this run"));
         };
         let since = position_after(format, version);
