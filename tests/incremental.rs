@@ -980,6 +980,36 @@ fn a_change_log_read_through_changes_holds_every_change_of_its_table_once() {
             assert_eq!(report["rows_read"], PER_BATCH + 10 * batch, "{report}");
         }
     }
+    // A table that keeps no change feed (made before Strata kept them, or switched off
+    // with a Delta tool) is a clear error for its CHANGES reader, which commits nothing.
+    python(&[
+        "-c",
+        "import sys, os\nfrom deltalake import DeltaTable\n\
+         DeltaTable(sys.argv[1]).alter.set_table_properties({'delta.enableChangeDataFeed': 'false'})\n\
+         os._exit(0)",
+        setup
+            .incremental
+            .join("enriched/readings")
+            .to_str()
+            .unwrap(),
+    ]);
+    deliver(&setup.landing, 3);
+    let output = strata(&[
+        "run",
+        setup.pipeline.to_str().unwrap(),
+        "--warehouse",
+        setup.incremental.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("enriched.readings keeps no change feed"),
+        "{}",
+        stderr(&output)
+    );
+    let log = table_report(&stdout(&output), "ranked.reading_changes");
+    assert_eq!(log["status"], "failed", "{log}");
+    assert_eq!(log["rows_written"], 0, "{log}");
+
     // A raw table has no change feed: CHANGES of it is refused before anything runs.
     let wrong = setup.pipeline.with_file_name("wrong.sql");
     let text = std::fs::read_to_string(&setup.pipeline).unwrap().replace(

@@ -62,11 +62,18 @@ impl Deleting<'_> {
             .await
             .map_err(deleting_failed)?;
         let ctx = &self.build.compiled.ctx;
-        let deletions = self.deletions(ctx.read_batches(rows.clone()).map_err(deleting_failed)?)?;
-        let deletions = deletions.collect().await.map_err(deleting_failed)?;
-        if deletions.iter().any(|batch| batch.num_rows() > 0) {
-            let source = ctx.read_batches(deletions).map_err(deleting_failed)?;
+        let written = kept_rows(&rows)?;
+        let deleting = rows
+            .iter()
+            .map(|batch| batch.num_rows() as u64)
+            .sum::<u64>()
+            > written;
+        let source = if deleting {
+            let deletions =
+                self.deletions(ctx.read_batches(rows.clone()).map_err(deleting_failed)?)?;
+            let deletions = deletions.collect().await.map_err(deleting_failed)?;
             if delta_publish::exists(&deleted) {
+                let source = ctx.read_batches(deletions).map_err(deleting_failed)?;
                 let key_and_sequence = self.key_and_sequence();
                 let on = MergeOn {
                     key: self.key,
@@ -82,15 +89,15 @@ impl Deleting<'_> {
                 )
                 .await?;
             } else {
-                let batches = source.collect().await.map_err(deleting_failed)?;
-                self.remember(deleted, batches, false).await?;
+                self.remember(deleted, deletions, false).await?;
             }
-        }
-        let written = kept_rows(&rows)?;
-        let source = self.matched_deletions_only(&target, rows)?;
-        let source = collect_keeping_schema(source)
-            .await
-            .map_err(deleting_failed)?;
+            let source = self.matched_deletions_only(&target, rows)?;
+            collect_keeping_schema(source)
+                .await
+                .map_err(deleting_failed)?
+        } else {
+            rows
+        };
         let source = ctx.read_batches(source).map_err(deleting_failed)?;
         let on = MergeOn {
             key: self.key,
@@ -179,7 +186,8 @@ impl Deleting<'_> {
             .map_err(deleting_failed)
     }
 
-    /// The rows without the deletions of keys the table does not hold: those change
+    /// The rows without the deletions of keys the table does not hold (read only when
+    /// there are deletions, since it reads the table's keys): those change
     /// nothing but the remembered deletions, and a merge whose unmatched rows are not
     /// all inserted writes a broken change feed (deltalake 1.1).
     fn matched_deletions_only(
