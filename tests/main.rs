@@ -18,6 +18,7 @@ mod flight;
 mod flight_limits;
 mod incremental;
 mod k8s;
+mod kafka;
 mod lineage;
 mod publish;
 mod readme;

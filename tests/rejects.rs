@@ -10,7 +10,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use crate::cluster::Cluster;
-use crate::support::{python, stderr, stdout, strata, table_report, workdir};
+use crate::support::{raw_committed, stderr, stdout, strata, table_report, workdir};
 
 const PIPELINE: &str = "\
 CREATE EXTERNAL TABLE landing.readings (
@@ -24,27 +24,6 @@ STORED AS JSON LOCATION 'landing/events/' OPTIONS ('bad_rows.limit' '50');
 CREATE TABLE raw.readings AS SELECT * FROM landing.readings;
 CREATE TABLE raw.events AS SELECT * FROM landing.events;
 ";
-
-/// Reads a raw table as its commits name it: the data rows' ids, and every reject.
-const READ_RAW: &str = r#"
-import glob, json, os, sys
-import fastavro
-table = sys.argv[1]
-commits = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(table, "_strata_log", "*.json")))]
-def rows(kind):
-    out = []
-    for commit in commits:
-        for f in commit.get(kind, []):
-            with open(os.path.join(table, f["path"]), "rb") as handle:
-                out.extend(fastavro.reader(handle))
-    return out
-ids = sorted(row["id"] for row in rows("files"))
-rejects = sorted(
-    ([os.path.basename(r["landing_file"]), r["line"], r["column"], r["reason"], (r["raw_text"] or "")[:40], r["raw_bytes"], r["run_id"]]
-     for r in rows("rejects")),
-    key=lambda r: (r[0], r[1] or 0))
-print(json.dumps({"ids": ids, "rejects": rejects}))
-"#;
 
 /// A bad row of the readings file: its line, column and the start of its reason.
 struct Bad {
@@ -175,9 +154,47 @@ fn warehouse(name: &str) -> (PathBuf, PathBuf, Vec<Bad>) {
     (dir, pipeline, bad)
 }
 
+/// Reads a raw table as its commits name it: the data rows' ids, sorted, and every reject
+/// as `[file name, line, column, reason, start of text, raw bytes, run id]`, by file and line.
 fn read_raw(warehouse: &Path, table: &str) -> serde_json::Value {
-    let table = warehouse.join("raw").join(table);
-    serde_json::from_str(&python(&["-c", READ_RAW, table.to_str().unwrap()])).unwrap()
+    let found = raw_committed(&warehouse.join("raw").join(table));
+    let mut ids: Vec<i64> = found["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["id"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut rejects: Vec<serde_json::Value> = found["rejects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let file = r["landing_file"].as_str().unwrap();
+            let text: String = r["raw_text"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(40)
+                .collect();
+            serde_json::json!([
+                file.rsplit('/').next().unwrap(),
+                r["line"],
+                r["column"],
+                r["reason"],
+                text,
+                r["raw_bytes"],
+                r["run_id"]
+            ])
+        })
+        .collect();
+    rejects.sort_by_key(|r| {
+        (
+            r[0].as_str().unwrap().to_owned(),
+            r[1].as_u64().unwrap_or(0),
+        )
+    });
+    serde_json::json!({"ids": ids, "rejects": rejects})
 }
 
 /// Checks what the run committed against what the files hold, and returns the rejects.

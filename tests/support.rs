@@ -59,6 +59,26 @@ os._exit(0)
     python(&args).lines().map(str::to_owned).collect()
 }
 
+/// Every row of the data files and of the rejects files a raw table's commits name (read
+/// with `fastavro`, as another tool would), as JSON objects: `{"files": […], "rejects": […]}`.
+pub(crate) fn raw_committed(table: &Path) -> Value {
+    const READ: &str = r#"
+import glob, json, os, sys
+import fastavro
+table = sys.argv[1]
+commits = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(table, "_strata_log", "*.json")))]
+def rows(kind):
+    out = []
+    for commit in commits:
+        for f in commit.get(kind, []):
+            with open(os.path.join(table, f["path"]), "rb") as handle:
+                out.extend(fastavro.reader(handle))
+    return out
+print(json.dumps({"files": rows("files"), "rejects": rows("rejects")}, default=str))
+"#;
+    serde_json::from_str(&python(&["-c", READ, table.to_str().unwrap()])).unwrap()
+}
+
 pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -442,6 +442,14 @@ mod tests {
                 ..BadRowPolicy::default()
             },
             store: strata_storage::StoreOptions::default(),
+            kafka: Some(crate::landing::KafkaRead {
+                location: strata_kafka::KafkaLocation::parse("kafka://b:9092/events").unwrap(),
+                options: strata_kafka::KafkaOptions::from_options([
+                    ("sasl.password", "env:KAFKA_PASSWORD"),
+                    ("max_messages_per_partition", "7"),
+                ])
+                .unwrap(),
+            }),
         };
         let parts = vec![
             FilePart {

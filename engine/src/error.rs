@@ -47,6 +47,9 @@ pub enum EngineError {
     /// The build's files could not be committed, or the warehouse could not be read.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A Kafka source's brokers could not be asked what to read, or refused.
+    #[error(transparent)]
+    Kafka(#[from] strata_kafka::KafkaError),
     /// No Strata scheduler answered at the address.
     #[error("cannot reach the Strata scheduler at {url} after {attempts} attempts: {cause}")]
     SchedulerUnreachable {

@@ -59,6 +59,11 @@ impl KafkaLocation {
     pub fn partition_name(&self, partition: i32) -> String {
         format!("{SCHEME}{}/{}/{partition}", self.brokers, self.topic)
     }
+
+    /// The partition a [`KafkaLocation::partition_name`] names.
+    pub fn partition_of(name: &str) -> Option<i32> {
+        name.strip_prefix(SCHEME)?.rsplit('/').next()?.parse().ok()
+    }
 }
 
 impl std::fmt::Display for KafkaLocation {
@@ -79,6 +84,10 @@ mod tests {
         assert_eq!(
             location.partition_name(3),
             "kafka://b1:9092,b2:9093/tracking-events/3"
+        );
+        assert_eq!(
+            KafkaLocation::partition_of(&location.partition_name(3)),
+            Some(3)
         );
         for bad in [
             "b1:9092/t",

@@ -48,6 +48,25 @@ pub struct Commit {
     /// Data files this commit's `files` hold the rows of (a compaction): no row is new.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replaced: Vec<String>,
+    /// A stream source's positions after this build: where the next build reads from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub positions: Vec<StreamPosition>,
+    /// Messages deleted from the stream before they were read, skipped by this build
+    /// (`'on_data_loss' 'skip'`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub messages_lost: u64,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
+}
+
+/// The next offset to read of one partition of a stream source's topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StreamPosition {
+    pub topic: String,
+    pub partition: i32,
+    pub next: i64,
 }
 
 impl Commit {
@@ -62,6 +81,8 @@ impl Commit {
             rejects: Vec::new(),
             forgotten: Vec::new(),
             replaced: Vec::new(),
+            positions: Vec::new(),
+            messages_lost: 0,
         }
     }
 }
@@ -73,6 +94,8 @@ pub struct LogState {
     pub next_version: u64,
     /// The landing files the table holds now.
     pub ingested: HashSet<SourceFile>,
+    /// Where each partition of a stream source was read up to.
+    pub positions: Vec<StreamPosition>,
 }
 
 /// Every this many commits the log is folded into a checkpoint, so a build reads one
@@ -111,6 +134,9 @@ pub struct Folded {
     pub files: Vec<Added>,
     /// The files of the rejects table readers see, oldest first.
     pub rejects: Vec<Added>,
+    /// Where each partition of a stream source was read up to, by topic and partition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub positions: Vec<StreamPosition>,
 }
 
 impl Folded {
@@ -121,8 +147,19 @@ impl Folded {
             self.ingested.clear();
             self.files.clear();
             self.rejects.clear();
+            self.positions.clear();
         }
         self.next_version = version + 1;
+        for position in commit.positions {
+            match self
+                .positions
+                .iter_mut()
+                .find(|held| held.topic == position.topic && held.partition == position.partition)
+            {
+                Some(held) => held.next = position.next,
+                None => self.positions.push(position),
+            }
+        }
         if !commit.forgotten.is_empty() {
             let forgotten: HashSet<&str> = commit.forgotten.iter().map(String::as_str).collect();
             self.ingested
@@ -421,6 +458,7 @@ impl CommitLog {
         Ok(LogState {
             next_version: folded.next_version,
             ingested: folded.ingested.into_iter().collect(),
+            positions: folded.positions,
         })
     }
 
@@ -675,6 +713,36 @@ mod tests {
         assert!(
             !log.has_data_files().await.unwrap(),
             "a reset to nothing hides the older files"
+        );
+    }
+
+    #[tokio::test]
+    async fn stream_positions_are_the_newest_per_partition_across_checkpoints() {
+        let table = temp_table("positions");
+        let log = CommitLog::new(&table);
+        let at = |partition, next| StreamPosition {
+            topic: "events".into(),
+            partition,
+            next,
+        };
+        for version in 0..CHECKPOINT_INTERVAL + 2 {
+            let positions = if version == 0 {
+                vec![at(0, 10), at(1, 4)]
+            } else {
+                vec![at(0, 10 + version as i64)]
+            };
+            log.commit(Commit {
+                positions,
+                ..Commit::new(version, "run")
+            })
+            .await
+            .unwrap();
+        }
+        assert!(!log.listing().await.unwrap().checkpoints.is_empty());
+        let state = log.state().await.unwrap();
+        assert_eq!(
+            state.positions,
+            [at(0, 11 + CHECKPOINT_INTERVAL as i64), at(1, 4)]
         );
     }
 

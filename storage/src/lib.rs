@@ -19,7 +19,7 @@ pub mod run_named;
 pub mod store;
 
 pub use avro_sink::{AvroFileSink, FileSink, WrittenFile, storage_schema, to_storage};
-pub use commit_log::{Commit, CommitLog, SourceFile};
+pub use commit_log::{Commit, CommitLog, SourceFile, StreamPosition};
 pub use error::{Result, StorageError};
 pub use paths::{TableDir, Warehouse};
 pub use store::{StoreOptions, StoreRegistry, StoreUrl};

@@ -1,8 +1,10 @@
 //! Landing sources as Strata reads them: a source's definition read once (its format,
 //! compression, columns and bad-row policy), its files found by the extensions they
-//! are delivered with, and a table over some of them. CSV and NDJSON files are read
-//! row by row by [`LandingScanExec`]; Parquet, Avro and Arrow files by DataFusion.
+//! are delivered with, and a table over some of them. CSV and NDJSON files, and the
+//! JSON or CSV messages of a Kafka topic, are read row by row by [`LandingScanExec`];
+//! Parquet, Avro and Arrow files by DataFusion.
 
+mod kafka;
 mod scan;
 
 use std::sync::Arc;
@@ -26,7 +28,10 @@ use strata_storage::landing::{
 use strata_storage::store::is_store_option;
 use strata_storage::{SourceFile, StoreOptions, StoreUrl};
 
-pub use scan::{FilePart, LandingScanExec, LandingTable, ReadSpec, RejectsTarget, ScanOutcome};
+pub use kafka::{KafkaRead, STORED_AS as KAFKA};
+pub use scan::{
+    FilePart, Input, LandingScanExec, LandingTable, ReadSpec, RejectsTarget, ScanOutcome,
+};
 
 /// How many rows of each file undeclared columns are inferred from, unless the source
 /// says (`'format.schema_infer_max_rec'`). DataFusion's own 1,000 is too few for real
@@ -54,6 +59,8 @@ pub struct LandingSource {
     pub after_ingest: AfterIngest,
     /// The source's own store settings (`'aws.region'`…), on top of the environment's.
     pub store: StoreOptions,
+    /// The topic of a Kafka source; `None` for a source of files.
+    pub kafka: Option<KafkaRead>,
 }
 
 impl LandingSource {
@@ -66,6 +73,7 @@ impl LandingSource {
         state: &SessionState,
     ) -> Result<Self> {
         let mut definition = definition.clone();
+        let kafka = KafkaRead::take_from(&mut definition)?;
         let (stores, rest): (Vec<_>, Vec<_>) = definition
             .options
             .into_iter()
@@ -78,6 +86,12 @@ impl LandingSource {
                 .any(|name| *name == key)
         });
         definition.options = theirs;
+        if let (Some(_), Some((key, _))) = (&kafka, stores.first()) {
+            return Err(DataFusionError::Plan(format!(
+                "{}: option '{key}' is for object stores; a Kafka source reads no files",
+                definition.name
+            )));
+        }
         let store = StoreOptions::from_source_options(
             stores
                 .iter()
@@ -87,11 +101,13 @@ impl LandingSource {
             .iter()
             .map(|(key, value)| (key.clone(), option_text(value)))
             .collect();
-        let policy = BadRowPolicy::from_options(
-            values
-                .iter()
-                .map(|(key, value)| (key.as_str(), value.as_str())),
-        )
+        let policy_options = values
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()));
+        let policy = match kafka {
+            Some(_) => BadRowPolicy::for_streams(policy_options),
+            None => BadRowPolicy::from_options(policy_options),
+        }
         .map_err(DataFusionError::Plan)?;
         let after_ingest = AfterIngest::from_options(
             values
@@ -160,6 +176,9 @@ impl LandingSource {
         };
         let declared = (!command.schema.fields().is_empty())
             .then(|| Arc::new(command.schema.as_arrow().clone()));
+        if let Some(kafka) = &kafka {
+            kafka.check_columns(declared.as_ref())?;
+        }
         if !store.is_empty() {
             for location in &command.locations {
                 let location = StoreUrl::parse(location).map_err(DataFusionError::from)?;
@@ -180,6 +199,7 @@ impl LandingSource {
             policy,
             after_ingest,
             store,
+            kafka,
         })
     }
 
@@ -188,8 +208,11 @@ impl LandingSource {
         file_suffixes(self.kind, self.compression)
     }
 
-    /// The files under every location, sorted by path.
+    /// The files under every location, sorted by path; none for a Kafka source.
     pub async fn list(&self) -> strata_storage::Result<Listing> {
+        if self.kafka.is_some() {
+            return Ok(Listing::default());
+        }
         let suffixes = self.suffixes();
         let mut listing = Listing::default();
         for location in &self.locations {
@@ -239,18 +262,12 @@ impl LandingSource {
         rejects: Option<RejectsTarget>,
         split_files: bool,
     ) -> Result<Arc<dyn TableProvider>> {
-        match &self.row_format {
-            Some(format) => Ok(Arc::new(LandingTable::new(
-                files,
+        match self.read_spec() {
+            Some(read) => Ok(Arc::new(LandingTable::new(
+                Input::Files { files, split_files },
                 schema,
-                ReadSpec {
-                    format: format.clone(),
-                    compression: self.compression,
-                    policy: self.policy,
-                    store: self.store.clone(),
-                },
+                read,
                 rejects,
-                split_files,
             ))),
             None => {
                 let config = ListingTableConfig::new_with_multi_paths(urls(&files)?)
@@ -259,6 +276,46 @@ impl LandingSource {
                 Ok(Arc::new(ListingTable::try_new(config)?))
             }
         }
+    }
+
+    /// A Kafka source's `ranges` as a table with `schema`, its bad messages written to
+    /// `rejects`: one partition of the scan per range.
+    pub fn kafka_table(
+        &self,
+        ranges: &[strata_kafka::PartitionRange],
+        schema: SchemaRef,
+        rejects: Option<RejectsTarget>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let (Some(kafka), Some(read)) = (&self.kafka, self.read_spec()) else {
+            return Err(DataFusionError::Internal(format!(
+                "{} is not a Kafka source",
+                self.name
+            )));
+        };
+        let parts = ranges
+            .iter()
+            .map(|range| FilePart {
+                path: kafka.location.partition_name(range.partition),
+                range: Some((range.start as u64, range.end as u64)),
+            })
+            .collect();
+        Ok(Arc::new(LandingTable::new(
+            Input::Parts(parts),
+            schema,
+            read,
+            rejects,
+        )))
+    }
+
+    /// How the row-by-row scan reads this source; `None` when DataFusion reads it.
+    fn read_spec(&self) -> Option<ReadSpec> {
+        self.row_format.as_ref().map(|format| ReadSpec {
+            format: format.clone(),
+            compression: self.compression,
+            policy: self.policy,
+            store: self.store.clone(),
+            kafka: self.kafka.clone(),
+        })
     }
 
     fn listing_options(&self) -> ListingOptions {

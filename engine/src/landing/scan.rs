@@ -1,7 +1,9 @@
 //! The row-by-row scan of CSV and NDJSON landing files: one partition per file (or per
-//! byte range of a large uncompressed file), good rows out as batches, bad rows into an
-//! Avro file of the table's rejects, written where the scan runs and handed to the
-//! writer above it with the rows' counts.
+//! byte range of a large uncompressed file, or per Kafka partition's range of offsets),
+//! good rows out as batches, bad rows into an Avro file of the table's rejects, written
+//! where the scan runs and handed to the writer above it with the rows' counts.
+
+mod messages;
 
 use std::fmt;
 use std::io::Read;
@@ -39,6 +41,7 @@ use strata_storage::{
 };
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
+use super::KafkaRead;
 use crate::task_error::TaskError;
 use crate::write::ScannedFile;
 
@@ -51,6 +54,9 @@ pub struct ReadSpec {
     /// The source's own store settings (`'aws.region'`…); empty when the environment's serve.
     #[serde(default)]
     pub store: StoreOptions,
+    /// The topic a Kafka source's parts are partitions of; `None` for files.
+    #[serde(default)]
+    pub kafka: Option<KafkaRead>,
 }
 
 /// Where a scan writes the bad rows it finds: the raw table's directory, the build's
@@ -63,7 +69,8 @@ pub struct RejectsTarget {
 }
 
 /// One partition's share of the files: a whole file, or the rows that start in one
-/// byte range of it.
+/// byte range of it; of a Kafka source, one partition (named by
+/// [`strata_kafka::KafkaLocation::partition_name`]) and its range of offsets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilePart {
     pub path: String,
@@ -77,31 +84,39 @@ pub struct ScanOutcome {
     pub rejects: Option<WrittenFile>,
 }
 
-/// CSV or NDJSON landing files as a table, read row by row.
+/// What a landing table reads.
+#[derive(Debug)]
+pub enum Input {
+    /// Files, large ones cut into byte ranges (one partition each) with `split_files`.
+    Files {
+        files: Vec<SourceFile>,
+        split_files: bool,
+    },
+    /// Parts chosen already: a Kafka source's ranges.
+    Parts(Vec<FilePart>),
+}
+
+/// CSV or NDJSON landing files, or JSON or CSV messages, as a table read row by row.
 #[derive(Debug)]
 pub struct LandingTable {
-    files: Vec<SourceFile>,
+    input: Input,
     schema: SchemaRef,
     read: ReadSpec,
     rejects: Option<RejectsTarget>,
-    /// Cut large files into byte ranges, one partition each.
-    split_files: bool,
 }
 
 impl LandingTable {
     pub fn new(
-        files: Vec<SourceFile>,
+        input: Input,
         schema: SchemaRef,
         read: ReadSpec,
         rejects: Option<RejectsTarget>,
-        split_files: bool,
     ) -> Self {
         Self {
-            files,
+            input,
             schema,
             read,
             rejects,
-            split_files,
         }
     }
 }
@@ -124,17 +139,19 @@ impl TableProvider for LandingTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let options = state.config().options();
-        let partitions = if self.split_files {
-            options.execution.target_partitions
-        } else {
-            1
+        let parts = match &self.input {
+            Input::Files { files, split_files } => split(
+                files,
+                &self.read,
+                if *split_files {
+                    options.execution.target_partitions
+                } else {
+                    1
+                },
+                options.optimizer.repartition_file_min_size as u64,
+            ),
+            Input::Parts(parts) => parts.clone(),
         };
-        let parts = split(
-            &self.files,
-            &self.read,
-            partitions,
-            options.optimizer.repartition_file_min_size as u64,
-        );
         Ok(Arc::new(LandingScanExec::try_new(
             parts,
             Arc::clone(&self.schema),
@@ -399,6 +416,9 @@ impl FileScan {
         sink: &mut Option<Box<AvroFileSink>>,
         counts: &mut ScannedFile,
     ) -> Result<()> {
+        if let Some(kafka) = &self.read.kafka {
+            return self.read_messages(kafka, tx, sink, counts);
+        }
         let file = self.open().map_err(|error| {
             DataFusionError::Context(format!("opening {}", self.file), Box::new(error))
         })?;
@@ -434,40 +454,56 @@ impl FileScan {
         let mut reader = reader.map_err(|error| self.corrupt(error))?;
         while let Some(parsed) = reader.next_rows().map_err(|error| self.corrupt(error))? {
             counts.rows_read += parsed.rows;
-            counts.rows_rejected += parsed.rejects.len() as u64;
-            if let Some(first) = parsed.rejects.first() {
-                self.apply_policy(first, counts)?;
-                let target = self.rejects.as_ref().ok_or_else(|| {
-                    DataFusionError::Execution(format!("{}: {}", self.file, describe(first)))
-                })?;
-                let sink = match sink {
-                    Some(sink) => sink,
-                    None => sink.insert(Box::new(AvroFileSink::create(
-                        &TableDir::open(&target.table_dir).map_err(DataFusionError::from)?,
-                        paths::rejects_file(
-                            &target.prefix,
-                            self.partition,
-                            REJECT_WRITERS.fetch_add(1, Ordering::Relaxed),
-                        ),
-                        &rejects_schema(),
-                    )?)),
-                };
-                let batch = rejects_batch(&self.file, &target.run_id, &parsed.rejects)?;
-                self.handle.block_on(sink.write(&batch))?;
-            }
+            self.set_aside(&parsed.rejects, sink, counts)?;
             for batch in parsed.batches {
-                let batch = match &self.projection {
-                    Some(indices) => batch.project(indices)?,
-                    None => batch,
-                };
-                if tx.blocking_send(Ok(batch)).is_err() {
-                    // The reader above stopped (cancelled, or failed elsewhere).
+                if !self.send(batch, tx)? {
                     return Ok(());
                 }
             }
         }
         // A share limit is decided for the whole file, by the orchestrator.
         Ok(())
+    }
+
+    /// Writes bad rows to the rejects file, or stops the scan as the policy says.
+    fn set_aside(
+        &self,
+        rejects: &[Reject],
+        sink: &mut Option<Box<AvroFileSink>>,
+        counts: &mut ScannedFile,
+    ) -> Result<()> {
+        let Some(first) = rejects.first() else {
+            return Ok(());
+        };
+        counts.rows_rejected += rejects.len() as u64;
+        self.apply_policy(first, counts)?;
+        let target = self.rejects.as_ref().ok_or_else(|| {
+            DataFusionError::Execution(format!("{}: {}", self.file, describe(first)))
+        })?;
+        let sink = match sink {
+            Some(sink) => sink,
+            None => sink.insert(Box::new(AvroFileSink::create(
+                &TableDir::open(&target.table_dir).map_err(DataFusionError::from)?,
+                paths::rejects_file(
+                    &target.prefix,
+                    self.partition,
+                    REJECT_WRITERS.fetch_add(1, Ordering::Relaxed),
+                ),
+                &rejects_schema(),
+            )?)),
+        };
+        let batch = rejects_batch(&self.file, &target.run_id, rejects)?;
+        self.handle.block_on(sink.write(&batch))
+    }
+
+    /// Sends good rows up, projected; `false` when the reader above stopped (cancelled,
+    /// or failed elsewhere).
+    fn send(&self, batch: datafusion::arrow::array::RecordBatch, tx: &Sender) -> Result<bool> {
+        let batch = match &self.projection {
+            Some(indices) => batch.project(indices)?,
+            None => batch,
+        };
+        Ok(tx.blocking_send(Ok(batch)).is_ok())
     }
 
     /// The file's bytes from its start: a local file as it is, a stored object as the
@@ -572,6 +608,7 @@ mod tests {
             compression: Compression::Uncompressed,
             policy: BadRowPolicy::default(),
             store: StoreOptions::default(),
+            kafka: None,
         };
         let parts = split(&files, &read, 3, 100);
         let ranges: Vec<_> = parts.iter().map(|part| part.range).collect();

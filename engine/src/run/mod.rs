@@ -4,6 +4,7 @@
 mod deletes;
 mod publish;
 mod raw;
+mod raw_topic;
 mod refresh;
 mod report;
 mod tidy;
@@ -25,6 +26,7 @@ use crate::error::{EngineError, Result};
 
 pub use report::{
     LandingFileReport, RejectedFile, ReportState, RunReport, StreamRead, TableReport, TableStatus,
+    TopicRead,
 };
 pub use tidy::tidy;
 

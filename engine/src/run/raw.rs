@@ -17,6 +17,7 @@ use strata_storage::{
 };
 
 use super::Build;
+use super::raw_topic::{self, TopicIngest};
 use super::report::{LandingFileReport, RejectedFile, TableReport, TableStatus};
 use crate::compile::PlannedTable;
 use crate::engine::{Engine, job_name};
@@ -51,6 +52,16 @@ pub(super) async fn build(
             source.name
         )))
     })?;
+    if let Some(kafka) = &landing.kafka {
+        let topic = TopicIngest {
+            table,
+            source,
+            planned_source,
+            landing,
+            kafka,
+        };
+        return raw_topic::build(build, &topic, on_rows).await;
+    }
     let dir = build.warehouse.table(&table.name);
     let log = CommitLog::new(&dir);
     let mut state = log.state().await?;
@@ -390,16 +401,16 @@ async fn write_rejected_files(
         .map_err(EngineError::DataFusion)
 }
 
-/// One landing file's ingestion.
-struct Ingest<'a> {
-    build: &'a Build<'a>,
-    table: &'a TableDef,
-    source: &'a SourceTable,
-    planned_source: &'a PlannedTable,
-    landing: &'a LandingSource,
+/// One landing file's ingestion (or one Kafka build's).
+pub(super) struct Ingest<'a> {
+    pub(super) build: &'a Build<'a>,
+    pub(super) table: &'a TableDef,
+    pub(super) source: &'a SourceTable,
+    pub(super) planned_source: &'a PlannedTable,
+    pub(super) landing: &'a LandingSource,
     /// Start of the names of every file this ingestion writes.
-    prefix: &'a str,
-    index: usize,
+    pub(super) prefix: &'a str,
+    pub(super) index: usize,
 }
 
 impl Ingest<'_> {
@@ -409,20 +420,35 @@ impl Ingest<'_> {
         file: &SourceFile,
         on_rows: &(dyn Fn(u64) + Sync),
     ) -> datafusion::error::Result<WriteSummary> {
-        let build = self.build;
-        let ctx = &build.compiled.ctx;
-        let table_dir = build.warehouse.table(&self.table.name).to_string();
         // The landing table is this one file, with the columns the pipeline planned.
         let provider = self.landing.table(
             vec![file.clone()],
             Arc::clone(&self.planned_source.schema),
-            Some(RejectsTarget {
-                table_dir: table_dir.clone(),
-                prefix: self.prefix.to_owned(),
-                run_id: build.run_id.to_owned(),
-            }),
-            matches!(build.engine, Engine::Embedded),
+            Some(self.rejects_target()),
+            matches!(self.build.engine, Engine::Embedded),
         )?;
+        self.write(provider, on_rows).await
+    }
+
+    /// Where the scan writes the rows it sets aside.
+    pub(super) fn rejects_target(&self) -> RejectsTarget {
+        RejectsTarget {
+            table_dir: self.build.warehouse.table(&self.table.name).to_string(),
+            prefix: self.prefix.to_owned(),
+            run_id: self.build.run_id.to_owned(),
+        }
+    }
+
+    /// Runs the table's query over `provider` as its landing table, writing Avro files
+    /// named with the ingestion's prefix.
+    pub(super) async fn write(
+        &self,
+        provider: Arc<dyn datafusion::catalog::TableProvider>,
+        on_rows: &(dyn Fn(u64) + Sync),
+    ) -> datafusion::error::Result<WriteSummary> {
+        let build = self.build;
+        let ctx = &build.compiled.ctx;
+        let table_dir = build.warehouse.table(&self.table.name).to_string();
         let name = self.source.name.to_string();
         ctx.deregister_table(name.as_str())?;
         ctx.register_table(name.as_str(), provider)?;

@@ -119,6 +119,21 @@ pub struct TableReport {
     /// (`incremental: …`) or whole, and why (`full: …`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
+    /// What a raw table of a Kafka source read of its topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<TopicRead>,
+}
+
+/// The offsets a raw build read of each partition of its Kafka topic, and what it left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRead {
+    pub topic: String,
+    /// Each partition read: `[partition, first offset, offset after the last]`.
+    pub partitions: Vec<(i32, i64, i64)>,
+    /// Messages in the topic not read yet, after this build (the per-build bound).
+    pub lag_messages: i64,
+    /// Messages deleted before they were read, skipped (`'on_data_loss' 'skip'`).
+    pub messages_lost: u64,
 }
 
 /// The part of its stream an incremental build read.
@@ -159,6 +174,7 @@ impl TableReport {
             landing_files: Vec::new(),
             stream: None,
             strategy: None,
+            topic: None,
         }
     }
 

@@ -81,7 +81,27 @@ impl BadRowPolicy {
     pub fn from_options<'a>(
         options: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, String> {
-        let mut policy = BadRowPolicy::default();
+        BadRowPolicy::default().with_options(options)
+    }
+
+    /// The policy of a stream source: bad messages are set aside one by one with no
+    /// limit unless one is set, since a stream has no file to reject whole.
+    pub fn for_streams<'a>(
+        options: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
+        BadRowPolicy {
+            limit: Limit::Share(1.0),
+            ..BadRowPolicy::default()
+        }
+        .with_options(options)
+    }
+
+    /// This policy with the options given changed.
+    fn with_options<'a>(
+        self,
+        options: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
+        let mut policy = self;
         for (key, value) in options {
             let value = value.trim();
             match key.to_ascii_lowercase().as_str() {
@@ -122,7 +142,7 @@ impl BadRowPolicy {
         };
         if over {
             Verdict::RejectFile(format!(
-                "{bad} of its {rows} rows are bad, over the limit of {} ('{LIMIT}'); the file is rejected whole",
+                "{bad} of {rows} rows are bad, over the limit of {} ('{LIMIT}')",
                 self.limit
             ))
         } else {
@@ -191,7 +211,7 @@ mod tests {
             panic!("11% is over 10%")
         };
         assert!(
-            reason.contains("11 of its 100 rows are bad, over the limit of 10%"),
+            reason.contains("11 of 100 rows are bad, over the limit of 10%"),
             "{reason}"
         );
         let count = BadRowPolicy {

@@ -1,0 +1,445 @@
+//! Kafka landing sources against librdkafka's mock cluster (in this process, on a real
+//! port of 127.0.0.1): each message is in raw exactly once, by partition and offset,
+//! across builds bounded by `max_messages_per_partition`, a build killed before its
+//! commit, and bad messages set aside with their offsets; unreachable brokers, unknown
+//! topics and wrong options are clear errors that commit nothing.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::support::{raw_committed, run_pipeline, stderr, stdout, strata, table_report, workdir};
+
+/// Produces `(partition, key, value)` messages, each with a header, and waits for them.
+pub(crate) fn produce(brokers: &str, topic: &str, messages: &[(i32, String, String)]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    for (partition, key, value) in messages {
+        let record = BaseRecord::to(topic)
+            .partition(*partition)
+            .key(key.as_str())
+            .payload(value.as_str())
+            .headers(OwnedHeaders::new().insert(Header {
+                key: "origin",
+                value: Some("app"),
+            }));
+        producer.send(record).map_err(|(error, _)| error).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+fn pipeline(dir: &Path, location: &str, options: &str) -> std::path::PathBuf {
+    let file = dir.join("events.sql");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "CREATE EXTERNAL TABLE landing.events (
+               event_id BIGINT NOT NULL, kind VARCHAR, ts TIMESTAMP,
+               _kafka_key VARCHAR, _kafka_partition INT, _kafka_offset BIGINT,
+               _kafka_timestamp TIMESTAMP, _kafka_headers VARCHAR
+             ) STORED AS KAFKA LOCATION '{location}' OPTIONS ({options});
+             CREATE TABLE raw.events AS SELECT * FROM landing.events;
+             CREATE TABLE enriched.kinds WRITE APPEND AS SELECT kind, event_id FROM STREAM(raw.events);\n"
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// A raw row: `(partition, offset, event_id, key, headers)`.
+type Row = (i64, i64, i64, String, String);
+/// A reject: `(partition name, offset, reason)`.
+type Rejected = (String, i64, String);
+
+/// The raw table as its commits name it: its rows and its rejects.
+fn raw(warehouse: &Path) -> (Vec<Row>, Vec<Rejected>) {
+    let found = raw_committed(&warehouse.join("raw/events"));
+    let data = found["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let text = |column: &str| r[column].as_str().unwrap().to_owned();
+            let number = |column: &str| r[column].as_i64().unwrap();
+            (
+                number("_kafka_partition"),
+                number("_kafka_offset"),
+                number("event_id"),
+                text("_kafka_key"),
+                text("_kafka_headers"),
+            )
+        })
+        .collect();
+    let rejects = found["rejects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["landing_file"].as_str().unwrap().to_owned(),
+                r["line"].as_i64().unwrap(),
+                r["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (data, rejects)
+}
+
+/// The raw table, checked to hold each produced offset (`partition → count`) once.
+fn raw_exactly_once(warehouse: &Path, produced: &[(i64, i64)]) -> (Vec<Row>, Vec<Rejected>) {
+    let (data, rejects) = raw(warehouse);
+    assert_each_offset_once(&data, &rejects, &produced.iter().copied().collect());
+    (data, rejects)
+}
+
+/// A mock cluster with a topic `events` of `partitions`, and its bootstrap servers.
+fn topic(partitions: i32) -> (MockCluster<'static, DefaultProducerContext>, String) {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("events", partitions, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    (cluster, brokers)
+}
+
+/// Runs a pipeline that must fail; what it said.
+fn run_fails(file: &Path, warehouse: &Path) -> String {
+    let output = strata(&[
+        "run",
+        file.to_str().unwrap(),
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+    ]);
+    let said = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(!output.status.success(), "{said}");
+    said
+}
+
+/// `count` good events spread over three partitions, ids from `first`.
+fn events(first: i64, count: i64) -> Vec<(i32, String, String)> {
+    (first..first + count)
+        .map(|id| {
+            (
+                (id % 3) as i32,
+                format!("k{id}"),
+                format!(r#"{{"event_id": {id}, "kind": "view", "ts": "2026-12-01T10:00:00"}}"#),
+            )
+        })
+        .collect()
+}
+
+/// Each partition's offsets in raw (rows and rejects together) are 0.. with none twice.
+fn assert_each_offset_once(data: &[Row], rejects: &[Rejected], produced: &BTreeMap<i64, i64>) {
+    let mut seen: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (partition, offset, ..) in data {
+        seen.entry(*partition).or_default().push(*offset);
+    }
+    for (name, offset, _) in rejects {
+        let partition: i64 = name.rsplit('/').next().unwrap().parse().unwrap();
+        seen.entry(partition).or_default().push(*offset);
+    }
+    for (partition, count) in produced {
+        let offsets = seen.get_mut(partition).cloned().unwrap_or_default();
+        let mut sorted = offsets.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            (0..*count).collect::<Vec<_>>(),
+            "partition {partition}: every offset exactly once"
+        );
+    }
+}
+
+#[test]
+fn kafka_messages_reach_raw_exactly_once_with_their_metadata_and_bad_ones_set_aside() {
+    let dir = workdir("kafka-exactly-once");
+    let warehouse = dir.join("wh");
+    let (_cluster, brokers) = topic(3);
+    let mut messages = events(0, 90);
+    // Bad messages, one of each kind, in partition 0 after its 30 good ones.
+    for bad in [
+        "not json",
+        r#"{"event_id": "seven"}"#,
+        r#"{"kind": "no id"}"#,
+        "",
+    ] {
+        messages.push((0, "bad".into(), bad.into()));
+    }
+    produce(&brokers, "events", &messages);
+    let file = pipeline(
+        &dir,
+        &format!("kafka://{brokers}/events"),
+        "'max_messages_per_partition' '20', 'group.id' 'strata-events'",
+    );
+
+    let out = run_pipeline(&file, &warehouse, &[]);
+    let report = table_report(&out, "raw.events");
+    assert_eq!(report["status"], "built", "{report}");
+    assert_eq!(report["rows_read"], 60, "20 per partition: {report}");
+    assert_eq!(report["topic"]["lag_messages"], 34, "{report}");
+    assert_eq!(table_report(&out, "enriched.kinds")["rows_written"], 60);
+
+    let out = run_pipeline(&file, &warehouse, &[]);
+    let report = table_report(&out, "raw.events");
+    assert_eq!(report["rows_read"], 34, "{report}");
+    assert_eq!(report["rows_rejected"], 4, "{report}");
+    assert_eq!(report["topic"]["lag_messages"], 0, "{report}");
+    let out = run_pipeline(&file, &warehouse, &[]);
+    assert_eq!(table_report(&out, "raw.events")["status"], "up_to_date");
+
+    let (data, rejects) = raw_exactly_once(&warehouse, &[(0, 34), (1, 30), (2, 30)]);
+    assert_eq!(data.len(), 90);
+    let ids: std::collections::BTreeSet<i64> = data.iter().map(|row| row.2).collect();
+    assert_eq!(ids, (0..90).collect(), "every event once");
+    assert!(
+        data.iter().all(|row| row.3 == format!("k{}", row.2)),
+        "keys"
+    );
+    assert!(
+        data.iter().all(|row| row.4 == r#"{"origin":"app"}"#),
+        "headers"
+    );
+    let mut reasons: Vec<(i64, &str)> = rejects
+        .iter()
+        .map(|(name, offset, reason)| {
+            assert_eq!(name, &format!("kafka://{brokers}/events/0"));
+            (*offset, reason.as_str())
+        })
+        .collect();
+    reasons.sort_unstable();
+    assert_eq!(
+        reasons.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [30, 31, 32, 33]
+    );
+    assert!(reasons[3].1.contains("no value"), "{reasons:?}");
+
+    // Lag monitors see Strata's positions in the consumer group.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "strata-events")
+        .create()
+        .unwrap();
+    let mut asked = TopicPartitionList::new();
+    for partition in 0..3 {
+        asked.add_partition("events", partition);
+    }
+    let committed = consumer
+        .committed_offsets(asked, Duration::from_secs(10))
+        .unwrap();
+    let offsets: Vec<Offset> = committed.elements().iter().map(|e| e.offset()).collect();
+    assert_eq!(
+        offsets,
+        [Offset::Offset(34), Offset::Offset(30), Offset::Offset(30)]
+    );
+
+    // Later messages are read once more, and only they.
+    produce(&brokers, "events", &events(90, 9));
+    let out = run_pipeline(&file, &warehouse, &[]);
+    assert_eq!(table_report(&out, "raw.events")["rows_read"], 9);
+    assert_eq!(table_report(&out, "enriched.kinds")["rows_written"], 9);
+    raw_exactly_once(&warehouse, &[(0, 37), (1, 33), (2, 33)]);
+}
+
+#[test]
+fn a_kafka_build_killed_before_its_commit_reads_the_same_messages_again() {
+    let dir = workdir("kafka-killed");
+    let warehouse = dir.join("wh");
+    let (_cluster, brokers) = topic(3);
+    produce(&brokers, "events", &events(0, 300));
+    let file = pipeline(&dir, &format!("kafka://{brokers}/events"), "'timeout' '10'");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["run", file.to_str().unwrap(), "--warehouse"])
+        .arg(&warehouse)
+        .env("STRATA_PAUSE_BEFORE_COMMIT", "raw.events")
+        .env_remove("STRATA_WAREHOUSE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let paused = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.contains("paused before committing raw.events"));
+    assert!(paused, "the build paused before its commit");
+    let written = std::fs::read_dir(warehouse.join("raw/events"))
+        .unwrap()
+        .count();
+    assert!(written > 0, "the build wrote its files before the kill");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let out = run_pipeline(&file, &warehouse, &[]);
+    assert_eq!(table_report(&out, "raw.events")["rows_read"], 300);
+    let (_, rejects) = raw_exactly_once(&warehouse, &[(0, 100), (1, 100), (2, 100)]);
+    assert!(rejects.is_empty());
+}
+
+#[test]
+fn kafka_sources_that_cannot_be_read_fail_clearly_and_commit_nothing() {
+    let dir = workdir("kafka-errors");
+    let warehouse = dir.join("wh");
+    let (_cluster, brokers) = topic(1);
+    let first: Vec<_> = events(0, 3)
+        .into_iter()
+        .map(|(_, key, value)| (0, key, value))
+        .collect();
+    produce(&brokers, "events", &first);
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    for (name, location, options, says) in [
+        (
+            "unreachable",
+            format!("kafka://127.0.0.1:{port}/events"),
+            "'timeout' '3'",
+            "no Kafka broker of 127.0.0.1",
+        ),
+        (
+            "unknown-topic",
+            format!("kafka://{brokers}/no-such-topic"),
+            "'timeout' '10'",
+            "topic 'no-such-topic' does not exist",
+        ),
+        (
+            "secret",
+            format!("kafka://{brokers}/events"),
+            "'sasl.password' 'env:STRATA_TEST_UNSET_KAFKA_SECRET'",
+            "STRATA_TEST_UNSET_KAFKA_SECRET is not set",
+        ),
+    ] {
+        let case = dir.join(name);
+        let file = pipeline(&case, &location, options);
+        let said = run_fails(&file, &case.join("wh"));
+        assert!(said.contains(says), "{name}: {said}");
+        assert!(
+            !case.join("wh/raw/events/_strata_log").exists()
+                || std::fs::read_dir(case.join("wh/raw/events/_strata_log"))
+                    .unwrap()
+                    .next()
+                    .is_none(),
+            "{name}: nothing committed"
+        );
+    }
+
+    // Mistakes in the definition are found by `strata check`, before any broker is asked.
+    for (options, says) in [
+        ("'format' 'xml'", "'json', 'csv'"),
+        ("'enable.auto.commit' 'true'", "Strata's to set"),
+        ("'after_ingest' 'delete'", "for landing files"),
+        ("'no.such.property' '1'", "no.such.property"),
+    ] {
+        let file = pipeline(
+            &dir.join("check"),
+            &format!("kafka://{brokers}/events"),
+            options,
+        );
+        let output = strata(&[
+            "check",
+            file.to_str().unwrap(),
+            "--warehouse",
+            warehouse.to_str().unwrap(),
+        ]);
+        let said = format!("{}{}", stdout(&output), stderr(&output));
+        if options.contains("no.such") {
+            // librdkafka knows its properties: the build is refused before reading.
+            let said = run_fails(&file, &warehouse);
+            assert!(said.contains(says), "{said}");
+            continue;
+        }
+        assert!(!output.status.success(), "{options}: {said}");
+        assert!(said.contains(says), "{options}: {said}");
+    }
+
+    // A position beyond the partition's end (a topic made anew) fails the build unless
+    // 'on_data_loss' 'skip' says to read the partition from its start.
+    let file = pipeline(
+        &dir.join("ahead"),
+        &format!("kafka://{brokers}/events"),
+        "'timeout' '10'",
+    );
+    run_pipeline(&file, &warehouse, &[]);
+    let log = warehouse.join("raw/events/_strata_log");
+    let ahead = serde_json::json!({
+        "version": 1, "run_id": "hand-made", "reset": false, "sources": [], "files": [],
+        "positions": [{"topic": "events", "partition": 0, "next": 1000}]
+    });
+    std::fs::write(log.join("00000000000000000001.json"), ahead.to_string()).unwrap();
+    let said = run_fails(&file, &warehouse);
+    assert!(said.contains("was the topic recreated"), "{said}");
+    let skip = pipeline(
+        &dir.join("ahead"),
+        &format!("kafka://{brokers}/events"),
+        "'on_data_loss' 'skip'",
+    );
+    let out = run_pipeline(&skip, &warehouse, &[]);
+    assert_eq!(table_report(&out, "raw.events")["rows_read"], 3);
+
+    // Bad messages over a limit fail the build, which commits nothing; without one
+    // (a stream's default) each is set aside.
+    produce(
+        &brokers,
+        "events",
+        &[(0, "x".into(), "{".into()), (0, "y".into(), "[]".into())],
+    );
+    let limited = pipeline(
+        &dir.join("limit"),
+        &format!("kafka://{brokers}/events"),
+        "'bad_rows.limit' '1'",
+    );
+    let said = run_fails(&limited, &warehouse);
+    assert!(
+        said.contains("2 of 2 rows are bad, over the limit"),
+        "{said}"
+    );
+    let out = run_pipeline(&skip, &warehouse, &[]);
+    let report = table_report(&out, "raw.events");
+    assert_eq!(
+        (
+            report["rows_read"].as_u64(),
+            report["rows_rejected"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+}
+
+#[test]
+fn on_a_cluster_each_partition_is_read_by_a_task_exactly_once() {
+    let dir = workdir("kafka-cluster");
+    let warehouse = dir.join("wh");
+    let (_kafka, brokers) = topic(3);
+    let mut messages = events(0, 600);
+    messages.push((1, "bad".into(), "not json".into()));
+    produce(&brokers, "events", &messages);
+    let file = pipeline(
+        &dir,
+        &format!("kafka://{brokers}/events"),
+        "'max_messages_per_partition' '150'",
+    );
+    std::fs::create_dir_all(&warehouse).unwrap();
+    let cluster = crate::cluster::Cluster::start("kafka", 2);
+    for expected in [450, 151] {
+        let output = cluster.submit(file.to_str().unwrap(), &warehouse);
+        assert!(
+            output.status.success(),
+            "{}{}",
+            stdout(&output),
+            stderr(&output)
+        );
+        let report = table_report(&stdout(&output), "raw.events");
+        assert_eq!(report["rows_read"], expected, "{report}");
+    }
+    let (data, rejects) = raw_exactly_once(&warehouse, &[(0, 200), (1, 201), (2, 200)]);
+    assert_eq!((data.len(), rejects.len()), (600, 1));
+}
