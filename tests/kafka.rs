@@ -18,15 +18,36 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::support::{raw_committed, run_pipeline, stderr, stdout, strata, table_report, workdir};
 
-/// Produces `(partition, key, value)` messages, each with a header, and waits for them.
+/// Counts the messages the broker did not take.
+#[derive(Default)]
+struct Deliveries {
+    failed: std::sync::Mutex<Vec<String>>,
+}
+
+impl rdkafka::ClientContext for Deliveries {}
+
+impl rdkafka::producer::ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            self.failed.lock().unwrap().push(error.to_string());
+        }
+    }
+}
+
+/// Produces `(partition, key, value)` messages, each with a header, and waits until the
+/// broker has every one.
 pub(crate) fn produce(brokers: &str, topic: &str, messages: &[(i32, String, String)]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
-        .create()
+        .set("enable.idempotence", "true")
+        .set("queue.buffering.max.messages", "1000000")
+        .create_with_context(Deliveries::default())
         .unwrap();
     for (partition, key, value) in messages {
-        let record = BaseRecord::to(topic)
+        let mut record = BaseRecord::to(topic)
             .partition(*partition)
             .key(key.as_str())
             .payload(value.as_str())
@@ -34,9 +55,25 @@ pub(crate) fn produce(brokers: &str, topic: &str, messages: &[(i32, String, Stri
                 key: "origin",
                 value: Some("app"),
             }));
-        producer.send(record).map_err(|(error, _)| error).unwrap();
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    // The queue is full: let the broker catch up.
+                    std::thread::sleep(Duration::from_millis(10));
+                    record = returned;
+                }
+            }
+        }
     }
-    producer.flush(Duration::from_secs(30)).unwrap();
+    producer.flush(Duration::from_secs(60)).unwrap();
+    let failed = producer.context().failed.lock().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} messages not delivered: {:?}",
+        failed.len(),
+        failed.first()
+    );
 }
 
 fn pipeline(dir: &Path, location: &str, options: &str) -> std::path::PathBuf {
@@ -149,13 +186,14 @@ fn assert_each_offset_once(data: &[Row], rejects: &[Rejected], produced: &BTreeM
         seen.entry(partition).or_default().push(*offset);
     }
     for (partition, count) in produced {
-        let offsets = seen.get_mut(partition).cloned().unwrap_or_default();
-        let mut sorted = offsets.clone();
-        sorted.sort_unstable();
-        assert_eq!(
-            sorted,
-            (0..*count).collect::<Vec<_>>(),
-            "partition {partition}: every offset exactly once"
+        let mut offsets = seen.get(partition).cloned().unwrap_or_default();
+        offsets.sort_unstable();
+        let twice = offsets.windows(2).filter(|pair| pair[0] == pair[1]).count();
+        offsets.dedup();
+        let missing = *count - offsets.len() as i64;
+        assert!(
+            twice == 0 && missing == 0 && offsets.last() == Some(&(count - 1)),
+            "partition {partition}: {twice} offsets held twice, {missing} missing of 0..{count}"
         );
     }
 }
@@ -442,4 +480,211 @@ fn on_a_cluster_each_partition_is_read_by_a_task_exactly_once() {
     }
     let (data, rejects) = raw_exactly_once(&warehouse, &[(0, 200), (1, 201), (2, 200)]);
     assert_eq!((data.len(), rejects.len()), (600, 1));
+}
+
+/// A real Kafka-protocol broker: `tansu` (installed by `scripts/test`) on a free port of
+/// 127.0.0.1, keeping its topics in memory; stopped when dropped.
+struct Tansu {
+    child: std::process::Child,
+    brokers: String,
+}
+
+impl Tansu {
+    fn start(name: &str) -> Tansu {
+        let port = crate::cluster::free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::File::create(workdir(&format!("tansu-{name}.log"))).unwrap();
+        let child = Command::new("tansu")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", &format!("memory://{name}/")])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("tansu runs: scripts/test installs it with cargo install");
+        // Dropped (and so stopped) whatever happens next.
+        let broker = Tansu {
+            child,
+            brokers: format!("127.0.0.1:{port}"),
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&broker.brokers).is_ok() {
+                return broker;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("tansu did not listen on {}", broker.brokers);
+    }
+
+    fn create_topic(&self, topic: &str, partitions: u32) {
+        let status = Command::new("tansu")
+            .args(["topic", "create", topic, "--broker"])
+            .arg(format!("tcp://{}", self.brokers))
+            .args(["--partitions", &partitions.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "tansu topic create {topic}");
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Avro files under a raw table that no commit names: what a killed build wrote.
+fn uncommitted_files(table: &Path) -> usize {
+    let named: String = std::fs::read_dir(table.join("_strata_log"))
+        .map(|entries| {
+            entries
+                .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut pending = vec![table.to_path_buf()];
+    let mut count = 0;
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            if path.is_dir() {
+                pending.push(path);
+            } else if name.ends_with(".avro") && !named.contains(&name) {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+#[test]
+fn a_real_broker_s_topic_reaches_raw_exactly_once_through_runs_killed_at_any_moment() {
+    let dir = workdir("kafka-tansu");
+    let warehouse = dir.join("wh");
+    let broker = Tansu::start("strata");
+    broker.create_topic("events", 3);
+    let total = 150_000;
+    produce(&broker.brokers, "events", &events(0, total - 3));
+    // tansu 0.6 answers a partition's newest offset as its last batch's first offset
+    // plus one; a last batch of one message each keeps that the true end.
+    produce(&broker.brokers, "events", &events(total - 3, 3));
+    let file = pipeline(
+        &dir,
+        &format!("kafka://{}/events", broker.brokers),
+        "'max_messages_per_partition' '20000', 'timeout' '20'",
+    );
+    // Runs killed at moments spread over a few builds: before, during and after a
+    // raw build's write and commit.
+    let table = warehouse.join("raw/events");
+    let (mut killed_mid_build, mut commits_before) = (false, 0);
+    for after_ms in [300, 700, 1100, 1600, 2200, 2900] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["run", file.to_str().unwrap(), "--warehouse"])
+            .arg(&warehouse)
+            .env_remove("STRATA_WAREHOUSE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(after_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        killed_mid_build |= uncommitted_files(&table) > 0;
+        commits_before = std::fs::read_dir(table.join("_strata_log")).map_or(0, |e| e.count());
+    }
+    assert!(
+        killed_mid_build,
+        "a kill landed between a build's write and its commit"
+    );
+    assert!(commits_before > 0, "a killed run had committed a build");
+    for _ in 0..20 {
+        let out = run_pipeline(&file, &warehouse, &[]);
+        if table_report(&out, "raw.events")["topic"]["lag_messages"] == 0 {
+            break;
+        }
+    }
+    let per_partition = total / 3;
+    let (data, rejects) = raw_exactly_once(
+        &warehouse,
+        &[(0, per_partition), (1, per_partition), (2, per_partition)],
+    );
+    assert_eq!((data.len() as i64, rejects.len()), (total, 0));
+}
+
+#[test]
+fn a_continuous_run_follows_the_topic_into_stream_tables_and_survives_a_broker_outage() {
+    let dir = workdir("kafka-continuous");
+    let warehouse = dir.join("wh");
+    let (cluster, brokers) = topic(2);
+    let file = pipeline(&dir, &format!("kafka://{brokers}/events"), "'timeout' '2'");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["run", file.to_str().unwrap(), "--warehouse"])
+        .arg(&warehouse)
+        .args(["--continuous", "--interval", "300ms"])
+        .env_remove("STRATA_WAREHOUSE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, said) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Waits for a batch line that says `wanted`, and returns it.
+    let wait_for = |wanted: &dyn Fn(&str) -> bool| loop {
+        let line = said
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a batch line within a minute");
+        if wanted(&line) {
+            return line;
+        }
+    };
+    let rows_in = |line: &str| -> u64 {
+        line.split(": ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|rows| rows.parse().ok())
+            .unwrap_or(0)
+    };
+    let two_partitions = |first, count| -> Vec<(i32, String, String)> {
+        events(first, count)
+            .into_iter()
+            .map(|(partition, key, value)| (partition % 2, key, value))
+            .collect()
+    };
+    produce(&brokers, "events", &two_partitions(0, 200));
+    let mut read = 0;
+    while read < 200 {
+        read += rows_in(&wait_for(&|line| line.starts_with("batch ")));
+    }
+    // The broker goes away: batches fail and commit nothing, then go on where they were.
+    cluster.broker_down(1).unwrap();
+    wait_for(&|line| line.contains("failed"));
+    cluster.broker_up(1).unwrap();
+    produce(&brokers, "events", &two_partitions(200, 100));
+    while read < 300 {
+        read += rows_in(&wait_for(&|line| line.starts_with("batch ")));
+    }
+    let caught_up = wait_for(&|line| line.contains("0 Kafka messages behind"));
+    assert!(caught_up.starts_with("batch "), "{caught_up}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(read, 300, "each message read once");
+    let (data, _) = raw_exactly_once(&warehouse, &[(0, 200), (1, 100)]);
+    assert_eq!(data.len(), 300);
 }

@@ -85,9 +85,13 @@ where
                     .iter()
                     .filter(|table| table.status == TableStatus::Built)
                     .count();
+                let kafka = report
+                    .kafka_lag()
+                    .map(|lag| format!(", {lag} Kafka messages behind"))
+                    .unwrap_or_default();
                 writeln!(
                     out,
-                    "batch {number}: {rows} landing rows in {seconds:.2}s ({:.0} rows/s), {built} table(s) built, lag {:.1}s, run {}",
+                    "batch {number}: {rows} landing rows in {seconds:.2}s ({:.0} rows/s), {built} table(s) built, lag {:.1}s{kafka}, run {}",
                     rows as f64 / seconds.max(1e-3),
                     report.lag_ms() as f64 / 1000.0,
                     report.run_id

@@ -34,6 +34,12 @@ struct LayerLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabel {
+    table: String,
+    topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TableLabel {
     layer: String,
     status: String,
@@ -59,6 +65,7 @@ pub(crate) struct Metrics {
     tables: Family<TableLabel, Counter>,
     table_seconds: Family<LayerLabel, Histogram, fn() -> Histogram>,
     table_rows: Family<LayerLabel, Counter>,
+    kafka_lag: Family<TopicLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -77,6 +84,7 @@ impl Default for Metrics {
             tables: Family::default(),
             table_seconds: Family::new_with_constructor(duration_histogram),
             table_rows: Family::default(),
+            kafka_lag: Family::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -140,6 +148,11 @@ impl Default for Metrics {
             "table_rows_written",
             "Rows written to tables, by layer",
             metrics.table_rows.clone(),
+        );
+        registry.register(
+            "kafka_lag_messages",
+            "Messages of a raw table's Kafka topic left after its last build",
+            metrics.kafka_lag.clone(),
         );
         metrics
     }
@@ -208,6 +221,14 @@ impl Metrics {
         self.table_rows
             .get_or_create(&LayerLabel { layer })
             .inc_by(report.rows_written);
+        if let Some(topic) = &report.topic {
+            self.kafka_lag
+                .get_or_create(&TopicLabel {
+                    table: report.table.clone(),
+                    topic: topic.topic.clone(),
+                })
+                .set(topic.lag_messages);
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -240,4 +261,31 @@ pub(crate) async fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> std::
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }));
     axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_engine::run::{TableStatus, TopicRead};
+
+    use super::*;
+
+    #[test]
+    fn a_kafka_raw_table_s_lag_is_a_gauge_of_its_last_build() {
+        let metrics = Metrics::default();
+        let mut report = TableReport::new("raw.events".into(), "raw".into(), TableStatus::Built);
+        for lag in [120, 7] {
+            report.topic = Some(TopicRead {
+                topic: "tracking".into(),
+                partitions: vec![(0, 0, 10)],
+                lag_messages: lag,
+                messages_lost: 0,
+            });
+            metrics.table_finished(&report);
+        }
+        let text = metrics.render();
+        assert!(
+            text.contains("strata_kafka_lag_messages{table=\"raw.events\",topic=\"tracking\"} 7"),
+            "{text}"
+        );
+    }
 }

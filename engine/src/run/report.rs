@@ -280,6 +280,16 @@ impl RunReport {
             .map_or(0, |oldest| self.started_at_ms.saturating_sub(oldest))
     }
 
+    /// The messages of the Kafka topics its raw tables read that are left for later
+    /// builds; `None` when no table reads a topic.
+    pub fn kafka_lag(&self) -> Option<i64> {
+        self.tables
+            .iter()
+            .filter_map(|table| table.topic.as_ref())
+            .map(|topic| topic.lag_messages)
+            .reduce(|total, lag| total + lag)
+    }
+
     /// Where the report is kept in the warehouse's run history (a path or a URL).
     pub fn history_path(&self, warehouse: &Warehouse) -> String {
         warehouse.display_path(&warehouse.run_report(&self.run_id))
