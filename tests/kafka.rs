@@ -688,3 +688,50 @@ fn a_continuous_run_follows_the_topic_into_stream_tables_and_survives_a_broker_o
     let (data, _) = raw_exactly_once(&warehouse, &[(0, 200), (1, 100)]);
     assert_eq!(data.len(), 300);
 }
+
+#[test]
+fn a_schedule_on_new_data_fires_when_messages_arrive_in_the_topic() {
+    use crate::schedule::{schedule, succeeded, terminate, wait_until};
+
+    let dir = workdir("kafka-schedule");
+    let warehouse = dir.join("wh");
+    std::fs::create_dir_all(&warehouse).unwrap();
+    let (_cluster, brokers) = topic(1);
+    let file = pipeline(&dir, &format!("kafka://{brokers}/events"), "'timeout' '10'");
+    let wh = warehouse.to_str().unwrap();
+    schedule(&[
+        "add",
+        "events",
+        file.to_str().unwrap(),
+        "--warehouse",
+        wh,
+        "--on-new-files",
+    ]);
+    let mut orchestrator = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["run", "--schedule", "--warehouse", wh])
+        .env_remove("STRATA_WAREHOUSE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let one_partition = |first, count| -> Vec<(i32, String, String)> {
+        events(first, count)
+            .into_iter()
+            .map(|(_, key, value)| (0, key, value))
+            .collect()
+    };
+    let committed = |warehouse: &Path| {
+        std::fs::read_dir(warehouse.join("raw/events/_strata_log")).map_or(0, |e| e.count())
+    };
+    produce(&brokers, "events", &one_partition(0, 10));
+    wait_until("messages in the topic fired the schedule", || {
+        succeeded(&warehouse, "events", "new_files") >= 1 && committed(&warehouse) >= 1
+    });
+    let fired = succeeded(&warehouse, "events", "new_files");
+    produce(&brokers, "events", &one_partition(10, 5));
+    wait_until("more messages fired it again", || {
+        succeeded(&warehouse, "events", "new_files") > fired
+    });
+    assert!(terminate(&mut orchestrator).success());
+    raw_exactly_once(&warehouse, &[(0, 15)]);
+}

@@ -28,7 +28,7 @@ CREATE TABLE enriched.order_totals AS SELECT count(*) AS orders, sum(amount) AS 
 /// Long enough for a debug build's run on a one-executor cluster, with margin.
 const PATIENCE: Duration = Duration::from_secs(120);
 
-fn state(warehouse: &Path, schedule: &str) -> Value {
+pub(crate) fn state(warehouse: &Path, schedule: &str) -> Value {
     let path = warehouse.join(format!("_strata/schedule_state/{schedule}.json"));
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap(),
@@ -37,7 +37,7 @@ fn state(warehouse: &Path, schedule: &str) -> Value {
 }
 
 /// The schedule's firings: `(cause, attempt, outcome)`.
-fn firings(warehouse: &Path, schedule: &str) -> Vec<(String, u64, String)> {
+pub(crate) fn firings(warehouse: &Path, schedule: &str) -> Vec<(String, u64, String)> {
     state(warehouse, schedule)["firings"]
         .as_array()
         .unwrap()
@@ -52,7 +52,7 @@ fn firings(warehouse: &Path, schedule: &str) -> Vec<(String, u64, String)> {
         .collect()
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !done() {
         assert!(Instant::now() < deadline, "not within {PATIENCE:?}: {what}");
@@ -60,7 +60,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn succeeded(warehouse: &Path, schedule: &str, cause: &str) -> usize {
+pub(crate) fn succeeded(warehouse: &Path, schedule: &str, cause: &str) -> usize {
     firings(warehouse, schedule)
         .iter()
         .filter(|(c, _, outcome)| c == cause && outcome == "succeeded")
@@ -73,7 +73,7 @@ fn write(path: PathBuf, text: &str) {
 }
 
 /// Stops a process as a service manager does (SIGTERM) and waits for it.
-fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+pub(crate) fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -85,7 +85,7 @@ fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
     child.wait().unwrap()
 }
 
-fn schedule(args: &[&str]) -> String {
+pub(crate) fn schedule(args: &[&str]) -> String {
     let output = strata(&[&["schedule"], args].concat());
     assert!(output.status.success(), "{args:?}: {}", stderr(&output));
     stdout(&output)

@@ -213,7 +213,8 @@ impl Orchestrator {
         new.then_some((Cause::NewFiles, Some(files)))
     }
 
-    /// The files of the pipeline's landing locations, as `path size modified`.
+    /// What arrived at the pipeline's landing sources (files, and Kafka partitions' newest
+    /// offsets), as [`strata_engine::landing::LandingSource::arrivals`] gives it.
     async fn landing_files(&self, schedule: &Schedule) -> Result<Vec<String>> {
         let warehouse = self.schedules.warehouse();
         let sources = landing_sources(&schedule.sources(), warehouse, &self.engine)
@@ -224,13 +225,11 @@ impl Orchestrator {
             })?;
         let mut files = Vec::new();
         for source in sources {
-            let listing = source.list().await?;
-            files.extend(
-                listing
-                    .files
-                    .into_iter()
-                    .map(|file| format!("{} {} {}", file.path, file.size, file.modified_ms)),
-            );
+            let arrived = source.arrivals().await.map_err(|source| Error::Run {
+                schedule: schedule.name.clone(),
+                source,
+            })?;
+            files.extend(arrived);
         }
         files.sort();
         Ok(files)

@@ -225,6 +225,40 @@ impl LandingSource {
         Ok(listing)
     }
 
+    /// What has arrived at the source, one line each, for a trigger on new data to
+    /// compare with what it saw last: each file as `path size modified`, or each
+    /// partition of a Kafka topic as `partition newest-offset`.
+    pub async fn arrivals(&self) -> crate::error::Result<Vec<String>> {
+        let Some(kafka) = &self.kafka else {
+            return Ok(self
+                .list()
+                .await?
+                .files
+                .into_iter()
+                .map(|file| format!("{} {} {}", file.path, file.size, file.modified_ms))
+                .collect());
+        };
+        let kafka = kafka.clone();
+        let marks = tokio::task::spawn_blocking(move || {
+            strata_kafka::KafkaClient::new(&kafka.location, &kafka.options)?
+                .watermarks()
+                .map(|marks| (kafka, marks))
+        })
+        .await
+        .map_err(|error| DataFusionError::External(Box::new(error)))?;
+        let (kafka, marks) = marks?;
+        Ok(marks
+            .iter()
+            .map(|mark| {
+                format!(
+                    "{} {}",
+                    kafka.location.partition_name(mark.partition),
+                    mark.high
+                )
+            })
+            .collect())
+    }
+
     /// The columns: declared ones, or those inferred from `files`.
     pub async fn schema(&self, files: &[SourceFile], session: &dyn Session) -> Result<SchemaRef> {
         if let Some(declared) = &self.declared {
