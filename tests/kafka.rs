@@ -38,7 +38,7 @@ impl rdkafka::producer::ProducerContext for Deliveries {
 
 /// Produces `(partition, key, value)` messages, each with a header, and waits until the
 /// broker has every one.
-pub(crate) fn produce(brokers: &str, topic: &str, messages: &[(i32, String, String)]) {
+pub(crate) fn produce<V: AsRef<[u8]>>(brokers: &str, topic: &str, messages: &[(i32, String, V)]) {
     let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
@@ -50,7 +50,7 @@ pub(crate) fn produce(brokers: &str, topic: &str, messages: &[(i32, String, Stri
         let mut record = BaseRecord::to(topic)
             .partition(*partition)
             .key(key.as_str())
-            .payload(value.as_str())
+            .payload(value.as_ref())
             .headers(OwnedHeaders::new().insert(Header {
                 key: "origin",
                 value: Some("app"),
@@ -429,7 +429,7 @@ fn kafka_sources_that_cannot_be_read_fail_clearly_and_commit_nothing() {
     produce(
         &brokers,
         "events",
-        &[(0, "x".into(), "{".into()), (0, "y".into(), "[]".into())],
+        &[(0, "x".to_owned(), "{"), (0, "y".to_owned(), "[]")],
     );
     let limited = pipeline(
         &dir.join("limit"),
@@ -734,4 +734,173 @@ fn a_schedule_on_new_data_fires_when_messages_arrive_in_the_topic() {
     });
     assert!(terminate(&mut orchestrator).success());
     raw_exactly_once(&warehouse, &[(0, 15)]);
+}
+
+/// The writer schema of the Avro test messages.
+const AVRO_SCHEMA: &str = r#"{"type": "record", "name": "event", "fields": [{"name": "event_id", "type": "long"}, {"name": "kind", "type": ["null", "string"]}, {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}"#;
+
+/// Event `id` as one Avro datum of [`AVRO_SCHEMA`].
+fn avro_event(id: i64) -> Vec<u8> {
+    use apache_avro::types::Value;
+    let schema = apache_avro::Schema::parse_str(AVRO_SCHEMA).unwrap();
+    let record = Value::Record(vec![
+        ("event_id".into(), Value::Long(id)),
+        (
+            "kind".into(),
+            Value::Union(1, Box::new(Value::String("view".into()))),
+        ),
+        ("ts".into(), Value::TimestampMillis(1_796_623_626_000 + id)),
+    ]);
+    apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+        .build()
+        .unwrap()
+        .write_value_to_vec(record)
+        .unwrap()
+}
+
+/// A stand-in for a Confluent schema registry (none can run here: it is a Java service
+/// from Maven): `GET /schemas/ids/1` answers [`AVRO_SCHEMA`], any other id 404, as the
+/// registry's REST API does. Stopped when dropped.
+struct Registry {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        const SERVE: &str = r#"
+import http.server, json, sys
+schema = sys.argv[2]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/schemas/ids/1":
+            body, status = json.dumps({"schema": schema}).encode(), 200
+        else:
+            body, status = json.dumps({"error_code": 40403, "message": "Schema not found"}).encode(), 404
+        self.send_response(status)
+        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"#;
+        let port = crate::cluster::free_port();
+        let child = Command::new("python3")
+            .args(["-c", SERVE, &port.to_string(), AVRO_SCHEMA])
+            .spawn()
+            .unwrap();
+        let registry = Registry {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return registry;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the registry stand-in did not start");
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn avro_values_plain_or_in_confluent_s_wire_format_reach_raw_and_bad_ones_are_set_aside() {
+    let dir = workdir("kafka-avro");
+    // Plain Avro: the writer schema is the source's option.
+    let (_plain, brokers) = topic(1);
+    let mut messages: Vec<(i32, String, Vec<u8>)> = (0..5)
+        .map(|id| (0, format!("k{id}"), avro_event(id)))
+        .collect();
+    messages.push((0, "bad".into(), b"\xff\xff not avro".to_vec()));
+    produce(&brokers, "events", &messages);
+    let file = pipeline(
+        &dir.join("plain"),
+        &format!("kafka://{brokers}/events"),
+        &format!("'format' 'avro', 'avro.schema' '{AVRO_SCHEMA}'"),
+    );
+    let warehouse = dir.join("plain/wh");
+    let out = run_pipeline(&file, &warehouse, &[]);
+    let report = table_report(&out, "raw.events");
+    assert_eq!(
+        (
+            report["rows_read"].as_u64(),
+            report["rows_rejected"].as_u64()
+        ),
+        (Some(6), Some(1)),
+        "{report}"
+    );
+    let (data, rejects) = raw_exactly_once(&warehouse, &[(0, 6)]);
+    assert_eq!(
+        data.iter().map(|row| row.2).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    assert!(rejects[0].2.contains("not an Avro datum"), "{rejects:?}");
+    let found = raw_committed(&warehouse.join("raw/events"));
+    assert_eq!(
+        found["files"][1]["ts"], "2026-12-07 06:07:06.001000",
+        "timestamp-millis is read as a timestamp"
+    );
+
+    // Confluent's wire format: a zero byte, the schema id, the datum.
+    let registry = Registry::start();
+    let (_confluent, brokers) = topic(1);
+    let framed = |id: u32, datum: Vec<u8>| [vec![0], id.to_be_bytes().to_vec(), datum].concat();
+    let mut messages: Vec<(i32, String, Vec<u8>)> = (0..3)
+        .map(|id| (0, format!("k{id}"), framed(1, avro_event(id))))
+        .collect();
+    messages.push((0, "unknown".into(), framed(99, avro_event(3))));
+    messages.push((0, "json".into(), br#"{"event_id": 4}"#.to_vec()));
+    produce(&brokers, "events", &messages);
+    let options = format!(
+        "'format' 'avro-confluent', 'schema_registry.url' '{}'",
+        registry.url
+    );
+    let file = pipeline(
+        &dir.join("confluent"),
+        &format!("kafka://{brokers}/events"),
+        &options,
+    );
+    let warehouse = dir.join("confluent/wh");
+    let out = run_pipeline(&file, &warehouse, &[]);
+    let report = table_report(&out, "raw.events");
+    assert_eq!(
+        (
+            report["rows_read"].as_u64(),
+            report["rows_rejected"].as_u64()
+        ),
+        (Some(5), Some(2)),
+        "{report}"
+    );
+    let (_, rejects) = raw_exactly_once(&warehouse, &[(0, 5)]);
+    let reasons: Vec<&str> = rejects.iter().map(|r| r.2.as_str()).collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("schema id 99 is not in the schema registry")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("not in Confluent's wire format")),
+        "{reasons:?}"
+    );
+
+    // A registry that does not answer fails the build, which commits nothing.
+    drop(registry);
+    produce(
+        &brokers,
+        "events",
+        &[(0, "k5".to_owned(), framed(1, avro_event(5)))],
+    );
+    let said = run_fails(&file, &warehouse);
+    assert!(said.contains("did not answer"), "{said}");
+    raw_exactly_once(&warehouse, &[(0, 5)]);
 }

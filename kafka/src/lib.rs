@@ -14,4 +14,4 @@ pub use error::{KafkaError, Result};
 pub use location::{KafkaLocation, SCHEME};
 pub use options::{KafkaOptions, OPTION_NAMES, OnDataLoss, StartingOffsets, ValueFormat};
 pub use plan::{Lost, PartitionRange, Plan, Watermarks, plan};
-pub use read::{Message, RangeReader, ReadLog};
+pub use read::{DecodeValue, Decoded, Message, RangeReader, ReadLog};

@@ -16,6 +16,11 @@ use crate::error::{KafkaError, Result};
 pub enum ValueFormat {
     Json,
     Csv,
+    /// One Avro datum per message, written with the schema `'avro.schema'` gives.
+    Avro,
+    /// Confluent's wire format: a zero byte, the writer schema's id in the schema
+    /// registry at `'schema_registry.url'` (4 bytes, big-endian), then the Avro datum.
+    AvroConfluent,
 }
 
 /// Where a partition Strata has not read yet starts (`'starting_offsets'`).
@@ -37,6 +42,8 @@ const STARTING_OFFSETS: &str = "starting_offsets";
 const MAX_MESSAGES: &str = "max_messages_per_partition";
 const ON_DATA_LOSS: &str = "on_data_loss";
 const TIMEOUT: &str = "timeout";
+const AVRO_SCHEMA: &str = "avro.schema";
+const SCHEMA_REGISTRY: &str = "schema_registry.url";
 /// The consumer group offsets are committed to after each Strata commit, for lag monitors.
 const GROUP_ID: &str = "group.id";
 
@@ -72,6 +79,10 @@ pub struct KafkaOptions {
     pub on_data_loss: OnDataLoss,
     pub timeout: Duration,
     pub group_id: Option<String>,
+    /// The writer schema of `'format' 'avro'` values, as Avro's JSON.
+    pub avro_schema: Option<String>,
+    /// The schema registry of `'format' 'avro-confluent'` values.
+    pub schema_registry: Option<String>,
     /// librdkafka properties as written: a value may name its secret (`env:`, `file:`).
     properties: BTreeMap<String, String>,
 }
@@ -87,6 +98,8 @@ impl KafkaOptions {
             on_data_loss: OnDataLoss::Fail,
             timeout: DEFAULT_TIMEOUT,
             group_id: None,
+            avro_schema: None,
+            schema_registry: None,
             properties: BTreeMap::new(),
         };
         for (key, value) in options {
@@ -104,7 +117,16 @@ impl KafkaOptions {
             };
             match key.as_str() {
                 FORMAT => {
-                    read.format = [ValueFormat::Json, ValueFormat::Csv][choice(&["json", "csv"])?]
+                    read.format = [
+                        ValueFormat::Json,
+                        ValueFormat::Csv,
+                        ValueFormat::Avro,
+                        ValueFormat::AvroConfluent,
+                    ][choice(&["json", "csv", "avro", "avro-confluent"])?]
+                }
+                AVRO_SCHEMA => read.avro_schema = Some(value.to_owned()),
+                SCHEMA_REGISTRY => {
+                    read.schema_registry = Some(value.trim_end_matches('/').to_owned())
                 }
                 STARTING_OFFSETS => {
                     read.starting = [StartingOffsets::Earliest, StartingOffsets::Latest]
@@ -145,6 +167,24 @@ impl KafkaOptions {
                     read.properties.insert(key, value.to_owned());
                 }
             }
+        }
+        let needs = |option: &str, set: bool, format: &str| {
+            if set {
+                Ok(())
+            } else {
+                Err(KafkaError::InvalidOption(format!(
+                    "'format' '{format}' needs option '{option}'"
+                )))
+            }
+        };
+        match read.format {
+            ValueFormat::Avro => needs(AVRO_SCHEMA, read.avro_schema.is_some(), "avro")?,
+            ValueFormat::AvroConfluent => needs(
+                SCHEMA_REGISTRY,
+                read.schema_registry.is_some(),
+                "avro-confluent",
+            )?,
+            ValueFormat::Json | ValueFormat::Csv => {}
         }
         Ok(read)
     }
@@ -220,6 +260,8 @@ impl fmt::Debug for KafkaOptions {
             .field("on_data_loss", &self.on_data_loss)
             .field("timeout", &self.timeout)
             .field("group_id", &self.group_id)
+            .field("avro_schema", &self.avro_schema.is_some())
+            .field("schema_registry", &self.schema_registry)
             .field("properties", &properties)
             .finish()
     }
@@ -255,7 +297,13 @@ mod tests {
     #[test]
     fn wrong_values_and_strata_owned_properties_are_refused() {
         for (key, value, says) in [
-            ("format", "xml", "'json', 'csv'"),
+            ("format", "xml", "'json', 'csv', 'avro', 'avro-confluent'"),
+            ("format", "avro", "needs option 'avro.schema'"),
+            (
+                "format",
+                "avro-confluent",
+                "needs option 'schema_registry.url'",
+            ),
             ("starting_offsets", "first", "'earliest', 'latest'"),
             ("max_messages_per_partition", "0", "above 0"),
             ("enable.auto.commit", "true", "Strata's to set"),

@@ -34,9 +34,22 @@ pub struct Message {
 pub struct ReadLog {
     /// One per line of text, in order.
     pub lines: VecDeque<Message>,
-    /// Messages with no value (or only white space), which have no line.
-    pub empty: Vec<Message>,
+    /// Messages with no line: no value (or only white space), or a value its decoder
+    /// could not read; each with why.
+    pub set_aside: Vec<(Message, String)>,
 }
+
+/// What a decoder made of one message's value.
+pub enum Decoded {
+    /// The value as one row of text (JSON, say).
+    Line(Vec<u8>),
+    /// Why the value is bad: the message is set aside.
+    Bad(String),
+}
+
+/// Turns a value that is not text (Avro, say) into a row of text; an `Err` is a failure
+/// of the reading itself (a schema registry that does not answer), which fails the read.
+pub type DecodeValue = Box<dyn FnMut(&[u8]) -> std::result::Result<Decoded, String> + Send>;
 
 /// Text gathered from messages before it is handed to the parser.
 const FILL_BYTES: usize = 1 << 20;
@@ -55,14 +68,18 @@ pub struct RangeReader {
     text: Vec<u8>,
     at: usize,
     log: Arc<Mutex<ReadLog>>,
+    /// `None` when values are text already.
+    decode: Option<DecodeValue>,
 }
 
 impl RangeReader {
-    /// A reader of `range`, assigned to it (no consumer group is joined).
+    /// A reader of `range`, assigned to it (no consumer group is joined), each value
+    /// turned to text by `decode` if given.
     pub fn open(
         location: &KafkaLocation,
         options: &KafkaOptions,
         range: PartitionRange,
+        decode: Option<DecodeValue>,
     ) -> Result<(Self, Arc<Mutex<ReadLog>>)> {
         let consumer: BaseConsumer = options
             .client_config(&location.brokers)?
@@ -89,6 +106,7 @@ impl RangeReader {
                 text: Vec::new(),
                 at: 0,
                 log: Arc::clone(&log),
+                decode,
             },
             log,
         ))
@@ -128,17 +146,31 @@ impl RangeReader {
                             })
                             .unwrap_or_default(),
                     };
-                    match message.payload() {
-                        Some(value) if !value.trim_ascii().is_empty() => {
+                    let value = message
+                        .payload()
+                        .filter(|value| !value.trim_ascii().is_empty());
+                    let decoded = match (value, self.decode.as_mut()) {
+                        (None, _) => Decoded::Bad("the message has no value".to_owned()),
+                        (Some(value), None) => Decoded::Line(value.to_vec()),
+                        (Some(value), Some(decode)) => match decode(value) {
+                            Ok(decoded) => decoded,
+                            Err(why) => {
+                                let why = format!("decoding offset {offset}: {why}");
+                                return Err(self.stalled(0, why));
+                            }
+                        },
+                    };
+                    match decoded {
+                        Decoded::Line(line) => {
                             // A message is one row: its line breaks are white space.
-                            self.text.extend(value.iter().map(|&byte| match byte {
+                            self.text.extend(line.iter().map(|&byte| match byte {
                                 b'\n' | b'\r' => b' ',
                                 other => other,
                             }));
                             self.text.push(b'\n');
                             log.lines.push_back(kept);
                         }
-                        _ => log.empty.push(kept),
+                        Decoded::Bad(why) => log.set_aside.push((kept, why)),
                     }
                     if self.next >= self.range.end {
                         self.done = true;
@@ -171,18 +203,23 @@ impl RangeReader {
                 }
             }
             if !self.done && waited_since.elapsed() > self.options.timeout {
-                return Err(KafkaError::Stalled {
-                    topic: self.location.topic.clone(),
-                    partition: self.range.partition,
-                    offset: self.next,
-                    start: self.range.start,
-                    end: self.range.end,
-                    seconds: self.options.timeout.as_secs(),
-                    reason: last_error,
-                });
+                return Err(self.stalled(self.options.timeout.as_secs(), last_error));
             }
         }
         Ok(())
+    }
+
+    /// The read stopped at the next offset, after `seconds` without a message.
+    fn stalled(&self, seconds: u64, reason: String) -> KafkaError {
+        KafkaError::Stalled {
+            topic: self.location.topic.clone(),
+            partition: self.range.partition,
+            offset: self.next,
+            start: self.range.start,
+            end: self.range.end,
+            seconds,
+            reason,
+        }
     }
 }
 
@@ -259,7 +296,8 @@ mod tests {
         // What a first build of at most three messages per partition reads.
         let options3 = KafkaOptions::from_options([("max_messages_per_partition", "3")]).unwrap();
         let first = plan("events", &BTreeMap::new(), &marks, &options3).unwrap();
-        let (mut reader, log) = RangeReader::open(&location, &options, first.ranges[0]).unwrap();
+        let (mut reader, log) =
+            RangeReader::open(&location, &options, first.ranges[0], None).unwrap();
         let mut text = String::new();
         reader.read_to_string(&mut text).unwrap();
         assert_eq!(text, "{\"n\": 1}\n{\"n\":  2}\n");
@@ -272,7 +310,12 @@ mod tests {
             [("source".to_owned(), Some(b"test".to_vec()))]
         );
         assert!(log.lines[0].timestamp_ms.is_some());
-        assert_eq!(log.empty.iter().map(|m| m.offset).collect::<Vec<_>>(), [2]);
+        let set_aside: Vec<(i64, &str)> = log
+            .set_aside
+            .iter()
+            .map(|(m, why)| (m.offset, why.as_str()))
+            .collect();
+        assert_eq!(set_aside, [(2, "the message has no value")]);
         // The next build starts where the first one's commit said.
         let committed: BTreeMap<i32, i64> = first.positions.iter().copied().collect();
         let second = plan("events", &committed, &marks, &options3).unwrap();
@@ -284,7 +327,8 @@ mod tests {
                 end: 4
             }]
         );
-        let (mut reader, _) = RangeReader::open(&location, &options, second.ranges[0]).unwrap();
+        let (mut reader, _) =
+            RangeReader::open(&location, &options, second.ranges[0], None).unwrap();
         let mut text = String::new();
         reader.read_to_string(&mut text).unwrap();
         assert_eq!(text, "{\"n\": 4}\n");

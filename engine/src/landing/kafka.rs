@@ -145,9 +145,10 @@ impl KafkaRead {
                 .map(|(key, value)| (key.as_str(), value.as_str())),
         )
         .map_err(|error| plan(error.to_string()))?;
+        // Avro values are read as the JSON rows they decode to.
         definition.file_type = match options.format {
-            ValueFormat::Json => "JSON",
             ValueFormat::Csv => "CSV",
+            ValueFormat::Json | ValueFormat::Avro | ValueFormat::AvroConfluent => "JSON",
         }
         .to_owned();
         if options.format == ValueFormat::Csv {

@@ -4,6 +4,7 @@
 //! JSON or CSV messages of a Kafka topic, are read row by row by [`LandingScanExec`];
 //! Parquet, Avro and Arrow files by DataFusion.
 
+mod avro_values;
 mod kafka;
 mod scan;
 

@@ -12,6 +12,7 @@ use strata_storage::landing::{LandingReader, RangeStart, Reject};
 
 use super::{FileScan, Sender};
 use crate::landing::KafkaRead;
+use crate::landing::avro_values;
 use crate::landing::kafka::{value_schema, with_metadata};
 use crate::write::ScannedFile;
 
@@ -40,7 +41,8 @@ impl FileScan {
             start: start as i64,
             end: end as i64,
         };
-        let (reader, log) = RangeReader::open(&kafka.location, &kafka.options, range)
+        let decode = avro_values::decoder(&kafka.options, self.handle.clone())?;
+        let (reader, log) = RangeReader::open(&kafka.location, &kafka.options, range, decode)
             .map_err(|error| unread(&error))?;
         let mut parser = LandingReader::new(
             Box::new(reader) as Box<dyn std::io::Read + Send>,
@@ -99,17 +101,18 @@ impl FileScan {
                 }
             }
         }
-        let empty = std::mem::take(&mut log.lock().unwrap_or_else(|e| e.into_inner()).empty);
-        counts.rows_read += empty.len() as u64;
-        let rejects: Vec<Reject> = empty
-            .iter()
-            .map(|message| Reject {
+        let set_aside =
+            std::mem::take(&mut log.lock().unwrap_or_else(|e| e.into_inner()).set_aside);
+        counts.rows_read += set_aside.len() as u64;
+        let rejects: Vec<Reject> = set_aside
+            .into_iter()
+            .map(|(message, reason)| Reject {
                 line: Some(message.offset as u64),
                 byte_offset: None,
                 column: None,
-                reason: "the message has no value".to_owned(),
+                reason,
                 raw_text: None,
-                raw_bytes: Some(0),
+                raw_bytes: None,
             })
             .collect();
         self.set_aside(&rejects, sink, counts)
