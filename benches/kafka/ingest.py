@@ -39,6 +39,8 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 TOPIC = "tracking-events"
+# More of the source's OPTIONS (librdkafka properties, say), from `--options`.
+OPTIONS = [""]
 # The first event id of the messages the latency run follows.
 FOLLOWED_FROM = 1_000_000_000
 
@@ -47,7 +49,7 @@ CREATE EXTERNAL TABLE landing.events (
   event_id BIGINT NOT NULL, job_id BIGINT, candidate_id BIGINT, kind VARCHAR,
   ts TIMESTAMP, sent_ms BIGINT, page VARCHAR
 ) STORED AS KAFKA LOCATION 'kafka://{brokers}/{topic}'
-  OPTIONS ('max_messages_per_partition' '{cap}', 'group.id' 'strata-bench');
+  OPTIONS ('max_messages_per_partition' '{cap}', 'group.id' 'strata-bench'{options});
 
 CREATE TABLE raw.events AS SELECT * FROM landing.events;
 """
@@ -178,7 +180,8 @@ def latency(strata, work, brokers, partitions, value_bytes, rate_mb, seconds):
     pipeline_dir = os.path.join(work, "latency")
     os.makedirs(pipeline_dir)
     with open(os.path.join(pipeline_dir, "p.sql"), "w") as f:
-        f.write(PIPELINE.format(brokers=brokers, topic=TOPIC, cap=10_000_000) + STREAM_TABLE)
+        f.write(PIPELINE.format(brokers=brokers, topic=TOPIC, cap=10_000_000, options=OPTIONS[0])
+                + STREAM_TABLE)
     warehouse = os.path.join(work, "latency-wh")
     # Start from the topic's end: only the messages sent while the run follows it.
     run_strata(strata, pipeline_dir, warehouse)
@@ -224,7 +227,10 @@ def main():
     parser.add_argument("--rate-mb", type=float, default=20.0)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--options", default="",
+                        help="more source options, as SQL: \"'fetch.max.bytes' '104857600'\"")
     args = parser.parse_args()
+    OPTIONS[0] = f", {args.options}" if args.options else ""
     strata = os.path.abspath(args.strata)
     work = tempfile.mkdtemp(prefix="strata-kafka-bench-")
     broker, brokers = start_tansu(args.tansu, work)
@@ -238,7 +244,8 @@ def main():
         pipeline_dir = os.path.join(work, "ingest")
         os.makedirs(pipeline_dir)
         with open(os.path.join(pipeline_dir, "p.sql"), "w") as f:
-            f.write(PIPELINE.format(brokers=brokers, topic=TOPIC, cap=10 * total))
+            f.write(PIPELINE.format(brokers=brokers, topic=TOPIC, cap=10 * total,
+                                    options=OPTIONS[0]))
         raw, wall = run_strata(strata, pipeline_dir, os.path.join(work, "wh"))
         if raw["rows_read"] != total:
             raise SystemExit(f"strata read {raw['rows_read']} of {total} messages")

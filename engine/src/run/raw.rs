@@ -126,7 +126,7 @@ pub(super) async fn build(
                 // A share limit is for the whole file, so it is decided here.
                 match landing.policy.verdict(rows_rejected, rows_read) {
                     Verdict::Ingest => Ok((summary, rows_read, rows_rejected)),
-                    Verdict::RejectFile(why) => Err((why, false)),
+                    Verdict::RejectFile(why) => Err((whole_file_reason(why), false)),
                 }
             }
             Err(error) => match TaskError::find(&error) {
@@ -139,9 +139,10 @@ pub(super) async fn build(
                     policy: OnBadRow::Reject,
                     why,
                     ..
-                })
-                | Some(TaskError::CorruptFile { why, .. })
-                | Some(TaskError::BadInput { why }) => Err((why, false)),
+                }) => Err((whole_file_reason(why), false)),
+                Some(TaskError::CorruptFile { why, .. }) | Some(TaskError::BadInput { why }) => {
+                    Err((why, false))
+                }
                 Some(task) => {
                     cleanup::remove_with_prefix(&dir, &prefix).await;
                     return Err(task.into_engine_error(Some(&file.path)));
@@ -273,6 +274,11 @@ fn forgotten(
     gone.sort_unstable();
     gone.dedup();
     gone
+}
+
+/// A bad-row limit's verdict on a file, as its rejects row and the run report say it.
+fn whole_file_reason(why: String) -> String {
+    format!("{why}; the file is rejected whole")
 }
 
 /// The landing files of a build that a concurrent run committed first, each with the
