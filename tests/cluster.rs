@@ -428,7 +428,7 @@ fn submit(cluster: &Cluster, warehouse: &Path, args: &[&str]) -> (Child, BufRead
 }
 
 /// Reads progress lines until one contains `needle`; returns every line read.
-fn wait_for(progress: &mut BufReader<ChildStderr>, needle: &str) -> String {
+pub(crate) fn wait_for(progress: &mut BufReader<ChildStderr>, needle: &str) -> String {
     let mut seen = String::new();
     loop {
         let mut line = String::new();

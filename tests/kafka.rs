@@ -539,6 +539,17 @@ impl Drop for Tansu {
     }
 }
 
+/// When a test kills a run.
+#[derive(Clone, Copy, PartialEq)]
+enum Kill {
+    /// This many milliseconds after it starts.
+    At(u64),
+    /// Between the raw build's write and its commit.
+    Paused,
+    /// As soon as the raw build has committed.
+    AfterCommit,
+}
+
 /// The Avro files under a raw table that no commit names: what a killed build wrote.
 fn uncommitted_files(table: &Path) -> usize {
     let named: String = std::fs::read_dir(table.join("_strata_log"))
@@ -578,32 +589,61 @@ fn a_real_broker_s_topic_reaches_raw_exactly_once_through_runs_killed_at_any_mom
     let file = pipeline(
         &dir,
         &format!("kafka://{}/events", broker.brokers),
-        "'max_messages_per_partition' '20000', 'timeout' '20'",
+        "'max_messages_per_partition' '10000', 'timeout' '20'",
     );
-    // Runs killed at moments spread over a few builds: before, during and after a
-    // raw build's write and commit.
+    // Runs killed at moments spread over a few builds: at set times, between a raw
+    // build's write and its commit (paused there, so the moment is certain), and just
+    // after a commit, while the next table builds. A run reads at most 30,000 messages,
+    // so the four kills that may commit leave messages for each paused build.
     let table = warehouse.join("raw/events");
-    let (mut killed_mid_build, mut commits_before) = (false, 0);
-    for after_ms in [300, 700, 1100, 1600, 2200, 2900] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+    let commits = || std::fs::read_dir(table.join("_strata_log")).map_or(0, |e| e.count());
+    for kill in [
+        Kill::At(300),
+        Kill::Paused,
+        Kill::AfterCommit,
+        Kill::At(1100),
+        Kill::Paused,
+        Kill::At(1900),
+        Kill::At(2900),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+        command
             .args(["run", file.to_str().unwrap(), "--warehouse"])
             .arg(&warehouse)
             .env_remove("STRATA_WAREHOUSE")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(after_ms));
+            .stderr(Stdio::piped());
+        let before = commits();
+        if kill == Kill::Paused {
+            command.env(strata_engine::faults::PAUSE_BEFORE_COMMIT, "raw.events");
+        }
+        let mut child = command.spawn().unwrap();
+        let mut progress = BufReader::new(child.stderr.take().unwrap());
+        match kill {
+            Kill::At(after_ms) => std::thread::sleep(Duration::from_millis(after_ms)),
+            Kill::Paused => {
+                crate::cluster::wait_for(&mut progress, strata_engine::faults::PAUSED);
+            }
+            Kill::AfterCommit => {
+                while commits() == before {
+                    assert!(
+                        child.try_wait().unwrap().is_none(),
+                        "the run ended before committing"
+                    );
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
         child.kill().unwrap();
         child.wait().unwrap();
-        killed_mid_build |= uncommitted_files(&table) > 0;
-        commits_before = std::fs::read_dir(table.join("_strata_log")).map_or(0, |e| e.count());
+        if kill == Kill::Paused {
+            assert!(
+                uncommitted_files(&table) > 0,
+                "the paused build had written its files"
+            );
+            assert_eq!(commits(), before, "the paused build committed nothing");
+        }
     }
-    assert!(
-        killed_mid_build,
-        "a kill landed between a build's write and its commit"
-    );
-    assert!(commits_before > 0, "a killed run had committed a build");
     for _ in 0..20 {
         let out = run_pipeline(&file, &warehouse, &[]);
         if table_report(&out, "raw.events")["topic"]["lag_messages"] == 0 {

@@ -297,7 +297,7 @@ fn is_reject(file: &WrittenFile) -> bool {
 
 /// How many times a build re-reads the log after losing a commit race; after that it
 /// fails with the conflict, having committed nothing.
-const COMMIT_RETRIES: usize = 4;
+pub(super) const COMMIT_RETRIES: usize = 4;
 
 /// Commits a build as `version`, the one after the last commit it read before it started.
 /// When another run claimed it first, the log is read again:

@@ -15,16 +15,12 @@ use strata_storage::landing::Verdict;
 use strata_storage::{Commit, CommitLog, StorageError, StreamPosition, cleanup, paths};
 
 use super::Build;
-use super::raw::Ingest;
+use super::raw::{COMMIT_RETRIES, Ingest};
 use super::report::{LandingFileReport, TableReport, TableStatus, TopicRead};
 use crate::compile::PlannedTable;
 use crate::error::{BuildStep, EngineError, Result};
 use crate::landing::{KafkaRead, LandingSource};
 use crate::write::WriteSummary;
-
-/// How many times a build re-reads the log after losing a commit race to a commit that
-/// read nothing of the topic (a compaction); after that it fails, having committed nothing.
-const COMMIT_RETRIES: usize = 4;
 
 /// Reads what arrived in the topic since the last commit; see the module documentation.
 pub(super) async fn build(
