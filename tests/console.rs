@@ -14,17 +14,17 @@ use serde_json::Value;
 use crate::cluster::{Cluster, free_port, generated};
 use crate::support::{example, python_file, stderr, stdout, strata, workdir};
 
-const USER: &str = "ana";
-const PASSWORD: &str = "console-pass-7";
+pub(crate) const USER: &str = "ana";
+pub(crate) const PASSWORD: &str = "console-pass-7";
 
 /// A `strata` server whose first line of output says where it serves.
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    line: String,
+    pub(crate) line: String,
 }
 
 impl Served {
-    fn start(args: &[&str]) -> Served {
+    pub(crate) fn start(args: &[&str]) -> Served {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .args(args)
             .stdout(Stdio::piped())

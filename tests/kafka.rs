@@ -5,7 +5,7 @@
 //! topics and wrong options are clear errors that commit nothing.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -289,6 +289,81 @@ fn kafka_messages_reach_raw_exactly_once_with_their_metadata_and_bad_ones_set_as
 }
 
 #[test]
+fn a_kafka_build_s_lag_by_partition_is_in_its_report_and_the_console() {
+    let dir = workdir("kafka-lag");
+    let warehouse = dir.join("wh");
+    let (_cluster, brokers) = topic(3);
+    let produced = std::time::Instant::now();
+    produce(&brokers, "events", &events(0, 90));
+    // The messages left wait at least this long before the build asks how old they are.
+    std::thread::sleep(Duration::from_millis(1500));
+    let file = pipeline(
+        &dir,
+        &format!("kafka://{brokers}/events"),
+        "'max_messages_per_partition' '20'",
+    );
+    let out = run_pipeline(&file, &warehouse, &[]);
+    let waited = produced.elapsed().as_millis() as u64;
+    let topic = &table_report(&out, "raw.events")["topic"];
+    let behind: Vec<(i64, i64, u64)> = topic["behind"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no partitions behind: {topic}"))
+        .iter()
+        .map(|p| {
+            let lag_ms = p["lag_ms"].as_u64().unwrap_or_else(|| panic!("{topic}"));
+            (
+                p["partition"].as_i64().unwrap(),
+                p["messages"].as_i64().unwrap(),
+                lag_ms,
+            )
+        })
+        .collect();
+    assert_eq!(
+        behind.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(),
+        [(0, 10), (1, 10), (2, 10)],
+        "{topic}"
+    );
+    for (_, _, lag_ms) in &behind {
+        assert!(
+            (1500..=waited).contains(lag_ms),
+            "{lag_ms} ms, {waited} ms since produced: {topic}"
+        );
+    }
+    assert_eq!(topic["lag_ms"].as_u64(), behind.iter().map(|p| p.2).max());
+
+    let port = crate::cluster::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let users = format!("{}:{}", crate::console::USER, crate::console::PASSWORD);
+    let _console = crate::console::Served::start(&[
+        "console",
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+        "--pipeline",
+        file.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--users",
+        &users,
+    ]);
+    let report = out
+        .lines()
+        .find_map(|line| line.strip_prefix("report: "))
+        .expect("a report line");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    let said = crate::support::python_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/console/kafka_lag.py"),
+        &[
+            &format!("http://{listen}/"),
+            crate::console::USER,
+            crate::console::PASSWORD,
+            report.trim(),
+            shots.to_str().unwrap(),
+        ],
+    );
+    assert!(said.contains("kafka lag checked: 3 partitions"), "{said}");
+}
+
+#[test]
 fn a_kafka_build_killed_before_its_commit_reads_the_same_messages_again() {
     let dir = workdir("kafka-killed");
     let warehouse = dir.join("wh");
@@ -480,6 +555,65 @@ fn on_a_cluster_each_partition_is_read_by_a_task_exactly_once() {
     }
     let (data, rejects) = raw_exactly_once(&warehouse, &[(0, 200), (1, 201), (2, 200)]);
     assert_eq!((data.len(), rejects.len()), (600, 1));
+}
+
+#[test]
+fn an_executor_killed_while_it_reads_a_partition_loses_and_duplicates_nothing() {
+    let dir = workdir("kafka-executor-killed");
+    let warehouse = dir.join("wh");
+    let (_kafka, brokers) = topic(3);
+    let total = 90_000;
+    produce(&brokers, "events", &events(0, total));
+    let file = pipeline(&dir, &format!("kafka://{brokers}/events"), "'timeout' '20'");
+    std::fs::create_dir_all(&warehouse).unwrap();
+    // Each task waits a second after each batch of messages (four batches a partition),
+    // so a kill 1.5 s into the raw build lands while its tasks read.
+    let slow = [(
+        strata_engine::faults::READ_BATCH_DELAY_MS.to_owned(),
+        "1000".to_owned(),
+    )];
+    let mut cluster = crate::cluster::Cluster::start_in("kafka-killed", 2, &[], &slow);
+    let scheduler = cluster.address.clone();
+    let submit = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+        command
+            .args(["run", file.to_str().unwrap(), "--scheduler", &scheduler])
+            .args(["--warehouse", warehouse.to_str().unwrap()])
+            .env_remove("STRATA_WAREHOUSE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    let mut run = submit().spawn().unwrap();
+    let mut progress = BufReader::new(run.stderr.take().unwrap());
+    crate::cluster::wait_for(&mut progress, "building raw.events");
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = warehouse.join("raw/events/_strata_log");
+    assert_eq!(
+        std::fs::read_dir(&log).map_or(0, |entries| entries.count()),
+        0,
+        "the raw build had not committed when its executor was killed"
+    );
+    cluster.kill_executor(0);
+    // The run ends, whether the survivor took the lost tasks over or the build failed.
+    let mut said = String::new();
+    progress.read_to_string(&mut said).unwrap();
+    run.wait().unwrap();
+    for _ in 0..5 {
+        let output = submit().output().unwrap();
+        said.push_str(&stderr(&output));
+        if output.status.success()
+            && table_report(&stdout(&output), "raw.events")["topic"]["lag_messages"] == 0
+        {
+            break;
+        }
+    }
+    let per_partition = total / 3;
+    let (data, rejects) = raw_exactly_once(
+        &warehouse,
+        &[(0, per_partition), (1, per_partition), (2, per_partition)],
+    );
+    assert_eq!((data.len() as i64, rejects.len()), (total, 0), "{said}");
 }
 
 /// A real Kafka-protocol broker: `tansu` (installed by `scripts/test`) on a free port of

@@ -87,7 +87,14 @@ where
                     .count();
                 let kafka = report
                     .kafka_lag()
-                    .map(|lag| format!(", {lag} Kafka messages behind"))
+                    .map(|lag| match lag.lag_ms {
+                        Some(ms) => format!(
+                            ", {} Kafka messages ({:.1}s) behind",
+                            lag.messages,
+                            ms as f64 / 1000.0
+                        ),
+                        None => format!(", {} Kafka messages behind", lag.messages),
+                    })
                     .unwrap_or_default();
                 writeln!(
                     out,

@@ -114,13 +114,32 @@ async function showRun(id) {
       `<td>${esc(t.layer)}</td><td class="status-${t.status}" data-field="status">${t.status}</td>${rowsCells(t)}` +
       `<td class="n">${num(t.files)}</td><td class="n">${secs(t.duration_ms)}</td></tr>`;
   }
-  html += "</table>";
+  html += "</table>" + topicsRead(report.tables);
   const failed = report.tables.filter((t) => t.error);
   if (failed.length) {
     html += "<h2>Logs of failed tables</h2>" + failed.map((t) =>
       `<h3>${esc(t.table)}</h3><pre class="log" data-log="${esc(t.table)}">${esc(t.error)}</pre>`).join("");
   }
   page.innerHTML = html;
+}
+
+// What each raw table of a Kafka source read of its topic, and how far behind it is.
+function topicsRead(tables) {
+  const reading = tables.filter((t) => t.topic);
+  if (!reading.length) return "";
+  let html = `<h2>Kafka</h2><table id="kafka-lag"><tr><th>table</th><th>topic</th><th>partition</th><th>offsets read</th><th>messages behind</th><th>behind by</th></tr>`;
+  for (const t of reading) {
+    const read = new Map(t.topic.partitions.map(([p, start, end]) => [p, `${num(start)}–${num(end)}`]));
+    const behind = new Map((t.topic.behind || []).map((b) => [b.partition, b]));
+    const partitions = [...new Set([...read.keys(), ...behind.keys()])].sort((a, b) => a - b);
+    for (const p of partitions) {
+      const b = behind.get(p);
+      html += `<tr data-partition="${esc(t.table)}/${p}"><td>${esc(t.table)}</td><td>${esc(t.topic.topic)}</td><td class="n">${p}</td>` +
+        `<td class="n">${read.get(p) || "-"}</td><td class="n" data-field="messages">${num(b ? b.messages : 0)}</td>` +
+        `<td class="n" data-field="lag">${b ? secs(b.lag_ms) : "-"}</td></tr>`;
+    }
+  }
+  return html + "</table>";
 }
 
 function dag(tables) {

@@ -1,8 +1,13 @@
 //! A connection to a topic's brokers for what a build asks before and after it reads:
-//! the partitions and their watermarks, and the consumer group's offsets for lag monitors.
+//! the partitions and their watermarks, the age of the messages it leaves, and the
+//! consumer group's offsets for lag monitors.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError as ClientError;
+use rdkafka::message::Message as _;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -10,6 +15,9 @@ use crate::error::{KafkaError, Result};
 use crate::location::KafkaLocation;
 use crate::options::KafkaOptions;
 use crate::plan::Watermarks;
+
+/// How long [`KafkaClient::timestamps`] waits for the messages it asks for.
+const AGE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// A client of one topic.
 pub struct KafkaClient {
@@ -72,6 +80,44 @@ impl KafkaClient {
                 })
             })
             .collect()
+    }
+
+    /// The timestamp, in milliseconds since the epoch, of the message at each
+    /// `(partition, offset)`: the age of the oldest message a build leaves unread is the
+    /// lag in time. A partition whose message does not come within a few seconds is left
+    /// out, since the age is for monitors and must not hold a build up.
+    pub fn timestamps(&self, at: &[(i32, i64)]) -> Result<BTreeMap<i32, i64>> {
+        let mut assignment = TopicPartitionList::new();
+        for (partition, offset) in at {
+            assignment
+                .add_partition_offset(&self.location.topic, *partition, Offset::Offset(*offset))
+                .map_err(|error| KafkaError::Client(client_message(&error)))?;
+        }
+        self.consumer
+            .assign(&assignment)
+            .map_err(|error| self.failure(&error))?;
+        let deadline = Instant::now() + self.options.timeout.min(AGE_PATIENCE);
+        let mut found = BTreeMap::new();
+        while found.len() < at.len() {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match self.consumer.poll(left) {
+                Some(Ok(message)) => {
+                    if let Some(ms) = message.timestamp().to_millis() {
+                        found.entry(message.partition()).or_insert(ms);
+                    }
+                }
+                Some(Err(ClientError::PartitionEOF(_))) => {}
+                Some(Err(error)) => {
+                    let _ = self.consumer.unassign();
+                    return Err(self.failure(&error));
+                }
+                None => break,
+            }
+        }
+        let _ = self.consumer.unassign();
+        Ok(found)
     }
 
     /// Commits `positions` (partition, next offset) to the source's consumer group, so

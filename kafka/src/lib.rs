@@ -13,5 +13,5 @@ pub use client::KafkaClient;
 pub use error::{KafkaError, Result};
 pub use location::{KafkaLocation, SCHEME};
 pub use options::{KafkaOptions, OPTION_NAMES, OnDataLoss, StartingOffsets, ValueFormat};
-pub use plan::{Lost, PartitionRange, Plan, Watermarks, plan};
+pub use plan::{Behind, Lost, PartitionRange, Plan, Watermarks, plan};
 pub use read::{DecodeValue, Decoded, Message, RangeReader, ReadLog};

@@ -44,8 +44,17 @@ pub struct Plan {
     /// seen for the first time is here even when there is nothing to read yet.
     pub positions: Vec<(i32, i64)>,
     pub lost: Vec<Lost>,
-    /// Messages left for later builds (the bound cut the ranges short).
-    pub lag: i64,
+    /// The partitions with messages left for later builds (the bound cut their ranges
+    /// short), in partition order.
+    pub behind: Vec<Behind>,
+}
+
+/// A partition a build leaves messages in: `next` is the first it leaves unread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Behind {
+    pub partition: i32,
+    pub next: i64,
+    pub messages: i64,
 }
 
 impl Plan {
@@ -61,6 +70,11 @@ impl Plan {
 
     pub fn messages_lost(&self) -> i64 {
         self.lost.iter().map(|lost| lost.to - lost.from).sum()
+    }
+
+    /// Messages left for later builds, in every partition.
+    pub fn lag(&self) -> i64 {
+        self.behind.iter().map(|behind| behind.messages).sum()
     }
 }
 
@@ -123,7 +137,13 @@ pub fn plan(
                 end,
             });
         }
-        plan.lag += mark.high - end;
+        if mark.high > end {
+            plan.behind.push(Behind {
+                partition,
+                next: end,
+                messages: mark.high - end,
+            });
+        }
         plan.positions.push((partition, end));
     }
     Ok(plan)
@@ -178,7 +198,15 @@ mod tests {
             [(0, 15), (1, 8), (2, 0)],
             "a new partition is recorded"
         );
-        assert_eq!(plan.lag, 5);
+        assert_eq!(
+            plan.behind,
+            [Behind {
+                partition: 0,
+                next: 15,
+                messages: 5
+            }]
+        );
+        assert_eq!(plan.lag(), 5);
         assert!(!plan.is_empty(&committed));
         let read_all = BTreeMap::from([(0, 20), (1, 8), (2, 0)]);
         let again = super::plan("t", &read_all, &watermarks, &options(&[])).unwrap();

@@ -2,6 +2,7 @@
 //! `/healthz` and `/readyz` probes.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use axum::Router;
 use axum::http::header::CONTENT_TYPE;
@@ -66,6 +67,7 @@ pub(crate) struct Metrics {
     table_seconds: Family<LayerLabel, Histogram, fn() -> Histogram>,
     table_rows: Family<LayerLabel, Counter>,
     kafka_lag: Family<TopicLabel, Gauge>,
+    kafka_lag_seconds: Family<TopicLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -85,6 +87,7 @@ impl Default for Metrics {
             table_seconds: Family::new_with_constructor(duration_histogram),
             table_rows: Family::default(),
             kafka_lag: Family::default(),
+            kafka_lag_seconds: Family::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -154,6 +157,12 @@ impl Default for Metrics {
             "Messages of a raw table's Kafka topic left after its last build",
             metrics.kafka_lag.clone(),
         );
+        registry.register_with_unit(
+            "kafka_lag",
+            "How long the oldest message a raw table's last build left in its Kafka topic had waited",
+            Unit::Seconds,
+            metrics.kafka_lag_seconds.clone(),
+        );
         metrics
     }
 }
@@ -222,12 +231,16 @@ impl Metrics {
             .get_or_create(&LayerLabel { layer })
             .inc_by(report.rows_written);
         if let Some(topic) = &report.topic {
-            self.kafka_lag
-                .get_or_create(&TopicLabel {
-                    table: report.table.clone(),
-                    topic: topic.topic.clone(),
-                })
-                .set(topic.lag_messages);
+            let label = TopicLabel {
+                table: report.table.clone(),
+                topic: topic.topic.clone(),
+            };
+            self.kafka_lag.get_or_create(&label).set(topic.lag_messages);
+            // Unknown when the brokers did not say how old the messages left are.
+            if topic.lag_messages == 0 || topic.lag_ms.is_some() {
+                let seconds = topic.lag_ms.unwrap_or(0) as f64 / 1000.0;
+                self.kafka_lag_seconds.get_or_create(&label).set(seconds);
+            }
         }
     }
 
@@ -273,18 +286,26 @@ mod tests {
     fn a_kafka_raw_table_s_lag_is_a_gauge_of_its_last_build() {
         let metrics = Metrics::default();
         let mut report = TableReport::new("raw.events".into(), "raw".into(), TableStatus::Built);
-        for lag in [120, 7] {
+        for (lag, lag_ms) in [(120, Some(9_000)), (7, Some(2_500)), (3, None)] {
             report.topic = Some(TopicRead {
                 topic: "tracking".into(),
                 partitions: vec![(0, 0, 10)],
                 lag_messages: lag,
+                lag_ms,
+                behind: Vec::new(),
                 messages_lost: 0,
             });
             metrics.table_finished(&report);
         }
         let text = metrics.render();
+        let labels = "{table=\"raw.events\",topic=\"tracking\"}";
         assert!(
-            text.contains("strata_kafka_lag_messages{table=\"raw.events\",topic=\"tracking\"} 7"),
+            text.contains(&format!("strata_kafka_lag_messages{labels} 3")),
+            "{text}"
+        );
+        // The last build whose brokers said how old its lag was.
+        assert!(
+            text.contains(&format!("strata_kafka_lag_seconds{labels} 2.5")),
             "{text}"
         );
     }

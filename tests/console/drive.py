@@ -9,52 +9,18 @@ Usage: drive.py URL USER PASSWORD REPORT.json LINEAGE.json SHOTS
 """
 
 import json
-import os
 import sys
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as seen
-from selenium.webdriver.support.ui import WebDriverWait
+
+from browser import Browser, number
 
 url, user, password, report_path, lineage_path, shots = sys.argv[1:7]
 report = json.load(open(report_path))
 lineage = json.load(open(lineage_path))
-os.makedirs(shots, exist_ok=True)
-
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--window-size=1440,1000"]:
-    options.add_argument(flag)
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-# The page re-renders its panels as data arrives: an element found a moment ago may be
-# replaced before it is read, so a stale element means "look again", not a failure.
-wait = WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,))
-
-
-def shot(name):
-    driver.save_screenshot(os.path.join(shots, name + ".png"))
-
-
-def visible(css):
-    return wait.until(seen.visibility_of_element_located((By.CSS_SELECTOR, css)))
-
-
-def number(text):
-    return int(text.replace(",", "")) if text.strip() not in ("", "-") else None
-
-
-def log_in(password):
-    box = visible("#user")
-    box.clear()
-    box.send_keys(user)
-    field = driver.find_element(By.ID, "password")
-    field.clear()
-    field.send_keys(password)
-    driver.find_element(By.ID, "log-in").click()
+browser = Browser(url, user, shots)
+driver, wait, shot, visible, log_in = (
+    browser.driver, browser.wait, browser.shot, browser.visible, browser.log_in)
 
 
 def sources_shown():

@@ -25,8 +25,8 @@ use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 
 pub use report::{
-    LandingFileReport, RejectedFile, ReportState, RunReport, StreamRead, TableReport, TableStatus,
-    TopicRead,
+    KafkaLag, LandingFileReport, PartitionLag, RejectedFile, ReportState, RunReport, StreamRead,
+    TableReport, TableStatus, TopicRead,
 };
 pub use tidy::tidy;
 

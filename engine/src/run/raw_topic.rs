@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion::error::DataFusionError;
 use strata_kafka::{KafkaClient, Plan, plan};
@@ -16,7 +17,7 @@ use strata_storage::{Commit, CommitLog, StorageError, StreamPosition, cleanup, p
 
 use super::Build;
 use super::raw::{COMMIT_RETRIES, Ingest};
-use super::report::{LandingFileReport, TableReport, TableStatus, TopicRead};
+use super::report::{LandingFileReport, PartitionLag, TableReport, TableStatus, TopicRead};
 use crate::compile::PlannedTable;
 use crate::error::{BuildStep, EngineError, Result};
 use crate::landing::{KafkaRead, LandingSource};
@@ -50,17 +51,8 @@ pub(super) async fn build(
     let log = CommitLog::new(&dir);
     let state = log.state().await?;
     let committed = positions_of(&state.positions, &kafka.location.topic);
-    let planned = plan_build(kafka, committed.clone()).await?;
-    report.topic = Some(TopicRead {
-        topic: kafka.location.topic.clone(),
-        partitions: planned
-            .ranges
-            .iter()
-            .map(|range| (range.partition, range.start, range.end))
-            .collect(),
-        lag_messages: planned.lag,
-        messages_lost: planned.messages_lost() as u64,
-    });
+    let (planned, unread_since) = plan_build(kafka, committed.clone()).await?;
+    report.topic = Some(topic_read(kafka, &planned, &unread_since));
     if planned.is_empty(&committed) {
         return Ok(report);
     }
@@ -217,17 +209,69 @@ fn positions_of(positions: &[StreamPosition], topic: &str) -> BTreeMap<i32, i64>
         .collect()
 }
 
-/// Asks the brokers for the partitions' watermarks and plans the build's ranges.
-async fn plan_build(kafka: &KafkaRead, committed: BTreeMap<i32, i64>) -> Result<Plan> {
+/// Asks the brokers for the partitions' watermarks and plans the build's ranges; with
+/// the plan, the timestamp of the first message it leaves in each partition behind.
+async fn plan_build(
+    kafka: &KafkaRead,
+    committed: BTreeMap<i32, i64>,
+) -> Result<(Plan, BTreeMap<i32, i64>)> {
     let kafka = kafka.clone();
     tokio::task::spawn_blocking(move || {
         let client = KafkaClient::new(&kafka.location, &kafka.options)?;
         let marks = client.watermarks()?;
-        plan(&kafka.location.topic, &committed, &marks, &kafka.options)
+        let planned = plan(&kafka.location.topic, &committed, &marks, &kafka.options)?;
+        let left: Vec<(i32, i64)> = planned
+            .behind
+            .iter()
+            .map(|behind| (behind.partition, behind.next))
+            .collect();
+        // The lag's age is for monitors: a broker slow to say leaves it out.
+        let unread_since = match left.is_empty() {
+            true => BTreeMap::new(),
+            false => client.timestamps(&left).unwrap_or_else(|error| {
+                tracing::warn!(
+                    "{}: the age of the messages left unread: {error}",
+                    kafka.location
+                );
+                BTreeMap::new()
+            }),
+        };
+        Ok((planned, unread_since))
     })
     .await
     .map_err(|error| EngineError::DataFusion(DataFusionError::External(Box::new(error))))?
     .map_err(EngineError::Kafka)
+}
+
+/// What the build reads of the topic and what it leaves, each partition's lag aged by
+/// the timestamp of its first message left unread.
+fn topic_read(kafka: &KafkaRead, planned: &Plan, unread_since: &BTreeMap<i32, i64>) -> TopicRead {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64);
+    let behind: Vec<PartitionLag> = planned
+        .behind
+        .iter()
+        .map(|behind| PartitionLag {
+            partition: behind.partition,
+            messages: behind.messages,
+            lag_ms: unread_since
+                .get(&behind.partition)
+                .map(|since| now_ms.saturating_sub(*since).max(0) as u64),
+        })
+        .collect();
+    TopicRead {
+        topic: kafka.location.topic.clone(),
+        partitions: planned
+            .ranges
+            .iter()
+            .map(|range| (range.partition, range.start, range.end))
+            .collect(),
+        lag_messages: planned.lag(),
+        lag_ms: behind.iter().filter_map(|partition| partition.lag_ms).max(),
+        behind,
+        messages_lost: planned.messages_lost() as u64,
+    }
 }
 
 /// Commits the positions to the source's consumer group; a failure only delays what lag

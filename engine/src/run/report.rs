@@ -132,8 +132,31 @@ pub struct TopicRead {
     pub partitions: Vec<(i32, i64, i64)>,
     /// Messages in the topic not read yet, after this build (the per-build bound).
     pub lag_messages: i64,
+    /// How long the oldest message left unread had waited, in milliseconds, when the
+    /// build planned; none when nothing is left or the brokers did not say in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<u64>,
+    /// Each partition with messages left unread, in partition order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub behind: Vec<PartitionLag>,
     /// Messages deleted before they were read, skipped (`'on_data_loss' 'skip'`).
     pub messages_lost: u64,
+}
+
+/// A partition a build left messages in, and how long the oldest of them had waited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionLag {
+    pub partition: i32,
+    pub messages: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<u64>,
+}
+
+/// How far a run's Kafka sources are behind their topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KafkaLag {
+    pub messages: i64,
+    pub lag_ms: Option<u64>,
 }
 
 /// The part of its stream an incremental build read.
@@ -281,13 +304,19 @@ impl RunReport {
     }
 
     /// The messages of the Kafka topics its raw tables read that are left for later
-    /// builds; `None` when no table reads a topic.
-    pub fn kafka_lag(&self) -> Option<i64> {
+    /// builds, and the longest any of them had waited; `None` when no table reads a topic.
+    pub fn kafka_lag(&self) -> Option<KafkaLag> {
         self.tables
             .iter()
             .filter_map(|table| table.topic.as_ref())
-            .map(|topic| topic.lag_messages)
-            .reduce(|total, lag| total + lag)
+            .map(|topic| KafkaLag {
+                messages: topic.lag_messages,
+                lag_ms: topic.lag_ms,
+            })
+            .reduce(|total, lag| KafkaLag {
+                messages: total.messages + lag.messages,
+                lag_ms: total.lag_ms.max(lag.lag_ms),
+            })
     }
 
     /// Where the report is kept in the warehouse's run history (a path or a URL).

@@ -100,6 +100,8 @@ impl FileScan {
                     return Ok(());
                 }
             }
+            #[cfg(feature = "faults")]
+            crate::faults::after_read_batch();
         }
         let set_aside =
             std::mem::take(&mut log.lock().unwrap_or_else(|e| e.into_inner()).set_aside);
