@@ -24,7 +24,7 @@ const MAINTAIN_EVERY: u64 = 100;
 const REPORT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 const REPORTS_KEPT: usize = 1000;
 
-/// Runs `batch` every `interval` until a signal; the exit is clean whatever the batches
+/// Starts `batch` every `interval` (at once after one that took longer) until a signal; the exit is clean whatever the batches
 /// did. Now and then it prunes `warehouse`'s run history, so a day of batches (8,640 at
 /// 10 s) does not leave a report each for ever, and tidies the tables the batches
 /// built, so they do not leave a small file each for ever either.
@@ -126,8 +126,10 @@ where
         if stopping {
             break;
         }
+        // Batches start every `interval`: what arrives waits half of it on average, not
+        // half of it plus half a batch.
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep_until((started + interval).into()) => {}
             _ = &mut stop => break,
         }
     }

@@ -38,7 +38,8 @@ pub(crate) struct BuildArgs {
     /// each ingests the landing files that arrived and rebuilds what they change.
     #[arg(long, conflicts_with = "full_refresh")]
     pub continuous: bool,
-    /// Time between the end of one batch and the start of the next (`10s`, `1m`).
+    /// Time between the starts of two batches (`10s`, `1m`); a batch that takes longer
+    /// is followed at once, as Spark's processing-time trigger does.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, requires = "continuous")]
     pub interval: Duration,
 }
