@@ -8,7 +8,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p strata --bin strata \
     && objcopy --only-keep-debug target/release/strata /strata.debug \
     && objcopy --strip-all --add-gnu-debuglink=/strata.debug target/release/strata /strata
-# The image ships the binary without its symbols (152 MB instead of 184 MB); they stay
+# The image ships the binary without its symbols (150 MB instead of 183 MB); they stay
 # here, in /strata.debug (`docker build --target build`), to read a backtrace with.
 
 FROM debian:bookworm-slim
