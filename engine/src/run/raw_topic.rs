@@ -226,15 +226,16 @@ async fn plan_build(
             .map(|behind| (behind.partition, behind.next))
             .collect();
         // The lag's age is for monitors: a broker slow to say leaves it out.
-        let unread_since = match left.is_empty() {
-            true => BTreeMap::new(),
-            false => client.timestamps(&left).unwrap_or_else(|error| {
+        let unread_since = if left.is_empty() {
+            BTreeMap::new()
+        } else {
+            client.timestamps(&left).unwrap_or_else(|error| {
                 tracing::warn!(
                     "{}: the age of the messages left unread: {error}",
                     kafka.location
                 );
                 BTreeMap::new()
-            }),
+            })
         };
         Ok((planned, unread_since))
     })
