@@ -13,6 +13,7 @@ mod cluster;
 mod console;
 mod continuous;
 mod corpus;
+mod encrypted;
 mod example;
 mod flight;
 mod flight_limits;

@@ -8,8 +8,9 @@ appends it to an enriched table through STREAM; each landing file is deleted onc
 ingested ('after_ingest' 'delete'), as a location delivered to forever must be. It reports each table's build time per window of batches (it must stay flat,
 not grow with the batches before it) and, at the end, the files each part of the
 warehouse holds (they must be bounded, not one per batch for ever). Every 100 batches
-the run compacts the raw and enriched tables and vacuums the enriched one with its
-retention (`--retention`); the raw table keeps the files it compacted away for 7 days.
+the run compacts the raw and enriched tables, vacuums the enriched one with its
+retention, and removes the raw files compacted away and the run reports beyond the
+newest 1,000 once older than the same retention (`--retention`, the run's own).
 
     cargo build --release -p strata
     python3 benches/continuous/day.py --strata target/release/strata --batches 86400
@@ -96,10 +97,11 @@ def main():
     parser.add_argument("--window", type=int, default=500)
     parser.add_argument("--keep", action="store_true", help="keep the warehouse")
     parser.add_argument(
-        "--retention", default="interval 1 minute",
-        help="the enriched table's delta.deletedFileRetentionDuration and "
-        "delta.logRetentionDuration: a day passes in minutes here, so the 7 and 30 days "
-        "Delta keeps by default would keep every file",
+        "--retention", type=int, default=60, metavar="SECONDS",
+        help="the run's --retention (raw files compacted away, run reports) and the "
+        "enriched table's delta.deletedFileRetentionDuration and "
+        "delta.logRetentionDuration: a day passes in hours here, so the 7 and 30 days "
+        "kept by default would keep every file",
     )
     args = parser.parse_args()
 
@@ -112,7 +114,8 @@ def main():
     os.makedirs(landing)
     deliver(landing, 0)
     run = subprocess.Popen(
-        [args.strata, "run", pipeline, "--warehouse", warehouse, "--continuous", "--interval", "20ms"],
+        [args.strata, "run", pipeline, "--warehouse", warehouse, "--continuous", "--interval", "20ms",
+         "--retention", f"{args.retention}s"],
         stdout=subprocess.PIPE, text=True,
     )
     times = {"batch": [], "raw.readings": [], "enriched.readings": []}
@@ -131,7 +134,7 @@ def main():
         delivered += 1
         times["batch"].append(seconds)
         if number == 1:
-            retain(os.path.join(warehouse, "enriched/readings"), args.retention)
+            retain(os.path.join(warehouse, "enriched/readings"), f"interval {args.retention} seconds")
         with open(os.path.join(warehouse, "_strata/runs", f"{run_id}.json")) as f:
             report = json.load(f)
         for table in report["tables"]:

@@ -15,21 +15,22 @@ use strata_storage::Warehouse;
 use strata_storage::maintenance::Tidied;
 
 use crate::error::CliError;
+use crate::run::BuildArgs;
 use crate::serve::shutdown_signal;
 
 /// Every this many batches, the run history of the warehouse is pruned and the tables
 /// the batches built are tidied.
 const MAINTAIN_EVERY: u64 = 100;
-/// How long run reports are kept, and how many of the newest whatever their age.
-const REPORT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How many of the newest run reports are kept whatever their age.
 const REPORTS_KEPT: usize = 1000;
 
-/// Starts `batch` every `interval` (at once after one that took longer) until a signal; the exit is clean whatever the batches
-/// did. Now and then it prunes `warehouse`'s run history, so a day of batches (8,640 at
-/// 10 s) does not leave a report each for ever, and tidies the tables the batches
-/// built, so they do not leave a small file each for ever either.
+/// Starts `batch` every `args.interval` (at once after one that took longer) until a
+/// signal; the exit is clean whatever the batches did. Now and then it prunes
+/// `warehouse`'s run history, so a day of batches (8,640 at 10 s) does not leave a
+/// report each for ever, and tidies the tables the batches built, so they do not leave
+/// a small file each for ever either; both keep what is younger than `args.retention`.
 pub(crate) async fn run<Batch, Outcome>(
-    interval: Duration,
+    args: &BuildArgs,
     warehouse: &Warehouse,
     out: &mut impl Write,
     mut batch: Batch,
@@ -41,7 +42,7 @@ where
     writeln!(
         out,
         "running continuously every {}; Ctrl-C or SIGTERM stops after the current batch",
-        humantime::format_duration(interval)
+        humantime::format_duration(args.interval)
     )?;
     out.flush()?;
     let stop = shutdown_signal();
@@ -115,12 +116,16 @@ where
             }
         }
         if number.is_multiple_of(MAINTAIN_EVERY) {
-            match RunReport::prune(warehouse, REPORT_RETENTION, REPORTS_KEPT).await {
+            match RunReport::prune(warehouse, args.retention, REPORTS_KEPT).await {
                 Ok(0) => {}
-                Ok(removed) => writeln!(out, "pruned {removed} run report(s) older than 7 days")?,
+                Ok(removed) => writeln!(
+                    out,
+                    "pruned {removed} run report(s) older than {}",
+                    humantime::format_duration(args.retention)
+                )?,
                 Err(error) => writeln!(out, "could not prune the run history: {error}")?,
             }
-            tidy(warehouse, &std::mem::take(&mut built), out).await?;
+            tidy(warehouse, &std::mem::take(&mut built), args.retention, out).await?;
         }
         out.flush()?;
         if stopping {
@@ -129,7 +134,7 @@ where
         // Batches start every `interval`: what arrives waits half of it on average, not
         // half of it plus half a batch.
         tokio::select! {
-            _ = tokio::time::sleep_until((started + interval).into()) => {}
+            _ = tokio::time::sleep_until((started + args.interval).into()) => {}
             _ = &mut stop => break,
         }
     }
@@ -142,10 +147,11 @@ where
 async fn tidy(
     warehouse: &Warehouse,
     tables: &BTreeSet<TableName>,
+    retention: Duration,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     for table in tables {
-        match strata_engine::run::tidy(warehouse, table).await {
+        match strata_engine::run::tidy(warehouse, table, retention).await {
             Ok(Tidied {
                 compacted: 0,
                 removed: 0,

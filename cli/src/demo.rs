@@ -107,6 +107,7 @@ pub(crate) async fn run(args: DemoArgs, out: &mut impl Write) -> Result<(), CliE
                 strict: false,
                 continuous: false,
                 interval: std::time::Duration::from_secs(10),
+                retention: strata_storage::maintenance::DEFAULT_RETENTION,
             },
             scheduler: None,
             credentials: crate::credentials::CredentialsArgs::default(),

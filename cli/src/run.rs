@@ -42,6 +42,11 @@ pub(crate) struct BuildArgs {
     /// is followed at once, as Spark's processing-time trigger does.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, requires = "continuous")]
     pub interval: Duration,
+    /// How long raw tables keep the files a compaction replaced (for reads begun
+    /// before it) and the warehouse keeps run reports beyond the newest 1,000; Delta
+    /// tables keep theirs for their `delta.deletedFileRetentionDuration`.
+    #[arg(long, default_value = "7days", value_parser = humantime::parse_duration, requires = "continuous")]
+    pub retention: Duration,
 }
 
 /// Arguments of `strata run`.
@@ -149,7 +154,7 @@ pub(crate) async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliEr
                 .await
                 .map_err(|error| CliError::pipeline(error, &sources))
         };
-        return crate::continuous::run(args.build.interval, &warehouse, out, batch).await;
+        return crate::continuous::run(&args.build, &warehouse, out, batch).await;
     }
     let progress = Progress::default();
     let compiled = compile(&sources, &warehouse, &engine)

@@ -102,7 +102,7 @@ pub(crate) async fn submit(args: SubmitArgs, out: &mut impl Write) -> Result<(),
                 }
             }
         };
-        return crate::continuous::run(args.build.interval, &warehouse, out, batch).await;
+        return crate::continuous::run(&args.build, &warehouse, out, batch).await;
     }
     let run_id = start_run(&mut client, request).await?;
     writeln!(out, "submitted run {run_id}")?;

@@ -20,6 +20,10 @@ pub(crate) struct TidyArgs {
     /// Warehouse root.
     #[arg(long, env = "STRATA_WAREHOUSE")]
     pub warehouse: String,
+    /// How long raw tables keep the files a compaction replaced, for reads begun
+    /// before it; Delta tables keep theirs for their `delta.deletedFileRetentionDuration`.
+    #[arg(long, default_value = "7days", value_parser = humantime::parse_duration)]
+    pub retention: std::time::Duration,
 }
 
 /// Tidies each table and says what it did; a table that cannot be tidied fails the
@@ -48,7 +52,7 @@ pub(crate) async fn run(args: TidyArgs, out: &mut impl Write) -> Result<(), CliE
     let mut failed = Vec::new();
     let mut total = Tidied::default();
     for table in &tables {
-        match strata_engine::run::tidy(&warehouse, table).await {
+        match strata_engine::run::tidy(&warehouse, table, args.retention).await {
             Ok(tidied) => {
                 writeln!(
                     out,

@@ -450,6 +450,11 @@ mod tests {
                 ])
                 .unwrap(),
             }),
+            decrypt: strata_decrypt::Decryption::from_options([
+                ("decrypt.key_file", "/etc/strata/keys/landing.asc"),
+                ("decrypt.passphrase_env", "LANDING_PASSPHRASE"),
+            ])
+            .unwrap(),
         };
         let parts = vec![
             FilePart {

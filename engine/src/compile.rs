@@ -13,6 +13,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{ExprWithAlias, Statement as SqlStatement, Value};
 
+use strata_decrypt::Cipher;
 use strata_language::rules::{check_clauses, stored_schema};
 use strata_language::{
     Diagnostic, Graph, LanguageError, Layer, Pipeline, SourceTable, Sources, Statement, TableDef,
@@ -248,7 +249,13 @@ async fn plan_source(source: &SourceTable, warehouse: &Warehouse, ctx: &SessionC
                 Some(source.span),
             )
             .with_help(
-                "set STORED AS to the files' format, and OPTIONS ('format.compression' …) to how they are compressed",
+                if landing.decrypt.is_none()
+                    && listing.ignored.iter().any(|path| Cipher::of(path).is_some())
+                {
+                    "the files are encrypted: name the source's keys with OPTIONS ('decrypt.key_file' …) (see docs/privacy.md)"
+                } else {
+                    "set STORED AS to the files' format, and OPTIONS ('format.compression' …) to how they are compressed"
+                },
             ),
         ]);
     }

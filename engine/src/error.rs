@@ -35,6 +35,11 @@ pub enum EngineError {
     /// A landing file's bad rows failed the build, as its `bad_rows` option says.
     #[error("{file}: {why}; nothing was committed")]
     BadRows { file: String, why: String },
+    /// The keys to decrypt a landing file cannot be read; the file waits for the next run.
+    #[error(
+        "{file}: {why}; nothing was committed, and the file is read again once its keys can be read"
+    )]
+    Keys { file: String, why: String },
     /// One step of a table build failed in the engine.
     #[error("{step}: {source}")]
     Build {

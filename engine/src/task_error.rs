@@ -26,6 +26,9 @@ pub enum TaskError {
     UnreadableInput { executor: String, cause: String },
     /// A landing file cannot be read as its format (a gzip stream cut off, say).
     CorruptFile { file: String, why: String },
+    /// The keys a source names to decrypt `file` cannot be read where the task runs:
+    /// the source's fault, not the file's, which is read again next run.
+    Keys { file: String, why: String },
     /// The task's input failed as it was read (a corrupt Parquet file, say), as
     /// opposed to its output or the task itself.
     BadInput { why: String },
@@ -51,6 +54,7 @@ impl TaskError {
             TaskError::BadRows { file, why, .. } | TaskError::CorruptFile { file, why } => {
                 format!("{file}: {why}")
             }
+            TaskError::Keys { file, why } => format!("{file}: {why}"),
             TaskError::BadInput { why } => why.clone(),
         };
         let json = serde_json::to_vec(&self).unwrap_or_default();
@@ -83,6 +87,7 @@ impl TaskError {
             TaskError::BadRows { file, why, .. } | TaskError::CorruptFile { file, why } => {
                 EngineError::BadRows { file, why }
             }
+            TaskError::Keys { file, why } => EngineError::Keys { file, why },
             TaskError::BadInput { why } => EngineError::TaskFailed {
                 step: BuildStep::RunningTheQuery,
                 why: plain(&why).to_owned(),
@@ -335,6 +340,10 @@ mod tests {
             TaskError::UnreadableInput {
                 executor: "host:42".into(),
                 cause: "No such file or directory (os error 2)".into(),
+            },
+            TaskError::Keys {
+                file: "s3://drop/a.csv.gpg".into(),
+                why: "'decrypt.key_file' /etc/k.asc: cannot read the key file".into(),
             },
         ] {
             let raised = task.clone().into_datafusion();

@@ -45,10 +45,15 @@ impl std::ops::AddAssign for Tidied {
 }
 
 /// Tidies one table of `warehouse`, and the tables beside it: its quarantine, and the
-/// keys it deleted.
-pub async fn tidy(warehouse: &Warehouse, table: &TableName) -> Result<Tidied> {
+/// keys it deleted. A raw table keeps files no version reads for `raw_retention`; a
+/// Delta table for its own `delta.deletedFileRetentionDuration`.
+pub async fn tidy(
+    warehouse: &Warehouse,
+    table: &TableName,
+    raw_retention: Duration,
+) -> Result<Tidied> {
     match table.layer.format() {
-        Some(Format::Avro) => tidy_raw(&warehouse.table(table), DEFAULT_RETENTION).await,
+        Some(Format::Avro) => tidy_raw(&warehouse.table(table), raw_retention).await,
         Some(_) => {
             let mut tidied = tidy_delta(&warehouse.table(table)).await?;
             for beside in [table.quarantine(), table.deleted()] {
@@ -254,7 +259,7 @@ mod tests {
         let reader_at = delta_publish::latest_version(&dir).await.unwrap() + 1;
         assert_eq!(parquet_files(&local), 8);
 
-        let tidied = tidy(&warehouse, &name).await.unwrap();
+        let tidied = tidy(&warehouse, &name, DEFAULT_RETENTION).await.unwrap();
 
         assert_eq!(
             tidied,
@@ -267,7 +272,7 @@ mod tests {
         // The compacted files are kept for readers of older versions, within the retention.
         assert_eq!(parquet_files(&local), 6 + 1 + 1);
         retain(0).await;
-        let tidied = tidy(&warehouse, &name).await.unwrap();
+        let tidied = tidy(&warehouse, &name, DEFAULT_RETENTION).await.unwrap();
         assert_eq!(
             tidied,
             Tidied {
@@ -350,7 +355,7 @@ mod tests {
             .unwrap();
         age(&log_entry.path(), old);
 
-        let tidied = tidy(&warehouse, &name).await.unwrap();
+        let tidied = tidy(&warehouse, &name, DEFAULT_RETENTION).await.unwrap();
 
         assert_eq!(
             tidied,

@@ -22,6 +22,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::sql::parser::{CreateExternalTable, Statement as DFStatement};
+use strata_decrypt::{Cipher, Decryption};
 use strata_storage::landing::{
     AfterIngest, BadRowPolicy, Compression, CsvLayout, FileKind, Listing, RowFormat, after_ingest,
     file_suffixes, list_files, policy,
@@ -62,6 +63,9 @@ pub struct LandingSource {
     pub store: StoreOptions,
     /// The topic of a Kafka source; `None` for a source of files.
     pub kafka: Option<KafkaRead>,
+    /// Where the keys of encrypted files are (`'decrypt.key_file'`…); `None` when the
+    /// source reads files in clear only.
+    pub decrypt: Option<Decryption>,
 }
 
 impl LandingSource {
@@ -84,6 +88,7 @@ impl LandingSource {
             policy::OPTION_NAMES
                 .iter()
                 .chain(&after_ingest::OPTION_NAMES)
+                .chain(&strata_decrypt::OPTION_NAMES)
                 .any(|name| *name == key)
         });
         definition.options = theirs;
@@ -119,6 +124,12 @@ impl LandingSource {
         after_ingest
             .check(&definition.locations)
             .map_err(DataFusionError::Plan)?;
+        let decrypt = Decryption::from_options(
+            values
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+        )
+        .map_err(|error| DataFusionError::Plan(format!("{}: {error}", definition.name)))?;
         let kind = FileKind::parse(&definition.file_type).ok_or_else(|| {
             DataFusionError::Plan(format!(
                 "STORED AS {} is not a landing format; Strata reads CSV, JSON (newline-delimited), PARQUET, AVRO and ARROW",
@@ -177,6 +188,9 @@ impl LandingSource {
         };
         let declared = (!command.schema.fields().is_empty())
             .then(|| Arc::new(command.schema.as_arrow().clone()));
+        if decrypt.is_some() {
+            check_decryptable(&name, kind, kafka.is_some(), declared.is_some())?;
+        }
         if let Some(kafka) = &kafka {
             kafka.check_columns(declared.as_ref())?;
         }
@@ -201,12 +215,23 @@ impl LandingSource {
             after_ingest,
             store,
             kafka,
+            decrypt,
         })
     }
 
-    /// The ends of the file names this source reads (`.csv.gz`, say).
+    /// The ends of the file names this source reads (`.csv.gz`, say); with keys, also
+    /// those of the same files encrypted (`.csv.gz.gpg`, `.csv.gz.age`).
     pub fn suffixes(&self) -> Vec<String> {
-        file_suffixes(self.kind, self.compression)
+        let clear = file_suffixes(self.kind, self.compression);
+        if self.decrypt.is_none() {
+            return clear;
+        }
+        let encrypted = clear.iter().flat_map(|suffix| {
+            Cipher::SUFFIXES
+                .iter()
+                .map(move |cipher| format!("{suffix}{cipher}"))
+        });
+        encrypted.chain(clear.iter().cloned()).collect()
     }
 
     /// The files under every location, sorted by path; none for a Kafka source.
@@ -350,6 +375,7 @@ impl LandingSource {
             policy: self.policy,
             store: self.store.clone(),
             kafka: self.kafka.clone(),
+            decrypt: self.decrypt.clone(),
         })
     }
 
@@ -357,6 +383,24 @@ impl LandingSource {
         // The files were chosen by name already; every one given is read.
         ListingOptions::new(Arc::clone(&self.format)).with_file_extension("")
     }
+}
+
+/// Refuses decryption where Strata cannot do it: files DataFusion reads itself
+/// (Parquet, Avro and Arrow need to seek), topics, and columns to infer from
+/// ciphertext.
+fn check_decryptable(name: &str, kind: FileKind, kafka: bool, declared: bool) -> Result<()> {
+    let why = if kafka {
+        "a Kafka source reads no files to decrypt"
+    } else if !matches!(kind, FileKind::Csv | FileKind::Json) {
+        "Strata decrypts CSV and JSON files as it reads them; Parquet, Avro and Arrow files are read by seeking, so deliver them in clear or as CSV or JSON"
+    } else if !declared {
+        "declare the columns of an encrypted source: they are not inferred from encrypted files"
+    } else {
+        return Ok(());
+    };
+    Err(DataFusionError::Plan(format!(
+        "{name}: 'decrypt.*' options: {why}"
+    )))
 }
 
 /// The inferred columns, with every column no row had a value in (inferred as `Null`,

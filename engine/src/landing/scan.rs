@@ -31,6 +31,7 @@ use datafusion::physical_plan::{
 use futures::TryStreamExt;
 use object_store::{GetResultPayload, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
+use strata_decrypt::{Cipher, Decryption};
 use strata_storage::landing::{
     BadRowPolicy, Compression, LandingReader, Limit, OnBadRow, RangeStart, Reject, RowFormat,
     Verdict, rejects_batch, rejects_schema, skip_to,
@@ -57,6 +58,9 @@ pub struct ReadSpec {
     /// The topic a Kafka source's parts are partitions of; `None` for files.
     #[serde(default)]
     pub kafka: Option<KafkaRead>,
+    /// Where the keys of encrypted files are; `None` when files are read in clear.
+    #[serde(default)]
+    pub decrypt: Option<Decryption>,
 }
 
 /// Where a scan writes the bad rows it finds: the raw table's directory, the build's
@@ -173,6 +177,8 @@ fn split(
 ) -> Vec<FilePart> {
     let splittable = read.compression == Compression::Uncompressed
         && !matches!(&read.format, RowFormat::Csv(layout) if layout.newlines_in_values);
+    // An encrypted file is read from its start: its ciphertext has no line breaks.
+    let splittable = |path: &str| splittable && Cipher::of(path).is_none();
     // A range's reader counts the lines before it, so only a local file is read in ranges.
     let local = |path: &str| StoreUrl::parse(path).is_ok_and(|url| url.kind() == StoreKind::Local);
     let mut parts = Vec::new();
@@ -181,11 +187,12 @@ fn split(
     } in files
     {
         let size = *bytes;
-        let ranges = if splittable && local(path) && partitions > 1 && size >= min_bytes.max(1) {
-            partitions as u64
-        } else {
-            1
-        };
+        let ranges =
+            if splittable(path) && local(path) && partitions > 1 && size >= min_bytes.max(1) {
+                partitions as u64
+            } else {
+                1
+            };
         if ranges == 1 {
             parts.push(FilePart {
                 path: path.clone(),
@@ -422,6 +429,7 @@ impl FileScan {
         let file = self.open().map_err(|error| {
             DataFusionError::Context(format!("opening {}", self.file), Box::new(error))
         })?;
+        let file = self.decrypt(file)?;
         let policy = self.read.policy;
         let reader = match self.range {
             Some((start, end)) => {
@@ -529,6 +537,29 @@ impl FileScan {
         })
     }
 
+    /// The plaintext of an encrypted file, decrypted as it is read; a file in clear as it
+    /// is. Keys that cannot be read fail the build (the file is read again next run); a
+    /// file they cannot open is rejected whole.
+    fn decrypt(&self, file: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>> {
+        let Some(cipher) = Cipher::of(&self.file) else {
+            return Ok(file);
+        };
+        let decryption = self.read.decrypt.as_ref().ok_or_else(|| {
+            self.corrupt(DataFusionError::Execution(
+                "an encrypted file, and its source names no key ('decrypt.key_file'…)".to_owned(),
+            ))
+        })?;
+        let keys = decryption.keys().map_err(|error| {
+            TaskError::Keys {
+                file: self.file.clone(),
+                why: error.to_string(),
+            }
+            .into_datafusion()
+        })?;
+        keys.open(cipher, file)
+            .map_err(|error| self.corrupt(DataFusionError::Execution(error.to_string())))
+    }
+
     /// Stops at a bad row when the policy says so, or at a count limit passed part way.
     fn apply_policy(&self, first: &Reject, counts: &ScannedFile) -> Result<()> {
         let policy = self.read.policy;
@@ -602,6 +633,7 @@ mod tests {
             file("/l/big.csv", 1001),
             file("/l/small.csv", 1),
             file("s3://b/big.csv", 1001),
+            file("/l/big.csv.gpg", 1001),
         ];
         let mut read = ReadSpec {
             format: RowFormat::Csv(CsvLayout::default()),
@@ -609,6 +641,7 @@ mod tests {
             policy: BadRowPolicy::default(),
             store: StoreOptions::default(),
             kafka: None,
+            decrypt: None,
         };
         let parts = split(&files, &read, 3, 100);
         let ranges: Vec<_> = parts.iter().map(|part| part.range).collect();
@@ -619,9 +652,10 @@ mod tests {
                 Some((334, 668)),
                 Some((668, 1001)),
                 None,
+                None,
                 None
             ],
-            "a stored file is read whole"
+            "a stored file, and an encrypted one, is read whole"
         );
         read.compression = Compression::Gzip;
         assert!(
@@ -636,7 +670,7 @@ mod tests {
         });
         assert_eq!(
             split(&files, &read, 3, 100).len(),
-            3,
+            4,
             "rows may span ranges"
         );
     }

@@ -2,6 +2,8 @@
 //! only where every table of the warehouse that reads it has read them, so no reader
 //! falls back to reading it whole.
 
+use std::time::Duration;
+
 use strata_language::{Format, TableName};
 use strata_storage::maintenance::{self, Tidied};
 use strata_storage::{CommitLog, Warehouse, catalog, delta_publish, raw_compaction};
@@ -11,15 +13,16 @@ use super::publish::positions_read;
 use crate::error::Result;
 
 /// Compacts and vacuums one table and its quarantine or rejects (see
-/// [`maintenance::tidy`]); a raw table's small files are merged first.
-pub async fn tidy(warehouse: &Warehouse, table: &TableName) -> Result<Tidied> {
+/// [`maintenance::tidy`], which keeps a raw table's replaced files for `retention`); a
+/// raw table's small files are merged first.
+pub async fn tidy(warehouse: &Warehouse, table: &TableName, retention: Duration) -> Result<Tidied> {
     let mut tidied = Tidied::default();
     if table.layer.format() == Some(Format::Avro) {
         let read_through = read_by_all(warehouse, table).await?;
         let dir = warehouse.table(table);
         tidied.compacted += raw_compaction::compact(&dir, read_through, &new_run_id()).await?;
     }
-    tidied += maintenance::tidy(warehouse, table).await?;
+    tidied += maintenance::tidy(warehouse, table, retention).await?;
     Ok(tidied)
 }
 
