@@ -52,6 +52,17 @@ impl Authenticator {
         })
     }
 
+    /// The role of a caller, as the configuration gives it.
+    pub(crate) fn role(&self, caller: &Caller) -> Option<String> {
+        let Caller::User(name) = caller else {
+            return None;
+        };
+        self.users
+            .iter()
+            .find(|user| &user.name == name)
+            .and_then(|user| user.role.clone())
+    }
+
     /// Whether calls need credentials at all.
     pub(crate) fn required(&self) -> bool {
         !self.users.is_empty()

@@ -26,6 +26,10 @@ pub struct User {
     /// Queries this user may run at once, instead of the server's number.
     #[serde(default)]
     pub concurrent_queries: Option<usize>,
+    /// The user's role: recorded with each query, and `admin` may read the audit
+    /// trail (`_strata.audit`).
+    #[serde(default)]
+    pub role: Option<String>,
 }
 
 impl User {
@@ -36,6 +40,7 @@ impl User {
             password: password.to_owned(),
             query_timeout_seconds: None,
             concurrent_queries: None,
+            role: None,
         }
     }
 
@@ -54,6 +59,7 @@ impl fmt::Debug for User {
             .field("password", &"<redacted>")
             .field("query_timeout_seconds", &self.query_timeout_seconds)
             .field("concurrent_queries", &self.concurrent_queries)
+            .field("role", &self.role)
             .finish()
     }
 }

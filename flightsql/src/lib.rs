@@ -1,6 +1,7 @@
 //! Strata's read-only Arrow Flight SQL service: data scientists query the published
 //! tables of a warehouse from ADBC, JDBC or pyarrow, each query on one snapshot.
 
+mod audit;
 mod auth;
 mod config;
 mod endpoint;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use strata_engine::Engine;
 use strata_storage::Warehouse;
+use strata_storage::audit::AuditLog;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
@@ -37,6 +39,9 @@ use crate::limits::Admission;
 use crate::query::Planner;
 use crate::service::StrataFlightSql;
 
+/// How long a stopping server waits for its last audit records to be committed.
+const AUDIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A Flight SQL server bound to its address, ready to serve.
 pub struct FlightSqlServer {
     listener: tokio::net::TcpListener,
@@ -44,6 +49,8 @@ pub struct FlightSqlServer {
     endpoint: Endpoint,
     tls: Option<ServerTlsConfig>,
     admission: Arc<Admission>,
+    /// Commits the audit trail; it ends once the service is gone.
+    audit_writer: tokio::task::JoinHandle<()>,
 }
 
 impl FlightSqlServer {
@@ -66,6 +73,7 @@ impl FlightSqlServer {
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
         let auth = Arc::new(Authenticator::new(config.users.clone(), config.token_ttl)?);
         let admission = Arc::new(Admission::new(config.limits.clone()));
+        let (audit, audit_writer) = AuditLog::start(warehouse.clone());
         let planner = Planner::new(
             warehouse,
             config.show_quarantine,
@@ -77,8 +85,9 @@ impl FlightSqlServer {
             .iter()
             .map(|user| (user.name.clone(), user.limits()))
             .collect();
-        let service = StrataFlightSql::new(planner, auth, Arc::clone(&admission), user_limits)
-            .map_err(|status| Error::Tls(status.to_string()))?;
+        let service =
+            StrataFlightSql::new(planner, auth, Arc::clone(&admission), user_limits, audit)
+                .map_err(|status| Error::Tls(status.to_string()))?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr, source })?;
@@ -91,6 +100,7 @@ impl FlightSqlServer {
             endpoint: Endpoint::new(service),
             tls,
             admission,
+            audit_writer,
         })
     }
 
@@ -124,6 +134,13 @@ impl FlightSqlServer {
             .add_service(FlightServiceServer::new(self.endpoint))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
+        // The service is gone: the queries it recorded are committed before the end.
+        if tokio::time::timeout(AUDIT_PATIENCE, self.audit_writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the audit trail's last records were not committed in time");
+        }
         Ok(())
     }
 }

@@ -21,9 +21,12 @@ use strata_storage::delta_publish::DeltaReader;
 use strata_storage::{StoreRegistry, Warehouse, storage_schema};
 use tonic::Status;
 
+use crate::audit::ADMIN_ROLE;
 use crate::limits::Admission;
 use crate::status::status;
-use crate::tables::{SCHEMAS, Visibility, WarehouseCatalog, split_version};
+use crate::tables::{
+    AUDIT_SCHEMA, AUDIT_TABLE, SCHEMAS, Visibility, WarehouseCatalog, split_version,
+};
 use crate::time_travel;
 
 /// The catalog clients see.
@@ -118,7 +121,7 @@ impl Planner {
         &self,
         tables: &[PublishedTable],
     ) -> Result<Vec<SchemaRef>, Status> {
-        let state = self.context()?.state();
+        let state = self.context(false)?.state();
         let mut schemas = Vec::with_capacity(tables.len());
         for table in tables {
             let provider = catalog::open(table, None, &state, self.visibility.reader)
@@ -133,19 +136,21 @@ impl Planner {
     ///
     /// Only the tables the statement names are opened, each at the version current
     /// now or the one it asks for; nothing lists the warehouse.
+    /// An `admin` may also read the audit trail, `_strata.audit`.
     pub(crate) async fn plan(
         &self,
         sql: &str,
         parameters: Option<Vec<ScalarValue>>,
+        admin: bool,
     ) -> Result<Planned, Status> {
         let sql = positional_placeholders(sql)?;
-        let ctx = self.context()?;
+        let ctx = self.context(admin)?;
         let state = ctx.state();
         let statement = time_travel::parse(&sql)?;
         refuse_write_statements(&statement)?;
         let references = state.resolve_table_references(&statement).map_err(status)?;
         for reference in &references {
-            self.check(reference).await?;
+            self.check(reference, admin).await?;
         }
         let plan = state.statement_to_plan(statement).await.map_err(status)?;
         refuse_writes(&plan)?;
@@ -156,8 +161,9 @@ impl Planner {
         Ok(Planned { ctx, plan })
     }
 
-    /// A fresh context whose catalog is the warehouse's published tables.
-    fn context(&self) -> Result<SessionContext, Status> {
+    /// A fresh context whose catalog is the warehouse's published tables, and for an
+    /// admin its audit trail.
+    fn context(&self, admin: bool) -> Result<SessionContext, Status> {
         let config = self
             .engine
             .config()
@@ -177,13 +183,14 @@ impl Planner {
             .build();
         let ctx = SessionContext::new_with_state(state);
         strata_udfs::register_all(&ctx);
-        let catalog = WarehouseCatalog::new(self.visibility.clone(), ctx.state());
+        let catalog = WarehouseCatalog::new(self.visibility.clone(), ctx.state(), admin);
         ctx.register_catalog(CATALOG, Arc::new(catalog));
         Ok(ctx)
     }
 
-    /// Says which catalog, schema or table a reference names that does not exist.
-    async fn check(&self, reference: &TableReference) -> Result<(), Status> {
+    /// Says which catalog, schema or table a reference names that does not exist, or
+    /// that the caller may not read.
+    async fn check(&self, reference: &TableReference, admin: bool) -> Result<(), Status> {
         if reference
             .catalog()
             .is_some_and(|catalog| catalog != CATALOG)
@@ -194,6 +201,17 @@ impl Planner {
             )));
         }
         let schema_name = reference.schema().unwrap_or(DEFAULT_SCHEMA);
+        if schema_name == AUDIT_SCHEMA {
+            return match (admin, reference.table()) {
+                (false, _) => Err(Status::permission_denied(format!(
+                    "{AUDIT_SCHEMA}.{AUDIT_TABLE} is readable by the {ADMIN_ROLE} role only"
+                ))),
+                (true, AUDIT_TABLE) => Ok(()),
+                (true, other) => Err(Status::not_found(format!(
+                    "unknown table {AUDIT_SCHEMA}.{other}: {AUDIT_SCHEMA} holds {AUDIT_TABLE} only"
+                ))),
+            };
+        }
         let layer = Layer::parse(schema_name)
             .filter(|layer| SCHEMAS.contains(layer))
             .ok_or_else(|| {
@@ -367,7 +385,7 @@ mod tests {
         std::fs::write(log.join("00000000000000000000.json"), "{").unwrap();
         let planner = Planner::new(warehouse.clone(), false, Engine::Embedded, Arc::default());
         let broken = planner
-            .plan("SELECT * FROM raw.broken", None)
+            .plan("SELECT * FROM raw.broken", None, false)
             .await
             .err()
             .expect("the broken table is listed, then fails to open");
@@ -377,6 +395,7 @@ mod tests {
             .plan(
                 "SELECT count(*) AS n FROM enriched.scores WHERE id > ?",
                 Some(vec![ScalarValue::Int64(Some(1))]),
+                false,
             )
             .await
             .expect("the query plans without a listing");
@@ -389,6 +408,47 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows[0].num_rows(), 1);
+
+        // The audit trail: admins only, once it holds a query.
+        let audit = "SELECT user, status FROM _strata.audit";
+        let refused = planner.plan(audit, None, false).await.err().unwrap();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+        assert!(
+            refused
+                .message()
+                .contains("readable by the admin role only")
+        );
+        let empty = planner.plan(audit, None, true).await.err().unwrap();
+        assert!(
+            empty.message().contains("holds no queries yet"),
+            "{empty:?}"
+        );
+        let record = strata_storage::audit::AuditRecord {
+            started_us: 0,
+            user: "ana".into(),
+            role: None,
+            client: "flight-sql".into(),
+            sql: "SELECT 1".into(),
+            tables: Vec::new(),
+            columns: Vec::new(),
+            rows: 1,
+            status: "ok".into(),
+            error: None,
+            duration_ms: 1,
+        };
+        strata_storage::audit::append(&warehouse, &[record])
+            .await
+            .unwrap();
+        let read = planner.plan(audit, None, true).await.unwrap();
+        let rows = read
+            .ctx
+            .execute_logical_plan(read.plan)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(rows.iter().map(|batch| batch.num_rows()).sum::<usize>(), 1);
         std::fs::remove_dir_all(root).unwrap();
     }
 
@@ -404,7 +464,7 @@ mod tests {
             "SET datafusion.execution.batch_size = 1",
         ] {
             let refused = planner
-                .plan(sql, None)
+                .plan(sql, None, false)
                 .await
                 .err()
                 .unwrap_or_else(|| panic!("{sql} ran"));
@@ -415,13 +475,13 @@ mod tests {
             );
         }
         let unknown = planner
-            .plan("SELECT nope FROM enriched.scores", None)
+            .plan("SELECT nope FROM enriched.scores", None, false)
             .await
             .err()
             .unwrap();
         assert_eq!(unknown.code(), Code::InvalidArgument, "{unknown:?}");
         let missing = planner
-            .plan("SELECT * FROM enriched.score", None)
+            .plan("SELECT * FROM enriched.score", None, false)
             .await
             .err()
             .unwrap();

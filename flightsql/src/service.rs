@@ -30,16 +30,18 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use prost::Message;
+use strata_storage::audit::AuditLog;
 use strata_storage::to_storage;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::audit::{ADMIN_ROLE, QueryAudit};
 use crate::auth::{AUTHORIZATION, Authenticator, Caller};
 use crate::handle::QueryHandle;
 use crate::interrupt::{QueryRuntime, interruptible};
 use crate::limits::{Admission, Limited, UserLimits};
 use crate::metadata;
-use crate::query::{CATALOG, Planner};
+use crate::query::{CATALOG, Planned, Planner};
 use crate::status::status;
 use crate::tables::SCHEMAS;
 
@@ -60,6 +62,8 @@ pub(crate) struct StrataFlightSql {
     /// Where embedded queries run, apart from the server's connections (none when the
     /// engine is a cluster: its executors run them).
     queries: Option<QueryRuntime>,
+    /// Where each query is recorded as it ends.
+    audit: AuditLog,
 }
 
 impl StrataFlightSql {
@@ -68,6 +72,7 @@ impl StrataFlightSql {
         auth: Arc<Authenticator>,
         admission: Arc<Admission>,
         user_limits: HashMap<String, UserLimits>,
+        audit: AuditLog,
     ) -> Result<Self, Status> {
         let state = datafusion::prelude::SessionContext::new().state();
         let sql_info = metadata::sql_info(&state).map_err(|e| Status::internal(e.to_string()))?;
@@ -84,7 +89,25 @@ impl StrataFlightSql {
             sql_info,
             xdbc_types,
             queries,
+            audit,
         })
+    }
+
+    /// Plans a query to describe it (its result's or its parameters' schema), as the
+    /// caller may read; a query that does not plan ends here and is recorded so, one
+    /// that does is recorded as it runs.
+    async fn plan_described(
+        &self,
+        sql: &str,
+        parameters: Option<Vec<datafusion::common::ScalarValue>>,
+        caller: &Caller,
+    ) -> Result<Planned, Status> {
+        let role = self.auth.role(caller);
+        let admin = role.as_deref() == Some(ADMIN_ROLE);
+        match self.planner.plan(sql, parameters, admin).await {
+            Ok(planned) => Ok(planned),
+            Err(failed) => Err(QueryAudit::start(&self.audit, caller, role, sql).failed(failed)),
+        }
     }
 
     pub(crate) fn authenticator(&self) -> &Arc<Authenticator> {
@@ -95,11 +118,11 @@ impl StrataFlightSql {
     async fn query_info(
         &self,
         handle: QueryHandle,
+        caller: &Caller,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
         let planned = self
-            .planner
-            .plan(&handle.sql, handle.parameter_values()?)
+            .plan_described(&handle.sql, handle.parameter_values()?, caller)
             .await?;
         let ticket = TicketStatementQuery {
             statement_handle: handle.to_bytes(),
@@ -121,41 +144,54 @@ impl StrataFlightSql {
         ticket: &[u8],
     ) -> Result<Response<DoGetStream>, Status> {
         let user = caller.to_string();
+        let role = self.auth.role(&caller);
+        let admin = role.as_deref() == Some(ADMIN_ROLE);
+        let mut audit = QueryAudit::start(&self.audit, &caller, role, &handle.sql);
         let own = self.user_limits.get(&user).cloned().unwrap_or_default();
-        let turn = self.admission.admit(&user, &own).await?;
+        let turn = match self.admission.admit(&user, &own).await {
+            Ok(turn) => turn,
+            Err(refused) => return Err(audit.failed(refused)),
+        };
         // The limits hold from here: planning counts against the deadline too.
         let guard = self.admission.start(&user, ticket, &own);
         let started = Instant::now();
-        let planned = self
-            .planner
-            .plan(&handle.sql, handle.parameter_values()?)
-            .await?;
+        let planned = async {
+            let planned = self
+                .planner
+                .plan(&handle.sql, handle.parameter_values()?, admin)
+                .await?;
+            let state = planned.ctx.state();
+            let optimized = state.optimize(&planned.plan).map_err(status)?;
+            let physical = state
+                .query_planner()
+                .create_physical_plan(&optimized, &state)
+                .await
+                .map_err(status)?;
+            Ok::<_, Status>((planned, optimized, physical))
+        }
+        .await;
+        let (planned, optimized, physical) = match planned {
+            Ok(planned) => planned,
+            Err(failed) => return Err(audit.failed(failed)),
+        };
+        audit.reads(&optimized);
         let schema = planned.schema();
-        let physical = planned
-            .ctx
-            .execute_logical_plan(planned.plan)
-            .await
-            .map_err(status)?
-            .create_physical_plan()
-            .await
-            .map_err(status)?;
         // A cluster's executors run the plan as Ballista encodes it; here it runs on the
         // query threads and must stop when told to.
         let batches = match &self.queries {
-            Some(queries) => queries
-                .execute(
-                    interruptible(physical, guard.stop()).map_err(status)?,
-                    planned.ctx.task_ctx(),
-                )
-                .map_err(status)?,
+            Some(queries) => interruptible(physical, guard.stop())
+                .and_then(|plan| queries.execute(plan, planned.ctx.task_ctx())),
             None => {
                 let job = format!("flightsql:{caller}");
                 self.planner
                     .engine()
                     .stream(physical, &planned.ctx, &job)
                     .await
-                    .map_err(status)?
             }
+        };
+        let batches = match batches {
+            Ok(batches) => batches,
+            Err(error) => return Err(audit.failed(status(error))),
         };
         tracing::info!(
             user = %caller,
@@ -169,7 +205,8 @@ impl StrataFlightSql {
                 .and_then(|batch| to_storage(&batch, &target))
                 .map_err(status)
         });
-        let limited = Limited::new(batches, guard, turn)
+        let limited = audit
+            .watch(Limited::new(batches, guard, turn).boxed())
             .map_err(|status| FlightError::Tonic(Box::new(status)));
         Ok(encode(schema, limited))
     }
@@ -294,7 +331,8 @@ impl FlightSqlService for StrataFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.query_info(QueryHandle::new(query.query), request.into_inner())
+        let caller = caller(&request);
+        self.query_info(QueryHandle::new(query.query), &caller, request.into_inner())
             .await
     }
 
@@ -304,7 +342,8 @@ impl FlightSqlService for StrataFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = QueryHandle::decode_from(&query.prepared_statement_handle)?;
-        self.query_info(handle, request.into_inner()).await
+        let caller = caller(&request);
+        self.query_info(handle, &caller, request.into_inner()).await
     }
 
     async fn do_get_statement(
@@ -330,9 +369,11 @@ impl FlightSqlService for StrataFlightSql {
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<arrow_flight::Action>,
+        request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let planned = self.planner.plan(&query.query, None).await?;
+        let planned = self
+            .plan_described(&query.query, None, &caller(&request))
+            .await?;
         let options = IpcWriteOptions::default();
         let schema_bytes = |schema: &Schema| -> Result<bytes::Bytes, Status> {
             let IpcMessage(bytes) = SchemaAsIpc::new(schema, &options)

@@ -11,7 +11,7 @@ use datafusion::execution::SessionState;
 use strata_language::{Layer, TableName};
 use strata_storage::Warehouse;
 use strata_storage::catalog::{self, PublishedTable};
-use strata_storage::delta_publish::DeltaReader;
+use strata_storage::delta_publish::{self, DeltaReader};
 
 /// The schemas clients see, one per layer that holds built tables.
 pub(crate) const SCHEMAS: [Layer; 3] = [Layer::Raw, Layer::Enriched, Layer::Ranked];
@@ -55,16 +55,21 @@ impl Visibility {
     }
 }
 
-/// Catalog `strata`: the layers of one warehouse.
+/// The schema of the audit trail, which admins see beside the layers.
+pub(crate) const AUDIT_SCHEMA: &str = "_strata";
+/// The audit trail's table in [`AUDIT_SCHEMA`].
+pub(crate) const AUDIT_TABLE: &str = "audit";
+
+/// Catalog `strata`: the layers of one warehouse, and for admins its audit trail.
 #[derive(Debug)]
 pub(crate) struct WarehouseCatalog {
-    schemas: Vec<(Layer, Arc<dyn SchemaProvider>)>,
+    schemas: Vec<(String, Arc<dyn SchemaProvider>)>,
 }
 
 impl WarehouseCatalog {
-    /// The catalog for queries planned on `session`.
-    pub(crate) fn new(visibility: Visibility, session: SessionState) -> Self {
-        let schemas = SCHEMAS
+    /// The catalog for queries planned on `session`; with `audit`, `_strata.audit` too.
+    pub(crate) fn new(visibility: Visibility, session: SessionState, audit: bool) -> Self {
+        let mut schemas: Vec<(String, Arc<dyn SchemaProvider>)> = SCHEMAS
             .into_iter()
             .map(|layer| {
                 let schema: Arc<dyn SchemaProvider> = Arc::new(LayerSchema {
@@ -72,26 +77,66 @@ impl WarehouseCatalog {
                     visibility: visibility.clone(),
                     session: session.clone(),
                 });
-                (layer, schema)
+                (layer.as_str().to_owned(), schema)
             })
             .collect();
+        if audit {
+            schemas.push((
+                AUDIT_SCHEMA.to_owned(),
+                Arc::new(AuditSchema {
+                    visibility,
+                    session,
+                }),
+            ));
+        }
         Self { schemas }
     }
 }
 
 impl CatalogProvider for WarehouseCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.schemas
-            .iter()
-            .map(|(layer, _)| layer.as_str().to_owned())
-            .collect()
+        self.schemas.iter().map(|(name, _)| name.clone()).collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         self.schemas
             .iter()
-            .find(|(layer, _)| layer.as_str() == name)
+            .find(|(schema, _)| schema == name)
             .map(|(_, schema)| Arc::clone(schema))
+    }
+}
+
+/// `_strata`: the audit trail, a Delta table of the warehouse.
+#[derive(Debug)]
+struct AuditSchema {
+    visibility: Visibility,
+    session: SessionState,
+}
+
+#[async_trait]
+impl SchemaProvider for AuditSchema {
+    fn table_names(&self) -> Vec<String> {
+        vec![AUDIT_TABLE.to_owned()]
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let (table, version) = split_version(name);
+        if table != AUDIT_TABLE {
+            return Ok(None);
+        }
+        let dir = self.visibility.warehouse.audit_table();
+        if !delta_publish::has_table(&dir).await {
+            return Err(DataFusionError::Plan(format!(
+                "{AUDIT_SCHEMA}.{AUDIT_TABLE} holds no queries yet"
+            )));
+        }
+        delta_publish::provider(&dir, version, &self.session, self.visibility.reader)
+            .await
+            .map(Some)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        split_version(name).0 == AUDIT_TABLE
     }
 }
 

@@ -2,6 +2,7 @@
 //! the commit log that makes each raw build all-or-nothing, the Delta tables of the
 //! enriched and ranked zones, and the catalog of what is published.
 
+pub mod audit;
 pub mod avro_sink;
 pub mod catalog;
 pub mod cleanup;

@@ -17,6 +17,8 @@ use crate::store::{StoreKind, StoreOptions, StoreUrl};
 const STRATA_DIR: &str = "_strata";
 /// Run reports, one JSON file per run, under [`STRATA_DIR`].
 const RUNS_DIR: &str = "runs";
+/// The audit trail of queries, a Delta table, under [`STRATA_DIR`].
+const AUDIT_DIR: &str = "audit";
 /// Registered schedules, one JSON file per schedule, under [`STRATA_DIR`].
 const SCHEDULES_DIR: &str = "schedules";
 /// What each schedule has fired and seen, one JSON file per schedule, under [`STRATA_DIR`].
@@ -100,6 +102,14 @@ impl Warehouse {
     pub fn table(&self, table: &TableName) -> TableDir {
         TableDir {
             location: self.root.child(layer_and_name(table).as_str()),
+            store: Arc::clone(&self.store),
+        }
+    }
+
+    /// The audit trail of queries, a Delta table: `<root>/_strata/audit`.
+    pub fn audit_table(&self) -> TableDir {
+        TableDir {
+            location: self.root.child(STRATA_DIR).child(AUDIT_DIR),
             store: Arc::clone(&self.store),
         }
     }
