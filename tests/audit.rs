@@ -2,12 +2,18 @@
 //! `_strata.audit` (user, role, SQL, tables and columns read, rows, status), read
 //! through ADBC by an admin and refused to everyone else.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cluster::free_port;
+use crate::console::{Served, http};
 use crate::flight::Server;
 use crate::support::{python, run_pipeline, workdir};
 
-#[test]
-fn every_query_is_audited_and_only_admins_read_the_trail() {
-    let dir = workdir("audit-trail");
+/// A warehouse with one small table, `enriched.people`, and a config of two users:
+/// ana, a data scientist, and root, an admin.
+fn people(name: &str) -> (PathBuf, PathBuf) {
+    let dir = workdir(name);
     std::fs::create_dir_all(dir.join("landing/people")).unwrap();
     std::fs::write(
         dir.join("landing/people/a.csv"),
@@ -31,6 +37,24 @@ fn every_query_is_audited_and_only_admins_read_the_trail() {
          [[users]]\nname = \"root\"\npassword = \"root-secret\"\nrole = \"admin\"\n",
     )
     .unwrap();
+    (dir, config)
+}
+
+/// The audit table's rows, as the deltalake package reads them.
+fn trail(dir: &Path) -> Vec<serde_json::Value> {
+    let read = python(&[
+        "-c",
+        "import json, sys\nfrom deltalake import DeltaTable\n\
+         rows = DeltaTable(sys.argv[1]).to_pyarrow_table().to_pylist()\n\
+         print(json.dumps(sorted(rows, key=lambda row: row['started']), default=str))",
+        dir.join("_strata/audit").to_str().unwrap(),
+    ]);
+    serde_json::from_str(&read).unwrap()
+}
+
+#[test]
+fn every_query_is_audited_and_only_admins_read_the_trail() {
+    let (dir, config) = people("audit-trail");
     let server = Server::start(&dir, &["--config", config.to_str().unwrap()]);
     let script = r#"
 import json, sys, time
@@ -139,18 +163,79 @@ print(json.dumps({"said": said, "audit": rows, "admin_queries": admin_queries}))
     // A stopping server commits what it recorded last (the admin's own queries) before
     // it exits; the trail is a Delta table any Delta reader opens.
     let mut server = server;
-    assert!(server.terminate(std::time::Duration::from_secs(20)));
-    let read = python(&[
-        "-c",
-        "import sys\nfrom deltalake import DeltaTable\n\
-         rows = DeltaTable(sys.argv[1]).to_pyarrow_table().to_pylist()\n\
-         print(sum(1 for row in rows if row['user'] == 'root'), len(rows))",
-        dir.join("_strata/audit").to_str().unwrap(),
-    ]);
-    let admin_queries = found["admin_queries"].as_u64().unwrap();
+    assert!(server.terminate(Duration::from_secs(20)));
+    let trail = trail(&dir);
+    let by_root = trail.iter().filter(|row| row["user"] == "root").count();
     assert_eq!(
-        read.split_whitespace().collect::<Vec<_>>(),
-        [admin_queries.to_string(), (admin_queries + 4).to_string()],
-        "{read}"
+        (by_root as u64, trail.len() as u64),
+        (found["admin_queries"].as_u64().unwrap(), by_root as u64 + 4),
+        "{trail:#?}"
     );
+}
+
+#[test]
+fn the_console_s_table_pages_are_in_the_audit_trail() {
+    let (dir, config) = people("audit-console");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut console = Served::start(&[
+        "console",
+        "--warehouse",
+        dir.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let (status, _, cookie) = http(
+        port,
+        "POST",
+        "/api/login",
+        "",
+        r#"{"user":"ana","password":"ana-secret"}"#,
+    );
+    assert_eq!(status, 200);
+    let (status, page, _) = http(port, "GET", "/api/tables/enriched.people", &cookie, "");
+    assert_eq!(
+        (status, page["sample"].as_array().map(Vec::len)),
+        (200, Some(3)),
+        "{page}"
+    );
+    let (status, _, _) = http(port, "GET", "/api/tables/enriched.nobody", &cookie, "");
+    assert_ne!(status, 200);
+    // Not logged in: refused, and nobody's page to record.
+    let (status, _, _) = http(port, "GET", "/api/tables/enriched.people", "", "");
+    assert_eq!(status, 401);
+    assert!(console.terminate(Duration::from_secs(20)));
+
+    let trail = trail(&dir);
+    assert_eq!(trail.len(), 2, "{trail:#?}");
+    let (page, missing) = (&trail[0], &trail[1]);
+    assert_eq!(
+        (
+            &page["user"],
+            &page["role"],
+            &page["client"],
+            &page["status"],
+            &page["rows"]
+        ),
+        (
+            &"ana".into(),
+            &"data_scientist".into(),
+            &"console".into(),
+            &"ok".into(),
+            &3.into()
+        ),
+        "{page}"
+    );
+    assert_eq!(page["sql"], "SELECT * FROM enriched.people LIMIT 20");
+    assert_eq!(
+        page["columns"],
+        serde_json::json!([
+            "enriched.people.email",
+            "enriched.people.id",
+            "enriched.people.name"
+        ])
+    );
+    assert_eq!(missing["status"], "error", "{missing}");
 }

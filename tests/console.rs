@@ -37,6 +37,11 @@ impl Served {
             .unwrap();
         Served { child, line }
     }
+
+    /// Sends SIGTERM and waits up to `within` for it to exit; whether it did.
+    pub(crate) fn terminate(&mut self, within: std::time::Duration) -> bool {
+        crate::support::terminate(&mut self.child, within)
+    }
 }
 
 impl Drop for Served {
@@ -47,7 +52,13 @@ impl Drop for Served {
 }
 
 /// One HTTP/1.1 request; the status and the JSON body.
-fn http(port: u16, method: &str, path: &str, cookie: &str, body: &str) -> (u16, Value, String) {
+pub(crate) fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    body: &str,
+) -> (u16, Value, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncookie: {cookie}\r\n\

@@ -63,19 +63,7 @@ impl Server {
 
     /// Sends SIGTERM and waits up to `within` for the server to exit; whether it did.
     pub(crate) fn terminate(&mut self, within: std::time::Duration) -> bool {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let deadline = std::time::Instant::now() + within;
-        while std::time::Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        false
+        crate::support::terminate(&mut self.child, within)
     }
 }
 

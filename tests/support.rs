@@ -19,7 +19,6 @@ pub(crate) fn strata(args: &[&str]) -> Output {
         .expect("the strata binary runs")
 }
 
-/// A command's standard output as text.
 /// Runs `strata run PIPELINE --warehouse WAREHOUSE EXTRA…`, which must succeed; its output.
 pub(crate) fn run_pipeline(pipeline: &Path, warehouse: &Path, extra: &[&str]) -> String {
     let mut args = vec![
@@ -79,6 +78,7 @@ print(json.dumps({"files": rows("files"), "rejects": rows("rejects")}, default=s
     serde_json::from_str(&python(&["-c", READ, table.to_str().unwrap()])).unwrap()
 }
 
+/// A command's standard output as text.
 pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -86,6 +86,23 @@ pub(crate) fn stdout(output: &Output) -> String {
 /// A command's standard error as text.
 pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Sends SIGTERM to a server and waits up to `within` for it to exit; whether it did.
+pub(crate) fn terminate(child: &mut std::process::Child, within: Duration) -> bool {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }
 
 /// A path under the target directory that does not exist yet, so each test starts clean.

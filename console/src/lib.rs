@@ -12,7 +12,7 @@ mod tables;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use strata_flightsql::User;
 use strata_language::Sources;
 use strata_storage::Warehouse;
+use strata_storage::audit::{AuditLog, AuditRecord};
 use tokio::net::TcpListener;
 
 pub use error::{Error, Result};
@@ -62,7 +63,12 @@ struct Console {
     login: Login,
     cluster: Option<Feed>,
     live: Option<Feed>,
+    /// Where the table pages' queries are recorded.
+    audit: AuditLog,
 }
+
+/// How long a stopping console waits for its last audit records to be committed.
+const AUDIT_PATIENCE: Duration = Duration::from_secs(10);
 
 const INDEX: &str = include_str!("../assets/index.html");
 const SCRIPT: &str = include_str!("../assets/app.js");
@@ -79,12 +85,14 @@ pub async fn serve(
         source,
     })?;
     check_open(address, &options)?;
+    let (audit, audit_writer) = AuditLog::start(options.warehouse.clone());
     let console = Arc::new(Console {
         warehouse: options.warehouse,
         pipelines: options.pipelines,
         login: Login::new(options.users, SESSION)?,
         cluster: options.cluster,
         live: options.live,
+        audit,
     });
     axum::serve(listener, router(console))
         .with_graceful_shutdown(shutdown)
@@ -92,7 +100,15 @@ pub async fn serve(
         .map_err(|source| Error::Serve {
             address: address.to_string(),
             source,
-        })
+        })?;
+    // The console is gone: the pages it recorded are committed before the end.
+    if tokio::time::timeout(AUDIT_PATIENCE, audit_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the audit trail's last records were not committed in time");
+    }
+    Ok(())
 }
 
 /// An open console (no users) only on loopback, unless told otherwise.
@@ -246,15 +262,48 @@ async fn list_pipelines(State(console): State<Arc<Console>>, headers: HeaderMap)
     .await
 }
 
+/// A table's page, whose sample rows are recorded in the audit trail as a query.
 async fn table_page(
     State(console): State<Arc<Console>>,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    guarded(console, headers, |console| async move {
-        tables::page(&console.warehouse, &name).await
-    })
-    .await
+    let Some(user) = user(&console, &headers) else {
+        return unauthorized();
+    };
+    let started = Instant::now();
+    let mut record = AuditRecord::begin(
+        &user,
+        console.login.role(&user),
+        "console",
+        &tables::sample_sql(&name),
+    );
+    let page = tables::page(&console.warehouse, &name).await;
+    match &page {
+        Ok(page) => {
+            record.tables = vec![name.clone()];
+            record.columns = page["schema"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|field| field["name"].as_str())
+                .map(|column| format!("{name}.{column}"))
+                .collect();
+            record.columns.sort();
+            record.rows = page["sample"].as_array().map_or(0, Vec::len) as u64;
+            record.status = "ok".to_owned();
+        }
+        Err(error) => {
+            record.status = "error".to_owned();
+            record.error = Some(error.to_string());
+        }
+    }
+    record.duration_ms = started.elapsed().as_millis() as u64;
+    console.audit.record(record);
+    match page {
+        Ok(value) => axum::Json(value).into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 async fn table_lineage(

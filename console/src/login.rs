@@ -54,6 +54,14 @@ impl Login {
         Some(token)
     }
 
+    /// The role the configuration gives a user.
+    pub(crate) fn role(&self, name: &str) -> Option<String> {
+        self.users
+            .iter()
+            .find(|user| user.name == name)
+            .and_then(|user| user.role.clone())
+    }
+
     /// The user a session token belongs to, while it lasts.
     pub(crate) fn user(&self, token: &str) -> Option<String> {
         let sessions = self.sessions.lock().expect("sessions lock");

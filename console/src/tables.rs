@@ -19,6 +19,11 @@ const SAMPLE_ROWS: usize = 20;
 /// Versions a table page lists, newest first.
 const HISTORY: usize = 50;
 
+/// The query of a table's sample rows, as the audit trail records it.
+pub(crate) fn sample_sql(table: &str) -> String {
+    format!("SELECT * FROM {table} LIMIT {SAMPLE_ROWS}")
+}
+
 /// Everything a table page shows, as JSON.
 pub(crate) async fn page(warehouse: &Warehouse, name: &str) -> Result<Value> {
     let table = published(warehouse, name).await?;
@@ -38,11 +43,7 @@ pub(crate) async fn page(warehouse: &Warehouse, name: &str) -> Result<Value> {
         .collect();
     ctx.register_table("t", provider)?;
     let rows = count(&ctx, "t").await?;
-    let sample = ctx
-        .sql(&format!("SELECT * FROM t LIMIT {SAMPLE_ROWS}"))
-        .await?
-        .collect()
-        .await?;
+    let sample = ctx.sql(&sample_sql("t")).await?.collect().await?;
     let mut writer = ArrayWriter::new(Vec::new());
     for batch in &sample {
         writer.write(batch)?;

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -32,24 +32,9 @@ pub(crate) struct QueryAudit {
 
 impl QueryAudit {
     pub(crate) fn start(log: &AuditLog, caller: &Caller, role: Option<String>, sql: &str) -> Self {
-        let started_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_micros() as i64);
         Self {
             log: log.clone(),
-            record: AuditRecord {
-                started_us,
-                user: caller.to_string(),
-                role,
-                client: "flight-sql".to_owned(),
-                sql: sql.to_owned(),
-                tables: Vec::new(),
-                columns: Vec::new(),
-                rows: 0,
-                status: "disconnected".to_owned(),
-                error: None,
-                duration_ms: 0,
-            },
+            record: AuditRecord::begin(&caller.to_string(), role, "flight-sql", sql),
             started: Instant::now(),
             ended: false,
         }

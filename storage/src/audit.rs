@@ -4,7 +4,7 @@
 //! so recording never slows a query down.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::array::{
     ArrayRef, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
@@ -44,6 +44,28 @@ pub struct AuditRecord {
     /// The error the client was given, for a query that failed.
     pub error: Option<String>,
     pub duration_ms: u64,
+}
+
+impl AuditRecord {
+    /// A query starting now; it is `disconnected` until it says how it ended.
+    pub fn begin(user: &str, role: Option<String>, client: &str, sql: &str) -> Self {
+        let started_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_micros() as i64);
+        Self {
+            started_us,
+            user: user.to_owned(),
+            role,
+            client: client.to_owned(),
+            sql: sql.to_owned(),
+            tables: Vec::new(),
+            columns: Vec::new(),
+            rows: 0,
+            status: "disconnected".to_owned(),
+            error: None,
+            duration_ms: 0,
+        }
+    }
 }
 
 /// The columns of the audit table.
