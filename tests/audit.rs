@@ -44,9 +44,10 @@ fn people(name: &str) -> (PathBuf, PathBuf) {
 fn trail(dir: &Path) -> Vec<serde_json::Value> {
     let read = python(&[
         "-c",
-        "import json, sys\nfrom deltalake import DeltaTable\n\
+        "import json, os, sys\nfrom deltalake import DeltaTable\n\
          rows = DeltaTable(sys.argv[1]).to_pyarrow_table().to_pylist()\n\
-         print(json.dumps(sorted(rows, key=lambda row: row['started']), default=str))",
+         print(json.dumps(sorted(rows, key=lambda row: row['started']), default=str))\n\
+         sys.stdout.flush()\nos._exit(0)",
         dir.join("_strata/audit").to_str().unwrap(),
     ]);
     serde_json::from_str(&read).unwrap()
@@ -57,7 +58,7 @@ fn every_query_is_audited_and_only_admins_read_the_trail() {
     let (dir, config) = people("audit-trail");
     let server = Server::start(&dir, &["--config", config.to_str().unwrap()]);
     let script = r#"
-import json, sys, time
+import json, os, sys, time
 import adbc_driver_flightsql.dbapi as flightsql
 def connect(user, password):
     return flightsql.connect(sys.argv[1], db_kwargs={"username": user, "password": password}, autocommit=True)
@@ -91,6 +92,8 @@ while time.time() < deadline and len(rows) < 4:
                 break
             rows = []
 print(json.dumps({"said": said, "audit": rows, "admin_queries": admin_queries}))
+sys.stdout.flush()
+os._exit(0)
 "#;
     let found: serde_json::Value =
         serde_json::from_str(&python(&["-c", script, &server.uri()])).unwrap();
