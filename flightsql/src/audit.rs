@@ -22,6 +22,11 @@ use crate::tables::split_version;
 /// The role that may read the audit trail.
 pub(crate) const ADMIN_ROLE: &str = "admin";
 
+/// Whether a caller with `role` may read the audit trail.
+pub(crate) fn is_admin(role: Option<&str>) -> bool {
+    role == Some(ADMIN_ROLE)
+}
+
 /// One query under way; recorded when dropped, as it ended.
 pub(crate) struct QueryAudit {
     log: AuditLog,

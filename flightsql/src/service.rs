@@ -35,7 +35,7 @@ use strata_storage::to_storage;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::audit::{ADMIN_ROLE, QueryAudit};
+use crate::audit::{QueryAudit, is_admin};
 use crate::auth::{AUTHORIZATION, Authenticator, Caller};
 use crate::handle::QueryHandle;
 use crate::interrupt::{QueryRuntime, interruptible};
@@ -103,7 +103,7 @@ impl StrataFlightSql {
         caller: &Caller,
     ) -> Result<Planned, Status> {
         let role = self.auth.role(caller);
-        let admin = role.as_deref() == Some(ADMIN_ROLE);
+        let admin = is_admin(role.as_deref());
         match self.planner.plan(sql, parameters, admin).await {
             Ok(planned) => Ok(planned),
             Err(failed) => Err(QueryAudit::start(&self.audit, caller, role, sql).failed(failed)),
@@ -145,7 +145,7 @@ impl StrataFlightSql {
     ) -> Result<Response<DoGetStream>, Status> {
         let user = caller.to_string();
         let role = self.auth.role(&caller);
-        let admin = role.as_deref() == Some(ADMIN_ROLE);
+        let admin = is_admin(role.as_deref());
         let mut audit = QueryAudit::start(&self.audit, &caller, role, &handle.sql);
         let own = self.user_limits.get(&user).cloned().unwrap_or_default();
         let turn = match self.admission.admit(&user, &own).await {
