@@ -22,6 +22,7 @@ mod incremental;
 mod k8s;
 mod kafka;
 mod lineage;
+mod policies;
 mod publish;
 mod readme;
 mod refresh_property;

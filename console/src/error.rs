@@ -29,6 +29,9 @@ pub enum Error {
     /// A table's rows could not be turned into JSON.
     #[error(transparent)]
     Json(#[from] datafusion::arrow::error::ArrowError),
+    /// A table's masks and row filters could not be read, so nothing of it is shown.
+    #[error("the policies of the table: {0}")]
+    Policy(String),
     /// Lineage could not be worked out.
     #[error(transparent)]
     Lineage(#[from] strata_lineage::Error),

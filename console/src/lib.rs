@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use strata_access::Viewer;
 use strata_flightsql::User;
 use strata_language::Sources;
 use strata_storage::Warehouse;
@@ -272,13 +273,17 @@ async fn table_page(
         return unauthorized();
     };
     let started = Instant::now();
+    let viewer = Viewer {
+        role: console.login.role(&user),
+        user: user.clone(),
+    };
     let mut record = AuditRecord::begin(
         &user,
-        console.login.role(&user),
+        viewer.role.clone(),
         "console",
         &tables::sample_sql(&name),
     );
-    let page = tables::page(&console.warehouse, &name).await;
+    let page = tables::page(&console.warehouse, &name, &viewer).await;
     match &page {
         Ok(page) => {
             record.tables = vec![name.clone()];

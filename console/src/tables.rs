@@ -1,14 +1,18 @@
 //! What a table page shows: columns, versions (Delta history or the raw commit log)
-//! with their rows, partitions, the rows set aside, and a sample of rows.
+//! with their rows, partitions, the rows set aside, and a sample of rows, each as the
+//! viewer may see it through the table's masks and row filters.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use datafusion::arrow::json::ArrayWriter;
-use datafusion::prelude::SessionContext;
+use datafusion::common::TableReference;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use serde_json::{Value, json};
+use strata_access::{CATALOG, Reader, TablePolicy, Viewer, Visibility, WarehouseCatalog};
 use strata_language::{Format, TableName};
-use strata_storage::catalog::{PublishedTable, find, open};
+use strata_storage::catalog::{PublishedTable, find};
 use strata_storage::delta_publish::{self, DeltaReader};
 use strata_storage::{CommitLog, Warehouse};
 
@@ -24,11 +28,14 @@ pub(crate) fn sample_sql(table: &str) -> String {
     format!("SELECT * FROM {table} LIMIT {SAMPLE_ROWS}")
 }
 
-/// Everything a table page shows, as JSON.
-pub(crate) async fn page(warehouse: &Warehouse, name: &str) -> Result<Value> {
+/// Everything a table page shows `viewer`, as JSON. Under a policy the sample and the
+/// counts are the viewer's; partitions (directory names hold stored values) are not
+/// listed, and with a row filter neither are the rows of each version.
+pub(crate) async fn page(warehouse: &Warehouse, name: &str, viewer: &Viewer) -> Result<Value> {
     let table = published(warehouse, name).await?;
-    let ctx = SessionContext::new();
-    let provider = open(&table, None, &ctx.state(), DeltaReader::Native).await?;
+    let ctx = viewer_context(warehouse, viewer);
+    let reference = reference(&table.name);
+    let provider = ctx.table_provider(reference.clone()).await?;
     let schema: Vec<Value> = provider
         .schema()
         .fields()
@@ -41,19 +48,35 @@ pub(crate) async fn page(warehouse: &Warehouse, name: &str) -> Result<Value> {
             })
         })
         .collect();
-    ctx.register_table("t", provider)?;
-    let rows = count(&ctx, "t").await?;
-    let sample = ctx.sql(&sample_sql("t")).await?.collect().await?;
+    let rows = count(&ctx, &reference).await?;
+    let sample = ctx
+        .sql(&sample_sql(&reference.to_quoted_string()))
+        .await?
+        .collect()
+        .await?;
     let mut writer = ArrayWriter::new(Vec::new());
     for batch in &sample {
         writer.write(batch)?;
     }
     writer.finish()?;
     let sample: Value = serde_json::from_slice(&writer.into_inner()).unwrap_or(json!([]));
-    let (history, partitions) = match table.format() {
+    let (mut history, mut partitions) = match table.format() {
         Format::Avro => raw_history(&table).await?,
         _ => delta_history(&table).await?,
     };
+    let policy = TablePolicy::load(warehouse, &table.name)
+        .await
+        .map_err(|error| Error::Policy(error.to_string()))?
+        .filter(|policy| !policy.is_empty());
+    if let Some(policy) = &policy {
+        partitions.clear();
+        if !policy.row_filters.is_empty() {
+            for version in &mut history {
+                version["rows"] = Value::Null;
+                version["rejected"] = Value::Null;
+            }
+        }
+    }
     Ok(json!({
         "table": table.name.to_string(),
         "format": match table.format() { Format::Avro => "avro", _ => "delta" },
@@ -62,9 +85,34 @@ pub(crate) async fn page(warehouse: &Warehouse, name: &str) -> Result<Value> {
         "schema": schema,
         "history": history,
         "partitions": partitions,
-        "set_aside": set_aside(warehouse, &table.name).await?,
+        "policy": policy.map(|policy| json!({
+            "masked": policy.masked_columns().collect::<Vec<_>>(),
+            "row_filters": policy.row_filters.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        })),
+        "set_aside": set_aside(warehouse, &ctx, &table.name).await?,
         "sample": sample,
     }))
+}
+
+/// A session whose catalog is the warehouse as `viewer` sees it.
+fn viewer_context(warehouse: &Warehouse, viewer: &Viewer) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG, "enriched")
+        .with_create_default_catalog_and_schema(false);
+    let ctx = SessionContext::new_with_config(config);
+    let visibility = Visibility::new(warehouse.clone(), true, DeltaReader::Native);
+    let catalog = WarehouseCatalog::new(
+        visibility,
+        ctx.state(),
+        Reader::Viewer(viewer.clone()),
+        false,
+    );
+    ctx.register_catalog(CATALOG, Arc::new(catalog));
+    ctx
+}
+
+fn reference(name: &TableName) -> TableReference {
+    TableReference::full(CATALOG, name.layer.as_str(), name.name.as_str())
 }
 
 async fn published(warehouse: &Warehouse, name: &str) -> Result<PublishedTable> {
@@ -78,9 +126,12 @@ async fn published(warehouse: &Warehouse, name: &str) -> Result<PublishedTable> 
     find(warehouse, &name).await.ok_or_else(unknown)
 }
 
-async fn count(ctx: &SessionContext, table: &str) -> Result<u64> {
+async fn count(ctx: &SessionContext, table: &TableReference) -> Result<u64> {
     let batches = ctx
-        .sql(&format!("SELECT count(*) AS n FROM {table}"))
+        .sql(&format!(
+            "SELECT count(*) AS n FROM {}",
+            table.to_quoted_string()
+        ))
         .await?
         .collect()
         .await?;
@@ -97,22 +148,21 @@ async fn count(ctx: &SessionContext, table: &str) -> Result<u64> {
     Ok(value as u64)
 }
 
-/// The rows of the table's quarantine and rejects tables, where it has them.
-async fn set_aside(warehouse: &Warehouse, name: &TableName) -> Result<Value> {
+/// The rows of the table's quarantine and rejects tables the viewer may count.
+async fn set_aside(warehouse: &Warehouse, ctx: &SessionContext, name: &TableName) -> Result<Value> {
     let mut found = serde_json::Map::new();
     for (what, aside) in [
         ("quarantined", name.quarantine()),
         ("rejected", name.rejects()),
     ] {
-        if let Some(table) = find(warehouse, &aside).await {
-            let ctx = SessionContext::new();
-            ctx.register_table(
-                "t",
-                open(&table, None, &ctx.state(), DeltaReader::Native).await?,
-            )?;
+        if find(warehouse, &aside).await.is_none() {
+            continue;
+        }
+        // Refused under the table's policy (rejected lines cannot be masked).
+        if let Ok(rows) = count(ctx, &reference(&aside)).await {
             found.insert(
                 what.to_owned(),
-                json!({ "table": aside.to_string(), "rows": count(&ctx, "t").await? }),
+                json!({ "table": aside.to_string(), "rows": rows }),
             );
         }
     }

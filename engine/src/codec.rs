@@ -18,6 +18,7 @@ use datafusion_proto::protobuf::PhysicalExprNode;
 use prost::Message;
 use strata_proto::plan as proto;
 
+use strata_access::{HashPii, PolicyBoundaryExec, masking_functions};
 use strata_language::OnViolation;
 use strata_storage::storage_schema;
 
@@ -74,6 +75,8 @@ const STRATA_TAG: u8 = 0;
 const WRITE_FILES: u8 = 1;
 /// Tag 2 was a compressed DataFusion scan, before landing files were read by Strata.
 const LANDING_SCAN: u8 = 3;
+/// A table's policy boundary ([`PolicyBoundaryExec`]), followed by the table's name.
+const POLICY_BOUNDARY: u8 = 4;
 
 /// Encodes Strata's nodes itself and hands the rest to Ballista's codec.
 #[derive(Debug, Default)]
@@ -198,6 +201,17 @@ impl PhysicalExtensionCodec for StrataPhysicalCodec {
         match buf {
             [STRATA_TAG, WRITE_FILES, message @ ..] => self.decode_write(message, inputs, ctx),
             [STRATA_TAG, LANDING_SCAN, message @ ..] => decode_landing_scan(message),
+            [STRATA_TAG, POLICY_BOUNDARY, table @ ..] => {
+                let table = String::from_utf8(table.to_vec()).map_err(|_| {
+                    DataFusionError::Internal("a policy boundary's table is not text".into())
+                })?;
+                let [input] = inputs else {
+                    return Err(DataFusionError::Internal(
+                        "a policy boundary has one child".into(),
+                    ));
+                };
+                Ok(Arc::new(PolicyBoundaryExec::new(Arc::clone(input), table)))
+            }
             [STRATA_TAG, ..] => Err(DataFusionError::Internal(format!(
                 "an unknown Strata plan node {:?}; is every process on one Strata version?",
                 &buf[..buf.len().min(8)]
@@ -225,12 +239,31 @@ impl PhysicalExtensionCodec for StrataPhysicalCodec {
             buf.extend([STRATA_TAG, LANDING_SCAN]);
             return encode_landing_scan(scan, buf);
         }
+        if let Some(boundary) = node.downcast_ref::<PolicyBoundaryExec>() {
+            buf.extend([STRATA_TAG, POLICY_BOUNDARY]);
+            buf.extend(boundary.table().as_bytes());
+            return Ok(());
+        }
         self.ballista.try_encode(node, buf, proto_converter)
     }
 
+    /// `hash_pii` carries its warehouse's key to the executors inside the plan, which
+    /// travels between Strata's processes only (never shown by EXPLAIN).
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        if let Some(hash) = node.inner().downcast_ref::<HashPii>() {
+            buf.extend(hash.key());
+            return Ok(());
+        }
+        self.ballista.try_encode_udf(node, buf)
+    }
+
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        if let Some(hash) = HashPii::with_key(buf).filter(|_| name == HashPii::NAME) {
+            return Ok(Arc::new(ScalarUDF::new_from_impl(hash)));
+        }
         match strata_udfs::scalar_functions()
             .into_iter()
+            .chain(masking_functions(None))
             .find(|udf| udf.name() == name)
         {
             Some(udf) => Ok(udf),

@@ -13,6 +13,8 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{ExprWithAlias, Statement as SqlStatement, Value};
 
+use datafusion::common::TableReference;
+use strata_access::{HashPii, TablePolicy, Viewer, masking_functions};
 use strata_decrypt::Cipher;
 use strata_language::rules::{check_clauses, stored_schema};
 use strata_language::{
@@ -77,6 +79,7 @@ pub async fn compile(
     let (pipeline, graph) = resolve(sources, warehouse)?;
     let ctx = engine.session();
     let planned = plan_pipeline(&pipeline, &graph, warehouse, &ctx).await?;
+    check_policies(&pipeline, &planned).await?;
     Ok(Compiled {
         pipeline,
         graph,
@@ -123,6 +126,48 @@ pub async fn landing_sources(
         }
     }
     Ok(found)
+}
+
+/// Plans each mask and row filter, alone, for a reader with no role, against empty
+/// tables shaped as the pipeline's, so a policy that names no column of its table, or
+/// filters on something not boolean, fails `strata check` rather than a reader's query.
+async fn check_policies(pipeline: &Pipeline, planned: &[PlannedTable]) -> Result<()> {
+    if pipeline.policies.is_empty() {
+        return Ok(());
+    }
+    let ctx = SessionContext::new();
+    register_layers(&ctx)?;
+    strata_udfs::register_all(&ctx);
+    for function in masking_functions(HashPii::with_key(&[0; 32])) {
+        ctx.register_udf(function.as_ref().clone());
+    }
+    for table in planned {
+        let name = pipeline.statements[table.node].name();
+        ctx.register_table(
+            TableReference::partial(name.layer.as_str(), name.name.as_str()),
+            Arc::new(EmptyTable::new(Arc::clone(&table.schema))),
+        )?;
+    }
+    let checker = Viewer {
+        user: "strata check".to_owned(),
+        role: None,
+    };
+    let mut problems = Vec::new();
+    for declared in &pipeline.policies {
+        let name = declared.table.to_string();
+        let checked = match TablePolicy::of_one(declared).query(&name, &name, &checker) {
+            Ok(sql) => ctx.sql(&sql).await.map(|_| ()),
+            Err(error) => Err(DataFusionError::External(Box::new(error))),
+        };
+        if let Err(error) = checked {
+            problems.push(Diagnostic::from_engine(error, declared.span));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Language(LanguageError::Invalid(problems)))
+    }
 }
 
 /// Creates the layer schemas on a session so `landing.x` and `raw.y` resolve.

@@ -52,6 +52,9 @@ pub enum EngineError {
     /// The build's files could not be committed, or the warehouse could not be read.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A table's masks and row filters could not be kept in the warehouse.
+    #[error(transparent)]
+    Access(#[from] strata_access::AccessError),
     /// A Kafka source's brokers could not be asked what to read, or refused.
     #[error(transparent)]
     Kafka(#[from] strata_kafka::KafkaError),

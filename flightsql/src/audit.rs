@@ -17,7 +17,7 @@ use tonic::{Code, Status};
 
 use crate::auth::Caller;
 use crate::query::DEFAULT_SCHEMA;
-use crate::tables::split_version;
+use strata_access::catalog::split_version;
 
 /// The role that may read the audit trail.
 pub(crate) const ADMIN_ROLE: &str = "admin";

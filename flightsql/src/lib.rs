@@ -14,7 +14,6 @@ pub mod password;
 mod query;
 mod service;
 mod status;
-mod tables;
 mod time_travel;
 
 use std::future::Future;

@@ -21,16 +21,15 @@ use strata_storage::delta_publish::DeltaReader;
 use strata_storage::{StoreRegistry, Warehouse, storage_schema};
 use tonic::Status;
 
-use crate::audit::ADMIN_ROLE;
+use strata_access::catalog::{Reader, split_version};
+use strata_access::{AUDIT_SCHEMA, AUDIT_TABLE, SCHEMAS, Viewer, Visibility, WarehouseCatalog};
+
+use crate::audit::{ADMIN_ROLE, is_admin};
 use crate::limits::Admission;
 use crate::status::status;
-use crate::tables::{
-    AUDIT_SCHEMA, AUDIT_TABLE, SCHEMAS, Visibility, WarehouseCatalog, split_version,
-};
 use crate::time_travel;
 
-/// The catalog clients see.
-pub const CATALOG: &str = "strata";
+pub use strata_access::catalog::CATALOG;
 /// The schema of unqualified table names.
 pub const DEFAULT_SCHEMA: &str = "enriched";
 /// Plans queries against the tables a warehouse has published.
@@ -89,11 +88,7 @@ impl Planner {
             DeltaReader::Native
         };
         Self {
-            visibility: Visibility {
-                warehouse,
-                show_quarantine,
-                reader,
-            },
+            visibility: Visibility::new(warehouse, show_quarantine, reader),
             runtime: StoreRegistry::runtime(),
             engine,
             admission,
@@ -116,17 +111,19 @@ impl Planner {
             .collect())
     }
 
-    /// The schemas clients see for the tables' current versions, opened on one session.
+    /// The schemas `viewer` sees for the tables' current versions (masks can change a
+    /// column's type), opened on one session.
     pub(crate) async fn table_schemas(
         &self,
         tables: &[PublishedTable],
+        viewer: &Viewer,
     ) -> Result<Vec<SchemaRef>, Status> {
-        let state = self.context(false)?.state();
+        let ctx = self.context(viewer)?;
         let mut schemas = Vec::with_capacity(tables.len());
         for table in tables {
-            let provider = catalog::open(table, None, &state, self.visibility.reader)
-                .await
-                .map_err(status)?;
+            let reference =
+                TableReference::full(CATALOG, table.name.layer.as_str(), table.name.name.as_str());
+            let provider = ctx.table_provider(reference).await.map_err(status)?;
             schemas.push(storage_schema(&provider.schema()));
         }
         Ok(schemas)
@@ -136,15 +133,17 @@ impl Planner {
     ///
     /// Only the tables the statement names are opened, each at the version current
     /// now or the one it asks for; nothing lists the warehouse.
-    /// An `admin` may also read the audit trail, `_strata.audit`.
+    /// Tables are read through their policies for `viewer`, and an admin may also read
+    /// the audit trail, `_strata.audit`.
     pub(crate) async fn plan(
         &self,
         sql: &str,
         parameters: Option<Vec<ScalarValue>>,
-        admin: bool,
+        viewer: &Viewer,
     ) -> Result<Planned, Status> {
+        let admin = is_admin(viewer.role.as_deref());
         let sql = positional_placeholders(sql)?;
-        let ctx = self.context(admin)?;
+        let ctx = self.context(viewer)?;
         let state = ctx.state();
         let statement = time_travel::parse(&sql)?;
         refuse_write_statements(&statement)?;
@@ -154,6 +153,14 @@ impl Planner {
         }
         let plan = state.statement_to_plan(statement).await.map_err(status)?;
         refuse_writes(&plan)?;
+        if matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_))
+            && strata_access::reads_guarded(&plan)
+        {
+            return Err(Status::permission_denied(
+                "EXPLAIN is refused on tables with masks or row filters: the plan would \
+                 show what they hide (file names hold partition values)",
+            ));
+        }
         let plan = match parameters {
             Some(values) => bind(plan, values)?,
             None => plan,
@@ -161,9 +168,9 @@ impl Planner {
         Ok(Planned { ctx, plan })
     }
 
-    /// A fresh context whose catalog is the warehouse's published tables, and for an
-    /// admin its audit trail.
-    fn context(&self, admin: bool) -> Result<SessionContext, Status> {
+    /// A fresh context whose catalog is the warehouse's published tables as `viewer`
+    /// sees them, and for an admin its audit trail.
+    fn context(&self, viewer: &Viewer) -> Result<SessionContext, Status> {
         let config = self
             .engine
             .config()
@@ -183,7 +190,12 @@ impl Planner {
             .build();
         let ctx = SessionContext::new_with_state(state);
         strata_udfs::register_all(&ctx);
-        let catalog = WarehouseCatalog::new(self.visibility.clone(), ctx.state(), admin);
+        let catalog = WarehouseCatalog::new(
+            self.visibility.clone(),
+            ctx.state(),
+            Reader::Viewer(viewer.clone()),
+            is_admin(viewer.role.as_deref()),
+        );
         ctx.register_catalog(CATALOG, Arc::new(catalog));
         Ok(ctx)
     }
@@ -351,6 +363,20 @@ mod tests {
 
     use super::*;
 
+    fn reader() -> Viewer {
+        Viewer {
+            user: "ana".into(),
+            role: None,
+        }
+    }
+
+    fn admin() -> Viewer {
+        Viewer {
+            user: "root".into(),
+            role: Some(ADMIN_ROLE.into()),
+        }
+    }
+
     /// A warehouse with one published table, `enriched.scores`.
     async fn warehouse(name: &str) -> Warehouse {
         let root =
@@ -385,7 +411,7 @@ mod tests {
         std::fs::write(log.join("00000000000000000000.json"), "{").unwrap();
         let planner = Planner::new(warehouse.clone(), false, Engine::Embedded, Arc::default());
         let broken = planner
-            .plan("SELECT * FROM raw.broken", None, false)
+            .plan("SELECT * FROM raw.broken", None, &reader())
             .await
             .err()
             .expect("the broken table is listed, then fails to open");
@@ -395,7 +421,7 @@ mod tests {
             .plan(
                 "SELECT count(*) AS n FROM enriched.scores WHERE id > ?",
                 Some(vec![ScalarValue::Int64(Some(1))]),
-                false,
+                &reader(),
             )
             .await
             .expect("the query plans without a listing");
@@ -411,14 +437,14 @@ mod tests {
 
         // The audit trail: admins only, once it holds a query.
         let audit = "SELECT user, status FROM _strata.audit";
-        let refused = planner.plan(audit, None, false).await.err().unwrap();
+        let refused = planner.plan(audit, None, &reader()).await.err().unwrap();
         assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
         assert!(
             refused
                 .message()
                 .contains("readable by the admin role only")
         );
-        let empty = planner.plan(audit, None, true).await.err().unwrap();
+        let empty = planner.plan(audit, None, &admin()).await.err().unwrap();
         assert!(
             empty.message().contains("holds no queries yet"),
             "{empty:?}"
@@ -439,7 +465,7 @@ mod tests {
         strata_storage::audit::append(&warehouse, &[record])
             .await
             .unwrap();
-        let read = planner.plan(audit, None, true).await.unwrap();
+        let read = planner.plan(audit, None, &admin()).await.unwrap();
         let rows = read
             .ctx
             .execute_logical_plan(read.plan)
@@ -464,7 +490,7 @@ mod tests {
             "SET datafusion.execution.batch_size = 1",
         ] {
             let refused = planner
-                .plan(sql, None, false)
+                .plan(sql, None, &reader())
                 .await
                 .err()
                 .unwrap_or_else(|| panic!("{sql} ran"));
@@ -475,13 +501,13 @@ mod tests {
             );
         }
         let unknown = planner
-            .plan("SELECT nope FROM enriched.scores", None, false)
+            .plan("SELECT nope FROM enriched.scores", None, &reader())
             .await
             .err()
             .unwrap();
         assert_eq!(unknown.code(), Code::InvalidArgument, "{unknown:?}");
         let missing = planner
-            .plan("SELECT * FROM enriched.score", None, false)
+            .plan("SELECT * FROM enriched.score", None, &reader())
             .await
             .err()
             .unwrap();

@@ -35,7 +35,7 @@ use strata_storage::to_storage;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::audit::{QueryAudit, is_admin};
+use crate::audit::QueryAudit;
 use crate::auth::{AUTHORIZATION, Authenticator, Caller};
 use crate::handle::QueryHandle;
 use crate::interrupt::{QueryRuntime, interruptible};
@@ -43,7 +43,7 @@ use crate::limits::{Admission, Limited, UserLimits};
 use crate::metadata;
 use crate::query::{CATALOG, Planned, Planner};
 use crate::status::status;
-use crate::tables::SCHEMAS;
+use strata_access::{SCHEMAS, Viewer};
 
 type DoGetStream = <StrataFlightSql as FlightService>::DoGetStream;
 
@@ -103,8 +103,11 @@ impl StrataFlightSql {
         caller: &Caller,
     ) -> Result<Planned, Status> {
         let role = self.auth.role(caller);
-        let admin = is_admin(role.as_deref());
-        match self.planner.plan(sql, parameters, admin).await {
+        let viewer = Viewer {
+            user: caller.to_string(),
+            role: role.clone(),
+        };
+        match self.planner.plan(sql, parameters, &viewer).await {
             Ok(planned) => Ok(planned),
             Err(failed) => Err(QueryAudit::start(&self.audit, caller, role, sql).failed(failed)),
         }
@@ -145,7 +148,10 @@ impl StrataFlightSql {
     ) -> Result<Response<DoGetStream>, Status> {
         let user = caller.to_string();
         let role = self.auth.role(&caller);
-        let admin = is_admin(role.as_deref());
+        let viewer = Viewer {
+            user: user.clone(),
+            role: role.clone(),
+        };
         let mut audit = QueryAudit::start(&self.audit, &caller, role, &handle.sql);
         let own = self.user_limits.get(&user).cloned().unwrap_or_default();
         let turn = match self.admission.admit(&user, &own).await {
@@ -158,7 +164,7 @@ impl StrataFlightSql {
         let planned = async {
             let planned = self
                 .planner
-                .plan(&handle.sql, handle.parameter_values()?, admin)
+                .plan(&handle.sql, handle.parameter_values()?, &viewer)
                 .await?;
             let state = planned.ctx.state();
             let optimized = state.optimize(&planned.plan).map_err(status)?;
@@ -524,12 +530,17 @@ impl FlightSqlService for StrataFlightSql {
     async fn do_get_tables(
         &self,
         query: CommandGetTables,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let mut builder = query.into_builder();
         let tables = self.planner.tables().await?;
         let schemas = if builder.include_schema() {
-            self.planner.table_schemas(&tables).await?
+            let caller = caller(&request);
+            let viewer = Viewer {
+                role: self.auth.role(&caller),
+                user: caller.to_string(),
+            };
+            self.planner.table_schemas(&tables, &viewer).await?
         } else {
             let empty = Arc::new(Schema::empty());
             vec![empty; tables.len()]

@@ -12,7 +12,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::{Dialect, GenericDialect};
 use tonic::Status;
 
-use crate::tables::versioned_name;
+use strata_access::catalog::versioned_name;
 
 /// DataFusion's generic dialect, plus table versions (`VERSION AS OF`, as Databricks
 /// writes them).

@@ -315,8 +315,41 @@ impl Statement {
     }
 }
 
-/// A parsed pipeline: every statement of its files, in file order.
+/// What a policy changes in what a reader sees of its table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// `CREATE MASK name ON table (column) AS expr`: readers see `expr` in the column.
+    Mask { column: String },
+    /// `CREATE ROW FILTER name ON table AS predicate`: readers see the rows it holds for.
+    RowFilter,
+}
+
+impl PolicyKind {
+    /// The statement's words, as a pipeline writes them.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            PolicyKind::Mask { .. } => "MASK",
+            PolicyKind::RowFilter => "ROW FILTER",
+        }
+    }
+}
+
+/// A mask or row filter on a built table, applied to every reader of the warehouse.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    pub table: TableName,
+    pub table_span: SourceSpan,
+    pub kind: PolicyKind,
+    /// SQL over the table's columns, `current_user()` and `current_role()`.
+    pub expr: Expr,
+    pub span: SourceSpan,
+}
+
+/// A parsed pipeline: every statement of its files, in file order, and the policies
+/// on its tables.
 #[derive(Debug)]
 pub struct Pipeline {
     pub statements: Vec<Statement>,
+    pub policies: Vec<Policy>,
 }

@@ -14,8 +14,9 @@ pub mod rules;
 mod source;
 
 pub use ast::{
-    DELETED_SUFFIX, Expectation, Format, Layer, OnViolation, Pipeline, QUARANTINE_SUFFIX,
-    REJECTS_SUFFIX, SourceTable, Statement, TableDef, TableName, TableRef, WriteMode,
+    DELETED_SUFFIX, Expectation, Format, Layer, OnViolation, Pipeline, Policy, PolicyKind,
+    QUARANTINE_SUFFIX, REJECTS_SUFFIX, SourceTable, Statement, TableDef, TableName, TableRef,
+    WriteMode,
 };
 pub use diagnostic::{Diagnostic, did_you_mean};
 pub use error::{LanguageError, Result};

@@ -17,16 +17,18 @@ use datafusion::sql::sqlparser::parser::{IsOptional, Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer};
 
 use crate::ast::{
-    DELETED_SUFFIX, Expectation, Format, Layer, OnViolation, Pipeline, QUARANTINE_SUFFIX,
-    REJECTS_SUFFIX, SourceTable, Statement, TableDef, TableName, TableRef, WriteMode,
+    DELETED_SUFFIX, Expectation, Format, Layer, OnViolation, Pipeline, Policy, PolicyKind,
+    QUARANTINE_SUFFIX, REJECTS_SUFFIX, SourceTable, Statement, TableDef, TableName, TableRef,
+    WriteMode,
 };
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::error::{LanguageError, Result};
 use crate::source::{FileId, SourceFile, SourceSpan, Sources};
 
 /// Parses every statement of every file, reporting all problems at once.
 pub fn parse(sources: &Sources) -> Result<Pipeline> {
     let mut statements = Vec::new();
+    let mut policies = Vec::new();
     let mut problems = Vec::new();
     for (id, file) in sources.iter() {
         let parser = FileParser { id, file };
@@ -34,7 +36,8 @@ pub fn parse(sources: &Sources) -> Result<Pipeline> {
             Ok(parsed) => {
                 for outcome in parsed {
                     match outcome {
-                        Ok(statement) => statements.push(statement),
+                        Ok(Declared::Statement(statement)) => statements.push(statement),
+                        Ok(Declared::Policy(policy)) => policies.push(policy),
                         Err(problem) => problems.push(problem),
                     }
                 }
@@ -42,8 +45,12 @@ pub fn parse(sources: &Sources) -> Result<Pipeline> {
             Err(problem) => problems.push(problem),
         }
     }
+    problems.extend(check_policies(&statements, &policies, sources));
     if problems.is_empty() {
-        Ok(Pipeline { statements })
+        Ok(Pipeline {
+            statements,
+            policies,
+        })
     } else {
         Err(LanguageError::Invalid(problems))
     }
@@ -56,6 +63,73 @@ pub fn normalize_ident(ident: &Ident) -> String {
     } else {
         ident.value.to_lowercase()
     }
+}
+
+/// What one statement of a file declares.
+enum Declared {
+    Statement(Statement),
+    Policy(Policy),
+}
+
+/// Each policy names a table the pipeline builds, a mask masks one column once, and
+/// no two policies of a table share a name.
+fn check_policies(
+    statements: &[Statement],
+    policies: &[Policy],
+    sources: &Sources,
+) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    for (position, policy) in policies.iter().enumerate() {
+        let built = statements
+            .iter()
+            .any(|statement| matches!(statement, Statement::Table(t) if t.name == policy.table));
+        if !built {
+            let names: Vec<String> = statements
+                .iter()
+                .filter(|statement| matches!(statement, Statement::Table(_)))
+                .map(|statement| statement.name().to_string())
+                .collect();
+            let hint = did_you_mean(&policy.table.to_string(), names.iter().map(String::as_str))
+                .map(|close| format!("did you mean {close}? "))
+                .unwrap_or_default();
+            problems.push(
+                Diagnostic::error(
+                    format!(
+                        "{} {} is on {}, which this pipeline does not build",
+                        policy.kind.keyword(),
+                        policy.name,
+                        policy.table
+                    ),
+                    Some(policy.table_span),
+                )
+                .with_help(format!(
+                    "{hint}a policy is declared in the pipeline that builds its table"
+                )),
+            );
+        }
+        let earlier = policies[..position].iter().find(|other| {
+            other.table == policy.table
+                && (other.name == policy.name
+                    || matches!((&other.kind, &policy.kind),
+                        (PolicyKind::Mask { column: a }, PolicyKind::Mask { column: b }) if a == b))
+        });
+        if let Some(earlier) = earlier {
+            let what = match &policy.kind {
+                PolicyKind::Mask { column } if earlier.name != policy.name => {
+                    format!("a second mask on {}.{column}", policy.table)
+                }
+                _ => format!("a second policy named {} on {}", policy.name, policy.table),
+            };
+            problems.push(
+                Diagnostic::error(what, Some(policy.span)).with_help(format!(
+                    "the first is {} at {}",
+                    earlier.name,
+                    earlier.span.location(sources)
+                )),
+            );
+        }
+    }
+    problems
 }
 
 struct FileParser<'a> {
@@ -71,7 +145,7 @@ impl FileParser<'_> {
     }
 
     /// Tokenizes the file and parses each `;`-separated statement on its own.
-    fn statements(&self) -> Parsed<Vec<Parsed<Statement>>> {
+    fn statements(&self) -> Parsed<Vec<Parsed<Declared>>> {
         let tokens = Tokenizer::new(&GenericDialect {}, &self.file.text)
             .tokenize_with_location()
             .map_err(|error| {
@@ -93,7 +167,7 @@ impl FileParser<'_> {
         Ok(statements)
     }
 
-    fn statement(&self, tokens: Vec<TokenWithSpan>, span: Span) -> Parsed<Statement> {
+    fn statement(&self, tokens: Vec<TokenWithSpan>, span: Span) -> Parsed<Declared> {
         let words: Vec<String> = tokens
             .iter()
             .take(4)
@@ -108,15 +182,21 @@ impl FileParser<'_> {
                 || word(2) == Some("EXTERNAL")
                 || word(3) == Some("EXTERNAL"));
         if is_external {
-            self.source_table(span)
+            self.source_table(span).map(Declared::Statement)
         } else if word(0) == Some("CREATE") && word(1) == Some("TABLE") {
-            self.table(tokens, span)
+            self.table(tokens, span).map(Declared::Statement)
+        } else if word(0) == Some("CREATE")
+            && (word(1) == Some("MASK") || (word(1) == Some("ROW") && word(2) == Some("FILTER")))
+        {
+            self.policy(tokens, span).map(Declared::Policy)
         } else {
             let found = tokens
                 .first()
                 .map_or(String::new(), |token| token.token.to_string());
             Err(Diagnostic::error(
-                format!("expected CREATE EXTERNAL TABLE or CREATE TABLE, found {found}"),
+                format!(
+                    "expected CREATE EXTERNAL TABLE, CREATE TABLE, CREATE MASK or CREATE ROW FILTER, found {found}"
+                ),
                 Some(self.span(tokens[0].span)),
             )
             .with_help("a pipeline declares tables; run other statements with `strata query`"))
@@ -352,6 +432,70 @@ impl FileParser<'_> {
         }))
     }
 
+    /// `CREATE MASK name ON table (column) AS expr` or
+    /// `CREATE ROW FILTER name ON table AS predicate`.
+    fn policy(&self, tokens: Vec<TokenWithSpan>, span: Span) -> Parsed<Policy> {
+        let tokens = without_empty_parentheses_after(tokens, "CURRENT_USER");
+        let dialect = GenericDialect {};
+        let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+        let fail = |error: ParserError| self.parser_error(error, span);
+        parser.expect_keyword(Keyword::CREATE).map_err(fail)?;
+        let is_mask = word_is(&parser.peek_token(), "MASK");
+        if is_mask {
+            self.expect_word(&mut parser, "MASK")?;
+        } else {
+            self.expect_word(&mut parser, "ROW")?;
+            self.expect_word(&mut parser, "FILTER")?;
+        }
+        let name = normalize_ident(&parser.parse_identifier().map_err(fail)?);
+        parser.expect_keyword(Keyword::ON).map_err(fail)?;
+        let object_name = parser.parse_object_name(false).map_err(fail)?;
+        let table_span = self.span(object_name.span());
+        let table = self.table_name(
+            &object_name,
+            table_span,
+            &[Layer::Raw, Layer::Enriched, Layer::Ranked],
+        )?;
+        let kind = if is_mask {
+            parser.expect_token(&Token::LParen).map_err(fail)?;
+            let column = normalize_ident(&parser.parse_identifier().map_err(fail)?);
+            parser.expect_token(&Token::RParen).map_err(fail)?;
+            PolicyKind::Mask { column }
+        } else {
+            PolicyKind::RowFilter
+        };
+        let before_as = parser.peek_token();
+        if !parser.parse_keyword(Keyword::AS) {
+            return Err(Diagnostic::error(
+                format!(
+                    "expected AS followed by the {}, found {}",
+                    if is_mask { "masked value" } else { "predicate" },
+                    describe(&before_as.token)
+                ),
+                Some(self.span(before_as.span)),
+            ));
+        }
+        let expr = parser.parse_expr().map_err(fail)?;
+        let trailing = parser.peek_token();
+        if trailing.token != Token::EOF {
+            return Err(Diagnostic::error(
+                format!(
+                    "expected the end of the statement (;), found {}",
+                    trailing.token
+                ),
+                Some(self.span(trailing.span)),
+            ));
+        }
+        Ok(Policy {
+            name,
+            table,
+            table_span,
+            kind,
+            expr,
+            span: self.span(span),
+        })
+    }
+
     /// Keeps the first occurrence of a clause and rejects a second one.
     fn once<T>(
         &self,
@@ -549,6 +693,27 @@ impl FileParser<'_> {
             })
             .collect()
     }
+}
+
+/// `current_user()` as `CURRENT_USER`: SQL writes the function without parentheses,
+/// and people write it with them, as `current_role()`.
+fn without_empty_parentheses_after(tokens: Vec<TokenWithSpan>, word: &str) -> Vec<TokenWithSpan> {
+    let mut kept: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut index = 0;
+    while index < tokens.len() {
+        let empty_call = kept.last().is_some_and(|last| word_is(last, word))
+            && tokens[index].token == Token::LParen
+            && tokens
+                .get(index + 1)
+                .is_some_and(|next| next.token == Token::RParen);
+        if empty_call {
+            index += 2;
+        } else {
+            kept.push(tokens[index].clone());
+            index += 1;
+        }
+    }
+    kept
 }
 
 fn word_is(token: &TokenWithSpan, word: &str) -> bool {
@@ -810,6 +975,70 @@ mod tests {
             "CREATE TABLE enriched.orders WRITE MERGE KEY (id) DELETE WHEN AS SELECT 1 AS id",
         );
         assert!(!broken.is_empty());
+    }
+
+    #[test]
+    fn masks_and_row_filters_are_policies_on_built_tables() {
+        let pipeline = parse_one(
+            "CREATE TABLE enriched.people AS SELECT 1 AS id, 'a@b.c' AS email;\n\
+             CREATE MASK email_mask ON enriched.people (Email) AS \
+               CASE WHEN current_role() = 'admin' THEN email ELSE mask_email(email) END;\n\
+             CREATE ROW FILTER own ON enriched.people AS id IN (SELECT id FROM enriched.people);",
+        )
+        .unwrap();
+        assert_eq!(pipeline.statements.len(), 1);
+        let [mask, filter] = pipeline.policies.as_slice() else {
+            panic!("{:?}", pipeline.policies);
+        };
+        assert_eq!(mask.name, "email_mask");
+        assert_eq!(
+            mask.kind,
+            PolicyKind::Mask {
+                column: "email".into()
+            }
+        );
+        assert!(
+            mask.expr
+                .to_string()
+                .starts_with("CASE WHEN current_role()")
+        );
+        assert_eq!(filter.kind, PolicyKind::RowFilter);
+        assert_eq!(filter.table.to_string(), "enriched.people");
+
+        let problems = problems(
+            "CREATE TABLE enriched.people AS SELECT 1 AS id, 'a@b.c' AS email;\n\
+             CREATE MASK m ON enriched.peple (email) AS NULL;\n\
+             CREATE MASK a ON enriched.people (email) AS NULL;\n\
+             CREATE MASK b ON enriched.people (email) AS NULL;\n\
+             CREATE ROW FILTER f ON landing.people AS true;\n\
+             CREATE MASK c ON enriched.people email AS NULL;",
+        );
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("enriched.peple, which this pipeline does not build")),
+            "{messages:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p
+                .help
+                .as_deref()
+                .is_some_and(|h| h.contains("did you mean enriched.people"))),
+            "{problems:?}"
+        );
+        assert!(
+            messages.contains(&"a second mask on enriched.people.email"),
+            "{messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.contains("layer landing")),
+            "{messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.contains("Expected: (")),
+            "{messages:?}"
+        );
     }
 
     #[test]

@@ -23,6 +23,10 @@ const AUDIT_DIR: &str = "audit";
 const SCHEDULES_DIR: &str = "schedules";
 /// What each schedule has fired and seen, one JSON file per schedule, under [`STRATA_DIR`].
 const SCHEDULE_STATE_DIR: &str = "schedule_state";
+/// The masks and row filters of each table, one JSON file per table, under [`STRATA_DIR`].
+const POLICIES_DIR: &str = "policies";
+/// The secret `hash_pii` keys its hashes with, under [`STRATA_DIR`].
+const PII_KEY_FILE: &str = "pii.key";
 /// Under `_strata`: the leases that let one process at a time do a job.
 const LEASES_DIR: &str = "leases";
 /// A raw table's commit log, inside the table's directory.
@@ -146,6 +150,26 @@ impl Warehouse {
             .path()
             .clone()
             .join(format!("{name}.json"))
+    }
+
+    /// The masks and row filters readers of a table see it through:
+    /// `<root>/_strata/policies/<layer>.<name>.json`.
+    pub fn policy(&self, table: &TableName) -> StorePath {
+        self.root
+            .child(STRATA_DIR)
+            .child(POLICIES_DIR)
+            .path()
+            .clone()
+            .join(format!("{table}.json"))
+    }
+
+    /// The warehouse's secret for pseudonyms (`hash_pii`): `<root>/_strata/pii.key`.
+    pub fn pii_key(&self) -> StorePath {
+        self.root
+            .child(STRATA_DIR)
+            .path()
+            .clone()
+            .join(PII_KEY_FILE)
     }
 
     /// One lease's terms, newest last: `<root>/_strata/leases/<name>/<term>.json`.

@@ -14,6 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::datatypes::DataType;
 use futures::future::join_all;
+use strata_access::TablePolicy;
 use strata_language::{
     Diagnostic, Format, Graph, LanguageError, Pipeline, Statement, TableDef, TableName, WriteMode,
     did_you_mean,
@@ -117,6 +118,10 @@ pub async fn run_pipeline(
     }
     .save(warehouse)
     .await?;
+    // Before any data: a table is never published without the policies it declares.
+    for (table, policy) in TablePolicy::of_pipeline(pipeline) {
+        policy.publish(warehouse, &table).await?;
+    }
 
     let mut reports: Vec<Option<TableReport>> = vec![None; pipeline.statements.len()];
     loop {

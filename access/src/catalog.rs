@@ -1,29 +1,40 @@
 //! The warehouse's published tables as a DataFusion catalog: one schema per layer,
 //! each opening only the tables a query names, at the version current when the query
-//! is planned or at the one it asks for (`VERSION AS OF`).
+//! is planned or at the one it asks for (`VERSION AS OF`), and through its policy.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::SessionState;
-use strata_language::{Layer, TableName};
+use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::prelude::SessionContext;
+use strata_language::{DELETED_SUFFIX, Layer, TableName};
 use strata_storage::Warehouse;
 use strata_storage::catalog::{self, PublishedTable};
 use strata_storage::delta_publish::{self, DeltaReader};
+use tokio::sync::OnceCell;
+
+use crate::guard::Guarded;
+use crate::masking::{HashPii, masking_functions};
+use crate::policy::{TablePolicy, quoted};
+use crate::viewer::Viewer;
+
+/// The catalog clients see.
+pub const CATALOG: &str = "strata";
 
 /// The schemas clients see, one per layer that holds built tables.
-pub(crate) const SCHEMAS: [Layer; 3] = [Layer::Raw, Layer::Enriched, Layer::Ranked];
+pub const SCHEMAS: [Layer; 3] = [Layer::Raw, Layer::Enriched, Layer::Ranked];
 
 /// How a table and a version travel through DataFusion's planner, which has no
 /// notion of versions: `VERSION AS OF 3` on `jobs` becomes the table name `jobs@3`.
-pub(crate) fn versioned_name(table: &str, version: u64) -> String {
+pub fn versioned_name(table: &str, version: u64) -> String {
     format!("{table}@{version}")
 }
 
 /// Splits a name made by [`versioned_name`]; a name without a version is the current one.
-pub(crate) fn split_version(name: &str) -> (&str, Option<u64>) {
+pub fn split_version(name: &str) -> (&str, Option<u64>) {
     match name.rsplit_once('@') {
         Some((table, version)) => match version.parse() {
             Ok(version) => (table, Some(version)),
@@ -35,15 +46,35 @@ pub(crate) fn split_version(name: &str) -> (&str, Option<u64>) {
 
 /// What a query may see of a warehouse, and how it reads it.
 #[derive(Debug, Clone)]
-pub(crate) struct Visibility {
+pub struct Visibility {
     pub warehouse: Warehouse,
     pub show_quarantine: bool,
     pub reader: DeltaReader,
+    /// The warehouse's pseudonym key, read once when a policy first hashes.
+    pseudonym_key: Arc<OnceCell<Vec<u8>>>,
+}
+
+/// Whose reads a catalog serves.
+#[derive(Debug, Clone)]
+pub enum Reader {
+    /// A user of a server or the console: each table through its policy.
+    Viewer(Viewer),
+    /// A policy's own reads (the tables a row filter looks up), which see stored values.
+    Policy,
 }
 
 impl Visibility {
+    pub fn new(warehouse: Warehouse, show_quarantine: bool, reader: DeltaReader) -> Self {
+        Self {
+            warehouse,
+            show_quarantine,
+            reader,
+            pseudonym_key: Arc::default(),
+        }
+    }
+
     /// The published table a client may see under this name, found without listing.
-    pub(crate) async fn find(&self, layer: Layer, name: &str) -> Option<PublishedTable> {
+    pub async fn find(&self, layer: Layer, name: &str) -> Option<PublishedTable> {
         let name = TableName {
             layer,
             name: name.to_owned(),
@@ -56,19 +87,20 @@ impl Visibility {
 }
 
 /// The schema of the audit trail, which admins see beside the layers.
-pub(crate) const AUDIT_SCHEMA: &str = "_strata";
+pub const AUDIT_SCHEMA: &str = "_strata";
 /// The audit trail's table in [`AUDIT_SCHEMA`].
-pub(crate) const AUDIT_TABLE: &str = "audit";
+pub const AUDIT_TABLE: &str = "audit";
 
 /// Catalog `strata`: the layers of one warehouse, and for admins its audit trail.
 #[derive(Debug)]
-pub(crate) struct WarehouseCatalog {
+pub struct WarehouseCatalog {
     schemas: Vec<(String, Arc<dyn SchemaProvider>)>,
 }
 
 impl WarehouseCatalog {
-    /// The catalog for queries planned on `session`; with `audit`, `_strata.audit` too.
-    pub(crate) fn new(visibility: Visibility, session: SessionState, audit: bool) -> Self {
+    /// The catalog for `reader`'s queries planned on `session`; with `audit`,
+    /// `_strata.audit` too.
+    pub fn new(visibility: Visibility, session: SessionState, reader: Reader, audit: bool) -> Self {
         let mut schemas: Vec<(String, Arc<dyn SchemaProvider>)> = SCHEMAS
             .into_iter()
             .map(|layer| {
@@ -76,6 +108,7 @@ impl WarehouseCatalog {
                     layer,
                     visibility: visibility.clone(),
                     session: session.clone(),
+                    reader: reader.clone(),
                 });
                 (layer.as_str().to_owned(), schema)
             })
@@ -147,6 +180,98 @@ struct LayerSchema {
     visibility: Visibility,
     /// The session the providers register their stores on.
     session: SessionState,
+    reader: Reader,
+}
+
+impl LayerSchema {
+    /// The policy a viewer reads `table` through: its own, or for rows it set aside
+    /// (quarantine) the table's. Rejected landing lines and deleted keys cannot be
+    /// masked column by column, so they are refused whole while their table has one.
+    async fn policy(&self, table: &TableName) -> Result<Option<TablePolicy>> {
+        let external = |error: crate::AccessError| DataFusionError::External(Box::new(error));
+        let own = |name: &str| TableName {
+            layer: table.layer,
+            name: name.to_owned(),
+        };
+        let (governing, refused) =
+            if let Some(base) = table.name.strip_suffix(strata_language::QUARANTINE_SUFFIX) {
+                (own(base), false)
+            } else if let Some(base) = table.rejects_of() {
+                (base, true)
+            } else if let Some(base) = table.name.strip_suffix(DELETED_SUFFIX) {
+                (own(base), true)
+            } else {
+                (table.clone(), false)
+            };
+        let policy = TablePolicy::load(&self.visibility.warehouse, &governing)
+            .await
+            .map_err(external)?
+            .filter(|policy| !policy.is_empty());
+        match policy {
+            Some(_) if refused => Err(DataFusionError::Plan(format!(
+                "{table} is not readable while {governing} has masks or row filters: it holds \
+                 what {governing} stored, which they cannot hide column by column"
+            ))),
+            policy => Ok(policy),
+        }
+    }
+
+    /// `name` (a table, perhaps at a version) as `viewer` sees it through `policy`.
+    async fn guarded(
+        &self,
+        table: &TableName,
+        name: &str,
+        policy: &TablePolicy,
+        viewer: &Viewer,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let external = |error: crate::AccessError| DataFusionError::External(Box::new(error));
+        let key = if policy.hashes() {
+            let warehouse = &self.visibility.warehouse;
+            let key = self
+                .visibility
+                .pseudonym_key
+                .get_or_try_init(|| async {
+                    HashPii::of_warehouse(warehouse)
+                        .await
+                        .map(|key| key.key().to_vec())
+                })
+                .await
+                .map_err(external)?;
+            HashPii::with_key(key)
+        } else {
+            None
+        };
+        let config = self
+            .session
+            .config()
+            .clone()
+            .with_default_catalog_and_schema(CATALOG, self.layer.as_str());
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(Arc::clone(self.session.runtime_env()))
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        strata_udfs::register_all(&ctx);
+        for function in masking_functions(key) {
+            ctx.register_udf(function.as_ref().clone());
+        }
+        let policy_reads =
+            WarehouseCatalog::new(self.visibility.clone(), ctx.state(), Reader::Policy, false);
+        ctx.register_catalog(CATALOG, Arc::new(policy_reads));
+        let from = format!(
+            "{}.{}.{}",
+            quoted(CATALOG),
+            quoted(self.layer.as_str()),
+            quoted(name)
+        );
+        let sql = policy
+            .query(&table.to_string(), &from, viewer)
+            .map_err(external)?;
+        let plan = ctx.sql(&sql).await?.into_unoptimized_plan();
+        let masked: HashSet<String> = policy.masked_columns().map(str::to_owned).collect();
+        Ok(Arc::new(Guarded::new(table.to_string(), plan, masked)))
+    }
 }
 
 #[async_trait]
@@ -172,6 +297,14 @@ impl SchemaProvider for LayerSchema {
         let Some(found) = self.visibility.find(self.layer, table).await else {
             return Ok(None);
         };
+        if let Reader::Viewer(viewer) = &self.reader
+            && let Some(policy) = self.policy(&found.name).await?
+        {
+            return self
+                .guarded(&found.name, name, &policy, viewer)
+                .await
+                .map(Some);
+        }
         catalog::open(&found, version, &self.session, self.visibility.reader)
             .await
             .map(Some)
@@ -224,11 +357,11 @@ mod tests {
 
     #[tokio::test]
     async fn names_cannot_leave_their_layer() {
-        let visibility = Visibility {
-            warehouse: Warehouse::local(std::env::temp_dir()),
-            show_quarantine: true,
-            reader: DeltaReader::Native,
-        };
+        let visibility = Visibility::new(
+            Warehouse::local(std::env::temp_dir()),
+            true,
+            DeltaReader::Native,
+        );
         for name in ["../enriched/x", "a/b", ".hidden", ""] {
             assert!(visibility.find(Layer::Raw, name).await.is_none(), "{name}");
         }
