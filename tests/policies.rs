@@ -324,3 +324,56 @@ fn a_policy_that_does_not_plan_fails_check_and_one_on_an_unbuilt_table_is_refuse
         assert!(said.contains(expected), "{expected} in {said}");
     }
 }
+
+#[test]
+fn executors_of_a_cluster_apply_the_same_policies() {
+    use crate::cluster::Cluster;
+
+    let (dir, config) = warehouse("policies-cluster");
+    let mut cluster = Cluster::start_with(
+        "policies",
+        2,
+        &[
+            "--flight-sql-port",
+            "0",
+            "--warehouse",
+            dir.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let line = cluster.scheduler_line();
+    let uri = line
+        .split_whitespace()
+        .find(|word| word.starts_with("grpc://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    let before = cluster.executor_jobs();
+    let queries = serde_json::json!({
+        "emails": ["SELECT email FROM enriched.people ORDER BY id", null],
+        "join": ["SELECT count(*) FROM enriched.people a JOIN enriched.people b ON a.name = b.name", null],
+        "divide_probe": ["SELECT count(*) FROM enriched.people WHERE 10 / (id - 5) <> 0", null],
+        "names": ["SELECT name FROM enriched.people ORDER BY id", null],
+    });
+    let ana = ask(&uri, "ana", &queries);
+    assert_eq!(
+        ana["emails"],
+        serde_json::json!([
+            ["a***@example.com"],
+            ["b***@example.com"],
+            ["c***@example.com"]
+        ]),
+        "{ana:#}"
+    );
+    assert_eq!(ana["join"], serde_json::json!([[3]]), "{ana:#}");
+    assert_eq!(ana["divide_probe"], serde_json::json!([[3]]), "{ana:#}");
+    // The executors hash with the warehouse's key: the pseudonyms equal the embedded ones.
+    let server = Server::start(&dir, &["--config", config.to_str().unwrap()]);
+    let embedded = ask(&server.uri(), "ana", &queries);
+    assert_eq!(ana["names"], embedded["names"], "{ana:#} {embedded:#}");
+    let after = cluster.executor_jobs();
+    assert!(
+        after.iter().filter(|job| !before.contains(job)).count() >= 4,
+        "the queries ran on the executors: {before:?} then {after:?}"
+    );
+}

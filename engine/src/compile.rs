@@ -18,8 +18,8 @@ use strata_access::{HashPii, TablePolicy, Viewer, masking_functions};
 use strata_decrypt::Cipher;
 use strata_language::rules::{check_clauses, stored_schema};
 use strata_language::{
-    Diagnostic, Graph, LanguageError, Layer, Pipeline, SourceTable, Sources, Statement, TableDef,
-    TableName, parse,
+    Diagnostic, Graph, LanguageError, Layer, Pipeline, PolicyKind, SourceTable, Sources, Statement,
+    TableDef, TableName, did_you_mean, parse,
 };
 use strata_storage::landing::after_ingest;
 use strata_storage::{Warehouse, increment};
@@ -155,6 +155,26 @@ async fn check_policies(pipeline: &Pipeline, planned: &[PlannedTable]) -> Result
     let mut problems = Vec::new();
     for declared in &pipeline.policies {
         let name = declared.table.to_string();
+        let schema = planned
+            .iter()
+            .find(|table| pipeline.statements[table.node].name() == &declared.table)
+            .map(|table| Arc::clone(&table.schema));
+        if let (PolicyKind::Mask { column }, Some(schema)) = (&declared.kind, schema)
+            && schema.field_with_name(column).is_err()
+        {
+            let columns = schema.fields().iter().map(|field| field.name().as_str());
+            let hint = did_you_mean(column, columns)
+                .map(|close| format!(" (did you mean {close}?)"))
+                .unwrap_or_default();
+            problems.push(Diagnostic::error(
+                format!(
+                    "MASK {} is on column {column}, which {name} does not have{hint}",
+                    declared.name
+                ),
+                Some(declared.span),
+            ));
+            continue;
+        }
         let checked = match TablePolicy::of_one(declared).query(&name, &name, &checker) {
             Ok(sql) => ctx.sql(&sql).await.map(|_| ()),
             Err(error) => Err(DataFusionError::External(Box::new(error))),

@@ -1,3 +1,3 @@
--- expect: expected CREATE EXTERNAL TABLE or CREATE TABLE, found INSERT
+-- expect: expected CREATE EXTERNAL TABLE, CREATE TABLE, CREATE MASK or CREATE ROW FILTER, found INSERT
 -- at: 3:1
 INSERT INTO enriched.jobs VALUES (1);

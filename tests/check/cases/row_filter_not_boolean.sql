@@ -1,0 +1,6 @@
+-- expect: Cannot create filter with non-boolean predicate
+-- at: 6:1
+CREATE EXTERNAL TABLE landing.events (event_id VARCHAR NOT NULL, ts TIMESTAMP, job_id BIGINT, kind VARCHAR)
+STORED AS CSV LOCATION 'landing/events/' OPTIONS ('format.has_header' 'true');
+CREATE TABLE raw.events AS SELECT event_id, kind FROM landing.events;
+CREATE ROW FILTER own ON raw.events AS kind;
