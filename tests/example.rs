@@ -123,7 +123,14 @@ fn the_example_pipeline_checks_against_generated_data() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.starts_with("ok: 15 tables in 4 file(s)"), "{stdout}");
+    assert!(stdout.starts_with("ok: 15 tables in 5 file(s)"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.starts_with("  enriched.candidates")
+                && line.ends_with("; masks name, email")),
+        "{stdout}"
+    );
     let order: Vec<&str> = stdout
         .lines()
         .skip(1)

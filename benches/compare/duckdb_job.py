@@ -25,7 +25,8 @@ script = (
 CREATE VIEW candidates_landing AS SELECT * FROM read_csv('{landing}/candidates/*.csv.gz', header = true,
   columns = {{'candidate_id': 'VARCHAR', 'name': 'VARCHAR', 'title': 'VARCHAR', 'skills': 'VARCHAR',
              'city': 'VARCHAR', 'country': 'VARCHAR', 'lat': 'DOUBLE', 'lon': 'DOUBLE',
-             'years_experience': 'INTEGER', 'last_active': 'TIMESTAMP', 'updated_at': 'TIMESTAMP'}});
+             'years_experience': 'INTEGER', 'last_active': 'TIMESTAMP', 'updated_at': 'TIMESTAMP',
+             'email': 'VARCHAR'}});
 CREATE VIEW events_landing AS SELECT * FROM read_csv('{landing}/events/*.csv.gz', header = true,
   columns = {{'event_id': 'VARCHAR', 'ts': 'TIMESTAMP', 'job_id': 'BIGINT', 'candidate_id': 'VARCHAR',
              'kind': 'VARCHAR', 'publisher': 'VARCHAR', 'campaign': 'VARCHAR'}});

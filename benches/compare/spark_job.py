@@ -31,7 +31,8 @@ started = time.monotonic()
 csv = spark.read.option("header", "true")
 csv.schema(
     "candidate_id STRING, name STRING, title STRING, skills STRING, city STRING, country STRING, "
-    "lat DOUBLE, lon DOUBLE, years_experience INT, last_active TIMESTAMP, updated_at TIMESTAMP"
+    "lat DOUBLE, lon DOUBLE, years_experience INT, last_active TIMESTAMP, updated_at TIMESTAMP, "
+    "email STRING"
 ).csv(f"{landing}/candidates/*.csv.gz").createOrReplaceTempView("candidates_landing")
 csv.schema(
     "event_id STRING, ts TIMESTAMP, job_id BIGINT, candidate_id STRING, kind STRING, "

@@ -7,7 +7,7 @@ use clap::Args;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use strata_engine::{Compiled, Engine, compile, stream};
-use strata_language::{Sources, Statement, TableDef, WriteMode};
+use strata_language::{Pipeline, PolicyKind, Sources, Statement, TableDef, TableName, WriteMode};
 
 use crate::error::CliError;
 
@@ -20,6 +20,26 @@ pub(crate) struct CheckArgs {
     /// Warehouse root that relative landing locations are resolved against.
     #[arg(long, env = "STRATA_WAREHOUSE", default_value = ".")]
     pub warehouse: String,
+}
+
+/// What readers see of a table through its policies, as `check` lists it.
+fn policies(pipeline: &Pipeline, table: &TableName) -> String {
+    let mut masked = Vec::new();
+    let mut filters = Vec::new();
+    for policy in pipeline.policies.iter().filter(|p| &p.table == table) {
+        match &policy.kind {
+            PolicyKind::Mask { column } => masked.push(column.as_str()),
+            PolicyKind::RowFilter => filters.push(policy.name.as_str()),
+        }
+    }
+    let mut said = String::new();
+    if !masked.is_empty() {
+        said.push_str(&format!("; masks {}", masked.join(", ")));
+    }
+    if !filters.is_empty() {
+        said.push_str(&format!("; row filters {}", filters.join(", ")));
+    }
+    said
 }
 
 /// Checks the pipeline and prints its tables in build order.
@@ -99,10 +119,11 @@ pub(crate) async fn run(args: CheckArgs, out: &mut impl Write) -> Result<(), Cli
                     (None, _) => String::new(),
                 };
                 format!(
-                    "{}, {mode}, {} expectation(s), reads {}{refresh}",
+                    "{}, {mode}, {} expectation(s), reads {}{refresh}{}",
                     table.format.to_string().to_lowercase(),
                     table.expectations.len(),
-                    reads.join(", ")
+                    reads.join(", "),
+                    policies(pipeline, &table.name)
                 )
             }
         };

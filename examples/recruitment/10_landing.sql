@@ -12,7 +12,8 @@ CREATE EXTERNAL TABLE landing.candidates (
   lon DOUBLE,
   years_experience INT,
   last_active TIMESTAMP,
-  updated_at TIMESTAMP
+  updated_at TIMESTAMP,
+  email VARCHAR
 ) STORED AS CSV LOCATION 'landing/candidates/'
   OPTIONS ('format.has_header' 'true', 'format.compression' 'gzip');
 

@@ -5,7 +5,7 @@ CREATE TABLE enriched.candidates (
   CONSTRAINT valid_coordinates EXPECT (lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180)
     ON VIOLATION QUARANTINE
 ) WRITE SCD2 KEY (candidate_id) SEQUENCE BY updated_at
-AS SELECT candidate_id, name, title,
+AS SELECT candidate_id, name, email, title,
           string_to_array(lower(replace(skills, ' ', '')), '|') AS skills,
           city, country, lat, lon, years_experience, last_active, updated_at
    FROM raw.candidates;

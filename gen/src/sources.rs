@@ -244,8 +244,7 @@ fn write_jobs(
     record(&path, manifest)
 }
 
-const CANDIDATE_HEADER: &str =
-    "candidate_id,name,title,skills,city,country,lat,lon,years_experience,last_active,updated_at";
+const CANDIDATE_HEADER: &str = "candidate_id,name,title,skills,city,country,lat,lon,years_experience,last_active,updated_at,email";
 
 /// One candidate row; `version` > 0 is a later correction of the same candidate.
 fn candidate_line(rng: &mut Rng, id: u64, version: i64, bad_coordinates: bool) -> String {
@@ -264,15 +263,22 @@ fn candidate_line(rng: &mut Rng, id: u64, version: i64, bad_coordinates: bool) -
     let lon = city.lon + (rng.unit() - 0.5) * 0.3;
     let last_active = END - rng.below(180) as i64 * DAY - rng.below(DAY as u64) as i64;
     let updated = END - (40 - version * 10) * DAY + (id % DAY as u64) as i64;
-    format!(
-        "c{id:07},{} {},{},{},{},{},{lat:.5},{lon:.5},{},{},{}",
+    // Drawn in the order they always were, so the same seed gives the same candidates.
+    let (first, last, title) = (
         rng.pick(FIRST_NAMES),
         rng.pick(LAST_NAMES),
         rng.pick(TITLES),
+    );
+    let years = rng.below(25);
+    // The e-mail comes from the name, so it takes nothing from the random stream.
+    let email = format!("{first}.{last}.{id}@example.com")
+        .to_lowercase()
+        .replace(' ', "");
+    format!(
+        "c{id:07},{first} {last},{title},{},{},{},{lat:.5},{lon:.5},{years},{},{},{email}",
         skills.join("|"),
         city.name,
         city.country,
-        rng.below(25),
         timestamp(last_active),
         timestamp(updated),
     )
