@@ -416,3 +416,49 @@ fn the_example_masks_candidates_names_and_e_mails_for_data_scientists() {
         "ranked tables hold no names"
     );
 }
+
+#[test]
+fn strata_query_as_a_user_reads_through_the_policies() {
+    let (dir, config) = warehouse("policies-query-as");
+    let wh = dir.to_str().unwrap();
+    let config = config.to_str().unwrap();
+    let sql = "SELECT id, email FROM enriched.people ORDER BY id";
+    let query = |extra: &[&str]| {
+        let mut args = vec!["query", sql, "--warehouse", wh, "--format", "csv"];
+        args.extend(extra);
+        strata(&args)
+    };
+    let ana = query(&["--as", "ana", "--config", config]);
+    assert!(ana.status.success(), "{}", stderr(&ana));
+    assert_eq!(
+        crate::support::stdout(&ana),
+        "id,email\n1,a***@example.com\n2,b***@example.com\n3,c***@example.com\n"
+    );
+    // The warehouse's owner reads what is stored.
+    let owner = query(&[]);
+    assert!(owner.status.success(), "{}", stderr(&owner));
+    assert!(crate::support::stdout(&owner).contains("6,fay.mora@example.com"));
+    let stranger = query(&["--as", "mallory", "--config", config]);
+    assert!(!stranger.status.success());
+    assert!(
+        stderr(&stranger).contains(
+            "--as mallory: no such user in the config file (its users: ana, root, noone)"
+        ),
+        "{}",
+        stderr(&stranger)
+    );
+    let without_config = query(&["--as", "ana"]);
+    assert!(!without_config.status.success());
+    assert!(
+        stderr(&without_config).contains("--config"),
+        "{}",
+        stderr(&without_config)
+    );
+    let unknown = strata(&["query", "SELECT * FROM enriched.nobody", "--warehouse", wh]);
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("enriched.nobody"),
+        "{}",
+        stderr(&unknown)
+    );
+}

@@ -20,6 +20,8 @@ use crate::guard::Guarded;
 use crate::masking::{HashPii, masking_functions};
 use crate::policy::{TablePolicy, quoted};
 use crate::viewer::Viewer;
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::ScalarUDF;
 
 /// The catalog clients see.
 pub const CATALOG: &str = "strata";
@@ -52,6 +54,18 @@ pub struct Visibility {
     pub reader: DeltaReader,
     /// The warehouse's pseudonym key, read once when a policy first hashes.
     pseudonym_key: Arc<OnceCell<Vec<u8>>>,
+    /// Where policies' queries are planned, made once: it depends on no reader.
+    policy_planner: Arc<OnceCell<PolicyPlanner>>,
+}
+
+/// A session whose catalog is the warehouse unrestricted, with the masking functions.
+#[derive(Clone)]
+struct PolicyPlanner(SessionContext);
+
+impl std::fmt::Debug for PolicyPlanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PolicyPlanner")
+    }
 }
 
 /// Whose reads a catalog serves.
@@ -59,8 +73,9 @@ pub struct Visibility {
 pub enum Reader {
     /// A user of a server or the console: each table through its policy.
     Viewer(Viewer),
-    /// A policy's own reads (the tables a row filter looks up), which see stored values.
-    Policy,
+    /// Stored values: a policy's own reads (the tables a row filter looks up), and the
+    /// warehouse's owner on the command line.
+    Unrestricted,
 }
 
 impl Visibility {
@@ -70,6 +85,7 @@ impl Visibility {
             show_quarantine,
             reader,
             pseudonym_key: Arc::default(),
+            policy_planner: Arc::default(),
         }
     }
 
@@ -216,31 +232,8 @@ impl LayerSchema {
         }
     }
 
-    /// `name` (a table, perhaps at a version) as `viewer` sees it through `policy`.
-    async fn guarded(
-        &self,
-        table: &TableName,
-        name: &str,
-        policy: &TablePolicy,
-        viewer: &Viewer,
-    ) -> Result<Arc<dyn TableProvider>> {
-        let external = |error: crate::AccessError| DataFusionError::External(Box::new(error));
-        let key = if policy.hashes() {
-            let warehouse = &self.visibility.warehouse;
-            let key = self
-                .visibility
-                .pseudonym_key
-                .get_or_try_init(|| async {
-                    HashPii::of_warehouse(warehouse)
-                        .await
-                        .map(|key| key.key().to_vec())
-                })
-                .await
-                .map_err(external)?;
-            HashPii::with_key(key)
-        } else {
-            None
-        };
+    /// A session to plan policies' queries on, with this session's settings and stores.
+    fn policy_planner(&self) -> PolicyPlanner {
         let config = self
             .session
             .config()
@@ -253,12 +246,51 @@ impl LayerSchema {
             .build();
         let ctx = SessionContext::new_with_state(state);
         strata_udfs::register_all(&ctx);
-        for function in masking_functions(key) {
+        for function in masking_functions(None) {
             ctx.register_udf(function.as_ref().clone());
         }
-        let policy_reads =
-            WarehouseCatalog::new(self.visibility.clone(), ctx.state(), Reader::Policy, false);
-        ctx.register_catalog(CATALOG, Arc::new(policy_reads));
+        // A visibility of its own: the planner must not hold the cell that holds it.
+        let visibility = Visibility::new(
+            self.visibility.warehouse.clone(),
+            self.visibility.show_quarantine,
+            self.visibility.reader,
+        );
+        let reads = WarehouseCatalog::new(visibility, ctx.state(), Reader::Unrestricted, false);
+        ctx.register_catalog(CATALOG, Arc::new(reads));
+        PolicyPlanner(ctx)
+    }
+
+    /// `name` (a table, perhaps at a version) as `viewer` sees it through `policy`.
+    async fn guarded(
+        &self,
+        table: &TableName,
+        name: &str,
+        policy: &TablePolicy,
+        viewer: &Viewer,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let external = |error: crate::AccessError| DataFusionError::External(Box::new(error));
+        let planner = self
+            .visibility
+            .policy_planner
+            .get_or_init(|| async { self.policy_planner() })
+            .await;
+        let ctx = &planner.0;
+        if policy.hashes() && ctx.udf(HashPii::NAME).is_err() {
+            let warehouse = &self.visibility.warehouse;
+            let key = self
+                .visibility
+                .pseudonym_key
+                .get_or_try_init(|| async {
+                    HashPii::of_warehouse(warehouse)
+                        .await
+                        .map(|key| key.key().to_vec())
+                })
+                .await
+                .map_err(external)?;
+            if let Some(hash) = HashPii::with_key(key) {
+                ctx.register_udf(ScalarUDF::new_from_impl(hash));
+            }
+        }
         let from = format!(
             "{}.{}.{}",
             quoted(CATALOG),

@@ -316,3 +316,85 @@ impl RecordBatchStream for Bounded {
         self.inner.schema()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::datasource::{MemTable, provider_as_source};
+    use datafusion::logical_expr::{cast, col, lit};
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+
+    fn guarded() -> Guarded {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("email", DataType::Utf8, true),
+            Field::new("city", DataType::Utf8, true),
+        ]));
+        let table = MemTable::try_new(schema, vec![vec![]]).unwrap();
+        let plan = LogicalPlanBuilder::scan("t", provider_as_source(Arc::new(table)), None)
+            .unwrap()
+            .build()
+            .unwrap();
+        Guarded::new(
+            "enriched.t".into(),
+            plan,
+            HashSet::from(["email".to_owned()]),
+        )
+    }
+
+    #[test]
+    fn only_comparisons_of_unmasked_columns_with_constants_cross_the_boundary() {
+        let guarded = guarded();
+        for (expr, crosses) in [
+            (col("id").eq(lit(5_i64)), true),
+            (col("id").in_list(vec![lit(1_i64), lit(2_i64)], false), true),
+            (
+                col("city")
+                    .is_null()
+                    .or(col("id").between(lit(1_i64), lit(3_i64))),
+                true,
+            ),
+            (cast(col("id"), DataType::Float64).gt(lit(1.5)), true),
+            (col("email").eq(lit("a@b.c")), false),
+            (col("email").is_null(), false),
+            ((col("id") / lit(0_i64)).gt(lit(1_i64)), false),
+            (cast(col("city"), DataType::Int64).eq(lit(1_i64)), false),
+            (col("city").like(lit("M%")), false),
+        ] {
+            assert_eq!(guarded.leakproof(&expr), crosses, "{expr}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scan_ends_at_a_boundary_that_reports_no_statistics() {
+        let guarded = guarded();
+        let ctx = SessionContext::new();
+        let plan = guarded
+            .scan(
+                &ctx.state(),
+                Some(&vec![0]),
+                &[col("id").eq(lit(1_i64))],
+                Some(1),
+            )
+            .await
+            .unwrap();
+        let boundary = plan.downcast_ref::<PolicyBoundaryExec>().unwrap();
+        assert_eq!(boundary.table(), "enriched.t");
+        assert_eq!(plan.schema().fields().len(), 1);
+        let statistics = datafusion::physical_plan::statistics::StatisticsContext::new()
+            .compute(
+                plan.as_ref(),
+                &datafusion::physical_plan::statistics::StatisticsArgs::new(),
+            )
+            .unwrap();
+        assert!(!statistics.num_rows.is_exact().unwrap_or(false));
+        assert!(reads_guarded(
+            &LogicalPlanBuilder::scan("g", provider_as_source(Arc::new(guarded)), None)
+                .unwrap()
+                .build()
+                .unwrap()
+        ));
+    }
+}

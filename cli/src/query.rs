@@ -1,4 +1,5 @@
-//! `strata query`: one SQL statement on an embedded DataFusion context.
+//! `strata query`: one SQL statement on an embedded DataFusion context, over a
+//! warehouse's published tables when given one, as one of its readers sees them.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,7 +14,11 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use arrow::util::pretty::pretty_format_batches;
 use clap::{Args, ValueEnum};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use strata_access::{CATALOG, Reader, Viewer, Visibility, WarehouseCatalog};
+use strata_flightsql::{DEFAULT_SCHEMA, ServerConfig};
+use strata_storage::Warehouse;
+use strata_storage::delta_publish::DeltaReader;
 
 use crate::error::CliError;
 
@@ -29,6 +34,17 @@ pub(crate) struct QueryArgs {
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, env = "STRATA_FORMAT")]
     pub format: OutputFormat,
+    /// Query this warehouse's published tables (catalog `strata`, schemas raw, enriched
+    /// and ranked), as they are stored unless `--as` names a reader.
+    #[arg(long, value_name = "DIR_OR_URL")]
+    pub warehouse: Option<String>,
+    /// Read as this user of the `--config` file, through the tables' masks and row
+    /// filters, as Flight SQL and the console show them to that user.
+    #[arg(long = "as", value_name = "USER", requires_all = ["warehouse", "config"])]
+    pub as_user: Option<String>,
+    /// The Flight SQL config file that gives each user a role.
+    #[arg(long, value_name = "PATH", requires = "as_user")]
+    pub config: Option<PathBuf>,
 }
 
 /// Result formats: a table for people, CSV and JSON for other programs.
@@ -51,10 +67,60 @@ pub(crate) async fn run(args: QueryArgs, out: &mut impl Write) -> Result<(), Cli
         }
         (None, None) => unreachable!("clap requires SQL or --file"),
     };
-    let ctx = SessionContext::new();
+    let ctx = match &args.warehouse {
+        Some(location) => {
+            let reader = match (&args.as_user, &args.config) {
+                (Some(user), Some(config)) => Reader::Viewer(viewer(user, config)?),
+                _ => Reader::Unrestricted,
+            };
+            warehouse_context(&crate::warehouse::open(location).await?, reader)
+        }
+        None => SessionContext::new(),
+    };
     strata_udfs::register_all(&ctx);
     let batches = ctx.sql(&sql).await?.collect().await?;
     write_batches(&batches, args.format, out)
+}
+
+/// `user` with the role `config` gives them.
+fn viewer(user: &str, config: &std::path::Path) -> Result<Viewer, CliError> {
+    let config = ServerConfig::from_file(config)?;
+    let found = config
+        .users
+        .iter()
+        .find(|known| known.name == user)
+        .ok_or_else(|| {
+            CliError::Arguments(format!(
+                "--as {user}: no such user in {}",
+                config_name(config.users.iter().map(|known| known.name.as_str()))
+            ))
+        })?;
+    Ok(Viewer {
+        user: found.name.clone(),
+        role: found.role.clone(),
+    })
+}
+
+/// The users a config file has, for an error that names them.
+fn config_name<'a>(users: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = users.collect();
+    if names.is_empty() {
+        "the config file, which has no users".to_owned()
+    } else {
+        format!("the config file (its users: {})", names.join(", "))
+    }
+}
+
+/// A session whose default catalog is the warehouse as `reader` sees it.
+fn warehouse_context(warehouse: &Warehouse, reader: Reader) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
+        .with_create_default_catalog_and_schema(false);
+    let ctx = SessionContext::new_with_config(config);
+    let visibility = Visibility::new(warehouse.clone(), true, DeltaReader::Native);
+    let catalog = WarehouseCatalog::new(visibility, ctx.state(), reader, false);
+    ctx.register_catalog(CATALOG, Arc::new(catalog));
+    ctx
 }
 
 /// Prints result batches in the chosen format.
