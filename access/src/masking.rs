@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
-use datafusion::arrow::array::{Array, ArrayRef, Date32Array, StringArray, new_null_array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Date32Array, StringBuilder, StringViewBuilder, new_null_array,
+};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
@@ -31,9 +33,7 @@ pub fn masking_functions(key: Option<HashPii>) -> Vec<Arc<ScalarUDF>> {
             "mask_email",
             mask_email,
         ))),
-        Arc::new(ScalarUDF::new_from_impl(TextMask::new("redact", |_| {
-            HIDDEN.to_owned()
-        }))),
+        Arc::new(ScalarUDF::new_from_impl(TextMask::new("redact", redact))),
         Arc::new(ScalarUDF::new_from_impl(TextMask::new("last4", last4))),
         Arc::new(ScalarUDF::new_from_impl(YearOnly::default())),
         Arc::new(ScalarUDF::new_from_impl(Nullify::default())),
@@ -45,49 +45,87 @@ pub fn masking_functions(key: Option<HashPii>) -> Vec<Arc<ScalarUDF>> {
 }
 
 /// `ana.garcia@example.com` → `a***@example.com`; text without `@` is hidden whole.
-fn mask_email(value: &str) -> String {
+fn mask_email(value: &str, out: &mut String) {
     match value.split_once('@') {
         Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}{HIDDEN}@{domain}")
+            out.extend(local.chars().take(1));
+            out.push_str(HIDDEN);
+            out.push('@');
+            out.push_str(domain);
         }
-        None => HIDDEN.to_owned(),
+        None => out.push_str(HIDDEN),
     }
+}
+
+fn redact(_value: &str, out: &mut String) {
+    out.push_str(HIDDEN);
 }
 
 /// Every character but the last four as `*`: `612345678` → `*****5678`.
-fn last4(value: &str) -> String {
+fn last4(value: &str, out: &mut String) {
     let count = value.chars().count();
     let kept = count.saturating_sub(4);
-    let shown: String = value.chars().skip(kept).collect();
+    out.extend(std::iter::repeat_n('*', kept));
     if count <= 4 {
-        "*".repeat(count)
+        out.extend(std::iter::repeat_n('*', count));
     } else {
-        format!("{}{shown}", "*".repeat(kept))
+        out.extend(value.chars().skip(kept));
     }
 }
 
-/// The argument as text, one value per row (a literal repeated).
-fn as_text(args: &ScalarFunctionArgs) -> Result<ArrayRef> {
-    let array = args.args[0].to_array(args.number_rows)?;
-    Ok(cast(&array, &DataType::Utf8)?)
+/// What a text mask gives for an argument of `input`: the same kind of string, so
+/// nothing is cast on the way out (other types are read as text, and give `Utf8`).
+fn text_type(input: &DataType) -> DataType {
+    match input {
+        DataType::Utf8View => DataType::Utf8View,
+        _ => DataType::Utf8,
+    }
 }
 
-fn map_text(args: &ScalarFunctionArgs, f: impl Fn(&str) -> String) -> Result<ColumnarValue> {
-    let text = as_text(args)?;
-    let text = text
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| datafusion::error::DataFusionError::Internal("cast to Utf8".into()))?;
-    let masked: StringArray = text.iter().map(|value| value.map(&f)).collect();
-    Ok(ColumnarValue::Array(Arc::new(masked)))
+/// Masks each value of the argument, as text, into an array of [`text_type`], through
+/// one buffer for every row.
+fn map_text(args: &ScalarFunctionArgs, mask: impl Fn(&str, &mut String)) -> Result<ColumnarValue> {
+    let array = args.args[0].to_array(args.number_rows)?;
+    let mut buffer = String::new();
+    let masked: ArrayRef = match array.data_type() {
+        DataType::Utf8View => {
+            let mut out = StringViewBuilder::with_capacity(array.len());
+            for value in array.as_string_view().iter() {
+                match value {
+                    Some(value) => {
+                        buffer.clear();
+                        mask(value, &mut buffer);
+                        out.append_value(&buffer);
+                    }
+                    None => out.append_null(),
+                }
+            }
+            Arc::new(out.finish())
+        }
+        _ => {
+            let text = cast(&array, &DataType::Utf8)?;
+            let mut out = StringBuilder::with_capacity(text.len(), text.len() * 16);
+            for value in text.as_string::<i32>().iter() {
+                match value {
+                    Some(value) => {
+                        buffer.clear();
+                        mask(value, &mut buffer);
+                        out.append_value(&buffer);
+                    }
+                    None => out.append_null(),
+                }
+            }
+            Arc::new(out.finish())
+        }
+    };
+    Ok(ColumnarValue::Array(masked))
 }
 
 /// A mask from any value, read as text, to text.
 #[derive(Debug)]
 struct TextMask {
     name: &'static str,
-    mask: fn(&str) -> String,
+    mask: fn(&str, &mut String),
     signature: Signature,
 }
 
@@ -107,7 +145,7 @@ impl std::hash::Hash for TextMask {
 }
 
 impl TextMask {
-    fn new(name: &'static str, mask: fn(&str) -> String) -> Self {
+    fn new(name: &'static str, mask: fn(&str, &mut String)) -> Self {
         Self {
             name,
             mask,
@@ -125,8 +163,8 @@ impl ScalarUDFImpl for TextMask {
         &self.signature
     }
 
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(text_type(&arg_types[0]))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -295,9 +333,12 @@ impl HashPii {
         }
     }
 
-    fn pseudonym(&self, value: &str) -> String {
+    fn pseudonym(&self, value: &str, out: &mut String) {
         let hash = blake3::keyed_hash(&self.key, value.as_bytes());
-        hex::encode(&hash.as_bytes()[..PSEUDONYM_BYTES])
+        let mut digits = [0_u8; 2 * PSEUDONYM_BYTES];
+        if hex::encode_to_slice(&hash.as_bytes()[..PSEUDONYM_BYTES], &mut digits).is_ok() {
+            out.extend(digits.iter().map(|&digit| char::from(digit)));
+        }
     }
 }
 
@@ -310,21 +351,12 @@ impl ScalarUDFImpl for HashPii {
         &self.signature
     }
 
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(text_type(&arg_types[0]))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let text = as_text(&args)?;
-        let text = text
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| datafusion::error::DataFusionError::Internal("cast to Utf8".into()))?;
-        let hashed: StringArray = text
-            .iter()
-            .map(|value| value.map(|value| self.pseudonym(value)))
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(hashed)))
+        map_text(&args, |value, out| self.pseudonym(value, out))
     }
 }
 
@@ -334,14 +366,23 @@ mod tests {
 
     use super::*;
 
+    fn masked(mask: fn(&str, &mut String), value: &str) -> String {
+        let mut out = String::new();
+        mask(value, &mut out);
+        out
+    }
+
     #[test]
     fn masks_keep_only_what_they_say() {
-        assert_eq!(mask_email("ana.garcia@example.com"), "a***@example.com");
-        assert_eq!(mask_email("@example.com"), "***@example.com");
-        assert_eq!(mask_email("no-at-sign"), "***");
-        assert_eq!(last4("612345678"), "*****5678");
-        assert_eq!(last4("123"), "***");
-        assert_eq!(last4("ñañañaña"), "****ñaña");
+        assert_eq!(
+            masked(mask_email, "ana.garcia@example.com"),
+            "a***@example.com"
+        );
+        assert_eq!(masked(mask_email, "@example.com"), "***@example.com");
+        assert_eq!(masked(mask_email, "no-at-sign"), "***");
+        assert_eq!(masked(last4, "612345678"), "*****5678");
+        assert_eq!(masked(last4, "123"), "***");
+        assert_eq!(masked(last4, "ñañañaña"), "****ñaña");
     }
 
     #[tokio::test]
@@ -380,9 +421,14 @@ mod tests {
         assert_eq!(batches[0].column(5).data_type(), &DataType::Int64);
         assert_eq!(batches[0].column(5).null_count(), 1);
         let other = HashPii::with_key(&[8; 32]).unwrap();
+        let pseudonym = |hash: &HashPii| {
+            let mut out = String::new();
+            hash.pseudonym("a", &mut out);
+            out
+        };
         assert_ne!(
-            HashPii::with_key(&[7; 32]).unwrap().pseudonym("a"),
-            other.pseudonym("a"),
+            pseudonym(&HashPii::with_key(&[7; 32]).unwrap()),
+            pseudonym(&other),
             "another warehouse's pseudonyms differ"
         );
         assert!(format!("{other:?}").contains("redacted"));
