@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cluster::free_port;
 use crate::console::{Served, http};
 use crate::flight::Server;
 use crate::support::{python, run_pipeline, workdir};
@@ -179,25 +178,7 @@ os._exit(0)
 #[test]
 fn the_console_s_table_pages_are_in_the_audit_trail() {
     let (dir, config) = people("audit-console");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut console = Served::start(&[
-        "console",
-        "--warehouse",
-        dir.to_str().unwrap(),
-        "--listen",
-        &listen,
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    let (status, _, cookie) = http(
-        port,
-        "POST",
-        "/api/login",
-        "",
-        r#"{"user":"ana","password":"ana-secret"}"#,
-    );
-    assert_eq!(status, 200);
+    let (mut console, port, cookie) = Served::console_as(&dir, &config, "ana");
     let (status, page, _) = http(port, "GET", "/api/tables/enriched.people", &cookie, "");
     assert_eq!(
         (status, page["sample"].as_array().map(Vec::len)),

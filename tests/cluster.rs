@@ -185,6 +185,17 @@ impl Cluster {
     }
 
     /// The scheduler's next line of output.
+    /// The address of the scheduler's Flight SQL service, from the line that announces
+    /// it, which must say queries run on the cluster.
+    pub(crate) fn flight_sql_uri(&mut self) -> String {
+        let line = self.scheduler_line();
+        assert!(line.contains("queries run on the cluster"), "{line:?}");
+        line.split_whitespace()
+            .find(|word| word.starts_with("grpc://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned()
+    }
+
     pub(crate) fn scheduler_line(&mut self) -> String {
         let mut line = String::new();
         self.scheduler_out.read_line(&mut line).unwrap();
@@ -904,13 +915,7 @@ fn flight_sql_on_the_scheduler_runs_the_adbc_scenarios_on_the_executors() {
             &users,
         ],
     );
-    let line = cluster.scheduler_line();
-    assert!(line.contains("queries run on the cluster"), "{line:?}");
-    let uri = line
-        .split_whitespace()
-        .find(|word| word.starts_with("grpc://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
+    let uri = cluster.flight_sql_uri();
     let before = cluster.executor_jobs();
     assert_adbc_scenarios(&uri);
     // Every query ran as a Ballista job whose output the executors wrote.

@@ -38,6 +38,26 @@ impl Served {
         Served { child, line }
     }
 
+    /// `strata console` on `warehouse` with the users of `config`, logged in as `user`
+    /// (whose password is `<user>-secret`): the console, its port and the session cookie.
+    pub(crate) fn console_as(warehouse: &Path, config: &Path, user: &str) -> (Served, u16, String) {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let console = Served::start(&[
+            "console",
+            "--warehouse",
+            warehouse.to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        let login = format!(r#"{{"user":"{user}","password":"{user}-secret"}}"#);
+        let (status, _, cookie) = http(port, "POST", "/api/login", "", &login);
+        assert_eq!(status, 200, "{user} logs in");
+        (console, port, cookie)
+    }
+
     /// Sends SIGTERM and waits up to `within` for it to exit; whether it did.
     pub(crate) fn terminate(&mut self, within: std::time::Duration) -> bool {
         crate::support::terminate(&mut self.child, within)

@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cluster::free_port;
 use crate::console::{Served, http};
 use crate::flight::Server;
 use crate::support::{python, run_pipeline, stderr, strata, workdir};
@@ -241,25 +240,7 @@ fn masks_and_row_filters_hold_against_every_way_a_query_could_look_past_them() {
 
     // The console shows the data scientist what Flight SQL does.
     drop(server);
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut console = Served::start(&[
-        "console",
-        "--warehouse",
-        dir.to_str().unwrap(),
-        "--listen",
-        &listen,
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    let (status, _, cookie) = http(
-        port,
-        "POST",
-        "/api/login",
-        "",
-        r#"{"user":"ana","password":"ana-secret"}"#,
-    );
-    assert_eq!(status, 200);
+    let (mut console, port, cookie) = Served::console_as(&dir, &config, "ana");
     let (status, page, _) = http(port, "GET", "/api/tables/enriched.people", &cookie, "");
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["rows"], 3, "{page}");
@@ -282,47 +263,31 @@ fn a_policy_that_does_not_plan_fails_check_and_one_on_an_unbuilt_table_is_refuse
     std::fs::create_dir_all(dir.join("landing/people")).unwrap();
     std::fs::write(dir.join("landing/people/a.csv"), "id,email\n1,a@b.c\n").unwrap();
     let pipeline = dir.join("bad.sql");
-    std::fs::write(
-        &pipeline,
-        "CREATE EXTERNAL TABLE landing.people (id BIGINT, email VARCHAR)
+    let sources = "CREATE EXTERNAL TABLE landing.people (id BIGINT, email VARCHAR)
            STORED AS CSV LOCATION 'landing/people/' OPTIONS ('format.has_header' 'true');
          CREATE TABLE raw.people AS SELECT * FROM landing.people;
          CREATE MASK m ON raw.people (phone) AS redact(phone);
          CREATE MASK n ON raw.people (email) AS no_such_function(email);
-         CREATE ROW FILTER f ON raw.people AS email;
-         CREATE ROW FILTER g ON enriched.people AS true;\n",
-    )
-    .unwrap();
-    let checked = strata(&[
-        "check",
-        pipeline.to_str().unwrap(),
-        "--warehouse",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(!checked.status.success());
-    let said = stderr(&checked);
+         CREATE ROW FILTER f ON raw.people AS email;\n";
+    // What `strata check` says of the pipeline with `more` at its end; it must fail.
+    let check = |more: &str| {
+        std::fs::write(&pipeline, format!("{sources}{more}")).unwrap();
+        let checked = strata(&[
+            "check",
+            pipeline.to_str().unwrap(),
+            "--warehouse",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(!checked.status.success());
+        stderr(&checked)
+    };
+    // A policy on a table the pipeline does not build stops it before planning.
+    let said = check("CREATE ROW FILTER g ON enriched.people AS true;\n");
     assert!(
         said.contains("ROW FILTER g is on enriched.people, which this pipeline does not build"),
         "{said}"
     );
-    std::fs::write(
-        &pipeline,
-        "CREATE EXTERNAL TABLE landing.people (id BIGINT, email VARCHAR)
-           STORED AS CSV LOCATION 'landing/people/' OPTIONS ('format.has_header' 'true');
-         CREATE TABLE raw.people AS SELECT * FROM landing.people;
-         CREATE MASK m ON raw.people (phone) AS redact(phone);
-         CREATE MASK n ON raw.people (email) AS no_such_function(email);
-         CREATE ROW FILTER f ON raw.people AS email;\n",
-    )
-    .unwrap();
-    let checked = strata(&[
-        "check",
-        pipeline.to_str().unwrap(),
-        "--warehouse",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(!checked.status.success());
-    let said = stderr(&checked);
+    let said = check("");
     for expected in ["phone", "no_such_function", "3 problem(s)"] {
         assert!(said.contains(expected), "{expected} in {said}");
     }
@@ -345,12 +310,7 @@ fn executors_of_a_cluster_apply_the_same_policies() {
             config.to_str().unwrap(),
         ],
     );
-    let line = cluster.scheduler_line();
-    let uri = line
-        .split_whitespace()
-        .find(|word| word.starts_with("grpc://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
+    let uri = cluster.flight_sql_uri();
     let before = cluster.executor_jobs();
     let queries = serde_json::json!({
         "emails": ["SELECT email FROM enriched.people ORDER BY id", null],

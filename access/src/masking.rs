@@ -86,39 +86,43 @@ fn text_type(input: &DataType) -> DataType {
 /// one buffer for every row.
 fn map_text(args: &ScalarFunctionArgs, mask: impl Fn(&str, &mut String)) -> Result<ColumnarValue> {
     let array = args.args[0].to_array(args.number_rows)?;
-    let mut buffer = String::new();
     let masked: ArrayRef = match array.data_type() {
         DataType::Utf8View => {
             let mut out = StringViewBuilder::with_capacity(array.len());
-            for value in array.as_string_view().iter() {
-                match value {
-                    Some(value) => {
-                        buffer.clear();
-                        mask(value, &mut buffer);
-                        out.append_value(&buffer);
-                    }
-                    None => out.append_null(),
-                }
-            }
+            each_masked(array.as_string_view().iter(), &mask, |value| {
+                out.append_option(value)
+            });
             Arc::new(out.finish())
         }
         _ => {
             let text = cast(&array, &DataType::Utf8)?;
             let mut out = StringBuilder::with_capacity(text.len(), text.len() * 16);
-            for value in text.as_string::<i32>().iter() {
-                match value {
-                    Some(value) => {
-                        buffer.clear();
-                        mask(value, &mut buffer);
-                        out.append_value(&buffer);
-                    }
-                    None => out.append_null(),
-                }
-            }
+            each_masked(text.as_string::<i32>().iter(), &mask, |value| {
+                out.append_option(value)
+            });
             Arc::new(out.finish())
         }
     };
     Ok(ColumnarValue::Array(masked))
+}
+
+/// Hands each value masked (NULL stays NULL) to `emit`, written into one buffer.
+fn each_masked<'a>(
+    values: impl Iterator<Item = Option<&'a str>>,
+    mask: &impl Fn(&str, &mut String),
+    mut emit: impl FnMut(Option<&str>),
+) {
+    let mut buffer = String::new();
+    for value in values {
+        match value {
+            Some(value) => {
+                buffer.clear();
+                mask(value, &mut buffer);
+                emit(Some(&buffer));
+            }
+            None => emit(None),
+        }
+    }
 }
 
 /// A mask from any value, read as text, to text.

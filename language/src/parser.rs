@@ -399,16 +399,7 @@ impl FileParser<'_> {
         let query_start = parser.peek_token().span.start;
         let mut query = parser.parse_query().map_err(fail)?;
         let streams = self.unwrap_streams(&mut query)?;
-        let trailing = parser.peek_token();
-        if trailing.token != Token::EOF {
-            return Err(Diagnostic::error(
-                format!(
-                    "expected the end of the statement (;), found {}",
-                    trailing.token
-                ),
-                Some(self.span(trailing.span)),
-            ));
-        }
+        self.expect_end(&parser)?;
         let query_span = self.span(Span::new(query_start, span.end));
         let reads = self.reads(&query, &streams);
         let format = format.unwrap_or_else(|| name.layer.format().unwrap_or(Format::Delta));
@@ -476,16 +467,7 @@ impl FileParser<'_> {
             ));
         }
         let expr = parser.parse_expr().map_err(fail)?;
-        let trailing = parser.peek_token();
-        if trailing.token != Token::EOF {
-            return Err(Diagnostic::error(
-                format!(
-                    "expected the end of the statement (;), found {}",
-                    trailing.token
-                ),
-                Some(self.span(trailing.span)),
-            ));
-        }
+        self.expect_end(&parser)?;
         Ok(Policy {
             name,
             table,
@@ -626,6 +608,21 @@ impl FileParser<'_> {
                 Some(self.span(mode.span)),
             ))
         }
+    }
+
+    /// The statement must end where its last clause did.
+    fn expect_end(&self, parser: &Parser) -> Parsed<()> {
+        let trailing = parser.peek_token();
+        if trailing.token == Token::EOF {
+            return Ok(());
+        }
+        Err(Diagnostic::error(
+            format!(
+                "expected the end of the statement (;), found {}",
+                trailing.token
+            ),
+            Some(self.span(trailing.span)),
+        ))
     }
 
     fn expect_word(&self, parser: &mut Parser, word: &str) -> Parsed<()> {
