@@ -102,6 +102,22 @@ impl Visibility {
     }
 }
 
+/// A session whose default catalog is the warehouse as `reader` sees it, unqualified
+/// names being `default_schema`'s: what the console and `strata query` read with.
+pub fn reader_session(
+    visibility: Visibility,
+    reader: Reader,
+    default_schema: &str,
+) -> SessionContext {
+    let config = datafusion::prelude::SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG, default_schema)
+        .with_create_default_catalog_and_schema(false);
+    let ctx = SessionContext::new_with_config(config);
+    let catalog = WarehouseCatalog::new(visibility, ctx.state(), reader, false);
+    ctx.register_catalog(CATALOG, Arc::new(catalog));
+    ctx
+}
+
 /// The schema of the audit trail, which admins see beside the layers.
 pub const AUDIT_SCHEMA: &str = "_strata";
 /// The audit trail's table in [`AUDIT_SCHEMA`].

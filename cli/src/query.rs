@@ -14,8 +14,9 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use arrow::util::pretty::pretty_format_batches;
 use clap::{Args, ValueEnum};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::prelude::{SessionConfig, SessionContext};
-use strata_access::{CATALOG, Reader, Viewer, Visibility, WarehouseCatalog};
+use datafusion::prelude::SessionContext;
+use strata_access::catalog::reader_session;
+use strata_access::{Reader, Viewer, Visibility};
 use strata_flightsql::{DEFAULT_SCHEMA, ServerConfig};
 use strata_storage::Warehouse;
 use strata_storage::delta_publish::DeltaReader;
@@ -113,14 +114,8 @@ fn config_name<'a>(users: impl Iterator<Item = &'a str>) -> String {
 
 /// A session whose default catalog is the warehouse as `reader` sees it.
 fn warehouse_context(warehouse: &Warehouse, reader: Reader) -> SessionContext {
-    let config = SessionConfig::new()
-        .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
-        .with_create_default_catalog_and_schema(false);
-    let ctx = SessionContext::new_with_config(config);
     let visibility = Visibility::new(warehouse.clone(), true, DeltaReader::Native);
-    let catalog = WarehouseCatalog::new(visibility, ctx.state(), reader, false);
-    ctx.register_catalog(CATALOG, Arc::new(catalog));
-    ctx
+    reader_session(visibility, reader, DEFAULT_SCHEMA)
 }
 
 /// Prints result batches in the chosen format.

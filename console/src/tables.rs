@@ -3,14 +3,14 @@
 //! viewer may see it through the table's masks and row filters.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use datafusion::arrow::json::ArrayWriter;
 use datafusion::common::TableReference;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use strata_access::{CATALOG, Reader, TablePolicy, Viewer, Visibility, WarehouseCatalog};
+use strata_access::catalog::reader_session;
+use strata_access::{CATALOG, Reader, TablePolicy, Viewer, Visibility};
 use strata_language::{Format, TableName};
 use strata_storage::catalog::{PublishedTable, find};
 use strata_storage::delta_publish::{self, DeltaReader};
@@ -96,19 +96,8 @@ pub(crate) async fn page(warehouse: &Warehouse, name: &str, viewer: &Viewer) -> 
 
 /// A session whose catalog is the warehouse as `viewer` sees it.
 fn viewer_context(warehouse: &Warehouse, viewer: &Viewer) -> SessionContext {
-    let config = SessionConfig::new()
-        .with_default_catalog_and_schema(CATALOG, "enriched")
-        .with_create_default_catalog_and_schema(false);
-    let ctx = SessionContext::new_with_config(config);
     let visibility = Visibility::new(warehouse.clone(), true, DeltaReader::Native);
-    let catalog = WarehouseCatalog::new(
-        visibility,
-        ctx.state(),
-        Reader::Viewer(viewer.clone()),
-        false,
-    );
-    ctx.register_catalog(CATALOG, Arc::new(catalog));
-    ctx
+    reader_session(visibility, Reader::Viewer(viewer.clone()), "enriched")
 }
 
 fn reference(name: &TableName) -> TableReference {
