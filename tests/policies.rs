@@ -16,7 +16,8 @@ use crate::support::{python, run_pipeline, stderr, strata, workdir};
 const PIPELINE: &str = "
 CREATE EXTERNAL TABLE landing.people (
   id BIGINT NOT NULL, name VARCHAR, email VARCHAR, city VARCHAR, region VARCHAR, born DATE
-) STORED AS CSV LOCATION 'landing/people/' OPTIONS ('format.has_header' 'true');
+) STORED AS CSV LOCATION 'landing/people/'
+  OPTIONS ('format.has_header' 'true', 'bad_rows.limit' '50%');
 CREATE EXTERNAL TABLE landing.user_cities (username VARCHAR NOT NULL, city VARCHAR NOT NULL)
   STORED AS CSV LOCATION 'landing/user_cities/' OPTIONS ('format.has_header' 'true');
 CREATE TABLE raw.people AS SELECT * FROM landing.people;
@@ -33,6 +34,7 @@ CREATE MASK region_mask ON enriched.people (region) AS
   CASE WHEN current_role() = 'recruiter_admin' THEN region ELSE redact(region) END;
 CREATE MASK born_mask ON enriched.people (born) AS
   CASE WHEN current_role() = 'recruiter_admin' THEN born ELSE year_only(born) END;
+CREATE MASK raw_email ON raw.people (email) AS mask_email(email);
 CREATE ROW FILTER own_cities ON enriched.people AS
   current_role() = 'recruiter_admin'
   OR city IN (SELECT city FROM enriched.user_cities WHERE username = current_user());
@@ -63,7 +65,8 @@ fn warehouse(name: &str) -> (PathBuf, PathBuf) {
          3,Cy,cy.gil@example.com,Madrid,centro,2001-12-31\n\
          4,Dan,dan.ruiz@example.com,Barcelona,este,1979-07-07\n\
          5,Eve,eve.sanz@example.com,Barcelona,este,1995-03-03\n\
-         6,Fay,fay.mora@example.com,Sevilla,sur,1988-08-08\n",
+         6,Fay,fay.mora@example.com,Sevilla,sur,1988-08-08\n\
+         seven,Gil,gil.vega@example.com,Madrid,centro,1999-09-09\n",
     )
     .unwrap();
     std::fs::write(
@@ -77,7 +80,8 @@ fn warehouse(name: &str) -> (PathBuf, PathBuf) {
     let config = dir.join("serve.toml");
     std::fs::write(
         &config,
-        "[[users]]\nname = \"ana\"\npassword = \"ana-secret\"\nrole = \"data_scientist\"\n\
+        "show_quarantine = true\n\
+         [[users]]\nname = \"ana\"\npassword = \"ana-secret\"\nrole = \"data_scientist\"\n\
          [[users]]\nname = \"root\"\npassword = \"root-secret\"\nrole = \"recruiter_admin\"\n\
          [[users]]\nname = \"noone\"\npassword = \"noone-secret\"\n",
     )
@@ -106,6 +110,13 @@ with flightsql.connect(uri, db_kwargs={"username": user, "password": password}, 
         said["schema"] = {field.name: str(field.type) for field in schema}
     except Exception as error:
         said["schema"] = {"error": str(error)}
+    try:
+        objects = conn.adbc_get_objects(depth="all").read_all().to_pylist()
+        tables = [table["table_name"] for catalog in objects for schema in catalog["catalog_db_schemas"] or []
+                  for table in schema["db_schema_tables"] or []]
+        said["tables"] = sorted(tables)
+    except Exception as error:
+        said["tables"] = {"error": str(error)}
 print(json.dumps(said, default=str))
 sys.stdout.flush()
 os._exit(0)
@@ -142,6 +153,8 @@ fn masks_and_row_filters_hold_against_every_way_a_query_could_look_past_them() {
         "join": ["SELECT count(*) FROM enriched.people a JOIN enriched.people b ON a.name = b.name", null],
         "explain": ["EXPLAIN SELECT name FROM enriched.people", null],
         "mapping": ["SELECT count(*) FROM enriched.user_cities", null],
+        "rejects": ["SELECT * FROM raw.people__rejects", null],
+        "raw": ["SELECT email FROM raw.people WHERE id = 4", null],
     });
     let ana = ask(&server.uri(), "ana", &queries);
     let root = ask(&server.uri(), "root", &queries);
@@ -228,6 +241,23 @@ fn masks_and_row_filters_hold_against_every_way_a_query_could_look_past_them() {
     );
     // Tables without a policy read as stored.
     assert_eq!(ana["mapping"], serde_json::json!([[1]]));
+    // Raw rows are masked too, and their rejected lines (stored text) are refused, but
+    // still listed, so a client's catalog listing works.
+    assert_eq!(ana["raw"], serde_json::json!([["d***@example.com"]]));
+    assert!(
+        ana["rejects"]["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("not readable while raw.people has masks")),
+        "{:#}",
+        ana["rejects"]
+    );
+    assert!(
+        ana["tables"]
+            .as_array()
+            .is_some_and(|tables| tables.contains(&"people__rejects".into())),
+        "{:#}",
+        ana["tables"]
+    );
 
     // The admin role sees stored values and every row.
     assert_eq!(root["count"], serde_json::json!([[6]]), "{root:#}");

@@ -123,8 +123,13 @@ impl Planner {
         for table in tables {
             let reference =
                 TableReference::full(CATALOG, table.name.layer.as_str(), table.name.name.as_str());
-            let provider = ctx.table_provider(reference).await.map_err(status)?;
-            schemas.push(storage_schema(&provider.schema()));
+            match ctx.table_provider(reference).await {
+                Ok(provider) => schemas.push(storage_schema(&provider.schema())),
+                // Rows set aside that the viewer may not read (their table has a policy)
+                // are listed without columns, rather than failing the whole listing.
+                Err(_) if table.is_set_aside() => schemas.push(Arc::new(Schema::empty())),
+                Err(error) => return Err(status(error)),
+            }
         }
         Ok(schemas)
     }
