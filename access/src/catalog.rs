@@ -8,9 +8,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::execution::{FunctionRegistry, SessionState, SessionStateBuilder};
+use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
-use strata_language::{DELETED_SUFFIX, Layer, TableName};
+use strata_language::{Layer, SetAside, TableName};
 use strata_storage::Warehouse;
 use strata_storage::catalog::{self, PublishedTable};
 use strata_storage::delta_publish::{self, DeltaReader};
@@ -20,8 +21,6 @@ use crate::guard::Guarded;
 use crate::masking::{HashPii, masking_functions};
 use crate::policy::{TablePolicy, quoted};
 use crate::viewer::Viewer;
-use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::ScalarUDF;
 
 /// The catalog clients see.
 pub const CATALOG: &str = "strata";
@@ -52,9 +51,8 @@ pub struct Visibility {
     pub warehouse: Warehouse,
     pub show_quarantine: bool,
     pub reader: DeltaReader,
-    /// The warehouse's pseudonym key, read once when a policy first hashes.
-    pseudonym_key: Arc<OnceCell<Vec<u8>>>,
-    /// Where policies' queries are planned, made once: it depends on no reader.
+    /// Where policies' queries are planned, made once: it depends on no reader. It
+    /// holds `hash_pii` once a policy first hashes, keyed by the warehouse's key.
     policy_planner: Arc<OnceCell<PolicyPlanner>>,
 }
 
@@ -84,7 +82,6 @@ impl Visibility {
             warehouse,
             show_quarantine,
             reader,
-            pseudonym_key: Arc::default(),
             policy_planner: Arc::default(),
         }
     }
@@ -221,20 +218,11 @@ impl LayerSchema {
     /// masked column by column, so they are refused whole while their table has one.
     async fn policy(&self, table: &TableName) -> Result<Option<TablePolicy>> {
         let external = |error: crate::AccessError| DataFusionError::External(Box::new(error));
-        let own = |name: &str| TableName {
-            layer: table.layer,
-            name: name.to_owned(),
+        let (governing, refused) = match table.set_aside_of() {
+            Some((base, SetAside::Quarantined)) => (base, false),
+            Some((base, SetAside::Rejected | SetAside::DeletedKeys)) => (base, true),
+            None => (table.clone(), false),
         };
-        let (governing, refused) =
-            if let Some(base) = table.name.strip_suffix(strata_language::QUARANTINE_SUFFIX) {
-                (own(base), false)
-            } else if let Some(base) = table.rejects_of() {
-                (base, true)
-            } else if let Some(base) = table.name.strip_suffix(DELETED_SUFFIX) {
-                (own(base), true)
-            } else {
-                (table.clone(), false)
-            };
         let policy = TablePolicy::load(&self.visibility.warehouse, &governing)
             .await
             .map_err(external)?
@@ -292,20 +280,10 @@ impl LayerSchema {
             .await;
         let ctx = &planner.0;
         if policy.hashes() && ctx.udf(HashPii::NAME).is_err() {
-            let warehouse = &self.visibility.warehouse;
-            let key = self
-                .visibility
-                .pseudonym_key
-                .get_or_try_init(|| async {
-                    HashPii::of_warehouse(warehouse)
-                        .await
-                        .map(|key| key.key().to_vec())
-                })
+            let hash = HashPii::of_warehouse(&self.visibility.warehouse)
                 .await
                 .map_err(external)?;
-            if let Some(hash) = HashPii::with_key(key) {
-                ctx.register_udf(ScalarUDF::new_from_impl(hash));
-            }
+            ctx.register_udf(ScalarUDF::new_from_impl(hash));
         }
         let from = format!(
             "{}.{}.{}",

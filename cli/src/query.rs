@@ -17,7 +17,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use strata_access::catalog::reader_session;
 use strata_access::{Reader, Viewer, Visibility};
-use strata_flightsql::{DEFAULT_SCHEMA, ServerConfig};
+use strata_flightsql::{DEFAULT_SCHEMA, ServerConfig, viewer_of};
 use strata_storage::Warehouse;
 use strata_storage::delta_publish::DeltaReader;
 
@@ -86,19 +86,11 @@ pub(crate) async fn run(args: QueryArgs, out: &mut impl Write) -> Result<(), Cli
 /// `user` with the role `config` gives them.
 fn viewer(user: &str, config: &std::path::Path) -> Result<Viewer, CliError> {
     let config = ServerConfig::from_file(config)?;
-    let found = config
-        .users
-        .iter()
-        .find(|known| known.name == user)
-        .ok_or_else(|| {
-            CliError::Arguments(format!(
-                "--as {user}: no such user in {}",
-                config_name(config.users.iter().map(|known| known.name.as_str()))
-            ))
-        })?;
-    Ok(Viewer {
-        user: found.name.clone(),
-        role: found.role.clone(),
+    viewer_of(&config.users, user).ok_or_else(|| {
+        CliError::Arguments(format!(
+            "--as {user}: no such user in {}",
+            config_name(config.users.iter().map(|known| known.name.as_str()))
+        ))
     })
 }
 

@@ -21,7 +21,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use strata_access::Viewer;
 use strata_flightsql::User;
 use strata_language::Sources;
 use strata_storage::Warehouse;
@@ -273,10 +272,7 @@ async fn table_page(
         return unauthorized();
     };
     let started = Instant::now();
-    let viewer = Viewer {
-        role: console.login.role(&user),
-        user: user.clone(),
-    };
+    let viewer = console.login.viewer(&user);
     let mut record = AuditRecord::begin(
         &user,
         viewer.role.clone(),

@@ -6,8 +6,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use strata_flightsql::User;
+use strata_access::Viewer;
 use strata_flightsql::password;
+use strata_flightsql::{User, viewer_of};
 
 /// The cookie that carries a session.
 pub(crate) const COOKIE: &str = "strata_session";
@@ -54,12 +55,12 @@ impl Login {
         Some(token)
     }
 
-    /// The role the configuration gives a user.
-    pub(crate) fn role(&self, name: &str) -> Option<String> {
-        self.users
-            .iter()
-            .find(|user| user.name == name)
-            .and_then(|user| user.role.clone())
+    /// How a logged-in user reads: with the role the configuration gives them.
+    pub(crate) fn viewer(&self, name: &str) -> Viewer {
+        viewer_of(&self.users, name).unwrap_or_else(|| Viewer {
+            user: name.to_owned(),
+            role: None,
+        })
     }
 
     /// The user a session token belongs to, while it lasts.

@@ -15,9 +15,10 @@ use futures::{Stream, StreamExt};
 use strata_storage::audit::{AuditLog, AuditRecord};
 use tonic::{Code, Status};
 
-use crate::auth::Caller;
-use crate::query::DEFAULT_SCHEMA;
+use strata_access::Viewer;
 use strata_access::catalog::split_version;
+
+use crate::query::DEFAULT_SCHEMA;
 
 /// The role that may read the audit trail.
 pub(crate) const ADMIN_ROLE: &str = "admin";
@@ -36,10 +37,10 @@ pub(crate) struct QueryAudit {
 }
 
 impl QueryAudit {
-    pub(crate) fn start(log: &AuditLog, caller: &Caller, role: Option<String>, sql: &str) -> Self {
+    pub(crate) fn start(log: &AuditLog, viewer: &Viewer, sql: &str) -> Self {
         Self {
             log: log.clone(),
-            record: AuditRecord::begin(&caller.to_string(), role, "flight-sql", sql),
+            record: AuditRecord::begin(&viewer.user, viewer.role.clone(), "flight-sql", sql),
             started: Instant::now(),
             ended: false,
         }

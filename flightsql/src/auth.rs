@@ -9,7 +9,9 @@ use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
-use crate::config::User;
+use strata_access::Viewer;
+
+use crate::config::{User, viewer_of};
 use crate::password;
 
 /// The header both the handshake and every later call carry credentials in.
@@ -52,15 +54,16 @@ impl Authenticator {
         })
     }
 
-    /// The role of a caller, as the configuration gives it.
-    pub(crate) fn role(&self, caller: &Caller) -> Option<String> {
-        let Caller::User(name) = caller else {
-            return None;
+    /// How a caller reads: as the configured user with their role, or anonymously.
+    pub(crate) fn viewer(&self, caller: &Caller) -> Viewer {
+        let configured = match caller {
+            Caller::User(name) => viewer_of(&self.users, name),
+            Caller::Anonymous => None,
         };
-        self.users
-            .iter()
-            .find(|user| &user.name == name)
-            .and_then(|user| user.role.clone())
+        configured.unwrap_or_else(|| Viewer {
+            user: caller.to_string(),
+            role: None,
+        })
     }
 
     /// Whether calls need credentials at all.

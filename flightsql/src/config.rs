@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use strata_access::Viewer;
 
 use crate::error::{Error, Result};
 use crate::limits::{Limits, UserLimits};
@@ -30,6 +31,18 @@ pub struct User {
     /// trail (`_strata.audit`).
     #[serde(default)]
     pub role: Option<String>,
+}
+
+/// How a configured user reads: their name, and their role if any, or none when the
+/// configuration has no such user.
+pub fn viewer_of(users: &[User], name: &str) -> Option<Viewer> {
+    users
+        .iter()
+        .find(|user| user.name == name)
+        .map(|user| Viewer {
+            user: user.name.clone(),
+            role: user.role.clone(),
+        })
 }
 
 impl User {

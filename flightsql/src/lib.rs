@@ -27,7 +27,7 @@ use strata_storage::audit::AuditLog;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
-pub use config::{ServerConfig, TlsFiles, User};
+pub use config::{ServerConfig, TlsFiles, User, viewer_of};
 pub use error::{Error, Result};
 pub use limits::Limits;
 pub use query::{CATALOG, DEFAULT_SCHEMA};

@@ -43,7 +43,7 @@ use crate::limits::{Admission, Limited, UserLimits};
 use crate::metadata;
 use crate::query::{CATALOG, Planned, Planner};
 use crate::status::status;
-use strata_access::{SCHEMAS, Viewer};
+use strata_access::SCHEMAS;
 
 type DoGetStream = <StrataFlightSql as FlightService>::DoGetStream;
 
@@ -102,14 +102,10 @@ impl StrataFlightSql {
         parameters: Option<Vec<datafusion::common::ScalarValue>>,
         caller: &Caller,
     ) -> Result<Planned, Status> {
-        let role = self.auth.role(caller);
-        let viewer = Viewer {
-            user: caller.to_string(),
-            role: role.clone(),
-        };
+        let viewer = self.auth.viewer(caller);
         match self.planner.plan(sql, parameters, &viewer).await {
             Ok(planned) => Ok(planned),
-            Err(failed) => Err(QueryAudit::start(&self.audit, caller, role, sql).failed(failed)),
+            Err(failed) => Err(QueryAudit::start(&self.audit, &viewer, sql).failed(failed)),
         }
     }
 
@@ -147,12 +143,8 @@ impl StrataFlightSql {
         ticket: &[u8],
     ) -> Result<Response<DoGetStream>, Status> {
         let user = caller.to_string();
-        let role = self.auth.role(&caller);
-        let viewer = Viewer {
-            user: user.clone(),
-            role: role.clone(),
-        };
-        let mut audit = QueryAudit::start(&self.audit, &caller, role, &handle.sql);
+        let viewer = self.auth.viewer(&caller);
+        let mut audit = QueryAudit::start(&self.audit, &viewer, &handle.sql);
         let own = self.user_limits.get(&user).cloned().unwrap_or_default();
         let turn = match self.admission.admit(&user, &own).await {
             Ok(turn) => turn,
@@ -535,11 +527,7 @@ impl FlightSqlService for StrataFlightSql {
         let mut builder = query.into_builder();
         let tables = self.planner.tables().await?;
         let schemas = if builder.include_schema() {
-            let caller = caller(&request);
-            let viewer = Viewer {
-                role: self.auth.role(&caller),
-                user: caller.to_string(),
-            };
+            let viewer = self.auth.viewer(&caller(&request));
             self.planner.table_schemas(&tables, &viewer).await?
         } else {
             let empty = Arc::new(Schema::empty());

@@ -121,11 +121,39 @@ impl TableName {
         }
     }
 
+    /// The table whose rows this names, and what they are, if it names rows set aside
+    /// or deleted keys rather than a table a pipeline declares.
+    pub fn set_aside_of(&self) -> Option<(TableName, SetAside)> {
+        let own = |name: &str| TableName {
+            layer: self.layer,
+            name: name.to_owned(),
+        };
+        if let Some(table) = self.name.strip_suffix(QUARANTINE_SUFFIX) {
+            Some((own(table), SetAside::Quarantined))
+        } else if let Some(table) = self.rejects_of() {
+            Some((table, SetAside::Rejected))
+        } else {
+            let table = self.name.strip_suffix(DELETED_SUFFIX)?;
+            Some((own(table), SetAside::DeletedKeys))
+        }
+    }
+
     /// Whether this names rows set aside (quarantined or rejected) or a table's deleted
     /// keys, rather than a table a pipeline declares.
     pub fn is_set_aside(&self) -> bool {
         self.is_quarantine() || self.rejects_of().is_some() || self.name.ends_with(DELETED_SUFFIX)
     }
+}
+
+/// What a table of rows set aside holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetAside {
+    /// Rows that broke a `QUARANTINE` expectation, with the table's columns.
+    Quarantined,
+    /// Landing lines a raw table could not parse, as delivered.
+    Rejected,
+    /// The keys a `MERGE KEY … DELETE WHEN` table deleted.
+    DeletedKeys,
 }
 
 impl fmt::Display for TableName {
@@ -352,4 +380,29 @@ pub struct Policy {
 pub struct Pipeline {
     pub statements: Vec<Statement>,
     pub policies: Vec<Policy>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_aside_tables_name_the_table_whose_rows_they_hold() {
+        let people = TableName::parse("raw.people").unwrap();
+        assert_eq!(people.set_aside_of(), None);
+        assert_eq!(
+            people.quarantine().set_aside_of(),
+            Some((people.clone(), SetAside::Quarantined))
+        );
+        assert_eq!(
+            people.rejects().set_aside_of(),
+            Some((people.clone(), SetAside::Rejected))
+        );
+        assert_eq!(
+            people.deleted().set_aside_of(),
+            Some((people, SetAside::DeletedKeys))
+        );
+        let enriched_rejects = TableName::parse("enriched.x__rejects").unwrap();
+        assert_eq!(enriched_rejects.set_aside_of(), None);
+    }
 }

@@ -15,8 +15,8 @@ mod source;
 
 pub use ast::{
     DELETED_SUFFIX, Expectation, Format, Layer, OnViolation, Pipeline, Policy, PolicyKind,
-    QUARANTINE_SUFFIX, REJECTS_SUFFIX, SourceTable, Statement, TableDef, TableName, TableRef,
-    WriteMode,
+    QUARANTINE_SUFFIX, REJECTS_SUFFIX, SetAside, SourceTable, Statement, TableDef, TableName,
+    TableRef, WriteMode,
 };
 pub use diagnostic::{Diagnostic, did_you_mean};
 pub use error::{LanguageError, Result};
