@@ -224,4 +224,42 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(people).unwrap()).unwrap();
         assert_eq!(&round_trip, people);
     }
+
+    #[tokio::test]
+    async fn a_policy_is_kept_beside_its_table_and_a_damaged_one_is_an_error() {
+        let root = std::env::temp_dir().join(format!("strata-policy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let warehouse = Warehouse::local(&root);
+        let table = TableName::parse("enriched.people").unwrap();
+        assert_eq!(TablePolicy::load(&warehouse, &table).await.unwrap(), None);
+        let policy = TablePolicy {
+            masks: vec![Mask {
+                name: "m".into(),
+                column: "email".into(),
+                expr: "mask_email(email)".into(),
+            }],
+            row_filters: Vec::new(),
+        };
+        policy.publish(&warehouse, &table).await.unwrap();
+        assert_eq!(
+            TablePolicy::load(&warehouse, &table).await.unwrap(),
+            Some(policy)
+        );
+        // A pipeline that drops its policies removes the file.
+        TablePolicy::default()
+            .publish(&warehouse, &table)
+            .await
+            .unwrap();
+        assert_eq!(TablePolicy::load(&warehouse, &table).await.unwrap(), None);
+        // A damaged file is an error, never "no policy".
+        let path = root.join("_strata/policies/enriched.people.json");
+        std::fs::write(&path, "{ not json").unwrap();
+        let damaged = TablePolicy::load(&warehouse, &table).await.unwrap_err();
+        assert!(
+            damaged.to_string().contains("enriched.people.json"),
+            "{damaged}"
+        );
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }
