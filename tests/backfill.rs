@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{python, stderr, stdout, strata, workdir};
+use crate::support::{on_warehouse, python, stderr, stdout, workdir};
 
 const PIPELINE: &str = "CREATE EXTERNAL TABLE landing.readings (sensor VARCHAR, day DATE, value INT) \
     STORED AS CSV LOCATION 'landing/readings/' OPTIONS ('format.has_header' 'true');
@@ -34,17 +34,7 @@ fn daily(warehouse: &Path) -> (Value, Value) {
 }
 
 fn run(pipeline: &Path, warehouse: &Path, more: &[&str]) -> std::process::Output {
-    let args = [
-        &[
-            "run",
-            pipeline.to_str().unwrap(),
-            "--warehouse",
-            warehouse.to_str().unwrap(),
-        ],
-        more,
-    ]
-    .concat();
-    strata(&args)
+    on_warehouse("run", pipeline, warehouse, more)
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod console;
 mod continuous;
 mod corpus;
 mod encrypted;
+mod erasure;
 mod example;
 mod flight;
 mod flight_limits;

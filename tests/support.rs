@@ -19,16 +19,29 @@ pub(crate) fn strata(args: &[&str]) -> Output {
         .expect("the strata binary runs")
 }
 
+/// Runs `strata COMMAND PIPELINE --warehouse WAREHOUSE EXTRA…`, as it ends.
+pub(crate) fn on_warehouse(
+    command: &str,
+    pipeline: &Path,
+    warehouse: &Path,
+    extra: &[&str],
+) -> Output {
+    let args = [
+        &[
+            command,
+            pipeline.to_str().unwrap(),
+            "--warehouse",
+            warehouse.to_str().unwrap(),
+        ],
+        extra,
+    ]
+    .concat();
+    strata(&args)
+}
+
 /// Runs `strata run PIPELINE --warehouse WAREHOUSE EXTRA…`, which must succeed; its output.
 pub(crate) fn run_pipeline(pipeline: &Path, warehouse: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "run",
-        pipeline.to_str().unwrap(),
-        "--warehouse",
-        warehouse.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    let output = strata(&args);
+    let output = on_warehouse("run", pipeline, warehouse, extra);
     assert!(
         output.status.success(),
         "strata run {extra:?} failed:\n{}\n{}",

@@ -58,6 +58,12 @@ pub(crate) enum CliError {
     /// The web console could not be served.
     #[error(transparent)]
     Console(#[from] strata_console::Error),
+    /// A subject could not be erased, or not wholly.
+    #[error(transparent)]
+    Forget(#[from] strata_erasure::ErasureError),
+    /// The erasure finished, but left something of the subject.
+    #[error("{0}")]
+    Erasure(String),
     /// A schedule could not be registered, read or run.
     #[error(transparent)]
     Schedule(#[from] strata_orchestrate::Error),

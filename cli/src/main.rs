@@ -9,6 +9,7 @@ mod credentials;
 mod demo;
 mod drain;
 mod error;
+mod forget;
 mod generate;
 mod hash_password;
 mod lineage;
@@ -32,6 +33,7 @@ use crate::console::ConsoleArgs;
 use crate::demo::DemoArgs;
 use crate::drain::DrainArgs;
 use crate::error::CliError;
+use crate::forget::ForgetArgs;
 use crate::generate::GenArgs;
 use crate::lineage::LineageArgs;
 use crate::query::QueryArgs;
@@ -90,6 +92,8 @@ enum Command {
     Schedule(ScheduleArgs),
     /// Show which upstream columns each column is computed from, filtered, joined or grouped by.
     Lineage(LineageArgs),
+    /// Erase one person from a warehouse: every table computed from their rows, by lineage.
+    Forget(ForgetArgs),
     /// Serve the web console of a warehouse: runs, the DAG, tables, lineage.
     Console(ConsoleArgs),
     /// Print the argon2 hash of the password on standard input, for a Flight SQL config file.
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
             Command::Cancel(args) => submit::cancel(args, &mut std::io::stdout().lock()).await,
             Command::Schedule(args) => schedule::run(args, &mut std::io::stdout().lock()).await,
             Command::Lineage(args) => lineage::run(args, &mut std::io::stdout().lock()).await,
+            Command::Forget(args) => forget::run(args, &mut std::io::stdout().lock()).await,
             Command::Console(args) => console::run(args, &mut std::io::stdout()).await,
             Command::HashPassword => {
                 hash_password::run(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())

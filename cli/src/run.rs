@@ -129,6 +129,7 @@ pub(crate) async fn run(args: RunArgs, out: &mut impl Write) -> Result<(), CliEr
         full_refresh: args.build.full_refresh,
         run_id: None,
         backfill,
+        skip_ingest: false,
     };
     let engine = match &args.scheduler {
         Some(url) => {

@@ -263,6 +263,7 @@ impl PipelineRpc for PipelineService {
             full_refresh: submitted.full_refresh,
             run_id: Some(run_id.clone()),
             backfill: None,
+            skip_ingest: false,
         };
         let task = {
             let run = Arc::clone(&run);

@@ -139,6 +139,31 @@ pub struct Folded {
     pub positions: Vec<StreamPosition>,
 }
 
+/// Puts `files` in the place of the `replaced` ones among `held`, with the versions of
+/// the rows they held: readers see the same rows, added when they were.
+fn replace(held: &mut Vec<Added>, replaced: &[String], files: Vec<WrittenFile>) {
+    let replaced: HashSet<&str> = replaced.iter().map(String::as_str).collect();
+    let at = held
+        .iter()
+        .position(|added| replaced.contains(added.file.path.as_str()))
+        .unwrap_or(held.len());
+    let (gone, kept): (Vec<Added>, Vec<Added>) = std::mem::take(held)
+        .into_iter()
+        .partition(|added| replaced.contains(added.file.path.as_str()));
+    *held = kept;
+    let first = gone.iter().map(Added::first_version).min();
+    let last = gone.iter().map(|added| added.version).max();
+    let (Some(first), Some(version)) = (first, last) else {
+        return;
+    };
+    let added = files.into_iter().map(|file| Added {
+        version,
+        first_version: (first < version).then_some(first),
+        file,
+    });
+    held.splice(at..at, added);
+}
+
 impl Folded {
     fn apply(&mut self, commit: Commit) {
         let version = commit.version;
@@ -166,49 +191,18 @@ impl Folded {
                 .retain(|file| !forgotten.contains(file.path.as_str()));
         }
         self.ingested.extend(commit.sources);
-        if commit.replaced.is_empty() {
-            let added = |file| Added {
-                version,
-                first_version: None,
-                file,
-            };
-            self.files.extend(commit.files.into_iter().map(added));
-        } else {
-            self.replace(&commit.replaced, commit.files);
-        }
         let added = |file| Added {
             version,
             first_version: None,
             file,
         };
-        self.rejects.extend(commit.rejects.into_iter().map(added));
-    }
-
-    /// Puts `files` in the place of the `replaced` ones, with the versions of the rows
-    /// they held: readers see the same rows, added when they were.
-    fn replace(&mut self, replaced: &[String], files: Vec<WrittenFile>) {
-        let replaced: HashSet<&str> = replaced.iter().map(String::as_str).collect();
-        let at = self
-            .files
-            .iter()
-            .position(|added| replaced.contains(added.file.path.as_str()))
-            .unwrap_or(self.files.len());
-        let (gone, kept): (Vec<Added>, Vec<Added>) = std::mem::take(&mut self.files)
-            .into_iter()
-            .partition(|added| replaced.contains(added.file.path.as_str()));
-        let first = gone.iter().map(Added::first_version).min();
-        let last = gone.iter().map(|added| added.version).max();
-        let (Some(first), Some(version)) = (first, last) else {
-            self.files = kept;
-            return;
-        };
-        self.files = kept;
-        let added = files.into_iter().map(|file| Added {
-            version,
-            first_version: (first < version).then_some(first),
-            file,
-        });
-        self.files.splice(at..at, added);
+        if commit.replaced.is_empty() {
+            self.files.extend(commit.files.into_iter().map(added));
+            self.rejects.extend(commit.rejects.into_iter().map(added));
+        } else {
+            replace(&mut self.files, &commit.replaced, commit.files);
+            replace(&mut self.rejects, &commit.replaced, commit.rejects);
+        }
     }
 
     /// The data files added at or after version `since`; `None` when the table was
@@ -400,6 +394,10 @@ impl CommitLog {
             };
             if matches(&commit) {
                 return Ok(true);
+            }
+            // A rewrite may have replaced the last files an older commit added.
+            if !commit.replaced.is_empty() {
+                return Ok(checkpoint_matches(&self.folded().await?));
             }
             if commit.reset {
                 return Ok(false);
@@ -917,5 +915,41 @@ mod tests {
             ["day=1/compacted.avro"]
         );
         assert_eq!(folded.files_before(2), None, "inside the merged versions");
+    }
+
+    #[tokio::test]
+    async fn a_rewrite_replaces_rejects_too_and_may_leave_no_file() {
+        let table = temp_table("rewrite");
+        let log = CommitLog::new(&table);
+        log.commit(built(
+            0,
+            "run-1",
+            false,
+            vec![landing("a.csv")],
+            vec![written("a.avro")],
+            vec![written("_rejects/a.avro")],
+        ))
+        .await
+        .unwrap();
+        // Every row of a.avro was the subject's; one rejected row of two was too.
+        log.commit(Commit {
+            rejects: vec![written("_rejects/erased.avro")],
+            replaced: vec!["a.avro".into(), "_rejects/a.avro".into()],
+            ..Commit::new(1, "erasure")
+        })
+        .await
+        .unwrap();
+        let folded = log.folded().await.unwrap();
+        assert!(folded.data_files().is_empty());
+        let rejects: Vec<(String, u64)> = folded
+            .rejects
+            .iter()
+            .map(|added| (added.file.path.clone(), added.version))
+            .collect();
+        assert_eq!(rejects, [("_rejects/erased.avro".to_owned(), 0)]);
+        assert_eq!(folded.files_since(1).unwrap(), Vec::new(), "no row is new");
+        assert!(!log.has_data_files().await.unwrap());
+        assert!(log.has_reject_files().await.unwrap());
+        assert_eq!(folded.ingested, [landing("a.csv")], "still ingested once");
     }
 }

@@ -29,6 +29,10 @@ const POLICIES_DIR: &str = "policies";
 const PII_KEY_FILE: &str = "pii.key";
 /// Under `_strata`: the leases that let one process at a time do a job.
 const LEASES_DIR: &str = "leases";
+/// Under `_strata`: one file per erasure, naming the subject ingest keeps out.
+const SUPPRESSED_DIR: &str = "suppressed";
+/// Under `_strata`: the report of each erasure.
+const ERASURES_DIR: &str = "erasures";
 /// A raw table's commit log, inside the table's directory.
 const RAW_LOG_DIR: &str = "_strata_log";
 /// Where a raw table records the files each compaction replaced, until they are removed.
@@ -180,6 +184,30 @@ impl Warehouse {
             .path()
             .clone()
             .join(name)
+    }
+
+    /// The subjects erased from the warehouse: `<root>/_strata/suppressed`.
+    pub fn suppressed_dir(&self) -> StorePath {
+        self.root
+            .child(STRATA_DIR)
+            .child(SUPPRESSED_DIR)
+            .path()
+            .clone()
+    }
+
+    /// The subject one erasure keeps out: `<root>/_strata/suppressed/<erasure>.json`.
+    pub fn suppressed(&self, erasure: &str) -> StorePath {
+        self.suppressed_dir().join(format!("{erasure}.json"))
+    }
+
+    /// What one erasure did: `<root>/_strata/erasures/<erasure>.json`.
+    pub fn erasure_report(&self, erasure: &str) -> StorePath {
+        self.root
+            .child(STRATA_DIR)
+            .child(ERASURES_DIR)
+            .path()
+            .clone()
+            .join(format!("{erasure}.json"))
     }
 
     /// A path in the warehouse, as users see it (a path on disk, a URL in a store).
@@ -384,6 +412,16 @@ pub fn compacted_file(version: u64, index: usize, partition_dir: &str) -> String
         name
     } else {
         format!("{partition_dir}/{name}")
+    }
+}
+
+/// A file rewritten without an erased subject's rows, beside the file it replaces
+/// (`relative` to the table): named after the log version that commits it.
+pub fn erased_file(version: u64, index: usize, relative: &str) -> String {
+    let name = format!("{PART}-erased-{version:020}-{index:05}.avro");
+    match relative.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{name}"),
+        None => name,
     }
 }
 

@@ -57,25 +57,62 @@ pub async fn compact(dir: &TableDir, read_through: u64, run_id: &str) -> Result<
             .with_runtime_env(StoreRegistry::runtime())
             .build(),
     );
-    let mut written = Vec::new();
-    let mut replaced = Vec::new();
+    let mut rewrite = Rewrite::default();
     for (index, (partition_dir, files)) in bins.into_iter().enumerate() {
         let relative = paths::compacted_file(version, index, &partition_dir);
-        match rewrite(dir, &ctx, &files, relative).await {
-            Ok(file) => written.push(file),
+        match merge(dir, &ctx, &files, relative).await {
+            Ok(file) => rewrite.files.push(file),
             Err(error) => {
-                cleanup::remove_written(dir, &written).await;
+                rewrite.abandon(dir).await;
                 return Err(error);
             }
         }
-        replaced.extend(files.into_iter().map(|file| file.path));
+        rewrite
+            .replaced
+            .extend(files.into_iter().map(|file| file.path));
     }
+    let count = rewrite.replaced.len() as u64;
+    Ok(
+        if commit_rewrite(dir, &log, version, run_id, rewrite).await? {
+            count
+        } else {
+            0
+        },
+    )
+}
+
+/// Files written in the place of others (a compaction's, an erasure's), to commit.
+#[derive(Debug, Default)]
+pub(crate) struct Rewrite {
+    pub(crate) files: Vec<WrittenFile>,
+    pub(crate) rejects: Vec<WrittenFile>,
+    pub(crate) replaced: Vec<String>,
+}
+
+impl Rewrite {
+    /// Removes what was written, which no commit will name.
+    pub(crate) async fn abandon(&self, dir: &TableDir) {
+        cleanup::remove_written(dir, &self.files).await;
+        cleanup::remove_written(dir, &self.rejects).await;
+    }
+}
+
+/// Commits a rewrite as `version`, after recording the files it replaces (kept for the
+/// retention, for reads begun before). False, with nothing committed or left behind,
+/// when another commit took the version first.
+pub(crate) async fn commit_rewrite(
+    dir: &TableDir,
+    log: &CommitLog,
+    version: u64,
+    run_id: &str,
+    rewrite: Rewrite,
+) -> Result<bool> {
     // Recorded first: a record of files still committed (the commit lost) removes nothing.
     let record = dir
         .replaced_records()
         .join(paths::replaced_record_file(version));
     let body = serde_json::to_vec(&Replaced {
-        files: replaced.clone(),
+        files: rewrite.replaced.clone(),
     })
     .map_err(|error| StorageError::Corrupt {
         location: dir.location().url_of(&record),
@@ -86,25 +123,25 @@ pub async fn compact(dir: &TableDir, read_through: u64, run_id: &str) -> Result<
         ..PutOptions::default()
     };
     if let Err(error) = dir.store().put_opts(&record, body.into(), create).await {
-        cleanup::remove_written(dir, &written).await;
+        rewrite.abandon(dir).await;
         return match error {
-            object_store::Error::AlreadyExists { .. } => Ok(0),
+            object_store::Error::AlreadyExists { .. } => Ok(false),
             error => Err(StorageError::store(&dir.location().url_of(&record), &error)),
         };
     }
-    let count = replaced.len() as u64;
     let commit = Commit {
-        files: written.clone(),
-        replaced,
+        files: rewrite.files.clone(),
+        rejects: rewrite.rejects.clone(),
+        replaced: rewrite.replaced.clone(),
         ..Commit::new(version, run_id)
     };
     match log.commit(commit).await {
-        Ok(_) => Ok(count),
+        Ok(_) => Ok(true),
         Err(error) => {
-            cleanup::remove_written(dir, &written).await;
+            rewrite.abandon(dir).await;
             cleanup::remove_file(dir, &record).await;
             match error {
-                StorageError::CommitConflict { .. } => Ok(0),
+                StorageError::CommitConflict { .. } => Ok(false),
                 error => Err(error),
             }
         }
@@ -147,7 +184,7 @@ fn bins(files: &[Added], read_through: u64) -> Vec<(String, Vec<WrittenFile>)> {
 }
 
 /// Writes the rows of `files` into one new file at `relative`.
-async fn rewrite(
+async fn merge(
     dir: &TableDir,
     ctx: &SessionContext,
     files: &[WrittenFile],
@@ -180,6 +217,33 @@ async fn rewrite(
         }
     }
     sink.finish().await.map_err(failed)
+}
+
+/// Removes now every file a compaction or an erasure replaced, whatever the retention,
+/// and the records that named them; how many files went. Reads of versions before
+/// those commits can no longer be made.
+pub(crate) async fn remove_all_replaced(dir: &TableDir) -> Result<u64> {
+    let mut removed = 0;
+    for record in cleanup::listed(dir, &dir.replaced_records()).await {
+        let location = dir.location().url_of(&record.location);
+        let bytes = match dir.store().get(&record.location).await {
+            Ok(got) => got.bytes().await,
+            Err(error) => Err(error),
+        }
+        .map_err(|error| StorageError::store(&location, &error))?;
+        let replaced: Replaced =
+            serde_json::from_slice(&bytes).map_err(|error| StorageError::Corrupt {
+                location,
+                reason: error.to_string(),
+            })?;
+        for file in &replaced.files {
+            if cleanup::remove_file(dir, &dir.join(file)).await {
+                removed += 1;
+            }
+        }
+        cleanup::remove_file(dir, &record.location).await;
+    }
+    Ok(removed)
 }
 
 /// What compactions replaced, as a sweep of the table's files needs it.

@@ -19,7 +19,7 @@ use strata_language::{
     Diagnostic, Format, Graph, LanguageError, Pipeline, Statement, TableDef, TableName, WriteMode,
     did_you_mean,
 };
-use strata_storage::{Warehouse, delta_publish, raw_table};
+use strata_storage::{Suppressions, Warehouse, delta_publish, raw_table};
 
 use crate::compile::Compiled;
 use crate::engine::Engine;
@@ -42,6 +42,9 @@ pub struct RunOptions {
     pub run_id: Option<String>,
     /// Rebuild only a date range of the tables partitioned by a date (`--backfill`).
     pub backfill: Option<Backfill>,
+    /// Ingest nothing: every raw table is read as it stands, and the Delta tables are
+    /// brought up to date with it (after an erasure rewrote the raw zone, say).
+    pub skip_ingest: bool,
 }
 
 /// A date range to rebuild: the partitions from `from` to `to` (ISO dates, inclusive) of
@@ -80,6 +83,9 @@ struct Build<'a> {
     run_id: &'a str,
     full_refresh: bool,
     backfill: Option<&'a Backfill>,
+    skip_ingest: bool,
+    /// The subjects erased from the warehouse, whose rows ingest drops.
+    suppressions: Suppressions,
     on_event: &'a (dyn Fn(RunEvent<'_>) + Sync),
 }
 
@@ -105,6 +111,8 @@ pub async fn run_pipeline(
         run_id: &run_id,
         full_refresh: options.full_refresh,
         backfill: options.backfill.as_ref(),
+        skip_ingest: options.skip_ingest,
+        suppressions: Suppressions::load(warehouse).await?,
         on_event,
     };
 
@@ -216,7 +224,12 @@ impl Build<'_> {
             (self.on_event)(RunEvent::Finished(&report));
             return report;
         }
-        if self.backfill.is_some() && self.backfilled_column(node, table).is_none() {
+        let as_it_stands = if self.backfill.is_some() {
+            self.backfilled_column(node, table).is_none()
+        } else {
+            self.skip_ingest && name.layer.format() == Some(Format::Avro)
+        };
+        if as_it_stands {
             let report = self
                 .as_it_stands(node, table)
                 .await
@@ -266,7 +279,8 @@ impl Build<'_> {
         (delta && replaces && dated).then_some(column.as_str())
     }
 
-    /// Registers a table a backfill does not rebuild, as its last commit left it.
+    /// Registers a table a backfill does not rebuild (or a raw table a run that ingests
+    /// nothing), as its last commit left it.
     async fn as_it_stands(&self, node: usize, table: &TableDef) -> Result<TableReport> {
         let name = table.name.to_string();
         let dir = self.warehouse.table(&table.name);

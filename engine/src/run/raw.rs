@@ -4,16 +4,20 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, lit};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
-use strata_language::{SourceTable, TableDef};
+use strata_language::{OnViolation, SourceTable, TableDef};
 use strata_storage::landing::{
     OnBadRow, Reject, Verdict, after_ingest, rejects_batch, rejects_schema,
 };
 use strata_storage::{
-    AvroFileSink, Commit, CommitLog, FileSink, SourceFile, StorageError, TableDir, WrittenFile,
-    cleanup, paths, storage_schema,
+    AvroFileSink, Commit, CommitLog, FileSink, SourceFile, StorageError, Suppressions, TableDir,
+    WrittenFile, cleanup, paths, storage_schema,
 };
 
 use super::Build;
@@ -22,7 +26,7 @@ use super::report::{LandingFileReport, RejectedFile, TableReport, TableStatus};
 use crate::compile::PlannedTable;
 use crate::engine::{Engine, job_name};
 use crate::error::{BuildStep, EngineError, Result};
-use crate::expectations::Checker;
+use crate::expectations::{Checker, Rule};
 use crate::landing::{LandingSource, RejectsTarget};
 use crate::task_error::TaskError;
 use crate::write::{FileFormat, WriteFilesExec, WriteSpec, WriteSummary};
@@ -188,6 +192,7 @@ pub(super) async fn build(
         rejects.push(write_rejected_files(build, &dir, &rejected_whole).await?);
     }
     report.rows_written = written.rows_written();
+    report.rows_dropped = written.rows_dropped;
     report.files = written.data.len() as u64;
     report.bytes = written.bytes_written();
     report.writers = written.writers.clone();
@@ -485,12 +490,47 @@ impl Ingest<'_> {
             partition_columns: self.table.partitioned_by.clone(),
             quarantine_dir: None,
         };
-        let writer =
-            WriteFilesExec::new(physical, spec, Checker::from_rules(Vec::new(), &schema, ""));
+        let rules = erased_subjects(&build.suppressions, &schema, &state)?;
+        let writer = WriteFilesExec::new(physical, spec, Checker::from_rules(rules, &schema, ""));
         let job = job_name(build.run_id, &self.table.name, Some(self.index));
         build
             .engine
             .write(Arc::new(writer), ctx, &job, on_rows)
             .await
     }
+}
+
+/// The name under which ingest drops (and counts) the rows of erased subjects.
+const ERASED_SUBJECTS: &str = "erased_subjects";
+
+/// One rule per column of `schema` with erased values: a row holding one of them is
+/// dropped (and counted) as it is ingested, so no delivery brings a subject back.
+fn erased_subjects(
+    suppressions: &Suppressions,
+    schema: &SchemaRef,
+    state: &SessionState,
+) -> datafusion::error::Result<Vec<Rule>> {
+    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+    let mut rules = Vec::new();
+    for field in schema.fields() {
+        let values: Vec<Expr> = suppressions
+            .values_of(field.name())
+            .into_iter()
+            .filter_map(|value| {
+                ScalarValue::try_from_string(value.to_owned(), field.data_type()).ok()
+            })
+            .filter(|value| !value.is_null())
+            .map(lit)
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let column = Expr::Column(Column::from_name(field.name().as_str()));
+        rules.push(Rule {
+            name: ERASED_SUBJECTS.to_owned(),
+            on_violation: OnViolation::DropRow,
+            predicate: state.create_physical_expr(column.in_list(values, true), &df_schema)?,
+        });
+    }
+    Ok(rules)
 }

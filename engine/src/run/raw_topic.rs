@@ -87,6 +87,7 @@ pub(super) async fn build(
     }
     written.check_distinct()?;
     report.rows_written = written.rows_written();
+    report.rows_dropped = written.rows_dropped;
     report.files = written.data.len() as u64;
     report.bytes = written.bytes_written();
     report.writers = written.writers.clone();
