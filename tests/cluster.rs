@@ -317,7 +317,7 @@ pub(crate) fn contents(warehouse: &Path) -> Vec<(String, String)> {
             .unwrap()
         {
             let ctx = SessionContext::new();
-            let provider = open(&table, None, &ctx.state(), DeltaReader::Native)
+            let provider = open(&table, None, &ctx.state(), DeltaReader::Native, None)
                 .await
                 .unwrap();
             ctx.register_table("t", Arc::clone(&provider)).unwrap();

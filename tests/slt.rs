@@ -198,7 +198,7 @@ impl PipelineDb {
         strata_engine::compile::register_layers(&ctx)?;
         let warehouse = strata_storage::Warehouse::local(&self.warehouse);
         for table in published_tables(&warehouse).await? {
-            let provider = open(&table, None, &ctx.state(), DeltaReader::Native).await?;
+            let provider = open(&table, None, &ctx.state(), DeltaReader::Native, None).await?;
             ctx.register_table(table.name.to_string().as_str(), provider)?;
         }
         if let Some(report) = &self.report {

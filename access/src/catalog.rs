@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
@@ -12,7 +13,7 @@ use datafusion::execution::{FunctionRegistry, SessionState, SessionStateBuilder}
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 use strata_language::{Layer, SetAside, TableName};
-use strata_storage::Warehouse;
+use strata_storage::{DeltaSnapshots, Warehouse};
 use strata_storage::catalog::{self, PublishedTable};
 use strata_storage::delta_publish::{self, DeltaReader};
 use tokio::sync::OnceCell;
@@ -54,6 +55,8 @@ pub struct Visibility {
     /// Where policies' queries are planned, made once: it depends on no reader. It
     /// holds `hash_pii` once a policy first hashes, keyed by the warehouse's key.
     policy_planner: Arc<OnceCell<PolicyPlanner>>,
+    /// Delta snapshots kept between queries, for a server; none reloads each.
+    snapshots: Option<Arc<DeltaSnapshots>>,
 }
 
 /// A session whose catalog is the warehouse unrestricted, with the masking functions.
@@ -83,7 +86,15 @@ impl Visibility {
             show_quarantine,
             reader,
             policy_planner: Arc::default(),
+            snapshots: None,
         }
+    }
+
+    /// Keeps each Delta table's snapshot between queries, looking at its log again once
+    /// `refresh` has passed (every query when zero) instead of loading it whole each time.
+    pub fn with_snapshots(mut self, refresh: Duration) -> Self {
+        self.snapshots = Some(Arc::new(DeltaSnapshots::new(refresh)));
+        self
     }
 
     /// The published table a client may see under this name, found without listing.
@@ -95,7 +106,7 @@ impl Visibility {
         if name.is_set_aside() && !self.show_quarantine {
             return None;
         }
-        catalog::find(&self.warehouse, &name).await
+        catalog::find(&self.warehouse, &name, self.snapshots.as_deref()).await
     }
 }
 
@@ -254,11 +265,10 @@ impl LayerSchema {
             ctx.register_udf(function.as_ref().clone());
         }
         // A visibility of its own: the planner must not hold the cell that holds it.
-        let visibility = Visibility::new(
-            self.visibility.warehouse.clone(),
-            self.visibility.show_quarantine,
-            self.visibility.reader,
-        );
+        let visibility = Visibility {
+            policy_planner: Arc::default(),
+            ..self.visibility.clone()
+        };
         let reads = WarehouseCatalog::new(visibility, ctx.state(), Reader::Unrestricted, false);
         ctx.register_catalog(CATALOG, Arc::new(reads));
         PolicyPlanner(ctx)
@@ -331,7 +341,13 @@ impl SchemaProvider for LayerSchema {
                 .await
                 .map(Some);
         }
-        catalog::open(&found, version, &self.session, self.visibility.reader)
+        catalog::open(
+            &found,
+            version,
+            &self.session,
+            self.visibility.reader,
+            self.visibility.snapshots.as_deref(),
+        )
             .await
             .map(Some)
     }

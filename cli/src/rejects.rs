@@ -91,7 +91,7 @@ async fn raw_table_name(name: &str, warehouse: &Warehouse) -> Result<TableName, 
         name: table.to_owned(),
     };
     let table = table.rejects_of().unwrap_or(table);
-    if catalog::find(warehouse, &table).await.is_some() {
+    if catalog::find(warehouse, &table, None).await.is_some() {
         return Ok(table);
     }
     let known: Vec<String> = catalog::published_tables(warehouse)

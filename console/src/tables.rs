@@ -112,7 +112,7 @@ async fn published(warehouse: &Warehouse, name: &str) -> Result<PublishedTable> 
         layer,
         name: table.to_owned(),
     };
-    find(warehouse, &name).await.ok_or_else(unknown)
+    find(warehouse, &name, None).await.ok_or_else(unknown)
 }
 
 async fn count(ctx: &SessionContext, table: &TableReference) -> Result<u64> {
@@ -144,7 +144,7 @@ async fn set_aside(warehouse: &Warehouse, ctx: &SessionContext, name: &TableName
         ("quarantined", name.quarantine()),
         ("rejected", name.rejects()),
     ] {
-        if find(warehouse, &aside).await.is_none() {
+        if find(warehouse, &aside, None).await.is_none() {
             continue;
         }
         // Refused under the table's policy (rejected lines cannot be masked).

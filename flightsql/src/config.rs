@@ -133,6 +133,9 @@ pub struct ServerConfig {
     pub insecure: bool,
     /// What each query and each user may use.
     pub limits: Limits,
+    /// How long a table's Delta snapshot is served before its log is looked at again
+    /// (zero: at every query, which then always reads the newest commit).
+    pub snapshot_refresh: Duration,
 }
 
 impl Default for ServerConfig {
@@ -144,6 +147,7 @@ impl Default for ServerConfig {
             tls: None,
             insecure: false,
             limits: Limits::default(),
+            snapshot_refresh: Duration::ZERO,
         }
     }
 }
@@ -160,6 +164,7 @@ struct ConfigFile {
     tls: Option<TlsFiles>,
     #[serde(default)]
     limits: LimitsFile,
+    snapshot_refresh_ms: Option<u64>,
 }
 
 impl ServerConfig {
@@ -200,6 +205,7 @@ impl ServerConfig {
                 key: base.join(tls.key),
             }),
             insecure: false,
+            snapshot_refresh: Duration::from_millis(file.snapshot_refresh_ms.unwrap_or(0)),
             limits: {
                 let mut limits = Limits::default();
                 file.limits.apply(&mut limits);

@@ -78,6 +78,7 @@ impl FlightSqlServer {
             config.show_quarantine,
             engine,
             Arc::clone(&admission),
+            config.snapshot_refresh,
         );
         let user_limits = config
             .users

@@ -2,6 +2,7 @@
 //! with `?` parameters and `VERSION AS OF` time travel ([`time_travel`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{ParamValues, ScalarValue, TableReference};
@@ -80,6 +81,7 @@ impl Planner {
         show_quarantine: bool,
         engine: Engine,
         admission: Arc<Admission>,
+        snapshot_refresh: Duration,
     ) -> Self {
         // Delta scans that can run where the engine runs them.
         let reader = if engine.is_cluster() {
@@ -88,7 +90,8 @@ impl Planner {
             DeltaReader::Native
         };
         Self {
-            visibility: Visibility::new(warehouse, show_quarantine, reader),
+            visibility: Visibility::new(warehouse, show_quarantine, reader)
+                .with_snapshots(snapshot_refresh),
             runtime: StoreRegistry::runtime(),
             engine,
             admission,
@@ -414,7 +417,13 @@ mod tests {
         let log = root.join("raw/broken/_strata_log");
         std::fs::create_dir_all(&log).unwrap();
         std::fs::write(log.join("00000000000000000000.json"), "{").unwrap();
-        let planner = Planner::new(warehouse.clone(), false, Engine::Embedded, Arc::default());
+        let planner = Planner::new(
+            warehouse.clone(),
+            false,
+            Engine::Embedded,
+            Arc::default(),
+            Duration::ZERO,
+        );
         let broken = planner
             .plan("SELECT * FROM raw.broken", None, &reader())
             .await
@@ -486,7 +495,13 @@ mod tests {
     #[tokio::test]
     async fn writes_are_refused_by_their_plan_and_bad_sql_is_the_users() {
         let warehouse = warehouse("refusals").await;
-        let planner = Planner::new(warehouse.clone(), false, Engine::Embedded, Arc::default());
+        let planner = Planner::new(
+            warehouse.clone(),
+            false,
+            Engine::Embedded,
+            Arc::default(),
+            Duration::ZERO,
+        );
         for sql in [
             "SELECT 1 INTO enriched.copy",
             "SELECT id INTO enriched.copy FROM enriched.scores",

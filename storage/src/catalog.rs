@@ -11,6 +11,7 @@ use crate::commit_log::CommitLog;
 use crate::delta_publish::{self, DeltaReader};
 use crate::error::StorageError;
 use crate::paths::{TableDir, Warehouse};
+use crate::snapshots::DeltaSnapshots;
 use crate::raw_table;
 
 /// One published table: a raw table with at least one commit, or a Delta table.
@@ -64,8 +65,13 @@ pub async fn published_tables(warehouse: &Warehouse) -> crate::Result<Vec<Publis
     Ok(tables)
 }
 
-/// The published table of that name, looking at its own directory only (no listing of the layer).
-pub async fn find(warehouse: &Warehouse, name: &TableName) -> Option<PublishedTable> {
+/// The published table of that name, looking at its own directory only (no listing of
+/// the layer), or not at all when `snapshots` saw it within their interval.
+pub async fn find(
+    warehouse: &Warehouse,
+    name: &TableName,
+    snapshots: Option<&DeltaSnapshots>,
+) -> Option<PublishedTable> {
     // A name from a client's query must not reach outside its layer's directory.
     if name.name.is_empty() || name.name.starts_with('.') || name.name.contains(['/', '\\']) {
         return None;
@@ -78,7 +84,8 @@ pub async fn find(warehouse: &Warehouse, name: &TableName) -> Option<PublishedTa
         });
     }
     let dir = warehouse.table(name);
-    is_published(name, &dir).await.then(|| PublishedTable {
+    let seen = snapshots.is_some_and(|snapshots| snapshots.seen_recently(&dir));
+    (seen || is_published(name, &dir).await).then(|| PublishedTable {
         name: name.clone(),
         dir,
     })
@@ -106,7 +113,8 @@ async fn is_published(name: &TableName, dir: &TableDir) -> bool {
     }
 }
 
-/// Opens a table for reading: its current version, or a Delta table's `version`.
+/// Opens a table for reading: its current version (a Delta table's from `snapshots`
+/// when given), or a Delta table's `version`.
 ///
 /// The provider reads the version current when it was opened, so a query planned on
 /// it sees one whole version even while a pipeline commits the next.
@@ -115,6 +123,7 @@ pub async fn open(
     version: Option<u64>,
     session: &dyn Session,
     reader: DeltaReader,
+    snapshots: Option<&DeltaSnapshots>,
 ) -> Result<Arc<dyn TableProvider>> {
     match (table.format(), version) {
         (Format::Avro, Some(_)) => Err(DataFusionError::Plan(format!(
@@ -144,6 +153,12 @@ pub async fn open(
                 opened => opened,
             }
         }
-        (_, None) => delta_publish::provider(&table.dir, None, session, reader).await,
+        (_, None) => match snapshots {
+            Some(snapshots) => match snapshots.latest(&table.dir).await? {
+                Some(latest) => delta_publish::reader_of(&latest, session, reader).await,
+                None => Err(DataFusionError::Plan(format!("{} is gone", table.name))),
+            },
+            None => delta_publish::provider(&table.dir, None, session, reader).await,
+        },
     }
 }

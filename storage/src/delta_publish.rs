@@ -605,10 +605,18 @@ pub async fn provider(
     session: &dyn Session,
     reader: DeltaReader,
 ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
-    let table = load(dir, version).await?;
+    reader_of(&load(dir, version).await?, session, reader).await
+}
+
+/// A loaded version of a Delta table as a table to read, scanned as `reader` says.
+pub async fn reader_of(
+    table: &DeltaTable,
+    session: &dyn Session,
+    reader: DeltaReader,
+) -> datafusion::error::Result<Arc<dyn TableProvider>> {
     match reader {
-        DeltaReader::Native => table_provider(&table, session).await,
-        DeltaReader::Portable => Ok(Arc::new(DeltaFiles::try_new(&table)?)),
+        DeltaReader::Native => table_provider(table, session).await,
+        DeltaReader::Portable => Ok(Arc::new(DeltaFiles::try_new(table)?)),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod paths;
 pub mod raw_compaction;
 pub mod raw_table;
 pub mod run_named;
+pub mod snapshots;
 pub mod store;
 pub mod suppression;
 
@@ -25,5 +26,6 @@ pub use avro_sink::{AvroFileSink, FileSink, WrittenFile, storage_schema, to_stor
 pub use commit_log::{Commit, CommitLog, SourceFile, StreamPosition};
 pub use error::{Result, StorageError};
 pub use paths::{TableDir, Warehouse};
+pub use snapshots::DeltaSnapshots;
 pub use store::{StoreOptions, StoreRegistry, StoreUrl};
 pub use suppression::{Suppressed, Suppressions};
