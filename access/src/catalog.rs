@@ -13,9 +13,9 @@ use datafusion::execution::{FunctionRegistry, SessionState, SessionStateBuilder}
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 use strata_language::{Layer, SetAside, TableName};
-use strata_storage::{DeltaSnapshots, Warehouse};
 use strata_storage::catalog::{self, PublishedTable};
 use strata_storage::delta_publish::{self, DeltaReader};
+use strata_storage::{DeltaSnapshots, Warehouse};
 use tokio::sync::OnceCell;
 
 use crate::guard::Guarded;
@@ -348,8 +348,8 @@ impl SchemaProvider for LayerSchema {
             self.visibility.reader,
             self.visibility.snapshots.as_deref(),
         )
-            .await
-            .map(Some)
+        .await
+        .map(Some)
     }
 
     fn table_exist(&self, name: &str) -> bool {

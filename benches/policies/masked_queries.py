@@ -48,6 +48,8 @@ def main():
     parser.add_argument("--strata", default="target/release/strata")
     parser.add_argument("--scale", default="1")
     parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--snapshot-refresh-ms", type=int, default=0,
+                        help="the servers' snapshot_refresh_ms (0, the default: look at each table's log at every query)")
     args = parser.parse_args()
     import adbc_driver_flightsql.dbapi as flightsql
 
@@ -63,6 +65,7 @@ def main():
     shutil.rmtree(os.path.join(plain, "_strata", "policies"))
     config = os.path.join(root, "serve.toml")
     with open(config, "w") as f:
+        f.write(f"snapshot_refresh_ms = {args.snapshot_refresh_ms}\n")
         f.write('[[users]]\nname = "dana"\npassword = "dana-bench-secret"\nrole = "data_scientist"\n')
 
     servers = {}

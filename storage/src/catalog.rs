@@ -11,8 +11,8 @@ use crate::commit_log::CommitLog;
 use crate::delta_publish::{self, DeltaReader};
 use crate::error::StorageError;
 use crate::paths::{TableDir, Warehouse};
-use crate::snapshots::DeltaSnapshots;
 use crate::raw_table;
+use crate::snapshots::DeltaSnapshots;
 
 /// One published table: a raw table with at least one commit, or a Delta table.
 #[derive(Debug, Clone, PartialEq, Eq)]

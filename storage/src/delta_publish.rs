@@ -169,7 +169,7 @@ fn add_metrics(adds: &[Add]) -> serde_json::Value {
 }
 
 impl Provenance {
-    fn properties(self) -> CommitProperties {
+    pub(crate) fn properties(self) -> CommitProperties {
         self.properties_with(None)
     }
 

@@ -20,7 +20,7 @@ use deltalake_core::operations::vacuum::VacuumMode;
 use crate::avro_sink::{AvroFileSink, FileSink, WrittenFile};
 use crate::commit_log::{Added, CommitLog};
 use crate::delta_files::DeltaFiles;
-use crate::delta_publish;
+use crate::delta_publish::{self, Provenance};
 use crate::error::{Result, StorageError};
 use crate::paths::{self, TableDir};
 use crate::raw_compaction::{self, Rewrite};
@@ -260,9 +260,16 @@ pub async fn erase_delta(dir: &TableDir, subject: &Subject) -> Result<Option<u64
     if held == 0 {
         return Ok(Some(0));
     }
+    // The table stays what its last build made of its inputs, less the subject's rows,
+    // as its inputs are: the next build refreshes it from what they record, not whole.
+    let provenance = Provenance {
+        inputs: delta_publish::recorded_inputs(&table).await,
+        stream_position: None,
+    };
     table
         .delete()
         .with_predicate(predicate)
+        .with_commit_properties(provenance.properties())
         .await
         .map_err(|error| StorageError::delta(dir, error))?;
     Ok(Some(held))

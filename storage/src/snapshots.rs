@@ -136,7 +136,10 @@ mod tests {
         });
         let every_read = DeltaSnapshots::new(Duration::ZERO);
         let kept = DeltaSnapshots::new(Duration::from_secs(3600));
-        assert!(every_read.latest(&dir).await.unwrap().is_none(), "no table yet");
+        assert!(
+            every_read.latest(&dir).await.unwrap().is_none(),
+            "no table yet"
+        );
         append(&dir, 1).await;
         let version = |table: Option<DeltaTable>| table.and_then(|table| table.version());
         assert_eq!(version(every_read.latest(&dir).await.unwrap()), Some(0));
