@@ -303,6 +303,13 @@ fn forget_erases_a_subject_along_lineage_and_keeps_it_out_of_later_deliveries() 
     assert_eq!(tables_holding(&after, "P2"), Vec::<String>::new());
     assert_eq!(after["tables"], dump(&never, &["P2"])["tables"]);
 
+    // Nor does a full refresh, which reads every landing file again.
+    run_pipeline(&pipeline, &erased, &["--full-refresh"]);
+    run_pipeline(&pipeline, &never, &["--full-refresh"]);
+    let after = dump(&erased, &["P2"]);
+    assert_eq!(tables_holding(&after, "P2"), Vec::<String>::new());
+    assert_eq!(after["tables"], dump(&never, &["P2"])["tables"]);
+
     // With --vacuum, no file of any version holds the subjects erased.
     let output = forget(
         &pipeline,
