@@ -503,6 +503,7 @@ mod tests {
             table_dir: "/wh/raw/a".into(),
             prefix: "part-run-1-00000".into(),
             run_id: "run-1".into(),
+            erased: vec!["C12".into()],
         };
         let scan = LandingScanExec::try_new(
             parts.clone(),

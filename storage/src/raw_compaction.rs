@@ -108,27 +108,16 @@ pub(crate) async fn commit_rewrite(
     rewrite: Rewrite,
 ) -> Result<bool> {
     // Recorded first: a record of files still committed (the commit lost) removes nothing.
-    let record = dir
-        .replaced_records()
-        .join(paths::replaced_record_file(version));
-    let body = serde_json::to_vec(&Replaced {
-        files: rewrite.replaced.clone(),
-    })
-    .map_err(|error| StorageError::Corrupt {
-        location: dir.location().url_of(&record),
-        reason: error.to_string(),
-    })?;
-    let create = PutOptions {
-        mode: PutMode::Create,
-        ..PutOptions::default()
+    let record = match record_replaced(dir, version, rewrite.replaced.clone()).await {
+        Ok(record) => record,
+        Err(error) => {
+            rewrite.abandon(dir).await;
+            return match error {
+                StorageError::CommitConflict { .. } => Ok(false),
+                error => Err(error),
+            };
+        }
     };
-    if let Err(error) = dir.store().put_opts(&record, body.into(), create).await {
-        rewrite.abandon(dir).await;
-        return match error {
-            object_store::Error::AlreadyExists { .. } => Ok(false),
-            error => Err(StorageError::store(&dir.location().url_of(&record), &error)),
-        };
-    }
     let commit = Commit {
         files: rewrite.files.clone(),
         rejects: rewrite.rejects.clone(),
@@ -219,10 +208,48 @@ async fn merge(
     sink.finish().await.map_err(failed)
 }
 
-/// Removes now every file a compaction or an erasure replaced, whatever the retention,
+/// Records that the commit of `version` replaces `files`: they stay for the retention,
+/// for reads begun before it, and are then removed. A version already recorded is a
+/// conflict (another commit of it came first).
+pub async fn record_replaced(
+    dir: &TableDir,
+    version: u64,
+    files: Vec<String>,
+) -> Result<StorePath> {
+    let record = dir
+        .replaced_records()
+        .join(paths::replaced_record_file(version));
+    let location = dir.location().url_of(&record);
+    let body = serde_json::to_vec(&Replaced { files }).map_err(|error| StorageError::Corrupt {
+        location: location.clone(),
+        reason: error.to_string(),
+    })?;
+    let create = PutOptions {
+        mode: PutMode::Create,
+        ..PutOptions::default()
+    };
+    match dir.store().put_opts(&record, body.into(), create).await {
+        Ok(_) => Ok(record),
+        Err(object_store::Error::AlreadyExists { .. }) => Err(StorageError::CommitConflict {
+            table: dir.to_string(),
+            version,
+        }),
+        Err(error) => Err(StorageError::store(&location, &error)),
+    }
+}
+
+/// Removes now every file a compaction, an erasure or a full refresh replaced, whatever the retention,
 /// and the records that named them; how many files went. Reads of versions before
 /// those commits can no longer be made.
 pub(crate) async fn remove_all_replaced(dir: &TableDir) -> Result<u64> {
+    // A record whose commit lost names files still committed: those stay.
+    let folded = CommitLog::new(dir).folded().await?;
+    let live: HashSet<&str> = folded
+        .files
+        .iter()
+        .chain(&folded.rejects)
+        .map(|added| added.file.path.as_str())
+        .collect();
     let mut removed = 0;
     for record in cleanup::listed(dir, &dir.replaced_records()).await {
         let location = dir.location().url_of(&record.location);
@@ -236,7 +263,11 @@ pub(crate) async fn remove_all_replaced(dir: &TableDir) -> Result<u64> {
                 location,
                 reason: error.to_string(),
             })?;
-        for file in &replaced.files {
+        for file in replaced
+            .files
+            .iter()
+            .filter(|file| !live.contains(file.as_str()))
+        {
             if cleanup::remove_file(dir, &dir.join(file)).await {
                 removed += 1;
             }

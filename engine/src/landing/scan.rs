@@ -70,6 +70,21 @@ pub struct RejectsTarget {
     pub table_dir: String,
     pub prefix: String,
     pub run_id: String,
+    /// Values of erased subjects (`strata forget`): a bad row whose text holds one is
+    /// counted as rejected but not kept.
+    #[serde(default)]
+    pub erased: Vec<String>,
+}
+
+impl RejectsTarget {
+    /// Whether a bad row is an erased subject's, to be left out of the rejects table.
+    fn is_erased(&self, reject: &Reject) -> bool {
+        reject.raw_text.as_deref().is_some_and(|text| {
+            self.erased
+                .iter()
+                .any(|value| strata_storage::erasure::text_holds(text, value))
+        })
+    }
 }
 
 /// One partition's share of the files: a whole file, or the rows that start in one
@@ -488,6 +503,14 @@ impl FileScan {
         let target = self.rejects.as_ref().ok_or_else(|| {
             DataFusionError::Execution(format!("{}: {}", self.file, describe(first)))
         })?;
+        let kept: Vec<Reject> = rejects
+            .iter()
+            .filter(|reject| !target.is_erased(reject))
+            .cloned()
+            .collect();
+        if kept.is_empty() {
+            return Ok(());
+        }
         let sink = match sink {
             Some(sink) => sink,
             None => sink.insert(Box::new(AvroFileSink::create(
@@ -500,7 +523,7 @@ impl FileScan {
                 &rejects_schema(),
             )?)),
         };
-        let batch = rejects_batch(&self.file, &target.run_id, rejects)?;
+        let batch = rejects_batch(&self.file, &target.run_id, &kept)?;
         self.handle.block_on(sink.write(&batch))
     }
 

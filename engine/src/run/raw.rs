@@ -17,7 +17,7 @@ use strata_storage::landing::{
 };
 use strata_storage::{
     AvroFileSink, Commit, CommitLog, FileSink, SourceFile, StorageError, Suppressions, TableDir,
-    WrittenFile, cleanup, paths, storage_schema,
+    WrittenFile, cleanup, paths, raw_compaction, storage_schema,
 };
 
 use super::Build;
@@ -318,6 +318,13 @@ async fn commit(
     mut staged: Staged,
 ) -> Result<Committed> {
     let mut committed = Committed::default();
+    if full_refresh {
+        // The files the refresh replaces are kept for the retention, as a compaction's are.
+        let folded = log.folded().await?;
+        let live = folded.files.iter().chain(&folded.rejects);
+        let live: Vec<String> = live.map(|added| added.file.path.clone()).collect();
+        raw_compaction::record_replaced(dir, version, live).await?;
+    }
     let mut retries = 0;
     loop {
         let sources: Vec<SourceFile> = staged
@@ -443,10 +450,19 @@ impl Ingest<'_> {
 
     /// Where the scan writes the rows it sets aside.
     pub(super) fn rejects_target(&self) -> RejectsTarget {
+        let erased = self
+            .planned_source
+            .schema
+            .fields()
+            .iter()
+            .flat_map(|field| self.build.suppressions.values_of(field.name()))
+            .map(str::to_owned)
+            .collect();
         RejectsTarget {
             table_dir: self.build.warehouse.table(&self.table.name).to_string(),
             prefix: self.prefix.to_owned(),
             run_id: self.build.run_id.to_owned(),
+            erased,
         }
     }
 
