@@ -184,7 +184,86 @@ fn why_kept(table: &strata_language::TableDef) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    use strata_engine::{Engine, compile};
+    use strata_language::Sources;
+    use strata_storage::Warehouse;
+
     use super::*;
+
+    const PIPELINE: &str = "
+CREATE EXTERNAL TABLE landing.people (person_id VARCHAR, city VARCHAR, score INT)
+  STORED AS CSV LOCATION 'landing/people/' OPTIONS ('format.has_header' 'true');
+CREATE EXTERNAL TABLE landing.cities (city VARCHAR, country VARCHAR)
+  STORED AS CSV LOCATION 'landing/cities/' OPTIONS ('format.has_header' 'true');
+CREATE TABLE raw.people AS SELECT * FROM landing.people;
+CREATE TABLE raw.cities AS SELECT * FROM landing.cities;
+CREATE TABLE enriched.people AS SELECT upper(person_id) AS who, city, score,
+  length(person_id) AS id_length FROM raw.people;
+CREATE TABLE enriched.per_city AS SELECT city, count(*) AS people FROM enriched.people GROUP BY city;
+CREATE TABLE enriched.city_log WRITE APPEND AS SELECT city FROM STREAM(raw.people);
+CREATE TABLE enriched.countries AS SELECT country FROM raw.cities;
+";
+
+    async fn traced(column: &str) -> Result<ErasurePlan> {
+        let root = std::env::temp_dir().join(format!("strata-erasure-plan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for dir in ["landing/people", "landing/cities"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        let mut sources = Sources::default();
+        sources.add("pipeline.sql", PIPELINE);
+        let warehouse = Warehouse::local(&root);
+        let compiled = compile(&sources, &warehouse, &Engine::Embedded)
+            .await
+            .unwrap();
+        let lineage = strata_lineage::pipeline(&compiled).unwrap();
+        ErasurePlan::new(
+            &compiled,
+            &lineage,
+            Subject {
+                column: column.into(),
+                value: "p1".into(),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn lineage_says_which_tables_hold_the_subject_and_which_are_computed_from_it() {
+        let plan = traced("PERSON_ID").await.unwrap();
+        let names = |tables: &[TableName]| -> Vec<String> {
+            tables.iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(names(&plan.landing), ["landing.people"]);
+        let holding: Vec<(String, Vec<String>)> = plan
+            .holding
+            .iter()
+            .map(|holding| (holding.table.to_string(), holding.columns.clone()))
+            .collect();
+        // `who` carries the value transformed, of the same type; `id_length` does not.
+        assert_eq!(
+            holding,
+            [
+                ("raw.people".to_owned(), vec!["person_id".to_owned()]),
+                ("enriched.people".to_owned(), vec!["who".to_owned()]),
+            ]
+        );
+        assert_eq!(
+            names(&plan.recomputed),
+            ["enriched.people", "enriched.per_city"]
+        );
+        let kept: Vec<String> = plan
+            .kept
+            .iter()
+            .map(|(table, _)| table.to_string())
+            .collect();
+        assert_eq!(kept, ["enriched.city_log"], "appended from a STREAM");
+
+        let unknown = traced("personid").await.unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "no landing table of the pipeline has a column personid — did you mean person_id?"
+        );
+    }
 
     #[test]
     fn a_subject_is_a_column_and_a_value() {
