@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use datafusion::arrow::datatypes::DataType;
 use serde::Serialize;
 use strata_engine::Compiled;
 use strata_language::{Format, Statement, TableName, WriteMode, did_you_mean};
@@ -60,7 +61,7 @@ impl ErasurePlan {
     pub fn new(compiled: &Compiled, lineage: &[TableLineage], subject: Subject) -> Result<Self> {
         let pipeline = &compiled.pipeline;
         // Each column known to carry the subject, with its type.
-        let mut carriers: BTreeMap<Source, String> = BTreeMap::new();
+        let mut carriers: BTreeMap<Source, DataType> = BTreeMap::new();
         let mut landing = Vec::new();
         let mut landing_columns = BTreeSet::new();
         for planned in &compiled.planned {
@@ -75,7 +76,7 @@ impl ErasurePlan {
                             table: source.name.to_string(),
                             column: field.name().clone(),
                         },
-                        field.data_type().to_string(),
+                        field.data_type().clone(),
                     );
                     landing.push(source.name.clone());
                 }
@@ -107,32 +108,28 @@ impl ErasurePlan {
             else {
                 continue;
             };
-            let mut columns = Vec::new();
+            // Carried columns join the carriers once this table's are all known: a
+            // column carries what its inputs carry, never a sibling's value.
+            let mut carried = Vec::new();
             for (column, column_lineage) in &table.columns {
                 let Ok(field) = planned.schema.field_with_name(column) else {
                     continue;
                 };
-                let data_type = field.data_type().to_string();
-                let carried = column_lineage.direct.iter().any(|(source, how)| {
-                    *how != Direct::Aggregation && carriers.get(source) == Some(&data_type)
-                });
-                if carried {
-                    columns.push(column.clone());
+                let data_type = field.data_type();
+                if column_lineage.direct.iter().any(|(source, how)| {
+                    *how != Direct::Aggregation && carriers.get(source) == Some(data_type)
+                }) {
+                    carried.push((column.clone(), data_type.clone()));
                 }
             }
-            for column in &columns {
-                let data_type = planned
-                    .schema
-                    .field_with_name(column)
-                    .map(|field| field.data_type().to_string())
-                    .unwrap_or_default();
-                carriers.insert(
-                    Source {
-                        table: name.clone(),
-                        column: column.clone(),
-                    },
-                    data_type,
-                );
+            let mut columns = Vec::with_capacity(carried.len());
+            for (column, data_type) in carried {
+                let source = Source {
+                    table: name.clone(),
+                    column: column.clone(),
+                };
+                carriers.insert(source, data_type);
+                columns.push(column);
             }
             let holds = !columns.is_empty();
             if holds {

@@ -408,6 +408,17 @@ mod tests {
         warehouse
     }
 
+    /// An embedded server's planner, reading each table's newest commit.
+    fn embedded_planner(warehouse: &Warehouse) -> Planner {
+        Planner::new(
+            warehouse.clone(),
+            false,
+            Engine::Embedded,
+            Arc::default(),
+            Duration::ZERO,
+        )
+    }
+
     #[tokio::test]
     async fn a_point_query_opens_its_table_without_listing_the_warehouse() {
         let warehouse = warehouse("point").await;
@@ -417,13 +428,7 @@ mod tests {
         let log = root.join("raw/broken/_strata_log");
         std::fs::create_dir_all(&log).unwrap();
         std::fs::write(log.join("00000000000000000000.json"), "{").unwrap();
-        let planner = Planner::new(
-            warehouse.clone(),
-            false,
-            Engine::Embedded,
-            Arc::default(),
-            Duration::ZERO,
-        );
+        let planner = embedded_planner(&warehouse);
         let broken = planner
             .plan("SELECT * FROM raw.broken", None, &reader())
             .await
@@ -495,13 +500,7 @@ mod tests {
     #[tokio::test]
     async fn writes_are_refused_by_their_plan_and_bad_sql_is_the_users() {
         let warehouse = warehouse("refusals").await;
-        let planner = Planner::new(
-            warehouse.clone(),
-            false,
-            Engine::Embedded,
-            Arc::default(),
-            Duration::ZERO,
-        );
+        let planner = embedded_planner(&warehouse);
         for sql in [
             "SELECT 1 INTO enriched.copy",
             "SELECT id INTO enriched.copy FROM enriched.scores",
