@@ -12,7 +12,7 @@
 //! CI runs a fixed seed and a few cases; `STRATA_PROPERTY_SEED` and
 //! `STRATA_PROPERTY_CASES` run others (`benches/incremental/property.sh` runs many).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::Path;
 
@@ -146,6 +146,23 @@ fn shapes(draw: &mut Draw) -> Vec<Shape> {
             name: "ranked.merged_running",
             sql: "SELECT order_id, customer_id, rank() OVER (PARTITION BY customer_id ORDER BY amount DESC, order_id) AS place FROM enriched.latest_stream".into(),
             needs: &["enriched.latest_stream"],
+        },
+        Shape {
+            name: "enriched.latest_regions",
+            sql: format!(
+                "SELECT l.order_id, l.amount, c.region FROM enriched.latest_stream l {join} raw.customers c ON l.customer_id = c.customer_id WHERE l.amount > {threshold}"
+            ),
+            needs: &["enriched.latest_stream"],
+        },
+        Shape {
+            name: "ranked.latest_region_totals",
+            sql: "SELECT region, count(*) AS orders, sum(amount) AS total FROM enriched.latest_regions GROUP BY region".into(),
+            needs: &["enriched.latest_regions", "enriched.latest_stream"],
+        },
+        Shape {
+            name: "ranked.latest_doubled",
+            sql: "SELECT order_id, customer_id, amount * 2 AS doubled FROM enriched.latest WHERE op <> 'x'".into(),
+            needs: &["enriched.latest"],
         },
         Shape {
             name: "ranked.latest_by_customer",
@@ -319,6 +336,7 @@ fn incremental_refreshes_of_random_pipelines_equal_full_refreshes() {
         .and_then(|cases| cases.parse().ok())
         .unwrap_or(3);
     let (mut refreshed_from_changes, mut builds) = (0, 0);
+    let mut strategies = BTreeMap::new();
     for case in 0..cases {
         let case_seed = seed.wrapping_add(case.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
         let mut draw = Draw(case_seed);
@@ -347,6 +365,10 @@ fn incremental_refreshes_of_random_pipelines_equal_full_refreshes() {
                     .is_some_and(|said| said.starts_with("incremental"))
                     || report["stream"]["from"].as_u64().is_some();
                 refreshed_from_changes += u64::from(from_changes);
+                if let Some(said) = report["strategy"].as_str() {
+                    let kind: Vec<&str> = said.split(' ').take(4).collect();
+                    *strategies.entry(kind.join(" ")).or_insert(0u64) += 1;
+                }
                 builds += 1;
             }
         }
@@ -362,6 +384,9 @@ fn incremental_refreshes_of_random_pipelines_equal_full_refreshes() {
         );
     }
     println!("{refreshed_from_changes} of {builds} builds were refreshed from what changed");
+    for (kind, count) in &strategies {
+        println!("{count:>5}  {kind}…");
+    }
     assert!(
         refreshed_from_changes > 0,
         "no build was refreshed from what changed: the property was not exercised"

@@ -14,7 +14,7 @@ use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{
     Distinct, EmptyRelation, Expr, JoinType, LogicalPlan, Projection, Union, Volatility,
 };
-use strata_language::TableName;
+use strata_language::{Format, TableName};
 
 /// Why the query cannot be built from the new rows of `stream` alone, if it cannot: an
 /// operator above the stream's scan needs the rows of earlier builds too.
@@ -79,6 +79,19 @@ pub fn refresh_strategy(plan: &LogicalPlan, inputs: &[TableName], regroupable: b
     }
     let when = "when only that input changed by added rows, whole otherwise";
     if !addable.is_empty() {
+        // A Delta input's change feed says what changed otherwise; a raw table only grows.
+        let fed = match &addable[..] {
+            [input] if regroupable => inputs.iter().find(|name| {
+                name.to_string() == *input && name.layer.format() == Some(Format::Delta)
+            }),
+            _ => None,
+        };
+        let when = match fed {
+            Some(input) => format!(
+                "when only that input changed by added rows, its rows of the rows changed in {input} recomputed when it changed otherwise, whole otherwise"
+            ),
+            None => when.to_owned(),
+        };
         return format!(
             "built from the rows added to {} {when}",
             addable.join(" or ")
@@ -89,6 +102,7 @@ pub fn refresh_strategy(plan: &LogicalPlan, inputs: &[TableName], regroupable: b
         let sets = match keyed {
             Keyed::Groups => "groups of",
             Keyed::Partitions => "partitions by",
+            Keyed::Rows => "rows of",
         };
         return format!(
             "its {sets} ({key}) that rows added to {} fall in recomputed {when}",
@@ -105,6 +119,9 @@ pub enum Keyed {
     Groups,
     /// The partitions of window functions all partitioned alike.
     Partitions,
+    /// The rows of a row-by-row query, by columns of its output: those a changed input
+    /// row gave before and gives after the change.
+    Rows,
 }
 
 /// The aggregate or window functions a query's rows come from, under the projections
@@ -122,6 +139,49 @@ pub struct KeyedNode<'a> {
 /// above allowed, `QUALIFY` say) under a query's projections and filters; None for any
 /// other query.
 pub fn keyed_node(plan: &LogicalPlan) -> Option<KeyedNode<'_>> {
+    let Top {
+        projections,
+        filtered,
+        node,
+    } = top(plan);
+    match node {
+        LogicalPlan::Aggregate(aggregate) if !filtered => Some(KeyedNode {
+            keyed: Keyed::Groups,
+            key: aggregate.group_expr.clone(),
+            input: &aggregate.input,
+            projections,
+        }),
+        // `SELECT DISTINCT`: each distinct row is a group of all its columns.
+        LogicalPlan::Distinct(Distinct::All(input)) if !filtered => Some(KeyedNode {
+            keyed: Keyed::Groups,
+            key: input
+                .schema()
+                .columns()
+                .into_iter()
+                .map(Expr::Column)
+                .collect(),
+            input,
+            projections,
+        }),
+        LogicalPlan::Window(window) => Some(KeyedNode {
+            keyed: Keyed::Partitions,
+            key: partitioned_alike(&window.window_expr)?,
+            input: &window.input,
+            projections,
+        }),
+        _ => None,
+    }
+}
+
+/// The first node of a query below its projections, filters and aliases.
+struct Top<'a> {
+    projections: Vec<&'a Projection>,
+    /// Whether a filter is among them.
+    filtered: bool,
+    node: &'a LogicalPlan,
+}
+
+fn top(plan: &LogicalPlan) -> Top<'_> {
     let mut projections = Vec::new();
     let mut filtered = false;
     let mut node = plan;
@@ -136,39 +196,25 @@ pub fn keyed_node(plan: &LogicalPlan) -> Option<KeyedNode<'_>> {
                 node = &filter.input;
             }
             LogicalPlan::SubqueryAlias(alias) => node = &alias.input,
-            LogicalPlan::Aggregate(aggregate) if !filtered => {
-                return Some(KeyedNode {
-                    keyed: Keyed::Groups,
-                    key: aggregate.group_expr.clone(),
-                    input: &aggregate.input,
+            _ => {
+                return Top {
                     projections,
-                });
+                    filtered,
+                    node,
+                };
             }
-            // `SELECT DISTINCT`: each distinct row is a group of all its columns.
-            LogicalPlan::Distinct(Distinct::All(input)) if !filtered => {
-                return Some(KeyedNode {
-                    keyed: Keyed::Groups,
-                    key: input
-                        .schema()
-                        .columns()
-                        .into_iter()
-                        .map(Expr::Column)
-                        .collect(),
-                    input,
-                    projections,
-                });
-            }
-            LogicalPlan::Window(window) => {
-                return Some(KeyedNode {
-                    keyed: Keyed::Partitions,
-                    key: partitioned_alike(&window.window_expr)?,
-                    input: &window.input,
-                    projections,
-                });
-            }
-            _ => return None,
         }
     }
+}
+
+/// Whether every one of the projections passes the column `name` through as it is.
+fn passes(projections: &[&Projection], name: &str) -> bool {
+    projections.iter().all(|projection| {
+        projection
+            .expr
+            .iter()
+            .any(|expr| matches!(expr, Expr::Column(column) if column.name == name))
+    })
 }
 
 /// The key of a query whose rows fall into such sets ([`keyed_node`]), of plain columns
@@ -184,19 +230,25 @@ pub fn recompute_key(plan: &LogicalPlan, input: &TableName) -> Option<(Keyed, Ve
             _ => None,
         })
         .collect::<Option<_>>()?;
-    let passed = |name: &String| {
-        node.projections.iter().all(|projection| {
-            projection
-                .expr
-                .iter()
-                .any(|expr| matches!(expr, Expr::Column(column) if &column.name == name))
-        })
-    };
     (!key.is_empty()
-        && key.iter().all(passed)
+        && key.iter().all(|name| passes(&node.projections, name))
         && scans(plan, input) == 1
         && added_rows_problem(node.input, input).is_none())
     .then_some((node.keyed, key))
+}
+
+/// The output columns of a query that pass a column of its input through under the
+/// same name, from `columns` (the input's): keys by which a row-by-row query's rows can
+/// be recomputed, with a filter on them that reaches the input's scan.
+pub fn passed_through(plan: &LogicalPlan, columns: &[&str]) -> Vec<String> {
+    let projections = top(plan).projections;
+    plan.schema()
+        .fields()
+        .iter()
+        .map(|field| field.name())
+        .filter(|name| columns.contains(&name.as_str()) && passes(&projections, name))
+        .cloned()
+        .collect()
 }
 
 /// The `PARTITION BY` every window function shares, if they share one.
@@ -540,6 +592,24 @@ mod tests {
         ] {
             assert_eq!(key(refused).await, None, "{refused}");
         }
+    }
+
+    #[tokio::test]
+    async fn rows_are_keyed_by_the_input_columns_the_query_passes_through() {
+        let columns = ["id", "sensor", "value"];
+        let key = |sql: &'static str| async move { passed_through(&plan(sql).await, &columns) };
+        assert_eq!(
+            key("SELECT r.id, r.sensor, s.site, r.value * 2 AS double FROM raw.readings r JOIN raw.sensors s USING (sensor) WHERE r.value > 0").await,
+            ["id", "sensor"],
+            "computed columns and the other table's are not keys"
+        );
+        assert_eq!(key("SELECT * FROM raw.readings").await, columns);
+        assert!(
+            key("SELECT id AS reading, upper(sensor) AS sensor FROM raw.readings")
+                .await
+                .is_empty(),
+            "a renamed or computed column does not pass its input's through"
+        );
     }
 
     #[tokio::test]

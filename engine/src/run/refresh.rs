@@ -10,7 +10,9 @@
 //! which replace theirs in the table. An input that changed otherwise (merged into,
 //! rows updated or deleted) says how through its change data feed: an aggregate or
 //! windows over it recompute the groups or partitions of every changed row, before and
-//! after the change, which replace theirs (a group that lost its last row goes).
+//! after the change, which replace theirs (a group that lost its last row goes); a
+//! row-by-row query over it recomputes the rows the changed rows gave, before and after,
+//! by an input column it passes through.
 //! Otherwise it is rebuilt whole, and the run report says why.
 
 use std::collections::HashSet;
@@ -31,7 +33,7 @@ use strata_storage::increment;
 use super::Build;
 use super::publish::StreamRows;
 use crate::error::{BuildStep, EngineError, Result};
-use crate::stream::{Keyed, added_rows_problem, is_repeatable, keyed_node, recompute_key};
+use crate::stream::{self, Keyed, added_rows_problem, is_repeatable, keyed_node, recompute_key};
 
 /// How the table is built this time.
 pub(super) enum Refresh {
@@ -85,6 +87,7 @@ impl Refresh {
                 match regroup.keyed {
                     Keyed::Groups => "groups of",
                     Keyed::Partitions => "partitions by",
+                    Keyed::Rows => "rows of",
                 },
                 regroup.key.join(", "),
                 if regroup.changed {
@@ -173,10 +176,10 @@ pub(super) async fn choose(
         return whole("it calls a function whose result may change between runs");
     }
     let problem = added_rows_problem(&plan, &input);
+    // Recomputed groups, partitions or rows replace theirs: no quarantine to match.
+    let regroupable = table.mode == WriteMode::Replace && table.expectations.is_empty();
     let group_key = match &problem {
-        Some(_) if table.mode == WriteMode::Replace && table.expectations.is_empty() => {
-            recompute_key(&plan, &input)
-        }
+        Some(_) if regroupable => recompute_key(&plan, &input),
         _ => None,
     };
     if let (Some(problem), None) = (&problem, &group_key) {
@@ -203,7 +206,19 @@ pub(super) async fn choose(
     )
     .await
     .map_err(planning)?;
-    let (rows, changed) = if rows.whole {
+    let (rows, changed, group_key) = if rows.whole {
+        // A row-by-row query over rows that changed recomputes the rows they gave, by
+        // the output columns its input passes through.
+        let group_key = group_key.or_else(|| {
+            let columns: Vec<&str> = planned
+                .schema
+                .fields()
+                .iter()
+                .map(|field| field.name().as_str())
+                .collect();
+            let key = stream::passed_through(&plan, &columns);
+            (problem.is_none() && regroupable && !key.is_empty()).then_some((Keyed::Rows, key))
+        });
         let feed = match (&group_key, format) {
             (Some(_), Format::Delta) => increment::delta_changes(&dir, since)
                 .await
@@ -211,7 +226,7 @@ pub(super) async fn choose(
             _ => None,
         };
         match feed {
-            Some(changes) => (changes, true),
+            Some(changes) => (changes, true, group_key),
             None => {
                 return whole(&format!(
                     "{input} changed other than by added rows (rewritten, merged into, or compacted since)"
@@ -219,7 +234,7 @@ pub(super) async fn choose(
             }
         }
     } else {
-        (rows, false)
+        (rows, false, group_key)
     };
     let added = StreamRows {
         table: input,
@@ -388,13 +403,29 @@ async fn regroup(
     let over_added = state.statement_to_plan(query).await.map_err(planning)?;
     let over_added =
         crate::stream::only_the_branches_reading(over_added, &added.table).map_err(planning)?;
-    let (Some(on_added), Some(on_all)) = (keyed_node(&over_added), keyed_node(plan)) else {
-        return Ok(Refresh::Whole(
-            "the query is not one aggregate or window".into(),
-        ));
+    // What the added or changed rows' key values are read from, and the key over them
+    // and over the whole query.
+    let (source, on_added, on_all) = if keyed == Keyed::Rows {
+        let columns = |plan: &LogicalPlan| -> datafusion::common::Result<Vec<Expr>> {
+            key.iter()
+                .map(|name| {
+                    let field = plan.schema().qualified_field_with_unqualified_name(name)?;
+                    Ok(Expr::Column(Column::from(field)))
+                })
+                .collect()
+        };
+        let on_added = columns(&over_added).map_err(planning)?;
+        (over_added, on_added, columns(plan).map_err(planning)?)
+    } else {
+        let (Some(on_added), Some(on_all)) = (keyed_node(&over_added), keyed_node(plan)) else {
+            return Ok(Refresh::Whole(
+                "the query is not one aggregate or window".into(),
+            ));
+        };
+        (on_added.input.clone(), on_added.key, on_all.key)
     };
-    let keys = LogicalPlanBuilder::from(on_added.input.clone())
-        .aggregate(on_added.key, Vec::<Expr>::new())
+    let keys = LogicalPlanBuilder::from(source)
+        .aggregate(on_added, Vec::<Expr>::new())
         .and_then(LogicalPlanBuilder::build)
         .map_err(planning)?;
     let found = match DataFrame::new(state, keys).collect().await {
@@ -418,6 +449,19 @@ async fn regroup(
             }
         }
     }
+    // Rows are recomputed by the one passed-through column that tells them apart best.
+    let (key, values, on_all) = if keyed == Keyed::Rows {
+        let best = (0..key.len())
+            .max_by_key(|&column| (values[column].len(), std::cmp::Reverse(column)))
+            .unwrap_or_default();
+        (
+            vec![key[best].clone()],
+            vec![values.swap_remove(best)],
+            vec![on_all[best].clone()],
+        )
+    } else {
+        (key, values, on_all)
+    };
     let count: usize = values.iter().map(HashSet::len).sum();
     if count == 0 {
         // No row was added (a compaction, a delivery rejected whole): no group changes,
@@ -452,7 +496,7 @@ async fn regroup(
             .reduce(Expr::and)
             .unwrap_or(lit(true))
     };
-    let selected = within(on_all.key);
+    let selected = within(on_all);
     // Groups only gain rows from added rows, and are merged; partitions, and groups
     // whose rows changed (one may have lost its last row), replace theirs.
     let replaces = (keyed == Keyed::Partitions || changed).then(|| {
@@ -462,8 +506,29 @@ async fn regroup(
                 .collect(),
         )
     });
-    let restricted = plan
-        .clone()
+    let restricted = if keyed == Keyed::Rows {
+        LogicalPlanBuilder::from(plan.clone())
+            .filter(selected)
+            .and_then(LogicalPlanBuilder::build)
+            .map_err(planning)?
+    } else {
+        restrict_below(plan, &selected).map_err(planning)?
+    };
+    Ok(Refresh::Regroup(Box::new(Regroup {
+        added,
+        keyed,
+        key,
+        plan: restricted,
+        replaces,
+        values: count,
+        changed,
+    })))
+}
+
+/// The query with only the `selected` rows read by its aggregate, window functions or
+/// `DISTINCT`: the groups or partitions they select, each whole.
+fn restrict_below(plan: &LogicalPlan, selected: &Expr) -> datafusion::common::Result<LogicalPlan> {
+    plan.clone()
         .transform_down(|node| {
             let only_selected = |input: &Arc<LogicalPlan>| {
                 LogicalPlanBuilder::from(input.as_ref().clone())
@@ -488,15 +553,5 @@ async fn regroup(
             };
             Ok(Transformed::new(restricted, true, TreeNodeRecursion::Jump))
         })
-        .map_err(planning)?
-        .data;
-    Ok(Refresh::Regroup(Box::new(Regroup {
-        added,
-        keyed,
-        key,
-        plan: restricted,
-        replaces,
-        values: count,
-        changed,
-    })))
+        .map(|transformed| transformed.data)
 }
