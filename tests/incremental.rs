@@ -1079,3 +1079,69 @@ fn a_change_log_read_through_changes_holds_every_change_of_its_table_once() {
         stderr(&output)
     );
 }
+
+#[test]
+fn a_delivery_touching_most_of_a_large_table_rebuilds_it_and_a_small_one_recomputes_its_part() {
+    let dir = workdir("incremental-large-share");
+    let readings = dir.join("landing/readings");
+    std::fs::create_dir_all(&readings).unwrap();
+    let pipeline = dir.join("places.sql");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "CREATE EXTERNAL TABLE landing.readings (reading_id BIGINT NOT NULL, sensor_id VARCHAR NOT NULL, value BIGINT NOT NULL)
+STORED AS CSV LOCATION '{}/' OPTIONS ('format.has_header' 'true');
+CREATE TABLE raw.readings AS SELECT * FROM landing.readings;
+CREATE TABLE ranked.places AS
+SELECT reading_id, sensor_id, row_number() OVER (PARTITION BY sensor_id ORDER BY value, reading_id) AS place
+FROM raw.readings;
+",
+            readings.display()
+        ),
+    )
+    .unwrap();
+    // 20,000 readings of 10 sensors, then 100 of one sensor, then 100 of every sensor.
+    let write = |name: &str, ids: std::ops::Range<u64>, sensors: u64| {
+        let mut text = String::from("reading_id,sensor_id,value\n");
+        for id in ids {
+            text.push_str(&format!("{id},s{},{}\n", id % sensors, id * 7919 % 1000));
+        }
+        std::fs::write(readings.join(name), text).unwrap();
+    };
+    let (incremental, full) = (dir.join("incremental"), dir.join("full"));
+    let strategies = [
+        (
+            "history.csv",
+            0..20_000,
+            10,
+            "full: no earlier build to add to",
+        ),
+        (
+            "one-sensor.csv",
+            20_000..20_100,
+            1,
+            "incremental: the partitions by (sensor_id) the rows added to raw.readings fall in (1 key value(s)), recomputed",
+        ),
+        (
+            "every-sensor.csv",
+            20_100..20_200,
+            10,
+            "full: the rows added to raw.readings fall in partitions holding 20100 of its 20100 rows: a rebuild costs less",
+        ),
+    ];
+    for (name, ids, sensors, expected) in strategies {
+        write(name, ids, sensors);
+        let shown = run_pipeline(&pipeline, &incremental, &[]);
+        run_pipeline(&pipeline, &full, &["--full-refresh"]);
+        assert_eq!(
+            table_report(&shown, "ranked.places")["strategy"],
+            expected,
+            "after {name}"
+        );
+        assert_eq!(
+            delta_rows(&incremental, &["ranked/places"]),
+            delta_rows(&full, &["ranked/places"]),
+            "after {name}"
+        );
+    }
+}

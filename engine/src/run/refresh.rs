@@ -20,15 +20,18 @@ use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, ScalarValue};
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::{
     Aggregate, Distinct, Expr, LogicalPlan, LogicalPlanBuilder, Window, in_list, lit,
 };
-use datafusion::prelude::DataFrame;
+use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use serde_json::Value;
 use strata_language::{Format, TableDef, TableName, WriteMode};
+use strata_storage::delta_publish::{self, DeltaReader};
 use strata_storage::increment;
+use strata_storage::paths::TableDir;
 
 use super::Build;
 use super::publish::StreamRows;
@@ -497,15 +500,30 @@ async fn regroup(
             .unwrap_or(lit(true))
     };
     let selected = within(on_all);
+    let in_table = within(
+        key.iter()
+            .map(|name| Expr::Column(Column::new_unqualified(name)))
+            .collect(),
+    );
+    let dir = build.warehouse.table(&table.name);
+    let (replaced, rows) = replaced_share(&dir, &in_table, &build.compiled.ctx.state())
+        .await
+        .map_err(planning)?;
+    if rebuild_costs_less(replaced, rows) {
+        return Ok(Refresh::Whole(format!(
+            "the rows {} {} fall in {} holding {replaced} of its {rows} rows: a rebuild costs less",
+            if changed { "changed in" } else { "added to" },
+            added.table,
+            match keyed {
+                Keyed::Groups => "groups",
+                Keyed::Partitions => "partitions",
+                Keyed::Rows => "keys",
+            },
+        )));
+    }
     // Groups only gain rows from added rows, and are merged; partitions, and groups
     // whose rows changed (one may have lost its last row), replace theirs.
-    let replaces = (keyed == Keyed::Partitions || changed).then(|| {
-        within(
-            key.iter()
-                .map(|name| Expr::Column(Column::new_unqualified(name)))
-                .collect(),
-        )
-    });
+    let replaces = (keyed == Keyed::Partitions || changed).then_some(in_table);
     let restricted = if keyed == Keyed::Rows {
         LogicalPlanBuilder::from(plan.clone())
             .filter(selected)
@@ -523,6 +541,34 @@ async fn regroup(
         values: count,
         changed,
     })))
+}
+
+/// Whether recomputing the groups, partitions or rows holding `replaced` of a table's
+/// `rows` costs more than a rebuild: recomputed rows are read, filtered, rewritten with
+/// their files' other rows and their changes recorded, where a rebuild only writes.
+fn rebuild_costs_less(replaced: u64, rows: u64) -> bool {
+    rows >= SMALL_TABLE_ROWS && replaced * 2 > rows
+}
+
+/// Rows below which a table is built in milliseconds either way, as chosen.
+const SMALL_TABLE_ROWS: u64 = 10_000;
+
+/// How many of the table's rows `predicate` selects (none counted for a small table),
+/// and how many it has: what a recompute of those rows would replace.
+async fn replaced_share(
+    dir: &TableDir,
+    predicate: &Expr,
+    state: &SessionState,
+) -> datafusion::common::Result<(u64, u64)> {
+    let table = delta_publish::provider(dir, None, state, DeltaReader::Native).await?;
+    let ctx = SessionContext::new_with_state(state.clone());
+    let rows = ctx.read_table(table)?;
+    let all = rows.clone().count().await? as u64;
+    if all < SMALL_TABLE_ROWS {
+        return Ok((0, all));
+    }
+    let replaced = rows.filter(predicate.clone())?.count().await?;
+    Ok((replaced as u64, all))
 }
 
 /// The query with only the `selected` rows read by its aggregate, window functions or
