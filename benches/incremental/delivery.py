@@ -23,16 +23,15 @@ Both warehouses must hold the same rows at the end (the script checks it with th
 """
 
 import argparse
-import gzip
-import json
 import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+
+from strata_run import run, write_csv_gz
 
 SOURCES = """
 CREATE EXTERNAL TABLE landing.readings (
@@ -97,9 +96,7 @@ def line(reading_id, version, rng):
 
 
 def write_file(path, lines):
-    with gzip.open(path, "wt", compresslevel=1) as out:
-        out.write(HEADER)
-        out.writelines(lines)
+    write_csv_gz(path, HEADER, lines)
 
 
 def history(landing, rows, files):
@@ -120,19 +117,6 @@ def delivery(landing, number, history_rows, new_rows, corrections):
     # Distinct readings: two corrections of one reading in one delivery would share a version.
     lines += [line(reading_id, number + 1, rng) for reading_id in rng.sample(range(history_rows), corrections)]
     write_file(os.path.join(landing, f"delivery-{number:03}.csv.gz"), lines)
-
-
-def run(strata, pipeline, warehouse, *extra):
-    started = time.perf_counter()
-    done = subprocess.run(
-        [strata, "run", pipeline, "--warehouse", warehouse, *extra],
-        check=True, capture_output=True, text=True,
-    )
-    seconds = time.perf_counter() - started
-    report_path = next(l[len("report: "):] for l in done.stdout.splitlines() if l.startswith("report: "))
-    report = json.load(open(report_path.strip()))
-    tables = {t["table"]: t for t in report["tables"]}
-    return seconds, tables
 
 
 def table_seconds(tables, name):

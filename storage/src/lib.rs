@@ -12,6 +12,7 @@ pub mod delta_publish;
 pub mod erasure;
 mod error;
 pub mod increment;
+pub mod key_set;
 pub mod landing;
 pub mod maintenance;
 pub mod paths;

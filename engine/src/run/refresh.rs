@@ -22,7 +22,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{
-    Aggregate, Distinct, Expr, LogicalPlan, LogicalPlanBuilder, Window, in_list, lit,
+    Aggregate, Distinct, Expr, LogicalPlan, LogicalPlanBuilder, Window, lit,
 };
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
@@ -30,8 +30,8 @@ use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use serde_json::Value;
 use strata_language::{Format, TableDef, TableName, WriteMode};
 use strata_storage::delta_publish::{self, DeltaReader};
-use strata_storage::increment;
 use strata_storage::paths::TableDir;
+use strata_storage::{increment, key_set};
 
 use super::Build;
 use super::publish::StreamRows;
@@ -478,33 +478,21 @@ async fn regroup(
             added.table
         )));
     }
-    let within = |columns: Vec<Expr>| {
-        columns
-            .into_iter()
-            .zip(&values)
-            .map(|(column, seen)| {
-                let listed: Vec<Expr> = seen
-                    .iter()
-                    .filter(|value| !value.is_null())
-                    .cloned()
-                    .map(lit)
-                    .collect();
-                let among = in_list(column.clone(), listed, false);
-                if seen.iter().any(ScalarValue::is_null) {
-                    among.or(column.is_null())
-                } else {
-                    among
-                }
-            })
-            .reduce(Expr::and)
-            .unwrap_or(lit(true))
-    };
-    let selected = within(on_all);
-    let in_table = within(
+    let keys_of = |columns: Vec<Expr>| columns.into_iter().zip(&values);
+    // The recomputed rows are read by the engine (on a cluster too); the table's rows
+    // they replace are found by deltalake here.
+    let selected = keys_of(on_all)
+        .map(|(column, seen)| key_set::listed(column, seen))
+        .fold(lit(true), Expr::and);
+    let in_table = keys_of(
         key.iter()
             .map(|name| Expr::Column(Column::new_unqualified(name)))
             .collect(),
-    );
+    )
+    .try_fold(lit(true), |holds, (column, seen)| {
+        Ok(holds.and(key_set::among(column, seen)?))
+    })
+    .map_err(planning)?;
     let dir = build.warehouse.table(&table.name);
     let (replaced, rows) = replaced_share(&dir, &in_table, &build.compiled.ctx.state())
         .await
@@ -560,7 +548,7 @@ async fn replaced_share(
     predicate: &Expr,
     state: &SessionState,
 ) -> datafusion::common::Result<(u64, u64)> {
-    let table = delta_publish::provider(dir, None, state, DeltaReader::Native).await?;
+    let table = delta_publish::provider(dir, None, state, DeltaReader::Portable).await?;
     let ctx = SessionContext::new_with_state(state.clone());
     let rows = ctx.read_table(table)?;
     let all = rows.clone().count().await? as u64;
