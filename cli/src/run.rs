@@ -291,7 +291,9 @@ pub(crate) fn print_summary(report: &RunReport, out: &mut impl Write) -> std::io
         for rejected in &table.rejected_files {
             writeln!(out, "    rejected {}: {}", rejected.path, rejected.reason)?;
         }
-        if let Some(stream) = &table.stream {
+        if let Some(strategy) = &table.strategy {
+            writeln!(out, "    {strategy}")?;
+        } else if let Some(stream) = &table.stream {
             match stream.from {
                 Some(from) => writeln!(
                     out,

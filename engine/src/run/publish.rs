@@ -722,8 +722,19 @@ async fn latest_per_key(
         .iter()
         .map(|field| column(field.name()))
         .collect();
+    let repeated_keys = |frame: DataFrame| async move {
+        frame
+            .aggregate(
+                key.iter().map(|name| column(name)).collect(),
+                vec![count(lit(1)).alias(ROWS)],
+            )?
+            .filter(column(ROWS).gt(lit(1i64)))?
+            .count()
+            .await
+    };
+    // Ranking each key's rows sorts them all: only worth it when a key came twice.
     let candidates = match sequence_by {
-        Some(sequence_by) => {
+        Some(sequence_by) if repeated_keys(rows.clone()).await? > 0 => {
             let rank = rank()
                 .partition_by(key.iter().map(|name| column(name)).collect())
                 .order_by(vec![column(sequence_by).sort(false, false)])
@@ -733,25 +744,16 @@ async fn latest_per_key(
                 .filter(column(RANK).eq(lit(1u64)))?
                 .select(names)?
         }
+        Some(_) => return collect_keeping_schema(rows).await,
         None => rows,
     };
-    let repeated_keys = |batches: Vec<RecordBatch>| async {
-        ctx.read_batches(batches)?
-            .aggregate(
-                key.iter().map(|name| column(name)).collect(),
-                vec![count(lit(1)).alias(ROWS)],
-            )?
-            .filter(column(ROWS).gt(lit(1i64)))?
-            .count()
-            .await
-    };
     let latest = collect_keeping_schema(candidates).await?;
-    if repeated_keys(latest.clone()).await? == 0 {
+    if repeated_keys(ctx.read_batches(latest.clone())?).await? == 0 {
         return Ok(latest);
     }
     // Some key kept several rows: the same row delivered twice is one row.
     let latest = collect_keeping_schema(ctx.read_batches(latest)?.distinct()?).await?;
-    let repeated = repeated_keys(latest.clone()).await?;
+    let repeated = repeated_keys(ctx.read_batches(latest.clone())?).await?;
     if repeated > 0 {
         let (what, hint) = match sequence_by {
             Some(sequence_by) => (
