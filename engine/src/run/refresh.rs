@@ -21,6 +21,8 @@ use std::sync::Arc;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::execution::SessionState;
+use datafusion::functions_aggregate::expr_fn::count;
+use datafusion::logical_expr::ExprFunctionExt;
 use datafusion::logical_expr::{
     Aggregate, Distinct, Expr, LogicalPlan, LogicalPlanBuilder, Window, lit,
 };
@@ -452,25 +454,43 @@ async fn regroup(
             }
         }
     }
-    // Rows are recomputed by the one passed-through column that tells them apart best.
-    let (key, values, on_all) = if keyed == Keyed::Rows {
-        let best = (0..key.len())
-            .max_by_key(|&column| (values[column].len(), std::cmp::Reverse(column)))
-            .unwrap_or_default();
-        (
-            vec![key[best].clone()],
-            vec![values.swap_remove(best)],
-            vec![on_all[best].clone()],
-        )
-    } else {
-        (key, values, on_all)
-    };
-    let count: usize = values.iter().map(HashSet::len).sum();
-    if count == 0 {
+    if values.iter().all(HashSet::is_empty) {
         // No row was added (a compaction, a delivery rejected whole): no group changes,
         // and the query over no rows records how far the input was read.
         return Ok(Refresh::Added(added));
     }
+    // The table's rows each key's values select: for rows, one passed-through column's
+    // values at a time; for groups and partitions, all of them together.
+    let in_table = values
+        .iter()
+        .zip(&key)
+        .map(|(seen, name)| key_set::among(Expr::Column(Column::new_unqualified(name)), seen))
+        .collect::<datafusion::common::Result<Vec<Expr>>>()
+        .map_err(planning)?;
+    let in_table = match keyed {
+        Keyed::Rows => in_table,
+        _ => vec![in_table.into_iter().reduce(Expr::and).unwrap_or(lit(true))],
+    };
+    let dir = build.warehouse.table(&table.name);
+    let (replaced, rows) = replaced_counts(&dir, &in_table, &build.compiled.ctx.state())
+        .await
+        .map_err(planning)?;
+    // Rows are recomputed by the passed-through column whose values select fewest.
+    let best = (0..in_table.len())
+        .min_by_key(|&at| (replaced[at], at))
+        .unwrap_or_default();
+    let (key, values, on_all, in_table, replaced) = if keyed == Keyed::Rows {
+        (
+            vec![key[best].clone()],
+            vec![values.swap_remove(best)],
+            vec![on_all[best].clone()],
+            in_table[best].clone(),
+            replaced[best],
+        )
+    } else {
+        (key, values, on_all, in_table[0].clone(), replaced[0])
+    };
+    let count: usize = values.iter().map(HashSet::len).sum();
     if count > MOST_KEY_VALUES {
         return Ok(Refresh::Whole(format!(
             "the rows {} {} hold {count} group key values: recomputing their groups would cost about a rebuild",
@@ -478,25 +498,6 @@ async fn regroup(
             added.table
         )));
     }
-    let keys_of = |columns: Vec<Expr>| columns.into_iter().zip(&values);
-    // The recomputed rows are read by the engine (on a cluster too); the table's rows
-    // they replace are found by deltalake here.
-    let selected = keys_of(on_all)
-        .map(|(column, seen)| key_set::listed(column, seen))
-        .fold(lit(true), Expr::and);
-    let in_table = keys_of(
-        key.iter()
-            .map(|name| Expr::Column(Column::new_unqualified(name)))
-            .collect(),
-    )
-    .try_fold(lit(true), |holds, (column, seen)| {
-        Ok(holds.and(key_set::among(column, seen)?))
-    })
-    .map_err(planning)?;
-    let dir = build.warehouse.table(&table.name);
-    let (replaced, rows) = replaced_share(&dir, &in_table, &build.compiled.ctx.state())
-        .await
-        .map_err(planning)?;
     if rebuild_costs_less(replaced, rows) {
         return Ok(Refresh::Whole(format!(
             "the rows {} {} fall in {} holding {replaced} of its {rows} rows: a rebuild costs less",
@@ -509,6 +510,14 @@ async fn regroup(
             },
         )));
     }
+    // The recomputed rows are read by the engine (on a cluster too); the table's rows
+    // they replace are found by deltalake here.
+    let selected = on_all
+        .into_iter()
+        .zip(&values)
+        .map(|(column, seen)| key_set::listed(column, seen))
+        .reduce(Expr::and)
+        .unwrap_or(lit(true));
     // Groups only gain rows from added rows, and are merged; partitions, and groups
     // whose rows changed (one may have lost its last row), replace theirs.
     let replaces = (keyed == Keyed::Partitions || changed).then_some(in_table);
@@ -541,22 +550,43 @@ fn rebuild_costs_less(replaced: u64, rows: u64) -> bool {
 /// Rows below which a table is built in milliseconds either way, as chosen.
 const SMALL_TABLE_ROWS: u64 = 10_000;
 
-/// How many of the table's rows `predicate` selects (none counted for a small table),
-/// and how many it has: what a recompute of those rows would replace.
-async fn replaced_share(
+/// How many of the table's rows each of `predicates` selects (none counted for a small
+/// table), and how many it has, in one scan: what a recompute would replace.
+async fn replaced_counts(
     dir: &TableDir,
-    predicate: &Expr,
+    predicates: &[Expr],
     state: &SessionState,
-) -> datafusion::common::Result<(u64, u64)> {
+) -> datafusion::common::Result<(Vec<u64>, u64)> {
+    let none = || vec![0; predicates.len()];
     let table = delta_publish::provider(dir, None, state, DeltaReader::Portable).await?;
     let ctx = SessionContext::new_with_state(state.clone());
     let rows = ctx.read_table(table)?;
     let all = rows.clone().count().await? as u64;
     if all < SMALL_TABLE_ROWS {
-        return Ok((0, all));
+        return Ok((none(), all));
     }
-    let replaced = rows.filter(predicate.clone())?.count().await?;
-    Ok((replaced as u64, all))
+    let counts = predicates
+        .iter()
+        .enumerate()
+        .map(|(at, predicate)| {
+            count(lit(1))
+                .filter(predicate.clone())
+                .build()
+                .map(|counted| counted.alias(format!("selected_{at}")))
+        })
+        .collect::<datafusion::common::Result<Vec<Expr>>>()?;
+    let batches = rows.aggregate(vec![], counts)?.collect().await?;
+    let mut replaced = none();
+    for batch in &batches {
+        for (at, counted) in replaced.iter_mut().enumerate() {
+            if let ScalarValue::Int64(Some(selected)) =
+                ScalarValue::try_from_array(batch.column(at), 0)?
+            {
+                *counted = selected as u64;
+            }
+        }
+    }
+    Ok((replaced, all))
 }
 
 /// The query with only the `selected` rows read by its aggregate, window functions or
