@@ -1089,36 +1089,43 @@ fn a_delivery_touching_most_of_a_large_table_rebuilds_it_and_a_small_one_recompu
     std::fs::write(
         &pipeline,
         format!(
-            "CREATE EXTERNAL TABLE landing.readings (reading_id BIGINT NOT NULL, sensor_id VARCHAR NOT NULL, value BIGINT NOT NULL)
+            "CREATE EXTERNAL TABLE landing.readings (reading_id BIGINT NOT NULL, sensor_id VARCHAR NOT NULL, value BIGINT NOT NULL, version BIGINT NOT NULL)
 STORED AS CSV LOCATION '{}/' OPTIONS ('format.has_header' 'true');
 CREATE TABLE raw.readings AS SELECT * FROM landing.readings;
 CREATE TABLE ranked.places AS
 SELECT reading_id, sensor_id, row_number() OVER (PARTITION BY sensor_id ORDER BY value, reading_id) AS place
 FROM raw.readings;
+CREATE TABLE enriched.latest WRITE MERGE KEY (reading_id) SEQUENCE BY version
+AS SELECT reading_id, sensor_id, value, version FROM STREAM(raw.readings);
+CREATE TABLE ranked.tagged AS SELECT sensor_id, value, reading_id FROM enriched.latest WHERE value >= 0;
 ",
             readings.display()
         ),
     )
     .unwrap();
-    // 20,000 readings of 10 sensors, then 100 of one sensor, then 100 of every sensor.
-    let write = |name: &str, ids: std::ops::Range<u64>, sensors: u64| {
-        let mut text = String::from("reading_id,sensor_id,value\n");
+    // 20,000 readings of 10 sensors, then 100 of one sensor, then 100 of every sensor,
+    // then corrections of two readings.
+    let write = |name: &str, ids: std::ops::Range<u64>, sensors: u64, version: u64| {
+        let mut text = String::from("reading_id,sensor_id,value,version\n");
         for id in ids {
-            text.push_str(&format!("{id},s{},{}\n", id % sensors, id * 7919 % 1000));
+            let value = (id * 7919 + version) % 1000;
+            text.push_str(&format!("{id},s{},{value},{version}\n", id % sensors));
         }
         std::fs::write(readings.join(name), text).unwrap();
     };
     let (incremental, full) = (dir.join("incremental"), dir.join("full"));
-    let strategies = [
+    let deliveries = [
         (
             "history.csv",
             0..20_000,
             10,
+            1,
             "full: no earlier build to add to",
         ),
         (
             "one-sensor.csv",
             20_000..20_100,
+            1,
             1,
             "incremental: the partitions by (sensor_id) the rows added to raw.readings fall in (1 key value(s)), recomputed",
         ),
@@ -1126,11 +1133,19 @@ FROM raw.readings;
             "every-sensor.csv",
             20_100..20_200,
             10,
+            1,
             "full: the rows added to raw.readings fall in partitions holding 20100 of its 20100 rows: a rebuild costs less",
         ),
+        (
+            "corrections.csv",
+            5..7,
+            10,
+            2,
+            "incremental: the partitions by (sensor_id) the rows added to raw.readings fall in (2 key value(s)), recomputed",
+        ),
     ];
-    for (name, ids, sensors, expected) in strategies {
-        write(name, ids, sensors);
+    for (name, ids, sensors, version, expected) in deliveries {
+        write(name, ids, sensors, version);
         let shown = run_pipeline(&pipeline, &incremental, &[]);
         run_pipeline(&pipeline, &full, &["--full-refresh"]);
         assert_eq!(
@@ -1138,9 +1153,18 @@ FROM raw.readings;
             expected,
             "after {name}"
         );
+        if version == 2 {
+            // The corrected readings' rows are recomputed by their ids, which select two
+            // rows, not by their sensors, which select 4,000.
+            assert_eq!(
+                table_report(&shown, "ranked.tagged")["strategy"],
+                "incremental: the rows of (reading_id) the rows changed in enriched.latest fall in (2 key value(s)), recomputed"
+            );
+        }
+        let tables = ["ranked/places", "enriched/latest", "ranked/tagged"];
         assert_eq!(
-            delta_rows(&incremental, &["ranked/places"]),
-            delta_rows(&full, &["ranked/places"]),
+            delta_rows(&incremental, &tables),
+            delta_rows(&full, &tables),
             "after {name}"
         );
     }
