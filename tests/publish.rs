@@ -526,3 +526,58 @@ fn a_replace_builds_quarantine_is_replaced_with_its_own_bad_rows() {
     run(&["--full-refresh"]);
     assert_eq!(quarantined(), ["[2, 3] 1"]);
 }
+
+#[test]
+fn a_key_delivered_twice_keeps_its_latest_row_and_a_tie_between_different_rows_is_refused() {
+    let dir = workdir("publish-merge-latest-row");
+    let landing = dir.join("landing/people");
+    std::fs::create_dir_all(&landing).unwrap();
+    // Person 1 twice (the later Seq wins), person 2 as the same row twice (one row).
+    std::fs::write(
+        landing.join("a.csv"),
+        "PersonId,City,Seq\n1,Lyon,1\n1,Paris,2\n2,Porto,1\n2,Porto,1\n3,Ghent,1\n",
+    )
+    .unwrap();
+    let pipeline = dir.join("pipeline.sql");
+    std::fs::write(
+        &pipeline,
+        "CREATE EXTERNAL TABLE landing.people (\"PersonId\" BIGINT, \"City\" VARCHAR, \"Seq\" BIGINT) STORED AS CSV LOCATION 'landing/people/' OPTIONS ('format.has_header' 'true');\n\
+         CREATE TABLE raw.people AS SELECT * FROM landing.people;\n\
+         CREATE TABLE enriched.people WRITE MERGE KEY (\"PersonId\") SEQUENCE BY \"Seq\" AS SELECT \"PersonId\", \"City\", \"Seq\" FROM raw.people;\n",
+    )
+    .unwrap();
+    let (wh, pipeline) = (dir.to_str().unwrap(), pipeline.to_str().unwrap());
+    let first = strata(&["run", pipeline, "--warehouse", wh]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let rows = |dir: &Path| {
+        crate::support::python(&[
+            "-c",
+            "import sys, os\nfrom deltalake import DeltaTable\nrows = sorted((r['PersonId'], r['City']) for r in DeltaTable(sys.argv[1]).to_pyarrow_table().to_pylist())\nprint(rows)\nsys.stdout.flush()\nos._exit(0)",
+            dir.join("enriched/people").to_str().unwrap(),
+        ])
+    };
+    assert_eq!(
+        rows(&dir).trim(),
+        "[(1, 'Paris'), (2, 'Porto'), (3, 'Ghent')]"
+    );
+    // Two different rows of person 3 with the same greatest Seq: which is current is a guess.
+    std::fs::write(
+        landing.join("b.csv"),
+        "PersonId,City,Seq\n3,Ghent,2\n3,Bruges,2\n",
+    )
+    .unwrap();
+    let tie = strata(&["run", pipeline, "--warehouse", wh]);
+    assert!(!tie.status.success());
+    assert!(
+        stderr(&tie).contains(
+            "1 keys (PersonId) have different rows with the same greatest Seq; give each change of a key its own Seq"
+        ),
+        "{}",
+        stderr(&tie)
+    );
+    assert_eq!(
+        rows(&dir).trim(),
+        "[(1, 'Paris'), (2, 'Porto'), (3, 'Ghent')]",
+        "the refused build changed nothing"
+    );
+}

@@ -722,29 +722,44 @@ async fn latest_per_key(
         .iter()
         .map(|field| column(field.name()))
         .collect();
-    let repeated_keys = |frame: DataFrame| async move {
-        frame
-            .aggregate(
-                key.iter().map(|name| column(name)).collect(),
-                vec![count(lit(1)).alias(ROWS)],
+    let keys: Vec<Expr> = key.iter().map(|name| column(name)).collect();
+    // Joined on the key by column, as named (a name in SQL text would be folded).
+    let on_key = |left: DataFrame, right: DataFrame, join_type| {
+        let key: Vec<Column> = key.iter().map(Column::new_unqualified).collect();
+        let (state, left) = left.into_parts();
+        LogicalPlanBuilder::from(left)
+            .join(
+                right.into_unoptimized_plan(),
+                join_type,
+                (key.clone(), key),
+                None,
             )?
-            .filter(column(ROWS).gt(lit(1i64)))?
-            .count()
-            .await
+            .build()
+            .map(|plan| DataFrame::new(state, plan))
     };
-    // Ranking each key's rows sorts them all: only worth it when a key came twice.
+    let repeated = |frame: DataFrame| -> datafusion::error::Result<DataFrame> {
+        frame
+            .aggregate(keys.clone(), vec![count(lit(1)).alias(ROWS)])?
+            .filter(column(ROWS).gt(lit(1i64)))?
+            .select(keys.clone())
+    };
+    let repeated_keys = |frame: DataFrame| async { repeated(frame)?.count().await };
+    // Ranking each key's rows sorts them: only the keys that came more than once are.
     let candidates = match sequence_by {
-        Some(sequence_by) if repeated_keys(rows.clone()).await? > 0 => {
+        Some(sequence_by) => {
+            let twice = repeated(rows.clone())?.alias("repeated")?;
+            let once = on_key(rows.clone(), twice.clone(), JoinType::LeftAnti)?;
             let rank = rank()
-                .partition_by(key.iter().map(|name| column(name)).collect())
+                .partition_by(keys.clone())
                 .order_by(vec![column(sequence_by).sort(false, false)])
                 .build()?
                 .alias(RANK);
-            rows.window(vec![rank])?
+            let latest_of_twice = on_key(rows, twice, JoinType::LeftSemi)?
+                .window(vec![rank])?
                 .filter(column(RANK).eq(lit(1u64)))?
-                .select(names)?
+                .select(names.clone())?;
+            once.select(names)?.union(latest_of_twice)?
         }
-        Some(_) => return collect_keeping_schema(rows).await,
         None => rows,
     };
     let latest = collect_keeping_schema(candidates).await?;
