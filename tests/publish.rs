@@ -361,16 +361,13 @@ fn scd2_refuses_two_changes_of_one_key_at_the_same_sequence_value() {
     assert!(!dir.join("enriched/people/_delta_log").exists());
 }
 
-#[test]
-fn a_merge_key_with_a_mixed_case_name_updates_rows_in_place() {
-    let dir = workdir("publish-mixed-case-merge");
+/// A pipeline merging people by a mixed-case key, ordered by `Seq`, with `first` as its
+/// first landing file: the work dir, the landing directory and the pipeline file.
+fn people(name: &str, first: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = workdir(name);
     let landing = dir.join("landing/people");
     std::fs::create_dir_all(&landing).unwrap();
-    std::fs::write(
-        landing.join("a.csv"),
-        "PersonId,City,Seq\n1,Lyon,1\n2,Porto,1\n",
-    )
-    .unwrap();
+    std::fs::write(landing.join("a.csv"), first).unwrap();
     let pipeline = dir.join("pipeline.sql");
     std::fs::write(
         &pipeline,
@@ -379,6 +376,15 @@ fn a_merge_key_with_a_mixed_case_name_updates_rows_in_place() {
          CREATE TABLE enriched.people WRITE MERGE KEY (\"PersonId\") SEQUENCE BY \"Seq\" AS SELECT \"PersonId\", \"City\", \"Seq\" FROM raw.people;\n",
     )
     .unwrap();
+    (dir, landing, pipeline)
+}
+
+#[test]
+fn a_merge_key_with_a_mixed_case_name_updates_rows_in_place() {
+    let (dir, landing, pipeline) = people(
+        "publish-mixed-case-merge",
+        "PersonId,City,Seq\n1,Lyon,1\n2,Porto,1\n",
+    );
     let wh = dir.to_str().unwrap();
     let pipeline = pipeline.to_str().unwrap();
     let first = strata(&["run", pipeline, "--warehouse", wh]);
@@ -529,23 +535,11 @@ fn a_replace_builds_quarantine_is_replaced_with_its_own_bad_rows() {
 
 #[test]
 fn a_key_delivered_twice_keeps_its_latest_row_and_a_tie_between_different_rows_is_refused() {
-    let dir = workdir("publish-merge-latest-row");
-    let landing = dir.join("landing/people");
-    std::fs::create_dir_all(&landing).unwrap();
     // Person 1 twice (the later Seq wins), person 2 as the same row twice (one row).
-    std::fs::write(
-        landing.join("a.csv"),
+    let (dir, landing, pipeline) = people(
+        "publish-merge-latest-row",
         "PersonId,City,Seq\n1,Lyon,1\n1,Paris,2\n2,Porto,1\n2,Porto,1\n3,Ghent,1\n",
-    )
-    .unwrap();
-    let pipeline = dir.join("pipeline.sql");
-    std::fs::write(
-        &pipeline,
-        "CREATE EXTERNAL TABLE landing.people (\"PersonId\" BIGINT, \"City\" VARCHAR, \"Seq\" BIGINT) STORED AS CSV LOCATION 'landing/people/' OPTIONS ('format.has_header' 'true');\n\
-         CREATE TABLE raw.people AS SELECT * FROM landing.people;\n\
-         CREATE TABLE enriched.people WRITE MERGE KEY (\"PersonId\") SEQUENCE BY \"Seq\" AS SELECT \"PersonId\", \"City\", \"Seq\" FROM raw.people;\n",
-    )
-    .unwrap();
+    );
     let (wh, pipeline) = (dir.to_str().unwrap(), pipeline.to_str().unwrap());
     let first = strata(&["run", pipeline, "--warehouse", wh]);
     assert!(first.status.success(), "{}", stderr(&first));

@@ -744,10 +744,15 @@ async fn latest_per_key(
             .select(keys.clone())
     };
     let repeated_keys = |frame: DataFrame| async { repeated(frame)?.count().await };
-    // Ranking each key's rows sorts them: only the keys that came more than once are.
+    // Ranking each key's rows sorts them: only the keys that came more than once are,
+    // and when none did, the rows are the latest as they are.
     let candidates = match sequence_by {
         Some(sequence_by) => {
-            let twice = repeated(rows.clone())?.alias("repeated")?;
+            let twice = collect_keeping_schema(repeated(rows.clone())?).await?;
+            if twice.iter().all(|batch| batch.num_rows() == 0) {
+                return collect_keeping_schema(rows).await;
+            }
+            let twice = ctx.read_batches(twice)?.alias("repeated")?;
             let once = on_key(rows.clone(), twice.clone(), JoinType::LeftAnti)?;
             let rank = rank()
                 .partition_by(keys.clone())
