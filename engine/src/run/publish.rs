@@ -708,7 +708,8 @@ pub(super) async fn collect_keeping_schema(
 
 /// One row per key: with a sequence column the row with its greatest value, without
 /// one the only row. Identical rows count once; two different rows of a key with no
-/// sequence to tell them apart are an error, not a guess. The rows are read once.
+/// sequence to tell them apart are an error, not a guess. Only the keys delivered more
+/// than once are ranked and checked: ranking sorts every row it is given.
 async fn latest_per_key(
     ctx: &SessionContext,
     rows: DataFrame,
@@ -716,6 +717,9 @@ async fn latest_per_key(
     sequence_by: Option<&str>,
 ) -> datafusion::error::Result<Vec<RecordBatch>> {
     let column = |name: &str| Expr::Column(Column::new_unqualified(name));
+    let Some(sequence_by) = sequence_by else {
+        return one_row_per_key(ctx, collect_keeping_schema(rows).await?, key, None).await;
+    };
     let names: Vec<Expr> = rows
         .schema()
         .fields()
@@ -723,6 +727,10 @@ async fn latest_per_key(
         .map(|field| column(field.name()))
         .collect();
     let keys: Vec<Expr> = key.iter().map(|name| column(name)).collect();
+    let twice = collect_keeping_schema(repeated_keys(rows.clone(), &keys)?).await?;
+    if twice.iter().all(|batch| batch.num_rows() == 0) {
+        return collect_keeping_schema(rows).await;
+    }
     // Joined on the key by column, as named (a name in SQL text would be folded).
     let on_key = |left: DataFrame, right: DataFrame, join_type| {
         let key: Vec<Column> = key.iter().map(Column::new_unqualified).collect();
@@ -737,43 +745,50 @@ async fn latest_per_key(
             .build()
             .map(|plan| DataFrame::new(state, plan))
     };
-    let repeated = |frame: DataFrame| -> datafusion::error::Result<DataFrame> {
-        frame
-            .aggregate(keys.clone(), vec![count(lit(1)).alias(ROWS)])?
-            .filter(column(ROWS).gt(lit(1i64)))?
-            .select(keys.clone())
+    let twice = ctx.read_batches(twice)?.alias("repeated")?;
+    let once = on_key(rows.clone(), twice.clone(), JoinType::LeftAnti)?.select(names.clone())?;
+    let rank = rank()
+        .partition_by(keys)
+        .order_by(vec![column(sequence_by).sort(false, false)])
+        .build()?
+        .alias(RANK);
+    let latest_of_twice = on_key(rows, twice, JoinType::LeftSemi)?
+        .window(vec![rank])?
+        .filter(column(RANK).eq(lit(1u64)))?
+        .select(names)?;
+    let latest_of_twice = collect_keeping_schema(latest_of_twice).await?;
+    let mut latest = collect_keeping_schema(once).await?;
+    latest.extend(one_row_per_key(ctx, latest_of_twice, key, Some(sequence_by)).await?);
+    Ok(latest)
+}
+
+/// The keys that `rows` hold more than once.
+fn repeated_keys(rows: DataFrame, keys: &[Expr]) -> datafusion::error::Result<DataFrame> {
+    rows.aggregate(keys.to_vec(), vec![count(lit(1)).alias(ROWS)])?
+        .filter(Expr::Column(Column::new_unqualified(ROWS)).gt(lit(1i64)))?
+        .select(keys.to_vec())
+}
+
+/// `rows` with identical rows counted once, refused if a key still has two.
+async fn one_row_per_key(
+    ctx: &SessionContext,
+    rows: Vec<RecordBatch>,
+    key: &[String],
+    sequence_by: Option<&str>,
+) -> datafusion::error::Result<Vec<RecordBatch>> {
+    let keys: Vec<Expr> = key
+        .iter()
+        .map(|name| Expr::Column(Column::new_unqualified(name)))
+        .collect();
+    let repeated = |rows: Vec<RecordBatch>| async {
+        repeated_keys(ctx.read_batches(rows)?, &keys)?.count().await
     };
-    let repeated_keys = |frame: DataFrame| async { repeated(frame)?.count().await };
-    // Ranking each key's rows sorts them: only the keys that came more than once are,
-    // and when none did, the rows are the latest as they are.
-    let candidates = match sequence_by {
-        Some(sequence_by) => {
-            let twice = collect_keeping_schema(repeated(rows.clone())?).await?;
-            if twice.iter().all(|batch| batch.num_rows() == 0) {
-                return collect_keeping_schema(rows).await;
-            }
-            let twice = ctx.read_batches(twice)?.alias("repeated")?;
-            let once = on_key(rows.clone(), twice.clone(), JoinType::LeftAnti)?;
-            let rank = rank()
-                .partition_by(keys.clone())
-                .order_by(vec![column(sequence_by).sort(false, false)])
-                .build()?
-                .alias(RANK);
-            let latest_of_twice = on_key(rows, twice, JoinType::LeftSemi)?
-                .window(vec![rank])?
-                .filter(column(RANK).eq(lit(1u64)))?
-                .select(names.clone())?;
-            once.select(names)?.union(latest_of_twice)?
-        }
-        None => rows,
-    };
-    let latest = collect_keeping_schema(candidates).await?;
-    if repeated_keys(ctx.read_batches(latest.clone())?).await? == 0 {
-        return Ok(latest);
+    if repeated(rows.clone()).await? == 0 {
+        return Ok(rows);
     }
     // Some key kept several rows: the same row delivered twice is one row.
-    let latest = collect_keeping_schema(ctx.read_batches(latest)?.distinct()?).await?;
-    let repeated = repeated_keys(ctx.read_batches(latest.clone())?).await?;
+    let rows = collect_keeping_schema(ctx.read_batches(rows)?.distinct()?).await?;
+    let repeated = repeated(rows.clone()).await?;
     if repeated > 0 {
         let (what, hint) = match sequence_by {
             Some(sequence_by) => (
@@ -790,7 +805,7 @@ async fn latest_per_key(
             key.join(", ")
         )));
     }
-    Ok(latest)
+    Ok(rows)
 }
 
 /// SCD type 2 from every version of every key: a row per change, with the span it was current.

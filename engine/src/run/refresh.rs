@@ -550,43 +550,39 @@ fn rebuild_costs_less(replaced: u64, rows: u64) -> bool {
 /// Rows below which a table is built in milliseconds either way, as chosen.
 const SMALL_TABLE_ROWS: u64 = 10_000;
 
-/// How many of the table's rows each of `predicates` selects (none counted for a small
-/// table), and how many it has, in one scan: what a recompute would replace.
+/// How many of the table's rows each of `predicates` selects, and how many it has, in
+/// one scan: what a recompute would replace.
 async fn replaced_counts(
     dir: &TableDir,
     predicates: &[Expr],
     state: &SessionState,
 ) -> datafusion::common::Result<(Vec<u64>, u64)> {
-    let none = || vec![0; predicates.len()];
     let table = delta_publish::provider(dir, None, state, DeltaReader::Portable).await?;
     let ctx = SessionContext::new_with_state(state.clone());
-    let rows = ctx.read_table(table)?;
-    let all = rows.clone().count().await? as u64;
-    if all < SMALL_TABLE_ROWS {
-        return Ok((none(), all));
-    }
     let counts = predicates
         .iter()
+        .map(|predicate| count(lit(1)).filter(predicate.clone()).build())
+        .chain([Ok(count(lit(1)))])
         .enumerate()
-        .map(|(at, predicate)| {
-            count(lit(1))
-                .filter(predicate.clone())
-                .build()
-                .map(|counted| counted.alias(format!("selected_{at}")))
-        })
+        .map(|(at, counted)| counted.map(|counted| counted.alias(format!("counted_{at}"))))
         .collect::<datafusion::common::Result<Vec<Expr>>>()?;
-    let batches = rows.aggregate(vec![], counts)?.collect().await?;
-    let mut replaced = none();
+    let batches = ctx
+        .read_table(table)?
+        .aggregate(vec![], counts)?
+        .collect()
+        .await?;
+    let mut counted = vec![0; predicates.len() + 1];
     for batch in &batches {
-        for (at, counted) in replaced.iter_mut().enumerate() {
-            if let ScalarValue::Int64(Some(selected)) =
+        for (at, total) in counted.iter_mut().enumerate() {
+            if let ScalarValue::Int64(Some(rows)) =
                 ScalarValue::try_from_array(batch.column(at), 0)?
             {
-                *counted = selected as u64;
+                *total = rows as u64;
             }
         }
     }
-    Ok((replaced, all))
+    let all = counted.pop().unwrap_or_default();
+    Ok((counted, all))
 }
 
 /// The query with only the `selected` rows read by its aggregate, window functions or
